@@ -1,0 +1,5 @@
+//! Loading and validating `conf.yaml`.
+
+pub mod schema;
+
+pub use schema::*;

@@ -1,0 +1,10 @@
+//! Types both ends of the `vtuberd` local socket agree on.
+//!
+//! Kept free of runtime and I/O policy so the daemon, the terminal client and test
+//! harnesses can all depend on it without pulling each other's choices in.
+
+pub mod framing;
+pub mod paths;
+pub mod protocol;
+
+pub use protocol::*;

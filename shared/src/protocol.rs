@@ -1,0 +1,444 @@
+//! The local-socket protocol between `vtuberd` and its clients.
+//!
+//! Client → daemon: [`ClientFrame`], one per line, each a request with an `id`.
+//! Daemon → client: [`ServerFrame`], either the one [`ServerFrame::Response`] to a
+//! request, or a broadcast [`ServerFrame::Event`] carrying a per-daemon sequence number.
+//! The first request on a connection must be [`Request::Hello`]. See `docs/protocol.md`.
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped on any incompatible change; `hello` carries it and the daemon refuses others.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// One frame from a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientFrame {
+    /// Chosen by the client; echoed in the response.
+    pub id: u64,
+    pub request: Request,
+}
+
+/// What a client can ask for. Each gets exactly one [`Reply`] or [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// Must come first. `client` is a free-form label shown in `status`.
+    Hello {
+        protocol: u32,
+        client: String,
+        /// `false` for one-shot commands that want no broadcast events.
+        #[serde(default = "default_true")]
+        subscribe: bool,
+    },
+    Ping,
+    Status,
+    /// User input. Interrupts a reply in progress (the partial reply is kept).
+    SendText { text: String },
+    /// Stops the reply in progress, if any.
+    Interrupt,
+    ListCharacters,
+    SwitchCharacter { name: String },
+    /// Conversations, newest first; all characters unless one is named.
+    ListConversations {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        character: Option<String>,
+    },
+    /// One conversation with its messages.
+    GetConversation { id: i64 },
+    /// Starts a fresh conversation for the current character.
+    NewConversation,
+    /// Makes an earlier conversation the current one (switching character if needed).
+    LoadConversation { id: i64 },
+    DeleteConversation { id: i64 },
+    /// Asks the daemon to exit after finishing writes.
+    Shutdown,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One frame from the daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// The answer to request `id`; `id` is `null` when the request could not be parsed.
+    Response {
+        id: Option<u64>,
+        #[serde(flatten)]
+        outcome: Outcome,
+    },
+    /// A broadcast. `seq` rises by one per event the daemon emits.
+    Event { seq: u64, event: Event },
+}
+
+/// Either a result or an error, never both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    #[serde(rename = "result")]
+    Ok(Reply),
+    #[serde(rename = "error")]
+    Err(ErrorBody),
+}
+
+/// Successful answers, one variant per request family.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    Welcome {
+        protocol: u32,
+        daemon_version: String,
+        status: Status,
+        /// Sequence number of the last event sent before this connection subscribed.
+        last_seq: u64,
+    },
+    Pong,
+    Status(Status),
+    /// Input accepted; the turn's events follow on the event stream.
+    TurnAccepted { turn_id: u64, conversation_id: i64 },
+    /// `turn_id` is the interrupted turn, or `None` when nothing was running.
+    Interrupted { turn_id: Option<u64> },
+    Characters {
+        current: String,
+        characters: Vec<CharacterInfo>,
+    },
+    CharacterSwitched { character: CharacterInfo },
+    Conversations { conversations: Vec<ConversationSummary> },
+    Conversation {
+        conversation: ConversationSummary,
+        messages: Vec<StoredMessage>,
+    },
+    ConversationChanged { conversation_id: i64 },
+    Deleted { id: i64 },
+    ShuttingDown,
+}
+
+/// An error as data: what went wrong and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl std::fmt::Display for ErrorBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, " ({hint})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Stable, machine-readable error kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The line was not JSON or not a known request.
+    BadRequest,
+    /// The line exceeded the frame limit.
+    FrameTooLarge,
+    /// `hello` missing, repeated, or with an unsupported protocol version.
+    Handshake,
+    NotFound,
+    InvalidArgument,
+    /// The LLM backend failed (connection, HTTP status, bad stream).
+    Llm,
+    /// The model file is missing or failed to load.
+    Model,
+    Config,
+    Storage,
+    /// The client fell too far behind; events were dropped for it.
+    Lagged,
+    ShuttingDown,
+    Internal,
+}
+
+/// What the daemon is doing, as shown in every client's status line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DaemonState {
+    /// The default model is still loading; input is queued behind it.
+    Loading,
+    Idle,
+    Listening,
+    Thinking,
+    Speaking,
+    Error,
+}
+
+impl DaemonState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Loading => "loading",
+            Self::Idle => "idle",
+            Self::Listening => "listening",
+            Self::Thinking => "thinking",
+            Self::Speaking => "speaking",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// Load state of the LLM's weights (remote backends are `ready` at once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ModelLoad {
+    NotLoaded,
+    Loading,
+    Ready,
+    Failed { reason: String },
+}
+
+/// Which LLM serves the current character.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LlmInfo {
+    /// `embedded` or `openai_compatible` (more providers later).
+    pub backend: String,
+    pub model: String,
+}
+
+/// A snapshot of the daemon, as `vtuber status --json` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub state: DaemonState,
+    pub character: String,
+    pub llm: LlmInfo,
+    pub model_load: ModelLoad,
+    pub clients: usize,
+    pub daemon_version: String,
+    pub uptime_secs: f64,
+    pub pid: u32,
+    pub conversation_id: Option<i64>,
+    pub socket: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<String>,
+    /// Set when the state is `error`: the last failure, for the status line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<ErrorBody>,
+}
+
+/// A character as listed to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CharacterInfo {
+    /// File stem, the name used to switch.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub greeting: Option<String>,
+    /// Where it came from: a file path, or `built-in`.
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+/// One row of stored history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    pub id: i64,
+    pub role: Role,
+    pub text: String,
+    /// Unix milliseconds.
+    pub created_ms: i64,
+    /// The reply was cut short (barge-in, new input, shutdown) and is partial.
+    #[serde(default)]
+    pub interrupted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationSummary {
+    pub id: i64,
+    pub character: String,
+    pub title: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub message_count: u64,
+}
+
+/// How a turn ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum TurnOutcome {
+    Finished,
+    Interrupted,
+    Failed { error: ErrorBody },
+}
+
+/// Token counts, when the backend reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// Broadcast to every subscribed client, in one order for all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    StateChanged {
+        state: DaemonState,
+    },
+    ModelLoad {
+        load: ModelLoad,
+    },
+    /// A turn began: `text` is the user's input, `origin` the client label it came from.
+    TurnStarted {
+        turn_id: u64,
+        conversation_id: i64,
+        text: String,
+        origin: String,
+    },
+    /// A piece of the reply, in order. Concatenating deltas gives the reply text.
+    Delta {
+        turn_id: u64,
+        text: String,
+    },
+    TurnEnded {
+        turn_id: u64,
+        #[serde(flatten)]
+        outcome: TurnOutcome,
+        /// The reply as stored (partial when interrupted).
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<Usage>,
+    },
+    CharacterChanged {
+        character: CharacterInfo,
+        llm: LlmInfo,
+    },
+    /// A character file was added, edited or removed on disk.
+    CharactersReloaded {
+        characters: Vec<CharacterInfo>,
+    },
+    ConversationChanged {
+        conversation_id: i64,
+    },
+    ClientsChanged {
+        clients: usize,
+    },
+    /// Something went wrong outside any request (e.g. a model failed to load).
+    Error {
+        error: ErrorBody,
+    },
+    /// Sent to one client only, when it fell behind: `missed` events were dropped.
+    /// It should re-read state (`status`, `get_conversation`) to resync.
+    Lagged {
+        missed: u64,
+    },
+    ShuttingDown,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn request_wire_shape() {
+        let f = ClientFrame {
+            id: 7,
+            request: Request::SendText { text: "hi".into() },
+        };
+        assert_eq!(
+            serde_json::to_value(&f).unwrap(),
+            json!({"id": 7, "request": {"type": "send_text", "text": "hi"}})
+        );
+        let hello: ClientFrame = serde_json::from_value(
+            json!({"id": 1, "request": {"type": "hello", "protocol": 1, "client": "x"}}),
+        )
+        .unwrap();
+        assert!(matches!(
+            hello.request,
+            Request::Hello {
+                subscribe: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn response_wire_shape() {
+        let ok = ServerFrame::Response {
+            id: Some(3),
+            outcome: Outcome::Ok(Reply::Pong),
+        };
+        let v = serde_json::to_value(&ok).unwrap();
+        assert_eq!(
+            v,
+            json!({"kind": "response", "id": 3, "result": {"type": "pong"}})
+        );
+        assert_eq!(serde_json::from_value::<ServerFrame>(v).unwrap(), ok);
+
+        let err = ServerFrame::Response {
+            id: None,
+            outcome: Outcome::Err(
+                ErrorBody::new(ErrorCode::BadRequest, "bad").with_hint("send JSON"),
+            ),
+        };
+        let v = serde_json::to_value(&err).unwrap();
+        assert_eq!(
+            v,
+            json!({"kind": "response", "id": null,
+                   "error": {"code": "bad_request", "message": "bad", "hint": "send JSON"}})
+        );
+        assert_eq!(serde_json::from_value::<ServerFrame>(v).unwrap(), err);
+    }
+
+    #[test]
+    fn event_wire_shape() {
+        let ev = ServerFrame::Event {
+            seq: 9,
+            event: Event::TurnEnded {
+                turn_id: 2,
+                outcome: TurnOutcome::Failed {
+                    error: ErrorBody::new(ErrorCode::Llm, "boom"),
+                },
+                text: "par".into(),
+                usage: None,
+            },
+        };
+        let v = serde_json::to_value(&ev).unwrap();
+        assert_eq!(
+            v,
+            json!({"kind": "event", "seq": 9, "event": {"type": "turn_ended", "turn_id": 2,
+                   "outcome": "failed", "error": {"code": "llm", "message": "boom"}, "text": "par"}})
+        );
+        assert_eq!(serde_json::from_value::<ServerFrame>(v).unwrap(), ev);
+    }
+
+    #[test]
+    fn unknown_request_type_is_an_error() {
+        assert!(
+            serde_json::from_value::<ClientFrame>(json!({"id": 1, "request": {"type": "nope"}}))
+                .is_err()
+        );
+    }
+}
