@@ -1,5 +1,11 @@
 //! `vtuberd` as a library: the binary is a thin shell over these modules, and the
 //! benchmarks drive them directly.
 
+pub mod characters;
+pub mod cli;
 pub mod config;
+pub mod events;
+pub mod ipc;
 pub mod llm;
+pub mod stage;
+pub mod store;

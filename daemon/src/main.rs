@@ -1,1 +1,248 @@
-fn main() {}
+//! `vtuberd`: parses flags, sets up logging, and runs the daemon until a signal or a
+//! client's `shutdown` request.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+use vtuberd::characters::Roster;
+use vtuberd::cli::{Args, LogFormat};
+use vtuberd::config;
+use vtuberd::events::EventBus;
+use vtuberd::ipc;
+use vtuberd::stage::{DaemonInfo, Stage, character_dir};
+use vtuberd::store::Store;
+
+fn main() -> ExitCode {
+    let started = Instant::now();
+    let args = Args::parse();
+    if args.check_config {
+        return check_config(&args);
+    }
+    init_logging(&args);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("vtuberd-rt")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vtuberd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args, started)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("vtuberd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(args: &Args) {
+    let default = if args.verbose {
+        "debug,llama_cpp_2=info"
+    } else {
+        "info"
+    };
+    let filter = std::env::var("VTUBER_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn check_config(args: &Args) -> ExitCode {
+    let mut ok = true;
+    let loaded = match config::load(args.config.as_deref()) {
+        Ok(l) => {
+            let name = l.source.as_ref().map_or_else(
+                || "(built-in defaults)".to_owned(),
+                |p| p.display().to_string(),
+            );
+            println!("{name}: ok");
+            Some(l)
+        }
+        Err(e) => {
+            for p in &e.problems {
+                println!("{p}");
+            }
+            ok = false;
+            None
+        }
+    };
+    let cfg = loaded.map(|l| l.config).unwrap_or_default();
+    let dir = character_dir(&cfg);
+    let (roster, problems) = Roster::load(dir.as_deref());
+    for p in &problems {
+        println!("{p}");
+        ok = false;
+    }
+    if roster.get(&cfg.character.default).is_none() {
+        println!(
+            "character.default: no character `{}` (known: {})",
+            cfg.character.default,
+            roster.ids().join(", ")
+        );
+        ok = false;
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn run(args: Args, started: Instant) -> anyhow::Result<()> {
+    // Handlers first: a SIGTERM that arrives as soon as the socket accepts must still
+    // mean a clean stop, not the default instant death.
+    let stop_signals = StopSignals::install();
+    let loaded = config::load(args.config.as_deref()).map_err(|e| {
+        anyhow::anyhow!("invalid configuration:\n{e}\n(check it with `vtuber config check`)")
+    })?;
+    let cfg = loaded.config;
+    let socket =
+        vtuber_shared::paths::socket_path(args.socket.clone().or(cfg.daemon.socket.clone()));
+    let bound = ipc::bind(&socket).map_err(|e| anyhow::anyhow!("{e} ({})", e.hint()))?;
+    tracing::info!(socket = %socket.display(), pid = std::process::id(), "listening");
+
+    let db = cfg
+        .history
+        .database
+        .clone()
+        .unwrap_or_else(|| vtuber_shared::paths::data_dir().join("history.sqlite3"));
+    let store = match Store::open(&db) {
+        Ok(s) => s,
+        Err(e) => {
+            bound.cleanup();
+            anyhow::bail!("{e} ({})", e.to_body().hint.unwrap_or_default());
+        }
+    };
+
+    let dir = character_dir(&cfg);
+    let (roster, problems) = Roster::load(dir.as_deref());
+    for p in &problems {
+        tracing::warn!(problem = %p, "character file skipped");
+    }
+    let character = match roster.get(&cfg.character.default).cloned() {
+        Some(c) => c,
+        None => {
+            let fallback = roster
+                .ids()
+                .into_iter()
+                .next()
+                .and_then(|id| roster.get(&id).cloned());
+            match fallback {
+                Some(c) => {
+                    tracing::warn!(
+                        wanted = %cfg.character.default,
+                        using = %c.id,
+                        "character.default names no known character"
+                    );
+                    c
+                }
+                None => {
+                    bound.cleanup();
+                    anyhow::bail!("no characters available (check the character folder)");
+                }
+            }
+        }
+    };
+    let conversation = store
+        .latest_conversation(&character.id)
+        .await
+        .ok()
+        .flatten();
+
+    let info = Arc::new(DaemonInfo {
+        started,
+        socket: socket.clone(),
+        config_file: loaded.source.clone(),
+        clients: Default::default(),
+        shutdown_requested: CancellationToken::new(),
+    });
+    let bus = EventBus::new(cfg.daemon.client_queue);
+    let stage = Stage::start(
+        cfg.clone(),
+        roster,
+        dir,
+        store,
+        bus,
+        info.clone(),
+        conversation,
+        character,
+    );
+
+    let stop_serving = CancellationToken::new();
+    let server = tokio::spawn(ipc::serve(
+        bound.listener,
+        stage.clone(),
+        stop_serving.clone(),
+    ));
+    tracing::info!(
+        ready_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "accepting clients"
+    );
+
+    stop_signals.wait(&info.shutdown_requested).await;
+    tracing::info!("shutting down");
+    stage.shutdown().await;
+    stop_serving.cancel();
+    let _ = server.await;
+    // Give sessions a moment to flush `shutting_down` to their clients.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    std::fs::remove_file(&socket).ok();
+    let mut lock = socket.as_os_str().to_owned();
+    lock.push(".lock");
+    std::fs::remove_file(lock).ok();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGTERM and SIGINT, installed before the socket opens.
+struct StopSignals {
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignals {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let signals = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(t), Ok(i)) => Some((t, i)),
+            _ => {
+                tracing::warn!(
+                    "cannot install signal handlers; only `shutdown` requests stop the daemon"
+                );
+                None
+            }
+        };
+        Self { signals }
+    }
+
+    async fn wait(self, requested: &CancellationToken) {
+        let Some((mut term, mut int)) = self.signals else {
+            requested.cancelled().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+            _ = requested.cancelled() => tracing::info!("shutdown requested by a client"),
+        }
+    }
+}

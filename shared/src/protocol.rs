@@ -34,23 +34,33 @@ pub enum Request {
     Ping,
     Status,
     /// User input. Interrupts a reply in progress (the partial reply is kept).
-    SendText { text: String },
+    SendText {
+        text: String,
+    },
     /// Stops the reply in progress, if any.
     Interrupt,
     ListCharacters,
-    SwitchCharacter { name: String },
+    SwitchCharacter {
+        name: String,
+    },
     /// Conversations, newest first; all characters unless one is named.
     ListConversations {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         character: Option<String>,
     },
     /// One conversation with its messages.
-    GetConversation { id: i64 },
+    GetConversation {
+        id: i64,
+    },
     /// Starts a fresh conversation for the current character.
     NewConversation,
     /// Makes an earlier conversation the current one (switching character if needed).
-    LoadConversation { id: i64 },
-    DeleteConversation { id: i64 },
+    LoadConversation {
+        id: i64,
+    },
+    DeleteConversation {
+        id: i64,
+    },
     /// Asks the daemon to exit after finishing writes.
     Shutdown,
 }
@@ -97,21 +107,34 @@ pub enum Reply {
     Pong,
     Status(Status),
     /// Input accepted; the turn's events follow on the event stream.
-    TurnAccepted { turn_id: u64, conversation_id: i64 },
+    TurnAccepted {
+        turn_id: u64,
+        conversation_id: i64,
+    },
     /// `turn_id` is the interrupted turn, or `None` when nothing was running.
-    Interrupted { turn_id: Option<u64> },
+    Interrupted {
+        turn_id: Option<u64>,
+    },
     Characters {
         current: String,
         characters: Vec<CharacterInfo>,
     },
-    CharacterSwitched { character: CharacterInfo },
-    Conversations { conversations: Vec<ConversationSummary> },
+    CharacterSwitched {
+        character: CharacterInfo,
+    },
+    Conversations {
+        conversations: Vec<ConversationSummary>,
+    },
     Conversation {
         conversation: ConversationSummary,
         messages: Vec<StoredMessage>,
     },
-    ConversationChanged { conversation_id: i64 },
-    Deleted { id: i64 },
+    ConversationChanged {
+        conversation_id: i64,
+    },
+    Deleted {
+        id: i64,
+    },
     ShuttingDown,
 }
 
@@ -148,6 +171,8 @@ impl std::fmt::Display for ErrorBody {
         Ok(())
     }
 }
+
+impl std::error::Error for ErrorBody {}
 
 /// Stable, machine-readable error kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

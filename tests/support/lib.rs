@@ -1,0 +1,2 @@
+pub mod daemon;
+pub mod mock_llm;

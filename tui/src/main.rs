@@ -1,1 +1,84 @@
-fn main() {}
+//! `vtuber`: the terminal chat and command line for the vtuberd daemon.
+//!
+//! It only speaks the socket protocol from `vtuber-shared`; everything it knows
+//! about the daemon comes from there.
+
+mod chat;
+mod cli;
+mod client;
+mod commands;
+mod daemon;
+mod exit;
+mod export;
+mod generated;
+mod time;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use cli::{Cli, Command, ConfigCommand};
+use daemon::Target;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            if let Some(exit) = err.downcast_ref::<exit::Exit>() {
+                eprintln!("{exit}");
+                return ExitCode::from(exit.code);
+            }
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let target = Target::new(cli.socket, cli.config);
+    let command = cli.command.unwrap_or(Command::Chat);
+    // Commands that never touch the daemon run without an async runtime.
+    match command {
+        Command::Completions { shell } => {
+            return write_stdout(&generated::completions(shell));
+        }
+        Command::Man { out_dir: None } => return write_stdout(&generated::man_page()?),
+        Command::Man { out_dir: Some(dir) } => {
+            generated::write_man_pages(&dir)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Config(ConfigCommand::Check { file }) => {
+            return commands::config_check(&target, file);
+        }
+        _ => {}
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match command {
+            Command::Chat => chat::run(target).await,
+            Command::Say(args) => commands::say(&target, &args.text, args.json).await,
+            Command::Status(flag) => commands::status(&target, flag.json).await,
+            Command::Characters(cmd) => commands::characters(&target, cmd).await,
+            Command::History(cmd) => commands::history(&target, cmd).await,
+            Command::Daemon(cmd) => commands::daemon(&target, cmd).await,
+            Command::Completions { .. } | Command::Man { .. } | Command::Config(_) => {
+                unreachable!("handled without a runtime above")
+            }
+        }
+    })
+}
+
+fn write_stdout(bytes: &[u8]) -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .context("cannot write to standard output")?;
+    Ok(ExitCode::SUCCESS)
+}

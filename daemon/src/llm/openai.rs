@@ -1,0 +1,1477 @@
+//! Any server speaking OpenAI's `/v1/chat/completions` with SSE streaming (OpenAI,
+//! llama.cpp's server, Ollama, vLLM, LM Studio, OpenRouter, …).
+//!
+//! One pooled HTTP client serves every request. A request is retried with exponential
+//! backoff on connection errors, 429 and 5xx, but only while nothing has reached the
+//! caller: once a token is out, a retry would repeat it. The API key is read from the
+//! environment at request time, so rotating it needs no restart, and it is never
+//! stored, logged or put into an error.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::{Client, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+use vtuber_shared::{LlmInfo, ModelLoad, Usage};
+
+use super::{
+    ChatMessage, ChatRequest, FinishReason, LlmError, LlmEvent, LlmProvider, LlmStream, Role,
+    ToolSpec,
+};
+use crate::config::LlmConfig;
+
+/// What [`OpenAiProvider::context_size`] reports. The API does not say how large a
+/// remote model's window is; this generous value keeps the history window bounded by
+/// `history.token_budget` rather than by a guess, and a prompt that is really too long
+/// comes back from the server as an HTTP 400 with its explanation.
+pub const REMOTE_CONTEXT_SIZE: usize = 32_768;
+
+/// Events buffered between the HTTP task and the consumer.
+const CHANNEL_CAPACITY: usize = 64;
+/// First retry delay; doubled per attempt up to [`BACKOFF_CAP`].
+const BACKOFF_BASE: Duration = Duration::from_millis(250);
+const BACKOFF_CAP: Duration = Duration::from_secs(8);
+/// Error bodies are cut to this many characters before they reach users.
+const ERROR_BODY_LIMIT: usize = 300;
+
+/// Reads an environment variable; swapped in tests so they need not mutate the
+/// process environment (unsound while other threads read it).
+type KeyLookup = fn(&str) -> Option<String>;
+
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Streams chat completions from an OpenAI-compatible server.
+pub struct OpenAiProvider {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    /// `llm.base_url` as configured, for messages.
+    base_url: String,
+    /// `{base_url}/chat/completions`.
+    endpoint: String,
+    model: String,
+    api_key_env: Option<String>,
+    key_lookup: KeyLookup,
+    temperature: Option<f32>,
+    max_tokens: Option<u32>,
+    timeout: Duration,
+    retries: u32,
+}
+
+impl fmt::Debug for OpenAiProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Only the variable's name: the key itself is never held.
+        f.debug_struct("OpenAiProvider")
+            .field("endpoint", &self.inner.endpoint)
+            .field("model", &self.inner.model)
+            .field("api_key_env", &self.inner.api_key_env)
+            .field("timeout", &self.inner.timeout)
+            .field("retries", &self.inner.retries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenAiProvider {
+    /// Builds the provider; fails if `llm.model` is unset, since OpenAI-compatible
+    /// servers need a model name.
+    pub fn new(cfg: &LlmConfig) -> Result<Self, LlmError> {
+        let model = cfg
+            .model
+            .as_deref()
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| {
+                LlmError::ModelLoad(
+                    "the openai_compatible provider needs a model name: set llm.model in conf.yaml"
+                        .into(),
+                )
+            })?
+            .to_owned();
+        let base_url = cfg.base_url.trim().trim_end_matches('/').to_owned();
+        let endpoint = format!("{base_url}/chat/completions");
+        let client = Client::builder()
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .user_agent(concat!("vtuberd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| LlmError::Connect {
+                url: base_url.clone(),
+                reason: format!("cannot set up the HTTP client: {}", innermost(&e)),
+            })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                base_url,
+                endpoint,
+                model,
+                api_key_env: cfg.api_key_env.clone().filter(|v| !v.is_empty()),
+                key_lookup: env_lookup,
+                temperature: cfg.temperature,
+                max_tokens: cfg.max_tokens,
+                timeout: Duration::from_secs(cfg.timeout_secs.max(1)),
+                retries: cfg.retries,
+            }),
+        })
+    }
+
+    #[cfg(test)]
+    fn with_key_lookup(mut self, lookup: KeyLookup) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.key_lookup = lookup;
+        }
+        self
+    }
+}
+
+impl LlmProvider for OpenAiProvider {
+    fn info(&self) -> LlmInfo {
+        LlmInfo {
+            backend: "openai_compatible".into(),
+            model: self.inner.model.clone(),
+        }
+    }
+
+    fn load_state(&self) -> ModelLoad {
+        ModelLoad::Ready
+    }
+
+    fn stream(&self, request: ChatRequest, cancel: CancellationToken) -> LlmStream {
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(run(self.inner.clone(), request, cancel, tx));
+            }
+            Err(_) => {
+                let _ = tx.try_send(Err(LlmError::Inference(
+                    "the OpenAI-compatible provider was called outside the tokio runtime".into(),
+                )));
+            }
+        }
+        rx
+    }
+
+    fn context_size(&self) -> usize {
+        REMOTE_CONTEXT_SIZE
+    }
+}
+
+/// The sending half plus what the retry logic needs to know about it.
+struct Emitter {
+    tx: mpsc::Sender<Result<LlmEvent, LlmError>>,
+    /// Something reached the consumer: retrying now would duplicate output.
+    emitted: AtomicBool,
+    /// `Finish` was sent.
+    finished: AtomicBool,
+}
+
+/// The consumer dropped its receiver.
+struct Gone;
+
+impl Emitter {
+    async fn send(&self, event: LlmEvent) -> Result<(), Gone> {
+        let is_finish = matches!(event, LlmEvent::Finish(_));
+        self.emitted.store(true, Ordering::SeqCst);
+        self.tx.send(Ok(event)).await.map_err(|_| Gone)?;
+        if is_finish {
+            self.finished.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    fn emitted(&self) -> bool {
+        self.emitted.load(Ordering::SeqCst)
+    }
+}
+
+/// Why one HTTP attempt ended without a complete reply.
+enum AttemptError {
+    Failed {
+        error: LlmError,
+        /// Worth another attempt if nothing was emitted yet.
+        retryable: bool,
+        retry_after: Option<Duration>,
+    },
+    Gone,
+}
+
+impl AttemptError {
+    fn fatal(error: LlmError) -> Self {
+        Self::Failed {
+            error,
+            retryable: false,
+            retry_after: None,
+        }
+    }
+
+    fn retryable(error: LlmError) -> Self {
+        Self::Failed {
+            error,
+            retryable: true,
+            retry_after: None,
+        }
+    }
+}
+
+impl From<Gone> for AttemptError {
+    fn from(_: Gone) -> Self {
+        Self::Gone
+    }
+}
+
+/// The task behind one `stream()` call.
+async fn run(
+    inner: Arc<Inner>,
+    request: ChatRequest,
+    cancel: CancellationToken,
+    tx: mpsc::Sender<Result<LlmEvent, LlmError>>,
+) {
+    let out = Emitter {
+        tx,
+        emitted: AtomicBool::new(false),
+        finished: AtomicBool::new(false),
+    };
+    let body = match serde_json::to_vec(&inner.request_body(&request)) {
+        Ok(body) => Bytes::from(body),
+        Err(e) => {
+            let _ = out
+                .tx
+                .send(Err(LlmError::Inference(format!(
+                    "cannot encode the request: {e}"
+                ))))
+                .await;
+            return;
+        }
+    };
+    // Dropping `exchange` drops the HTTP response, which closes the connection.
+    let result = tokio::select! {
+        biased;
+        () = cancel.cancelled() => None,
+        () = out.tx.closed() => Some(Err(AttemptError::Gone)),
+        result = inner.exchange(body, &out) => Some(result),
+    };
+    match result {
+        None => {
+            if !out.finished.load(Ordering::SeqCst) {
+                debug!("LLM request cancelled");
+                let _ = out
+                    .tx
+                    .send(Ok(LlmEvent::Finish(FinishReason::Cancelled)))
+                    .await;
+            }
+        }
+        Some(Ok(()) | Err(AttemptError::Gone)) => {}
+        Some(Err(AttemptError::Failed { error, .. })) => {
+            warn!(error = %error, "LLM request failed");
+            let _ = out.tx.send(Err(error)).await;
+        }
+    }
+}
+
+/// Exponential backoff for retry `attempt` (0-based), or the server's Retry-After when
+/// that is longer, both capped.
+fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32.checked_shl(attempt).unwrap_or(u32::MAX));
+    exp.max(retry_after.unwrap_or_default()).min(BACKOFF_CAP)
+}
+
+impl Inner {
+    fn request_body<'a>(&'a self, request: &'a ChatRequest) -> RequestBody<'a> {
+        RequestBody {
+            model: &self.model,
+            messages: request.messages.iter().map(WireMessage::from).collect(),
+            stream: true,
+            stream_options: StreamOptions {
+                include_usage: true,
+            },
+            temperature: request.temperature.or(self.temperature),
+            max_tokens: request.max_tokens.or(self.max_tokens),
+            tools: request.tools.iter().map(WireTool::from).collect(),
+        }
+    }
+
+    /// Attempts until success, a fatal error, or the retries are spent.
+    async fn exchange(&self, body: Bytes, out: &Emitter) -> Result<(), AttemptError> {
+        let mut attempt = 0;
+        loop {
+            match self.attempt(body.clone(), out).await {
+                Err(AttemptError::Failed {
+                    error,
+                    retryable: true,
+                    retry_after,
+                }) if attempt < self.retries && !out.emitted() => {
+                    let delay = backoff(attempt, retry_after);
+                    warn!(attempt = attempt + 1, of = self.retries, ?delay, error = %error, "LLM request failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn auth_header(&self) -> Result<Option<HeaderValue>, AttemptError> {
+        let Some(var) = &self.api_key_env else {
+            return Ok(None);
+        };
+        let Some(key) = (self.key_lookup)(var) else {
+            warn!(variable = %var, "llm.api_key_env names a variable that is not set; sending no key");
+            return Ok(None);
+        };
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", key.trim())).map_err(|_| {
+            warn!(variable = %var, "the API key contains characters not allowed in an HTTP header");
+            AttemptError::fatal(LlmError::Unauthorized {
+                key_env: Some(var.clone()),
+            })
+        })?;
+        value.set_sensitive(true);
+        Ok(Some(value))
+    }
+
+    fn timeout_error(&self) -> LlmError {
+        LlmError::Timeout {
+            secs: self.timeout.as_secs(),
+        }
+    }
+
+    async fn attempt(&self, body: Bytes, out: &Emitter) -> Result<(), AttemptError> {
+        let mut req = self
+            .client
+            .post(&self.endpoint)
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "text/event-stream")
+            .body(body);
+        if let Some(auth) = self.auth_header()? {
+            req = req.header(AUTHORIZATION, auth);
+        }
+        debug!(endpoint = %self.endpoint, model = %self.model, "LLM request");
+        let response = match tokio::time::timeout(self.timeout, req.send()).await {
+            Err(_) => return Err(AttemptError::fatal(self.timeout_error())),
+            Ok(Err(e)) => {
+                return Err(AttemptError::retryable(LlmError::Connect {
+                    url: self.base_url.clone(),
+                    reason: innermost(&e),
+                }));
+            }
+            Ok(Ok(response)) => response,
+        };
+        let status = response.status();
+        if !status.is_success() {
+            return Err(self.status_error(response).await);
+        }
+        let is_json = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if is_json {
+            self.read_whole(response, out).await
+        } else {
+            self.read_stream(response, out).await
+        }
+    }
+
+    /// Next body chunk within the silence timeout.
+    async fn next_chunk(&self, response: &mut Response) -> Result<Option<Bytes>, AttemptError> {
+        match tokio::time::timeout(self.timeout, response.chunk()).await {
+            Err(_) => Err(AttemptError::fatal(self.timeout_error())),
+            Ok(Err(e)) => Err(AttemptError::retryable(LlmError::Connect {
+                url: self.base_url.clone(),
+                reason: format!("the connection broke mid-reply: {}", innermost(&e)),
+            })),
+            Ok(Ok(chunk)) => Ok(chunk),
+        }
+    }
+
+    async fn read_stream(&self, mut response: Response, out: &Emitter) -> Result<(), AttemptError> {
+        let mut parser = SseParser::default();
+        let mut state = StreamState::default();
+        while let Some(chunk) = self.next_chunk(&mut response).await? {
+            for data in parser.push(&chunk) {
+                if state.on_data(&data, out).await? == Flow::Done {
+                    return state.finish(out).await;
+                }
+            }
+        }
+        for data in parser.finish() {
+            if state.on_data(&data, out).await? == Flow::Done {
+                break;
+            }
+        }
+        if state.done || state.finish.is_some() {
+            state.finish(out).await
+        } else {
+            Err(AttemptError::retryable(LlmError::Protocol(
+                "the stream ended before the reply was complete (no finish_reason or [DONE])"
+                    .into(),
+            )))
+        }
+    }
+
+    /// A server that ignored `stream: true` and sent one JSON completion.
+    async fn read_whole(&self, mut response: Response, out: &Emitter) -> Result<(), AttemptError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = self.next_chunk(&mut response).await? {
+            body.extend_from_slice(&chunk);
+        }
+        let completion: CompletionJson = serde_json::from_slice(&body).map_err(|e| {
+            AttemptError::fatal(LlmError::Protocol(format!(
+                "unreadable JSON completion: {e}"
+            )))
+        })?;
+        let mut finish = None;
+        if let Some(choice) = completion.choices.into_iter().next() {
+            if let Some(message) = choice.message {
+                if let Some(text) = message.content.filter(|t| !t.is_empty()) {
+                    out.send(LlmEvent::TextDelta(text)).await?;
+                }
+                for (index, call) in message.tool_calls.into_iter().enumerate() {
+                    let function = call.function.unwrap_or_default();
+                    out.send(LlmEvent::ToolCallDelta {
+                        index,
+                        id: call.id,
+                        name: function.name,
+                        arguments: function.arguments.unwrap_or_default(),
+                    })
+                    .await?;
+                }
+            }
+            finish = choice.finish_reason.as_deref().map(map_finish);
+        }
+        if let Some(usage) = completion.usage {
+            out.send(LlmEvent::Usage(usage.into())).await?;
+        }
+        out.send(LlmEvent::Finish(finish.unwrap_or(FinishReason::Stop)))
+            .await?;
+        Ok(())
+    }
+
+    async fn status_error(&self, response: Response) -> AttemptError {
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                AttemptError::fatal(LlmError::Unauthorized {
+                    key_env: self.api_key_env.clone(),
+                })
+            }
+            StatusCode::NOT_FOUND => AttemptError::fatal(LlmError::NotFound {
+                url: self.endpoint.clone(),
+                model: self.model.clone(),
+            }),
+            StatusCode::TOO_MANY_REQUESTS => AttemptError::Failed {
+                error: LlmError::RateLimited,
+                retryable: true,
+                retry_after,
+            },
+            _ => {
+                let body = match tokio::time::timeout(self.timeout, response.text()).await {
+                    Ok(Ok(text)) => self.error_excerpt(&text),
+                    _ => String::new(),
+                };
+                AttemptError::Failed {
+                    error: LlmError::Server {
+                        status: status.as_u16(),
+                        body,
+                    },
+                    retryable: status.is_server_error(),
+                    retry_after,
+                }
+            }
+        }
+    }
+
+    /// The server's message from an error body, shortened and with the key masked in
+    /// case the server echoed it.
+    fn error_excerpt(&self, body: &str) -> String {
+        let message = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| {
+                v["error"]["message"]
+                    .as_str()
+                    .or_else(|| v["error"].as_str())
+                    .or_else(|| v["message"].as_str())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| body.trim().to_owned());
+        let key = self.api_key_env.as_deref().and_then(self.key_lookup);
+        let message = match key {
+            Some(key) if !key.trim().is_empty() => message.replace(key.trim(), "***"),
+            _ => message,
+        };
+        truncate_chars(&message, ERROR_BODY_LIMIT)
+    }
+}
+
+/// The most specific message in an error's source chain (e.g. "Connection refused"
+/// rather than "error sending request").
+fn innermost(e: &reqwest::Error) -> String {
+    let mut current: &dyn std::error::Error = e;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
+}
+
+fn truncate_chars(s: &str, limit: usize) -> String {
+    match s.char_indices().nth(limit) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_owned(),
+    }
+}
+
+fn map_finish(reason: &str) -> FinishReason {
+    match reason {
+        "stop" | "end_turn" | "eos" => FinishReason::Stop,
+        "length" | "max_tokens" => FinishReason::Length,
+        "tool_calls" | "function_call" => FinishReason::ToolCalls,
+        _ => FinishReason::Other,
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    }
+}
+
+// ----- request wire format -----
+
+#[derive(Serialize)]
+struct RequestBody<'a> {
+    model: &'a str,
+    messages: Vec<WireMessage<'a>>,
+    stream: bool,
+    stream_options: StreamOptions,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<WireTool<'a>>,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+#[derive(Serialize)]
+struct WireMessage<'a> {
+    role: &'static str,
+    /// `null` for an assistant turn that only called tools, as OpenAI sends it.
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<WireToolCall<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+}
+
+impl<'a> From<&'a ChatMessage> for WireMessage<'a> {
+    fn from(m: &'a ChatMessage) -> Self {
+        let content = if m.content.is_empty() && !m.tool_calls.is_empty() {
+            None
+        } else {
+            Some(m.content.as_str())
+        };
+        Self {
+            role: role_name(m.role),
+            content,
+            tool_calls: m
+                .tool_calls
+                .iter()
+                .map(|c| WireToolCall {
+                    id: &c.id,
+                    kind: "function",
+                    function: WireFunctionCall {
+                        name: &c.name,
+                        arguments: &c.arguments,
+                    },
+                })
+                .collect(),
+            tool_call_id: match m.role {
+                Role::Tool => m.tool_call_id.as_deref(),
+                _ => None,
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct WireToolCall<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: WireFunctionCall<'a>,
+}
+
+#[derive(Serialize)]
+struct WireFunctionCall<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+#[derive(Serialize)]
+struct WireTool<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: WireFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct WireFunction<'a> {
+    name: &'a str,
+    description: &'a str,
+    parameters: &'a serde_json::Value,
+}
+
+impl<'a> From<&'a ToolSpec> for WireTool<'a> {
+    fn from(t: &'a ToolSpec) -> Self {
+        Self {
+            kind: "function",
+            function: WireFunction {
+                name: &t.name,
+                description: &t.description,
+                parameters: &t.parameters,
+            },
+        }
+    }
+}
+
+// ----- response wire format -----
+
+#[derive(Deserialize)]
+struct ChunkJson {
+    #[serde(default)]
+    choices: Vec<ChunkChoice>,
+    usage: Option<UsageJson>,
+    error: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice {
+    delta: Option<DeltaJson>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DeltaJson {
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ToolCallDeltaJson>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallDeltaJson {
+    index: Option<usize>,
+    id: Option<String>,
+    function: Option<FunctionJson>,
+}
+
+#[derive(Deserialize, Default)]
+struct FunctionJson {
+    name: Option<String>,
+    arguments: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct UsageJson {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+impl From<UsageJson> for Usage {
+    fn from(u: UsageJson) -> Self {
+        Usage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CompletionJson {
+    #[serde(default)]
+    choices: Vec<CompletionChoice>,
+    usage: Option<UsageJson>,
+}
+
+#[derive(Deserialize)]
+struct CompletionChoice {
+    message: Option<CompletionMessage>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CompletionMessage {
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ToolCallDeltaJson>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    More,
+    Done,
+}
+
+/// What a stream has said so far that is only reported at its end.
+#[derive(Default)]
+struct StreamState {
+    finish: Option<FinishReason>,
+    usage: Option<Usage>,
+    /// `data: [DONE]` arrived.
+    done: bool,
+}
+
+impl StreamState {
+    async fn on_data(&mut self, data: &str, out: &Emitter) -> Result<Flow, AttemptError> {
+        let data = data.trim();
+        // Servers that omit the blank line between events run several `data:` lines
+        // together; read those one by one.
+        if data.contains('\n') && serde_json::from_str::<serde::de::IgnoredAny>(data).is_err() {
+            for line in data.lines() {
+                if self.on_payload(line.trim(), out).await? == Flow::Done {
+                    return Ok(Flow::Done);
+                }
+            }
+            return Ok(Flow::More);
+        }
+        self.on_payload(data, out).await
+    }
+
+    async fn on_payload(&mut self, data: &str, out: &Emitter) -> Result<Flow, AttemptError> {
+        if data.is_empty() {
+            return Ok(Flow::More);
+        }
+        if data == "[DONE]" {
+            self.done = true;
+            return Ok(Flow::Done);
+        }
+        let chunk: ChunkJson = serde_json::from_str(data).map_err(|e| {
+            AttemptError::fatal(LlmError::Protocol(format!(
+                "unreadable stream chunk ({e}): {}",
+                truncate_chars(data, 120)
+            )))
+        })?;
+        if let Some(error) = chunk.error {
+            let message = error["message"]
+                .as_str()
+                .map_or_else(|| error.to_string(), str::to_owned);
+            return Err(AttemptError::fatal(LlmError::Inference(format!(
+                "the LLM server reported: {}",
+                truncate_chars(&message, ERROR_BODY_LIMIT)
+            ))));
+        }
+        for choice in chunk.choices {
+            if let Some(delta) = choice.delta {
+                if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+                    out.send(LlmEvent::TextDelta(text)).await?;
+                }
+                for (position, call) in delta.tool_calls.into_iter().enumerate() {
+                    let function = call.function.unwrap_or_default();
+                    out.send(LlmEvent::ToolCallDelta {
+                        index: call.index.unwrap_or(position),
+                        id: call.id.filter(|s| !s.is_empty()),
+                        name: function.name.filter(|s| !s.is_empty()),
+                        arguments: function.arguments.unwrap_or_default(),
+                    })
+                    .await?;
+                }
+            }
+            if let Some(reason) = choice.finish_reason {
+                self.finish = Some(map_finish(&reason));
+            }
+        }
+        if let Some(usage) = chunk.usage {
+            self.usage = Some(usage.into());
+        }
+        Ok(Flow::More)
+    }
+
+    async fn finish(self, out: &Emitter) -> Result<(), AttemptError> {
+        if let Some(usage) = self.usage {
+            out.send(LlmEvent::Usage(usage)).await?;
+        }
+        out.send(LlmEvent::Finish(self.finish.unwrap_or(FinishReason::Stop)))
+            .await?;
+        Ok(())
+    }
+}
+
+/// Server-sent events decoder: bytes in, the `data` of each complete event out.
+///
+/// Handles LF, CRLF and CR line ends (also when split across chunks), multi-line data,
+/// comments, and characters split across chunks (lines are decoded only when whole).
+#[derive(Default)]
+struct SseParser {
+    buf: Vec<u8>,
+    data: String,
+    has_data: bool,
+}
+
+impl SseParser {
+    fn push(&mut self, chunk: &[u8]) -> Vec<String> {
+        self.buf.extend_from_slice(chunk);
+        let mut events = Vec::new();
+        let mut start = 0;
+        let mut i = 0;
+        while let Some(&b) = self.buf.get(i) {
+            let end = i;
+            match b {
+                b'\n' => i += 1,
+                b'\r' => match self.buf.get(i + 1) {
+                    // Wait for the next chunk: it may begin with the '\n' of a CRLF.
+                    None => break,
+                    Some(b'\n') => i += 2,
+                    Some(_) => i += 1,
+                },
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            }
+            let line = String::from_utf8_lossy(&self.buf[start..end]).into_owned();
+            self.line(&line, &mut events);
+            start = i;
+        }
+        self.buf.drain(..start);
+        events
+    }
+
+    /// Flushes a last line and event the server did not terminate.
+    fn finish(&mut self) -> Vec<String> {
+        let mut events = Vec::new();
+        let rest = std::mem::take(&mut self.buf);
+        let rest = String::from_utf8_lossy(&rest);
+        let rest = rest.trim_end_matches(['\r', '\n']);
+        if !rest.is_empty() {
+            self.line(rest, &mut events);
+        }
+        self.line("", &mut events);
+        events
+    }
+
+    fn line(&mut self, line: &str, events: &mut Vec<String>) {
+        if line.is_empty() {
+            if self.has_data {
+                events.push(std::mem::take(&mut self.data));
+                self.has_data = false;
+            }
+            return;
+        }
+        if line.starts_with(':') {
+            return;
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
+            None => (line, ""),
+        };
+        if field == "data" {
+            if self.has_data {
+                self.data.push('\n');
+            }
+            self.data.push_str(value);
+            self.has_data = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm, MockReply, MockToolCall};
+
+    use super::*;
+
+    const SECRET: &str = "sk-test-SECRET-0123456789";
+    const KEY_VAR: &str = "VTUBER_TEST_OPENAI_KEY";
+
+    fn test_key(name: &str) -> Option<String> {
+        (name == KEY_VAR).then(|| SECRET.to_owned())
+    }
+
+    fn config(base_url: &str) -> LlmConfig {
+        LlmConfig {
+            provider: crate::config::ProviderKind::OpenaiCompatible,
+            base_url: base_url.to_owned(),
+            model: Some("test-model".into()),
+            api_key_env: Some(KEY_VAR.into()),
+            timeout_secs: 5,
+            retries: 2,
+            ..LlmConfig::default()
+        }
+    }
+
+    fn provider(cfg: &LlmConfig) -> OpenAiProvider {
+        OpenAiProvider::new(cfg)
+            .expect("valid config")
+            .with_key_lookup(test_key)
+    }
+
+    fn user(text: &str) -> ChatRequest {
+        ChatRequest {
+            messages: vec![ChatMessage::new(Role::User, text)],
+            ..ChatRequest::default()
+        }
+    }
+
+    /// Reads the stream to its end, with a deadline so a hang fails the test.
+    async fn collect(mut rx: LlmStream) -> Vec<Result<LlmEvent, LlmError>> {
+        let mut items = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(item)) => items.push(item),
+                Ok(None) => return items,
+                Err(_) => panic!("stream did not end; got {items:?}"),
+            }
+        }
+    }
+
+    fn text_of(items: &[Result<LlmEvent, LlmError>]) -> String {
+        items
+            .iter()
+            .filter_map(|i| match i {
+                Ok(LlmEvent::TextDelta(t)) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The reason of the last item, if it is a `Finish`.
+    fn last_finish(items: &[Result<LlmEvent, LlmError>]) -> Option<FinishReason> {
+        match items.last() {
+            Some(Ok(LlmEvent::Finish(reason))) => Some(*reason),
+            _ => None,
+        }
+    }
+
+    fn only_error(items: Vec<Result<LlmEvent, LlmError>>) -> LlmError {
+        let mut errors: Vec<LlmError> = items.into_iter().filter_map(Result::err).collect();
+        assert_eq!(errors.len(), 1, "expected exactly one error");
+        errors.remove(0)
+    }
+
+    #[tokio::test]
+    async fn streams_text_usage_and_finish_in_order() {
+        let reply = MockReply::tokens(["Hel", "lo", ", wo", "rld ☺", "!"]);
+        let mock = MockLlm::start(MockBehaviour::Reply(reply)).await.unwrap();
+        let p = provider(&config(&mock.base_url()));
+        let items = collect(p.stream(user("hi"), CancellationToken::new())).await;
+
+        assert_eq!(text_of(&items), "Hello, world ☺!");
+        let n = items.len();
+        assert!(
+            matches!(&items[n - 2], Ok(LlmEvent::Usage(u)) if u.completion_tokens == 5 && u.prompt_tokens > 0)
+        );
+        assert_eq!(last_finish(&items), Some(FinishReason::Stop));
+
+        let requests = mock.requests();
+        assert_eq!(requests.len(), 1);
+        let body = &requests[0].body;
+        assert_eq!(requests[0].path, "/v1/chat/completions");
+        assert_eq!(body["model"], "test-model");
+        assert_eq!(body["stream"], true);
+        assert_eq!(body["stream_options"]["include_usage"], true);
+        assert_eq!(body["max_tokens"], 512);
+        assert!(body.get("tools").is_none());
+        assert_eq!(requests[0].last_user_message(), Some("hi"));
+    }
+
+    #[tokio::test]
+    async fn sends_the_key_as_bearer_and_never_shows_it() {
+        let mock = MockLlm::start(MockBehaviour::status(500)).await.unwrap();
+        let mut cfg = config(&mock.base_url());
+        cfg.retries = 0;
+        let p = provider(&cfg);
+        assert!(!format!("{p:?}").contains(SECRET));
+        assert!(format!("{p:?}").contains(KEY_VAR));
+
+        let err = only_error(collect(p.stream(user("hi"), CancellationToken::new())).await);
+        let req = &mock.requests()[0];
+        assert_eq!(
+            req.header("authorization"),
+            Some(format!("Bearer {SECRET}").as_str())
+        );
+        for text in [
+            err.to_string(),
+            format!("{err:?}"),
+            format!("{:?}", err.to_body()),
+        ] {
+            assert!(!text.contains(SECRET), "key leaked into {text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn no_key_variable_means_no_authorization_header() {
+        let mock = MockLlm::start(MockBehaviour::reply("ok")).await.unwrap();
+        let mut cfg = config(&mock.base_url());
+        cfg.api_key_env = None;
+        let p = provider(&cfg);
+        let items = collect(p.stream(user("hi"), CancellationToken::new())).await;
+        assert_eq!(text_of(&items), "ok");
+        assert_eq!(mock.requests()[0].header("authorization"), None);
+    }
+
+    #[tokio::test]
+    async fn assembles_tool_call_deltas_and_sends_tools() {
+        let calls = vec![
+            MockToolCall::new("call_1", "get_weather", r#"{"city":"Zürich","unit":"c"}"#),
+            MockToolCall::new("call_2", "get_time", r#"{"tz":"Europe/Zurich"}"#),
+        ];
+        let reply = MockReply::tool_calls(calls.clone()).with_argument_chunks(4);
+        let mock = MockLlm::start(MockBehaviour::Reply(reply)).await.unwrap();
+        let p = provider(&config(&mock.base_url()));
+        let mut request = user("weather?");
+        request.tools = vec![ToolSpec {
+            name: "get_weather".into(),
+            description: "Weather for a city".into(),
+            parameters: serde_json::json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+        }];
+        let items = collect(p.stream(request, CancellationToken::new())).await;
+
+        let mut assembled: Vec<(String, String, String)> = Vec::new();
+        let mut fragments = 0;
+        for item in &items {
+            if let Ok(LlmEvent::ToolCallDelta {
+                index,
+                id,
+                name,
+                arguments,
+            }) = item
+            {
+                fragments += 1;
+                if *index == assembled.len() {
+                    assembled.push(Default::default());
+                }
+                let call = &mut assembled[*index];
+                if let Some(id) = id {
+                    call.0 = id.clone();
+                }
+                if let Some(name) = name {
+                    call.1 = name.clone();
+                }
+                call.2.push_str(arguments);
+            }
+        }
+        assert!(fragments > 4, "arguments should arrive in pieces");
+        let expected: Vec<(String, String, String)> = calls
+            .iter()
+            .map(|c| (c.id.clone(), c.name.clone(), c.arguments.clone()))
+            .collect();
+        assert_eq!(assembled, expected);
+        assert_eq!(last_finish(&items), Some(FinishReason::ToolCalls));
+
+        let body = &mock.requests()[0].body;
+        assert_eq!(body["tools"][0]["type"], "function");
+        assert_eq!(body["tools"][0]["function"]["name"], "get_weather");
+        assert_eq!(
+            body["tools"][0]["function"]["parameters"]["properties"]["city"]["type"],
+            "string"
+        );
+    }
+
+    #[tokio::test]
+    async fn serialises_tool_turns_in_openai_format() {
+        let mock = MockLlm::start(MockBehaviour::reply("done")).await.unwrap();
+        let p = provider(&config(&mock.base_url()));
+        let mut assistant = ChatMessage::new(Role::Assistant, "");
+        assistant.tool_calls = vec![super::super::ToolCall {
+            id: "call_9".into(),
+            name: "lookup".into(),
+            arguments: r#"{"q":"x"}"#.into(),
+        }];
+        let mut tool = ChatMessage::new(Role::Tool, r#"{"answer":42}"#);
+        tool.tool_call_id = Some("call_9".into());
+        let request = ChatRequest {
+            messages: vec![
+                ChatMessage::new(Role::System, "be brief"),
+                ChatMessage::new(Role::User, "look it up"),
+                assistant,
+                tool,
+            ],
+            temperature: Some(0.25),
+            ..ChatRequest::default()
+        };
+        let items = collect(p.stream(request, CancellationToken::new())).await;
+        assert_eq!(text_of(&items), "done");
+
+        let msgs = mock.requests()[0].messages().to_vec();
+        assert_eq!(msgs[0]["role"], "system");
+        assert_eq!(msgs[2]["role"], "assistant");
+        assert!(msgs[2]["content"].is_null());
+        assert_eq!(msgs[2]["tool_calls"][0]["id"], "call_9");
+        assert_eq!(msgs[2]["tool_calls"][0]["type"], "function");
+        assert_eq!(msgs[2]["tool_calls"][0]["function"]["name"], "lookup");
+        assert_eq!(
+            msgs[2]["tool_calls"][0]["function"]["arguments"],
+            r#"{"q":"x"}"#
+        );
+        assert_eq!(msgs[3]["role"], "tool");
+        assert_eq!(msgs[3]["tool_call_id"], "call_9");
+        assert_eq!(msgs[3]["content"], r#"{"answer":42}"#);
+        assert!(msgs[1].get("tool_call_id").is_none());
+        assert_eq!(mock.requests()[0].body["temperature"], 0.25);
+    }
+
+    #[tokio::test]
+    async fn maps_http_errors_with_hints() {
+        let cases: [(u16, fn(&LlmError) -> bool, &str); 4] = [
+            (
+                401,
+                |e| matches!(e, LlmError::Unauthorized { key_env: Some(v) } if v == KEY_VAR),
+                KEY_VAR,
+            ),
+            (
+                404,
+                |e| matches!(e, LlmError::NotFound { model, .. } if model == "test-model"),
+                "llm.model",
+            ),
+            (429, |e| matches!(e, LlmError::RateLimited), "wait"),
+            (
+                500,
+                |e| matches!(e, LlmError::Server { status: 500, body } if body == "mock error 500"),
+                "server",
+            ),
+        ];
+        for (status, check, hint_part) in cases {
+            let mock = MockLlm::start(MockBehaviour::status(status)).await.unwrap();
+            let mut cfg = config(&mock.base_url());
+            cfg.retries = 0;
+            let err = only_error(
+                collect(provider(&cfg).stream(user("hi"), CancellationToken::new())).await,
+            );
+            assert!(check(&err), "HTTP {status} mapped to {err:?}");
+            let hint = err.to_body().hint.unwrap_or_default();
+            assert!(hint.contains(hint_part), "hint for {status}: {hint}");
+        }
+    }
+
+    #[tokio::test]
+    async fn long_error_bodies_are_truncated() {
+        let mock = MockLlm::start(MockBehaviour::Status {
+            status: 502,
+            message: "x".repeat(5000),
+        })
+        .await
+        .unwrap();
+        let mut cfg = config(&mock.base_url());
+        cfg.retries = 0;
+        let err =
+            only_error(collect(provider(&cfg).stream(user("hi"), CancellationToken::new())).await);
+        match err {
+            LlmError::Server { status: 502, body } => {
+                assert!(
+                    body.chars().count() <= ERROR_BODY_LIMIT + 1,
+                    "{}",
+                    body.len()
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_503_then_succeeds() {
+        let mock = MockLlm::start(MockBehaviour::fail_then(
+            2,
+            503,
+            MockBehaviour::reply("third time lucky"),
+        ))
+        .await
+        .unwrap();
+        let p = provider(&config(&mock.base_url()));
+        let started = Instant::now();
+        let items = collect(p.stream(user("hi"), CancellationToken::new())).await;
+        assert_eq!(text_of(&items), "third time lucky");
+        assert_eq!(last_finish(&items), Some(FinishReason::Stop));
+        assert_eq!(mock.request_count(), 3);
+        // Backoff 250 ms + 500 ms.
+        assert!(started.elapsed() >= Duration::from_millis(700));
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_the_configured_retries() {
+        let mock = MockLlm::start(MockBehaviour::status(429)).await.unwrap();
+        let mut cfg = config(&mock.base_url());
+        cfg.retries = 1;
+        let err =
+            only_error(collect(provider(&cfg).stream(user("hi"), CancellationToken::new())).await);
+        assert!(matches!(err, LlmError::RateLimited));
+        assert_eq!(mock.request_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn no_retry_once_output_started() {
+        let reply = MockReply::tokens(["one ", "two ", "three ", "four"]);
+        let mock = MockLlm::start(MockBehaviour::CloseAfter {
+            reply,
+            after_tokens: 2,
+        })
+        .await
+        .unwrap();
+        let p = provider(&config(&mock.base_url()));
+        let items = collect(p.stream(user("hi"), CancellationToken::new())).await;
+        assert_eq!(text_of(&items), "one two ");
+        assert!(
+            matches!(items.last(), Some(Err(LlmError::Connect { .. }))),
+            "{items:?}"
+        );
+        assert!(!items.iter().any(|i| matches!(i, Ok(LlmEvent::Finish(_)))));
+        assert_eq!(mock.request_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_cut_before_any_output_is_retried() {
+        let reply = MockReply::tokens(["never"]);
+        let mock = MockLlm::start(MockBehaviour::Script(vec![
+            MockBehaviour::CloseAfter {
+                reply,
+                after_tokens: 0,
+            },
+            MockBehaviour::reply("fine"),
+        ]))
+        .await
+        .unwrap();
+        let p = provider(&config(&mock.base_url()));
+        let items = collect(p.stream(user("hi"), CancellationToken::new())).await;
+        assert_eq!(text_of(&items), "fine");
+        assert_eq!(mock.request_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn first_byte_timeout() {
+        let mock = MockLlm::start(MockBehaviour::HangBeforeFirstByte)
+            .await
+            .unwrap();
+        let mut cfg = config(&mock.base_url());
+        cfg.timeout_secs = 1;
+        let started = Instant::now();
+        let err =
+            only_error(collect(provider(&cfg).stream(user("hi"), CancellationToken::new())).await);
+        assert!(matches!(err, LlmError::Timeout { secs: 1 }), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(4));
+        assert_eq!(mock.request_count(), 1, "timeouts are not retried");
+    }
+
+    #[tokio::test]
+    async fn silence_mid_stream_times_out() {
+        let reply = MockReply::tokens(["a", "b", "c"]);
+        let mock = MockLlm::start(MockBehaviour::HangAfter {
+            reply,
+            after_tokens: 1,
+        })
+        .await
+        .unwrap();
+        let mut cfg = config(&mock.base_url());
+        cfg.timeout_secs = 1;
+        let items = collect(provider(&cfg).stream(user("hi"), CancellationToken::new())).await;
+        assert_eq!(text_of(&items), "a");
+        assert!(matches!(
+            items.last(),
+            Some(Err(LlmError::Timeout { secs: 1 }))
+        ));
+    }
+
+    #[tokio::test]
+    async fn cancellation_stops_promptly() {
+        let reply = MockReply::text(&"word ".repeat(200)).with_rate(20.0);
+        let mock = MockLlm::start(MockBehaviour::Reply(reply)).await.unwrap();
+        let p = provider(&config(&mock.base_url()));
+        let cancel = CancellationToken::new();
+        let mut rx = p.stream(user("hi"), cancel.clone());
+        // Wait for output to start, then cancel.
+        let first = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
+        assert!(
+            matches!(first, Ok(Some(Ok(LlmEvent::TextDelta(_))))),
+            "{first:?}"
+        );
+        let cancelled_at = Instant::now();
+        cancel.cancel();
+        let rest = collect(rx).await;
+        assert!(cancelled_at.elapsed() < Duration::from_millis(500));
+        assert_eq!(last_finish(&rest), Some(FinishReason::Cancelled));
+        assert!(
+            rest.len() < 10,
+            "kept streaming after cancel: {}",
+            rest.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn cancellation_during_a_hang_stops_promptly() {
+        let mock = MockLlm::start(MockBehaviour::HangBeforeFirstByte)
+            .await
+            .unwrap();
+        let p = provider(&config(&mock.base_url()));
+        let cancel = CancellationToken::new();
+        let rx = p.stream(user("hi"), cancel.clone());
+        // Poll until the request reached the server, then cancel.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while mock.request_count() == 0 {
+            assert!(Instant::now() < deadline, "request never arrived");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let cancelled_at = Instant::now();
+        cancel.cancel();
+        let items = collect(rx).await;
+        assert!(cancelled_at.elapsed() < Duration::from_millis(500));
+        assert_eq!(items.len(), 1);
+        assert_eq!(last_finish(&items), Some(FinishReason::Cancelled));
+    }
+
+    #[tokio::test]
+    async fn connection_refused_maps_to_connect() {
+        // Bind then drop a listener to get a port nobody listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let base = format!("http://127.0.0.1:{port}/v1");
+        let mut cfg = config(&base);
+        cfg.retries = 1;
+        let err =
+            only_error(collect(provider(&cfg).stream(user("hi"), CancellationToken::new())).await);
+        match &err {
+            LlmError::Connect { url, reason } => {
+                assert_eq!(url, &base);
+                assert!(reason.to_lowercase().contains("refused"), "{reason}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(
+            err.to_body()
+                .hint
+                .unwrap_or_default()
+                .contains("llm.base_url")
+        );
+    }
+
+    #[tokio::test]
+    async fn echo_shows_the_prompt_reached_the_server() {
+        let mock = MockLlm::start(MockBehaviour::echo_last_user())
+            .await
+            .unwrap();
+        let p = provider(&config(&mock.base_url()));
+        let items = collect(p.stream(user("the red fox"), CancellationToken::new())).await;
+        assert_eq!(text_of(&items), "You said: the red fox");
+    }
+
+    #[tokio::test]
+    async fn scripted_turns_answer_in_order_over_one_pooled_client() {
+        let mock = MockLlm::start(MockBehaviour::Script(vec![
+            MockBehaviour::reply("first"),
+            MockBehaviour::reply("second"),
+        ]))
+        .await
+        .unwrap();
+        let p = provider(&config(&mock.base_url()));
+        let a = collect(p.stream(user("1"), CancellationToken::new())).await;
+        let b = collect(p.stream(user("2"), CancellationToken::new())).await;
+        assert_eq!(
+            (text_of(&a), text_of(&b)),
+            ("first".into(), "second".into())
+        );
+    }
+
+    #[test]
+    fn model_name_is_required() {
+        let cfg = LlmConfig {
+            model: None,
+            ..LlmConfig::default()
+        };
+        let err = OpenAiProvider::new(&cfg).unwrap_err();
+        assert!(err.to_string().contains("llm.model"), "{err}");
+    }
+
+    #[test]
+    fn info_and_state() {
+        let p = OpenAiProvider::new(&config("http://127.0.0.1:9/v1/")).unwrap();
+        assert_eq!(p.info().backend, "openai_compatible");
+        assert_eq!(p.info().model, "test-model");
+        assert_eq!(p.load_state(), ModelLoad::Ready);
+        assert_eq!(p.inner.endpoint, "http://127.0.0.1:9/v1/chat/completions");
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(0, None), Duration::from_millis(250));
+        assert_eq!(backoff(1, None), Duration::from_millis(500));
+        assert_eq!(backoff(2, None), Duration::from_secs(1));
+        assert_eq!(backoff(30, None), BACKOFF_CAP);
+        assert_eq!(
+            backoff(0, Some(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
+        assert_eq!(backoff(0, Some(Duration::from_secs(600))), BACKOFF_CAP);
+    }
+
+    fn parse_in_pieces(input: &[u8], piece: usize) -> Vec<String> {
+        let mut parser = SseParser::default();
+        let mut events = Vec::new();
+        for chunk in input.chunks(piece) {
+            events.extend(parser.push(chunk));
+        }
+        events.extend(parser.finish());
+        events
+    }
+
+    #[test]
+    fn sse_parser_survives_any_chunking() {
+        let input = ": keep-alive\r\n\r\ndata: {\"a\":\"ü☺\"}\r\n\r\nevent: x\ndata: line1\ndata: line2\n\ndata:nospace\r\rdata: [DONE]\n\n";
+        let expected = vec![
+            "{\"a\":\"ü☺\"}".to_owned(),
+            "line1\nline2".to_owned(),
+            "nospace".to_owned(),
+            "[DONE]".to_owned(),
+        ];
+        for piece in 1..=input.len() {
+            assert_eq!(
+                parse_in_pieces(input.as_bytes(), piece),
+                expected,
+                "piece size {piece}"
+            );
+        }
+    }
+
+    #[test]
+    fn sse_parser_flushes_an_unterminated_last_event() {
+        assert_eq!(parse_in_pieces(b"data: tail", 3), vec!["tail".to_owned()]);
+    }
+
+    #[test]
+    fn finish_reasons_map() {
+        assert_eq!(map_finish("stop"), FinishReason::Stop);
+        assert_eq!(map_finish("length"), FinishReason::Length);
+        assert_eq!(map_finish("tool_calls"), FinishReason::ToolCalls);
+        assert_eq!(map_finish("content_filter"), FinishReason::Other);
+    }
+
+    #[test]
+    fn truncation_respects_characters() {
+        assert_eq!(truncate_chars("äöü", 2), "äö…");
+        assert_eq!(truncate_chars("abc", 3), "abc");
+    }
+}

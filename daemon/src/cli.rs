@@ -1,0 +1,70 @@
+//! Command-line flags of `vtuberd`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The vtuber daemon: owns the character, its models, history and clients.
+///
+/// Runs in the foreground (as a systemd service runs it) and serves clients such as
+/// `vtuber chat` on a local socket. Stops cleanly on SIGTERM or SIGINT.
+#[derive(Debug, Parser)]
+#[command(name = "vtuberd", version, about, long_about)]
+pub struct Args {
+    /// Config file (default: $VTUBER_CONFIG, then $XDG_CONFIG_HOME/vtuber/conf.yaml, then built-in defaults).
+    #[arg(long, short = 'c', value_name = "FILE", env = "VTUBER_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Socket path (default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock).
+    #[arg(long, short = 's', value_name = "PATH", env = "VTUBER_SOCKET")]
+    pub socket: Option<PathBuf>,
+
+    /// Log debug detail (VTUBER_LOG or RUST_LOG override the filter).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Validate the config and character files, print every problem, and exit (1 when invalid).
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_are_consistent() {
+        Args::command().debug_assert();
+    }
+
+    /// `man/vtuberd.8` is generated from these flags; regenerate with
+    /// `VTUBER_UPDATE_GENERATED=1 cargo test -p vtuberd man_page`.
+    #[test]
+    fn man_page_is_current() {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(Args::command())
+            .section("8")
+            .render(&mut out)
+            .unwrap();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../man/vtuberd.8");
+        if std::env::var_os("VTUBER_UPDATE_GENERATED").is_some() {
+            std::fs::write(path, &out).unwrap();
+        }
+        let committed = std::fs::read(path).unwrap_or_default();
+        assert!(
+            committed == out,
+            "man/vtuberd.8 is out of date: run `VTUBER_UPDATE_GENERATED=1 cargo test -p vtuberd man_page`"
+        );
+    }
+}

@@ -1,0 +1,829 @@
+//! The stage: the current character, its conversation, and the one turn in progress.
+//!
+//! A single actor task owns the mutable state and handles commands in order, so turns
+//! never overlap: new input cancels the running turn and waits for it to store its
+//! partial reply before the next begins. Each turn runs as its own task that streams the
+//! LLM's deltas to the event bus. Read-mostly state (for `status`) is mirrored in
+//! [`StageView`] so status requests never queue behind the actor.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vtuber_shared::{
+    CharacterInfo, DaemonState, ErrorBody, ErrorCode, Event, LlmInfo, ModelLoad, Role, Status,
+    TurnOutcome, Usage,
+};
+
+use crate::characters::{Character, Roster};
+use crate::config::{Config, LlmConfig, ProviderKind};
+use crate::events::EventBus;
+use crate::llm::{
+    ChatMessage, ChatRequest, FinishReason, LlmError, LlmEvent, SharedProvider,
+    embedded::EmbeddedProvider, openai::OpenAiProvider,
+};
+use crate::store::Store;
+
+/// File name of the default embedded model.
+pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Most messages read back from history when building a prompt; the token budget
+/// usually stops earlier.
+const HISTORY_SCAN_LIMIT: usize = 200;
+
+/// Snapshot of what clients see in `status`, kept current by the actor.
+#[derive(Debug, Clone)]
+pub struct StageView {
+    pub state: DaemonState,
+    pub character: CharacterInfo,
+    pub llm: LlmInfo,
+    pub model_load: ModelLoad,
+    pub conversation_id: Option<i64>,
+    pub last_error: Option<ErrorBody>,
+}
+
+/// What the daemon knows about itself, shared by the socket server.
+pub struct DaemonInfo {
+    pub started: Instant,
+    pub socket: PathBuf,
+    pub config_file: Option<PathBuf>,
+    pub clients: std::sync::atomic::AtomicUsize,
+    /// Fired by a client's `shutdown` request; the main loop then stops the daemon.
+    pub shutdown_requested: CancellationToken,
+}
+
+enum Command {
+    SendText {
+        text: String,
+        origin: String,
+        reply: oneshot::Sender<Result<(u64, i64), ErrorBody>>,
+    },
+    Interrupt {
+        reply: oneshot::Sender<Option<u64>>,
+    },
+    SwitchCharacter {
+        name: String,
+        reply: oneshot::Sender<Result<CharacterInfo, ErrorBody>>,
+    },
+    NewConversation {
+        reply: oneshot::Sender<Result<i64, ErrorBody>>,
+    },
+    LoadConversation {
+        id: i64,
+        reply: oneshot::Sender<Result<i64, ErrorBody>>,
+    },
+    DeleteConversation {
+        id: i64,
+        reply: oneshot::Sender<Result<(), ErrorBody>>,
+    },
+    ListCharacters {
+        reply: oneshot::Sender<(String, Vec<CharacterInfo>)>,
+    },
+    CharactersChanged,
+    TurnDone {
+        turn_id: u64,
+    },
+    ModelLoadChanged {
+        generation: u64,
+        load: ModelLoad,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// Cheap handle used by client sessions to drive the stage.
+#[derive(Clone)]
+pub struct Stage {
+    tx: mpsc::Sender<Command>,
+    view: Arc<Mutex<StageView>>,
+    pub bus: EventBus,
+    pub store: Store,
+    pub info: Arc<DaemonInfo>,
+}
+
+fn stage_gone() -> ErrorBody {
+    ErrorBody::new(ErrorCode::ShuttingDown, "the daemon is shutting down")
+        .with_hint("start it again with `vtuber daemon start`")
+}
+
+impl Stage {
+    /// Starts the actor. `character_dir` is watched for edits when it exists.
+    pub fn start(
+        config: Config,
+        roster: Roster,
+        character_dir: Option<PathBuf>,
+        store: Store,
+        bus: EventBus,
+        info: Arc<DaemonInfo>,
+        initial_conversation: Option<i64>,
+        initial_character: Character,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(256);
+        let provider = make_provider(&initial_character.llm.apply(&config.llm));
+        let view = Arc::new(Mutex::new(StageView {
+            state: DaemonState::Idle,
+            character: initial_character.info(),
+            llm: provider_info(&provider, &initial_character.llm.apply(&config.llm)),
+            model_load: provider_load(&provider),
+            conversation_id: initial_conversation,
+            last_error: None,
+        }));
+        let stage = Self {
+            tx: tx.clone(),
+            view: view.clone(),
+            bus: bus.clone(),
+            store: store.clone(),
+            info,
+        };
+        let actor = Actor {
+            config,
+            roster,
+            character: initial_character,
+            provider,
+            provider_generation: 0,
+            conversation: initial_conversation,
+            running: None,
+            next_turn: 1,
+            tx: tx.clone(),
+            view,
+            bus,
+            store,
+        };
+        actor.refresh_state();
+        actor.watch_model_load();
+        if let Some(dir) = character_dir {
+            spawn_character_watcher(dir, tx);
+        }
+        tokio::spawn(actor.run(rx));
+        stage
+    }
+
+    pub fn view(&self) -> StageView {
+        match self.view.lock() {
+            Ok(v) => v.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        let v = self.view();
+        Status {
+            state: v.state,
+            character: v.character.id.clone(),
+            llm: v.llm,
+            model_load: v.model_load,
+            clients: self.info.clients.load(std::sync::atomic::Ordering::Relaxed),
+            daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_secs: self.info.started.elapsed().as_secs_f64(),
+            pid: std::process::id(),
+            conversation_id: v.conversation_id,
+            socket: self.info.socket.display().to_string(),
+            config_file: self
+                .info
+                .config_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
+            last_error: v.last_error,
+        }
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, ErrorBody> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).await.map_err(|_| stage_gone())?;
+        rx.await.map_err(|_| stage_gone())
+    }
+
+    /// Starts a turn with `text`; returns (turn id, conversation id).
+    pub async fn send_text(&self, text: String, origin: String) -> Result<(u64, i64), ErrorBody> {
+        if text.trim().is_empty() {
+            return Err(
+                ErrorBody::new(ErrorCode::InvalidArgument, "the message is empty")
+                    .with_hint("type something to say"),
+            );
+        }
+        self.ask(|reply| Command::SendText {
+            text,
+            origin,
+            reply,
+        })
+        .await?
+    }
+
+    pub async fn interrupt(&self) -> Result<Option<u64>, ErrorBody> {
+        self.ask(|reply| Command::Interrupt { reply }).await
+    }
+
+    pub async fn switch_character(&self, name: String) -> Result<CharacterInfo, ErrorBody> {
+        self.ask(|reply| Command::SwitchCharacter { name, reply })
+            .await?
+    }
+
+    pub async fn new_conversation(&self) -> Result<i64, ErrorBody> {
+        self.ask(|reply| Command::NewConversation { reply }).await?
+    }
+
+    pub async fn load_conversation(&self, id: i64) -> Result<i64, ErrorBody> {
+        self.ask(|reply| Command::LoadConversation { id, reply })
+            .await?
+    }
+
+    pub async fn delete_conversation(&self, id: i64) -> Result<(), ErrorBody> {
+        self.ask(|reply| Command::DeleteConversation { id, reply })
+            .await?
+    }
+
+    pub async fn characters(&self) -> Result<(String, Vec<CharacterInfo>), ErrorBody> {
+        self.ask(|reply| Command::ListCharacters { reply }).await
+    }
+
+    /// Asks the main loop to stop the daemon (as SIGTERM does).
+    pub fn request_shutdown(&self) {
+        self.info.shutdown_requested.cancel();
+    }
+
+    /// Cancels the running turn, waits for it to store its partial reply, and stops the
+    /// actor. Later commands fail with `shutting_down`.
+    pub async fn shutdown(&self) {
+        let _ = self.ask(|reply| Command::Shutdown { reply }).await;
+    }
+}
+
+/// Builds the provider a character's effective LLM settings call for.
+pub fn make_provider(cfg: &LlmConfig) -> Result<SharedProvider, ErrorBody> {
+    match cfg.provider {
+        ProviderKind::Embedded => {
+            let default = vtuber_shared::paths::models_dir().join(DEFAULT_MODEL_FILE);
+            Ok(Arc::new(EmbeddedProvider::new(cfg, default)))
+        }
+        ProviderKind::OpenaiCompatible => OpenAiProvider::new(cfg)
+            .map(|p| Arc::new(p) as SharedProvider)
+            .map_err(|e| e.to_body()),
+    }
+}
+
+fn provider_info(p: &Result<SharedProvider, ErrorBody>, cfg: &LlmConfig) -> LlmInfo {
+    match p {
+        Ok(p) => p.info(),
+        Err(_) => LlmInfo {
+            backend: cfg.provider.as_str().to_owned(),
+            model: cfg.model.clone().unwrap_or_else(|| "(none)".into()),
+        },
+    }
+}
+
+fn provider_load(p: &Result<SharedProvider, ErrorBody>) -> ModelLoad {
+    match p {
+        Ok(p) => p.load_state(),
+        Err(e) => ModelLoad::Failed {
+            reason: e.to_string(),
+        },
+    }
+}
+
+fn spawn_character_watcher(dir: PathBuf, tx: mpsc::Sender<Command>) {
+    if !dir.is_dir() {
+        tracing::debug!(dir = %dir.display(), "character folder does not exist; not watching");
+        return;
+    }
+    match crate::characters::watch(&dir) {
+        Ok((watcher, mut rx)) => {
+            tokio::spawn(async move {
+                let _watcher = watcher;
+                while rx.recv().await.is_some() {
+                    if tx.send(Command::CharactersChanged).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the character folder; edits need a restart")
+        }
+    }
+}
+
+struct RunningTurn {
+    id: u64,
+    cancel: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+struct Actor {
+    config: Config,
+    roster: Roster,
+    character: Character,
+    provider: Result<SharedProvider, ErrorBody>,
+    /// Bumped whenever the provider is replaced, so stale load notices are ignored.
+    provider_generation: u64,
+    conversation: Option<i64>,
+    running: Option<RunningTurn>,
+    next_turn: u64,
+    tx: mpsc::Sender<Command>,
+    view: Arc<Mutex<StageView>>,
+    bus: EventBus,
+    store: Store,
+}
+
+impl Actor {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        while let Some(cmd) = rx.recv().await {
+            match cmd {
+                Command::SendText {
+                    text,
+                    origin,
+                    reply,
+                } => {
+                    let r = self.start_turn(text, origin).await;
+                    let _ = reply.send(r);
+                }
+                Command::Interrupt { reply } => {
+                    let id = self.stop_turn().await;
+                    let _ = reply.send(id);
+                }
+                Command::SwitchCharacter { name, reply } => {
+                    let r = self.switch_character(&name).await;
+                    let _ = reply.send(r);
+                }
+                Command::NewConversation { reply } => {
+                    self.stop_turn().await;
+                    let r = match self.store.create_conversation(&self.character.id).await {
+                        Ok(c) => {
+                            self.set_conversation(Some(c.id));
+                            Ok(c.id)
+                        }
+                        Err(e) => Err(e.to_body()),
+                    };
+                    let _ = reply.send(r);
+                }
+                Command::LoadConversation { id, reply } => {
+                    let r = self.load_conversation(id).await;
+                    let _ = reply.send(r);
+                }
+                Command::DeleteConversation { id, reply } => {
+                    if self.conversation == Some(id) {
+                        self.stop_turn().await;
+                    }
+                    let r = self
+                        .store
+                        .delete_conversation(id)
+                        .await
+                        .map_err(|e| e.to_body());
+                    if r.is_ok() && self.conversation == Some(id) {
+                        self.set_conversation(None);
+                    }
+                    let _ = reply.send(r);
+                }
+                Command::ListCharacters { reply } => {
+                    let _ = reply.send((self.character.id.clone(), self.roster.infos()));
+                }
+                Command::CharactersChanged => self.reload_characters(),
+                Command::TurnDone { turn_id } => {
+                    if self.running.as_ref().is_some_and(|r| r.id == turn_id) {
+                        self.running = None;
+                    }
+                    self.refresh_state();
+                }
+                Command::ModelLoadChanged { generation, load } => {
+                    if generation == self.provider_generation {
+                        self.update_view(|v| v.model_load = load.clone());
+                        self.bus.emit(Event::ModelLoad { load: load.clone() });
+                        if let ModelLoad::Failed { reason } = load {
+                            let err = ErrorBody::new(ErrorCode::Model, reason).with_hint(
+                                "run scripts/fetch-model.sh, or set llm.model_path in conf.yaml",
+                            );
+                            self.update_view(|v| v.last_error = Some(err.clone()));
+                            self.bus.emit(Event::Error { error: err });
+                        }
+                        self.refresh_state();
+                    }
+                }
+                Command::Shutdown { reply } => {
+                    self.stop_turn().await;
+                    self.bus.emit(Event::ShuttingDown);
+                    let _ = reply.send(());
+                    break;
+                }
+            }
+        }
+    }
+
+    fn update_view(&self, f: impl FnOnce(&mut StageView)) {
+        match self.view.lock() {
+            Ok(mut v) => f(&mut v),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+
+    fn set_state(&self, state: DaemonState) {
+        let mut changed = false;
+        self.update_view(|v| {
+            changed = v.state != state;
+            v.state = state;
+        });
+        if changed {
+            self.bus.emit(Event::StateChanged { state });
+        }
+    }
+
+    /// Idle, loading or error when no turn runs.
+    fn refresh_state(&self) {
+        if self.running.is_some() {
+            return;
+        }
+        let view = match self.view.lock() {
+            Ok(v) => v.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        let state = match view.model_load {
+            ModelLoad::Loading => DaemonState::Loading,
+            ModelLoad::Failed { .. } => DaemonState::Error,
+            _ if view.last_error.is_some() => DaemonState::Error,
+            _ => DaemonState::Idle,
+        };
+        self.set_state(state);
+    }
+
+    fn set_conversation(&mut self, id: Option<i64>) {
+        self.conversation = id;
+        self.update_view(|v| v.conversation_id = id);
+        if let Some(conversation_id) = id {
+            self.bus
+                .emit(Event::ConversationChanged { conversation_id });
+        }
+    }
+
+    /// Polls the provider's load state until it settles, reporting each change.
+    fn watch_model_load(&self) {
+        let Ok(provider) = self.provider.clone() else {
+            return;
+        };
+        let generation = self.provider_generation;
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let mut last = provider.load_state();
+            loop {
+                let now = provider.load_state();
+                if now != last {
+                    last = now.clone();
+                    if tx
+                        .send(Command::ModelLoadChanged {
+                            generation,
+                            load: now.clone(),
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                if !matches!(now, ModelLoad::Loading | ModelLoad::NotLoaded) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+    }
+
+    fn effective_llm(&self, character: &Character) -> LlmConfig {
+        character.llm.apply(&self.config.llm)
+    }
+
+    /// Switches provider when a character's effective LLM settings differ.
+    fn use_character(&mut self, character: Character) {
+        let old = self.effective_llm(&self.character);
+        let new = self.effective_llm(&character);
+        self.character = character;
+        if old != new || self.provider.is_err() {
+            self.provider = make_provider(&new);
+            self.provider_generation += 1;
+            let info = provider_info(&self.provider, &new);
+            let load = provider_load(&self.provider);
+            self.update_view(|v| {
+                v.llm = info;
+                v.model_load = load;
+                v.last_error = None;
+            });
+            self.watch_model_load();
+        }
+        let info = self.character.info();
+        let llm = match self.view.lock() {
+            Ok(v) => v.llm.clone(),
+            Err(p) => p.into_inner().llm.clone(),
+        };
+        self.update_view(|v| v.character = info.clone());
+        self.bus.emit(Event::CharacterChanged {
+            character: info,
+            llm,
+        });
+        self.refresh_state();
+    }
+
+    async fn switch_character(&mut self, name: &str) -> Result<CharacterInfo, ErrorBody> {
+        let Some(character) = self.roster.find(name).cloned() else {
+            return Err(ErrorBody::new(
+                ErrorCode::NotFound,
+                format!("no character named `{name}`"),
+            )
+            .with_hint(format!(
+                "known characters: {}",
+                self.roster.ids().join(", ")
+            )));
+        };
+        self.stop_turn().await;
+        let latest = self
+            .store
+            .latest_conversation(&character.id)
+            .await
+            .map_err(|e| e.to_body())?;
+        self.use_character(character);
+        self.set_conversation(latest);
+        Ok(self.character.info())
+    }
+
+    async fn load_conversation(&mut self, id: i64) -> Result<i64, ErrorBody> {
+        let (summary, _) = self.store.conversation(id).await.map_err(|e| e.to_body())?;
+        self.stop_turn().await;
+        if summary.character != self.character.id {
+            let Some(character) = self.roster.get(&summary.character).cloned() else {
+                return Err(ErrorBody::new(
+                    ErrorCode::NotFound,
+                    format!(
+                        "conversation {id} belongs to character `{}`, which no longer exists",
+                        summary.character
+                    ),
+                )
+                .with_hint("restore its character file, or delete the conversation"));
+            };
+            self.use_character(character);
+        }
+        self.set_conversation(Some(id));
+        Ok(id)
+    }
+
+    fn reload_characters(&mut self) {
+        let dir = self
+            .character
+            .path
+            .as_ref()
+            .and_then(|p| p.parent())
+            .map(PathBuf::from);
+        let dir = dir.or_else(|| character_dir(&self.config));
+        let (roster, problems) = Roster::load(dir.as_deref());
+        for p in &problems {
+            tracing::warn!(problem = %p, "character file skipped");
+            self.bus.emit(Event::Error {
+                error: ErrorBody::new(ErrorCode::Config, p.to_string())
+                    .with_hint("fix the file; it is reloaded on save"),
+            });
+        }
+        self.roster = roster;
+        self.bus.emit(Event::CharactersReloaded {
+            characters: self.roster.infos(),
+        });
+        match self.roster.get(&self.character.id).cloned() {
+            Some(updated) if updated != self.character => {
+                tracing::info!(character = %updated.id, "character file changed; applied");
+                self.use_character(updated);
+            }
+            Some(_) => {}
+            None => tracing::warn!(
+                character = %self.character.id,
+                "the current character's file is gone; keeping it until you switch"
+            ),
+        }
+    }
+
+    /// Cancels the running turn and waits until it has stored its partial reply.
+    async fn stop_turn(&mut self) -> Option<u64> {
+        let turn = self.running.take()?;
+        turn.cancel.cancel();
+        if let Err(e) = turn.handle.await {
+            tracing::error!(error = %e, "turn task failed");
+        }
+        self.refresh_state();
+        Some(turn.id)
+    }
+
+    async fn start_turn(&mut self, text: String, origin: String) -> Result<(u64, i64), ErrorBody> {
+        self.stop_turn().await;
+        let provider = self.provider.clone()?;
+        let conversation = match self.conversation {
+            Some(id) => id,
+            None => {
+                let c = self
+                    .store
+                    .create_conversation(&self.character.id)
+                    .await
+                    .map_err(|e| e.to_body())?;
+                self.set_conversation(Some(c.id));
+                c.id
+            }
+        };
+        self.store
+            .add_message(conversation, Role::User, &text, false)
+            .await
+            .map_err(|e| e.to_body())?;
+        let turn_id = self.next_turn;
+        self.next_turn += 1;
+        let cancel = CancellationToken::new();
+        self.update_view(|v| v.last_error = None);
+        self.bus.emit(Event::TurnStarted {
+            turn_id,
+            conversation_id: conversation,
+            text,
+            origin,
+        });
+        let llm = self.effective_llm(&self.character);
+        let turn = Turn {
+            id: turn_id,
+            conversation,
+            system_prompt: self.character.system_prompt(),
+            provider,
+            llm,
+            token_budget: self.config.history.token_budget,
+            cancel: cancel.clone(),
+            bus: self.bus.clone(),
+            store: self.store.clone(),
+            view: self.view.clone(),
+        };
+        let tx = self.tx.clone();
+        let handle = tokio::spawn(async move {
+            turn.run().await;
+            let _ = tx.send(Command::TurnDone { turn_id }).await;
+        });
+        self.running = Some(RunningTurn {
+            id: turn_id,
+            cancel,
+            handle,
+        });
+        Ok((turn_id, conversation))
+    }
+}
+
+/// Where user character files live: `character.dir`, else `$XDG_CONFIG_HOME/vtuber/characters`.
+pub fn character_dir(config: &Config) -> Option<PathBuf> {
+    Some(
+        config
+            .character
+            .dir
+            .clone()
+            .unwrap_or_else(|| vtuber_shared::paths::config_dir().join("characters")),
+    )
+}
+
+/// One reply being generated.
+struct Turn {
+    id: u64,
+    conversation: i64,
+    system_prompt: String,
+    provider: SharedProvider,
+    llm: LlmConfig,
+    token_budget: usize,
+    cancel: CancellationToken,
+    bus: EventBus,
+    store: Store,
+    view: Arc<Mutex<StageView>>,
+}
+
+impl Turn {
+    fn set_state(&self, state: DaemonState) {
+        let changed = match self.view.lock() {
+            Ok(mut v) => std::mem::replace(&mut v.state, state) != state,
+            Err(_) => false,
+        };
+        if changed {
+            self.bus.emit(Event::StateChanged { state });
+        }
+    }
+
+    async fn run(self) {
+        self.set_state(DaemonState::Thinking);
+        let mut reply = String::new();
+        let mut usage: Option<Usage> = None;
+        let result = self.generate(&mut reply, &mut usage).await;
+        let interrupted = matches!(result, Ok(FinishReason::Cancelled));
+        let outcome = match result {
+            Ok(FinishReason::Cancelled) => TurnOutcome::Interrupted,
+            Ok(_) => TurnOutcome::Finished,
+            Err(e) => TurnOutcome::Failed { error: e },
+        };
+        // Store before announcing the end: a client that saw `turn_ended` can rely on
+        // the reply being durable.
+        if !reply.is_empty() || matches!(outcome, TurnOutcome::Finished) {
+            let partial = interrupted || matches!(outcome, TurnOutcome::Failed { .. });
+            if let Err(e) = self
+                .store
+                .add_message(self.conversation, Role::Assistant, &reply, partial)
+                .await
+            {
+                tracing::error!(error = %e, "could not store the reply");
+                self.bus.emit(Event::Error { error: e.to_body() });
+            }
+        }
+        if let TurnOutcome::Failed { error } = &outcome {
+            tracing::warn!(turn = self.id, error = %error, "turn failed");
+            if let Ok(mut v) = self.view.lock() {
+                v.last_error = Some(error.clone());
+            }
+        }
+        self.bus.emit(Event::TurnEnded {
+            turn_id: self.id,
+            outcome,
+            text: reply,
+            usage,
+        });
+    }
+
+    async fn generate(
+        &self,
+        reply: &mut String,
+        usage: &mut Option<Usage>,
+    ) -> Result<FinishReason, ErrorBody> {
+        let messages = self.prompt().await?;
+        let request = ChatRequest {
+            messages,
+            tools: Vec::new(),
+            temperature: self.llm.temperature,
+            max_tokens: self.llm.max_tokens,
+        };
+        let mut stream = self.provider.stream(request, self.cancel.child_token());
+        loop {
+            let item = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Ok(FinishReason::Cancelled),
+                item = stream.recv() => item,
+            };
+            match item {
+                Some(Ok(LlmEvent::TextDelta(text))) => {
+                    if text.is_empty() {
+                        continue;
+                    }
+                    if reply.is_empty() {
+                        self.set_state(DaemonState::Speaking);
+                    }
+                    reply.push_str(&text);
+                    self.bus.emit(Event::Delta {
+                        turn_id: self.id,
+                        text,
+                    });
+                }
+                Some(Ok(LlmEvent::Usage(u))) => *usage = Some(u),
+                Some(Ok(LlmEvent::Finish(reason))) => return Ok(reason),
+                // Tool calls are handled once MCP tools are offered; none are yet.
+                Some(Ok(LlmEvent::ToolCallDelta { .. })) => {}
+                Some(Err(e)) => return Err(e.to_body()),
+                None => {
+                    return if self.cancel.is_cancelled() {
+                        Ok(FinishReason::Cancelled)
+                    } else {
+                        Err(
+                            LlmError::Protocol("the stream ended without a finish".into())
+                                .to_body(),
+                        )
+                    };
+                }
+            }
+        }
+    }
+
+    /// Persona plus as much recent history as fits the budget, newest kept.
+    async fn prompt(&self) -> Result<Vec<ChatMessage>, ErrorBody> {
+        let history = self
+            .store
+            .recent_messages(self.conversation, HISTORY_SCAN_LIMIT)
+            .await
+            .map_err(|e| e.to_body())?;
+        let system_tokens = self.provider.estimate_tokens(&self.system_prompt);
+        let reserve = self.llm.max_tokens.unwrap_or(512) as usize;
+        let room = self
+            .provider
+            .context_size()
+            .saturating_sub(system_tokens + reserve + 16);
+        let budget = self.token_budget.min(room);
+        let mut window = Vec::new();
+        let mut used = 0usize;
+        for (i, m) in history.iter().rev().enumerate() {
+            let cost = self.provider.estimate_tokens(&m.text) + 4;
+            // The newest message (this turn's input) is always sent.
+            if i > 0 && used + cost > budget {
+                break;
+            }
+            used += cost;
+            window.push(ChatMessage::new(m.role, m.text.clone()));
+        }
+        // A window must not open with the assistant's side of an exchange it cut.
+        while window.len() > 1 && window.last().is_some_and(|m| m.role != Role::User) {
+            window.pop();
+        }
+        window.push(ChatMessage::new(Role::System, self.system_prompt.clone()));
+        window.reverse();
+        Ok(window)
+    }
+}

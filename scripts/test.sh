@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Sets up what the tests need (build tools, the default model) and runs every test.
+# The end-to-end tests run the real vtuberd and vtuber binaries, so those are built first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/setup.sh
+cargo build --workspace --bins
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi

@@ -1,0 +1,39 @@
+//! Helpers shared by the end-to-end test files.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use vtuber_e2e::daemon::TestDaemon;
+use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm};
+
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// The documented minimal config that points the character at an OpenAI-compatible server.
+pub fn openai_config(base_url: &str) -> String {
+    format!(
+        "llm:\n  provider: openai_compatible\n  base_url: {base_url}\n  model: mock-model\n  timeout_secs: 10\n  retries: 0\n"
+    )
+}
+
+/// A mock LLM and a daemon pointed at it.
+pub fn daemon_with_mock(behaviour: MockBehaviour) -> (MockLlm, TestDaemon) {
+    let mock = MockLlm::start_blocking(behaviour).expect("mock LLM starts");
+    let daemon = TestDaemon::spawn(&openai_config(&mock.base_url())).expect("daemon starts");
+    (mock, daemon)
+}
+
+/// Runs a `vtuber` command to completion off the async runtime.
+pub async fn run(mut cmd: std::process::Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || cmd.output().expect("command runs"))
+        .await
+        .expect("join")
+}
+
+pub fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

@@ -1,0 +1,341 @@
+//! Runs real `vtuberd` and `vtuber` binaries in isolation: each [`TestDaemon`] gets its
+//! own temporary XDG folders and socket, so tests run side by side.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use interprocess::local_socket::traits::tokio::Stream as _;
+use interprocess::local_socket::{GenericFilePath, ToFsName, tokio as ls};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use vtuber_shared::framing::{self, Line, LineSplitter};
+use vtuber_shared::{
+    ClientFrame, ErrorBody, Event, Outcome, PROTOCOL_VERSION, Reply, Request, ServerFrame,
+};
+
+/// Path of a workspace binary, built next to the running test executable.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/test-xxxx → target/<profile>/<name>
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join(name)
+}
+
+/// A daemon with its own folders, stopped (SIGKILL) on drop if still running.
+pub struct TestDaemon {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    /// `VTUBER_LOG` for the daemon; benchmarks turn debug logging down.
+    pub log_filter: String,
+    child: Option<Child>,
+}
+
+impl TestDaemon {
+    /// A fresh isolated home with `config_yaml` as its config file; not started.
+    pub fn new(config_yaml: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("vtuber-e2e").tempdir()?;
+        let config = dir.path().join("conf.yaml");
+        std::fs::write(&config, config_yaml)?;
+        for sub in ["config/vtuber/characters", "data", "runtime"] {
+            std::fs::create_dir_all(dir.path().join(sub))?;
+        }
+        Ok(Self {
+            socket: dir.path().join("runtime/vtuber/vtuberd.sock"),
+            log: dir.path().join("vtuberd.log"),
+            config,
+            dir,
+            log_filter: "debug,llama_cpp_2=warn".into(),
+            child: None,
+        })
+    }
+
+    /// [`new`](Self::new) then [`start`](Self::start).
+    pub fn spawn(config_yaml: &str) -> anyhow::Result<Self> {
+        let mut d = Self::new(config_yaml)?;
+        d.start()?;
+        Ok(d)
+    }
+
+    /// Environment that points every path into this daemon's folder.
+    pub fn envs(&self) -> Vec<(&'static str, PathBuf)> {
+        let root = self.dir.path();
+        vec![
+            ("HOME", root.to_path_buf()),
+            ("XDG_CONFIG_HOME", root.join("config")),
+            ("XDG_DATA_HOME", root.join("data")),
+            ("XDG_RUNTIME_DIR", root.join("runtime")),
+            ("VTUBER_CONFIG", self.config.clone()),
+            ("VTUBER_SOCKET", self.socket.clone()),
+        ]
+    }
+
+    /// The models folder the daemon will look in, with the real model linked in when
+    /// this machine has it (so embedded-model tests see it).
+    pub fn models_dir(&self) -> PathBuf {
+        self.dir.path().join("data/vtuber/models")
+    }
+
+    /// A `vtuberd` command with this daemon's environment.
+    pub fn vtuberd(&self) -> Command {
+        let mut c = Command::new(bin("vtuberd"));
+        c.envs(self.envs()).env_remove("VTUBER_DATA_DIR");
+        c
+    }
+
+    /// A `vtuber` command with this daemon's environment.
+    pub fn vtuber(&self) -> Command {
+        let mut c = Command::new(bin("vtuber"));
+        c.envs(self.envs()).env_remove("VTUBER_DATA_DIR");
+        c
+    }
+
+    /// Starts `vtuberd` and waits until its socket answers.
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = self
+            .vtuberd()
+            .env("VTUBER_LOG", &self.log_filter)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("spawning {}", bin("vtuberd").display()))?;
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(20))
+    }
+
+    /// Polls until a connection succeeds, or fails with the daemon's log.
+    pub fn wait_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!("vtuberd exited early ({status}):\n{}", self.log_text());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "vtuberd did not answer within {limit:?}:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        if let Some(mut c) = self.child.take() {
+            c.kill()?;
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM and wait for exit; returns the exit status.
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let Some(mut c) = self.child.take() else {
+            bail!("daemon not running");
+        };
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill -TERM failed");
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = c.try_wait()? {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                bail!(
+                    "vtuberd did not exit within 20 s of SIGTERM:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for the daemon process to exit on its own.
+    pub fn wait_exit(&mut self, limit: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let Some(c) = self.child.as_mut() else {
+            bail!("daemon not running");
+        };
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(s) = c.try_wait()? {
+                self.child = None;
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                bail!("vtuberd still running after {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A connected, greeted protocol client.
+    pub async fn client(&self, label: &str) -> anyhow::Result<TestClient> {
+        TestClient::connect(&self.socket, label, true).await
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A minimal protocol client for tests: raw frames in, parsed frames out.
+pub struct TestClient {
+    stream: ls::Stream,
+    splitter: LineSplitter,
+    pending: std::collections::VecDeque<ServerFrame>,
+    next_id: u64,
+    pub welcome: Option<Reply>,
+}
+
+impl TestClient {
+    pub async fn connect(socket: &Path, label: &str, subscribe: bool) -> anyhow::Result<Self> {
+        let mut c = Self::connect_raw(socket).await?;
+        let reply = c
+            .request(Request::Hello {
+                protocol: PROTOCOL_VERSION,
+                client: label.to_owned(),
+                subscribe,
+            })
+            .await?
+            .map_err(|e| anyhow::anyhow!("hello refused: {e}"))?;
+        c.welcome = Some(reply);
+        Ok(c)
+    }
+
+    /// Connected but not greeted.
+    pub async fn connect_raw(socket: &Path) -> anyhow::Result<Self> {
+        let name = socket.to_fs_name::<GenericFilePath>()?;
+        let stream = ls::Stream::connect(name).await?;
+        Ok(Self {
+            stream,
+            splitter: LineSplitter::new(),
+            pending: Default::default(),
+            next_id: 1,
+            welcome: None,
+        })
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        (&self.stream).write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// Next frame of any kind, within `limit`.
+    pub async fn next_frame(&mut self, limit: Duration) -> anyhow::Result<ServerFrame> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(f) = self.pending.pop_front() {
+                return Ok(f);
+            }
+            let mut buf = [0u8; 16 * 1024];
+            let n = tokio::time::timeout_at(deadline, (&self.stream).read(&mut buf))
+                .await
+                .context("timed out waiting for a frame")??;
+            if n == 0 {
+                bail!("the daemon closed the connection");
+            }
+            for line in self.splitter.push(&buf[..n]) {
+                match line {
+                    Line::Frame(b) => self.pending.push_back(framing::decode(&b)?),
+                    Line::Oversized { len } => bail!("daemon sent an oversized frame ({len})"),
+                }
+            }
+        }
+    }
+
+    /// Sends `request` and waits for its response, queueing events that arrive first.
+    pub async fn request(&mut self, request: Request) -> anyhow::Result<Result<Reply, ErrorBody>> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let line = framing::encode(&ClientFrame { id, request })?;
+        (&self.stream).write_all(&line).await?;
+        self.response_to(Some(id)).await
+    }
+
+    /// Waits for the response with `id`, leaving other frames queued in order.
+    pub async fn response_to(
+        &mut self,
+        id: Option<u64>,
+    ) -> anyhow::Result<Result<Reply, ErrorBody>> {
+        let mut skipped = Vec::new();
+        let result = loop {
+            let f = self.next_frame(Duration::from_secs(30)).await?;
+            match f {
+                ServerFrame::Response { id: got, outcome } if got == id => {
+                    break match outcome {
+                        Outcome::Ok(r) => Ok(r),
+                        Outcome::Err(e) => Err(e),
+                    };
+                }
+                other => skipped.push(other),
+            }
+        };
+        for f in skipped.into_iter().rev() {
+            self.pending.push_front(f);
+        }
+        Ok(result)
+    }
+
+    /// Next broadcast event (skipping responses), with its seq.
+    pub async fn next_event(&mut self, limit: Duration) -> anyhow::Result<(u64, Event)> {
+        loop {
+            if let ServerFrame::Event { seq, event } = self.next_frame(limit).await? {
+                return Ok((seq, event));
+            }
+        }
+    }
+
+    /// Collects events until `stop` returns true for one (included).
+    pub async fn events_until(
+        &mut self,
+        limit: Duration,
+        mut stop: impl FnMut(&Event) -> bool,
+    ) -> anyhow::Result<Vec<(u64, Event)>> {
+        let deadline = Instant::now() + limit;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (seq, ev) = self.next_event(left).await?;
+            let done = stop(&ev);
+            out.push((seq, ev));
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! The interactive chat: wires the terminal, the daemon connection and [`app::App`].
+//!
+//! One loop waits on terminal input, daemon events, request answers and a timer.
+//! Requests are written in order from the loop and their answers come back as
+//! messages from small tasks, so a slow answer never freezes typing.
+
+pub mod app;
+pub mod input;
+pub mod markup;
+pub mod terminal;
+pub mod view;
+pub mod wrap;
+
+#[cfg(test)]
+mod render_tests;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use crossterm::event::{Event as TermEvent, EventStream};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use vtuber_shared::{ErrorBody, Reply, Request};
+
+use crate::client::{self, Client, Connection, Events, Hello, REQUEST_TIMEOUT, ResponseFrame};
+use crate::daemon::{self, Target};
+use app::{Action, App};
+
+/// What an answer is for, so the loop knows what to do with it.
+#[derive(Debug)]
+enum Purpose {
+    Send(String),
+    Interrupt,
+    NewConversation,
+    LoadConversation,
+    Characters,
+    Status,
+}
+
+enum Msg {
+    Answer {
+        generation: u64,
+        purpose: Purpose,
+        result: Result<Reply, ErrorBody>,
+    },
+    Connected(Box<Connection>),
+    ConnectFailed,
+}
+
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const MAX_RETRY: Duration = Duration::from_secs(10);
+/// Spinner speed while the daemon is busy.
+const TICK: Duration = Duration::from_millis(120);
+
+struct Runner {
+    app: App,
+    target: Target,
+    client: Option<Client>,
+    events: Option<Events>,
+    /// Bumped per connection; answers from an older one are ignored.
+    generation: u64,
+    tx: mpsc::UnboundedSender<Msg>,
+    retry_at: Option<Instant>,
+    retry_delay: Duration,
+    connecting: bool,
+    quit: bool,
+}
+
+pub async fn run(target: Target) -> Result<ExitCode> {
+    // Connect before taking over the screen, so start-up errors print normally.
+    let conn = daemon::connect_or_start(&target, Hello::new("chat", true)).await?;
+    let mut guard = terminal::enter()?;
+    let result = event_loop(&mut guard, target, conn).await;
+    drop(guard);
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+async fn event_loop(guard: &mut terminal::Guard, target: Target, conn: Connection) -> Result<()> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut runner = Runner {
+        app: App::new(),
+        target,
+        client: None,
+        events: None,
+        generation: 0,
+        tx,
+        retry_at: None,
+        retry_delay: FIRST_RETRY,
+        connecting: false,
+        quit: false,
+    };
+    runner.attach(conn).await;
+    let mut keys = EventStream::new();
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    let mut next_tick = Instant::now() + TICK;
+
+    loop {
+        if runner.quit {
+            return Ok(());
+        }
+        // Every wake-up below changed something worth showing.
+        guard
+            .terminal
+            .draw(|frame| view::render(frame, &mut runner.app))
+            .context("cannot draw to the terminal")?;
+        let wake = match (runner.app.busy(), runner.retry_at) {
+            (true, Some(at)) => at.min(next_tick),
+            (true, None) => next_tick,
+            (false, Some(at)) => at,
+            (false, None) => Instant::now() + Duration::from_secs(3600),
+        };
+        tokio::select! {
+            key = keys.next() => {
+                match key {
+                    Some(Ok(ev)) => runner.terminal_event(ev).await,
+                    Some(Err(e)) => return Err(e).context("cannot read from the terminal"),
+                    None => return Ok(()),
+                }
+            }
+            ev = next_event(&mut runner.events) => {
+                match ev {
+                    Some(frame) => {
+                        runner.daemon_event(frame.event).await;
+                        // Take whatever else already arrived before redrawing once.
+                        for _ in 0..256 {
+                            let Some(frame) = runner.events.as_mut().and_then(Events::try_recv)
+                            else {
+                                break;
+                            };
+                            runner.daemon_event(frame.event).await;
+                        }
+                    }
+                    None => runner.lost(),
+                }
+            }
+            Some(msg) = rx.recv() => {
+                runner.message(msg).await;
+            }
+            _ = sigterm.recv() => return Ok(()),
+            _ = tokio::time::sleep_until(wake) => {
+                if runner.retry_at.is_some_and(|at| at <= Instant::now()) {
+                    runner.reconnect();
+                }
+                if Instant::now() >= next_tick {
+                    runner.app.tick = runner.app.tick.wrapping_add(1);
+                    next_tick = Instant::now() + TICK;
+                }
+            }
+        }
+    }
+}
+
+async fn next_event(events: &mut Option<Events>) -> Option<client::EventFrame> {
+    match events {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Runner {
+    async fn attach(&mut self, conn: Connection) {
+        self.generation += 1;
+        self.client = Some(conn.client);
+        self.events = Some(conn.events);
+        self.retry_at = None;
+        self.retry_delay = FIRST_RETRY;
+        let actions = self.app.connected(conn.welcome.status);
+        for action in actions {
+            self.perform(action).await;
+        }
+    }
+
+    fn lost(&mut self) {
+        self.client = None;
+        self.events = None;
+        self.app.disconnected();
+        self.retry_at = Some(Instant::now() + self.retry_delay);
+    }
+
+    /// Tries to connect again in the background (never starting a daemon: if the
+    /// user stopped it, the chat should not bring it back behind their back).
+    fn reconnect(&mut self) {
+        self.retry_at = None;
+        if self.connecting {
+            return;
+        }
+        self.connecting = true;
+        let socket = self.target.socket.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let msg = match client::connect(&socket, Hello::new("chat", true)).await {
+                Ok(conn) => Msg::Connected(Box::new(conn)),
+                Err(_) => Msg::ConnectFailed,
+            };
+            let _ = tx.send(msg);
+        });
+    }
+
+    async fn terminal_event(&mut self, ev: TermEvent) {
+        let action = match ev {
+            TermEvent::Key(key) => self.app.handle_key(key),
+            TermEvent::Mouse(mouse) => {
+                self.app.handle_mouse(mouse);
+                None
+            }
+            TermEvent::Paste(text) => {
+                self.app.handle_paste(&text);
+                None
+            }
+            _ => None,
+        };
+        if let Some(action) = action {
+            self.perform(action).await;
+        }
+    }
+
+    async fn daemon_event(&mut self, event: vtuber_shared::Event) {
+        for action in self.app.apply_event(event) {
+            self.perform(action).await;
+        }
+    }
+
+    async fn message(&mut self, msg: Msg) {
+        match msg {
+            Msg::Connected(conn) => {
+                self.connecting = false;
+                self.attach(*conn).await;
+            }
+            Msg::ConnectFailed => {
+                self.connecting = false;
+                self.app.reconnect_failed();
+                self.retry_delay = (self.retry_delay * 2).min(MAX_RETRY);
+                self.retry_at = Some(Instant::now() + self.retry_delay);
+            }
+            Msg::Answer {
+                generation,
+                purpose,
+                result,
+            } => {
+                if generation == self.generation {
+                    self.answer(purpose, result).await;
+                }
+            }
+        }
+    }
+
+    async fn answer(&mut self, purpose: Purpose, result: Result<Reply, ErrorBody>) {
+        let reply = match (purpose, result) {
+            (Purpose::Send(text), Err(e)) => return self.app.send_failed(&text, &e),
+            (_, Err(e)) => return self.app.push_error(&e),
+            (_, Ok(reply)) => reply,
+        };
+        match reply {
+            Reply::TurnAccepted { turn_id, .. } => self.app.turn_accepted(turn_id),
+            Reply::ConversationChanged { conversation_id } => {
+                self.perform(Action::LoadConversation(conversation_id))
+                    .await;
+            }
+            Reply::Conversation {
+                conversation,
+                messages,
+            } => self.app.set_conversation(&conversation, &messages),
+            Reply::Characters {
+                current,
+                characters,
+            } => self.app.set_characters(&current, &characters),
+            Reply::Status(status) => {
+                for action in self.app.set_status(status) {
+                    self.perform(action).await;
+                }
+            }
+            // Interrupted, etc.: the events that follow tell the story.
+            _ => {}
+        }
+    }
+
+    /// Carries out an action; requests are written now (keeping their order) and
+    /// answered later through the message channel.
+    async fn perform(&mut self, action: Action) {
+        let (purpose, request) = match action {
+            Action::Quit => {
+                self.quit = true;
+                return;
+            }
+            Action::Send(text) => (Purpose::Send(text.clone()), Request::SendText { text }),
+            Action::Interrupt => (Purpose::Interrupt, Request::Interrupt),
+            Action::NewConversation => (Purpose::NewConversation, Request::NewConversation),
+            Action::LoadConversation(id) => {
+                self.app.loading_conversation(id);
+                (Purpose::LoadConversation, Request::GetConversation { id })
+            }
+            Action::LoadCharacters => (Purpose::Characters, Request::ListCharacters),
+            Action::Resync => (Purpose::Status, Request::Status),
+        };
+        let Some(client) = &self.client else {
+            if let Purpose::Send(text) = &purpose {
+                self.app.send_failed(
+                    text,
+                    &ErrorBody::new(
+                        vtuber_shared::ErrorCode::Internal,
+                        "not connected to vtuberd",
+                    ),
+                );
+            }
+            return;
+        };
+        let generation = self.generation;
+        let tx = self.tx.clone();
+        let pending = client.send(request).await;
+        tokio::spawn(async move {
+            let result = match pending {
+                Ok(rx) => match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+                    Ok(Ok(frame)) => ResponseFrame::into_result(frame),
+                    Ok(Err(_)) => Err(ErrorBody::new(
+                        vtuber_shared::ErrorCode::Internal,
+                        "the connection closed before vtuberd answered",
+                    )),
+                    Err(_) => Err(ErrorBody::new(
+                        vtuber_shared::ErrorCode::Internal,
+                        format!(
+                            "vtuberd did not answer within {} s",
+                            REQUEST_TIMEOUT.as_secs()
+                        ),
+                    )),
+                },
+                Err(e) => Err(e),
+            };
+            let _ = tx.send(Msg::Answer {
+                generation,
+                purpose,
+                result,
+            });
+        });
+    }
+}

@@ -1,0 +1,380 @@
+//! Drawing the chat: message list, input box, status line and the help overlay.
+//!
+//! The message list is laid out line by line here (see `wrap`) rather than by
+//! `Paragraph::wrap`, so the total height is exact and scrolling never jumps.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph, Scrollbar, ScrollbarOrientation, ScrollbarState};
+use vtuber_shared::{DaemonState, ModelLoad};
+
+use super::app::{App, Conn, Kind, Message, Viewport};
+use super::markup;
+use super::wrap::{str_width, wrap_spans};
+
+const USER: Style = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
+const CHARACTER: Style = Style::new().fg(Color::Magenta).add_modifier(Modifier::BOLD);
+const ERROR: Style = Style::new().fg(Color::Red);
+const HINT: Style = Style::new().fg(Color::Yellow);
+const DIM: Style = Style::new().fg(Color::DarkGray);
+const NOTE: Style = Style::new()
+    .fg(Color::DarkGray)
+    .add_modifier(Modifier::ITALIC);
+
+/// Body text is indented under its header by this many cells.
+const INDENT: usize = 2;
+/// The input box grows with its text up to this many rows, then scrolls.
+const MAX_INPUT_ROWS: usize = 6;
+const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+
+pub fn render(frame: &mut Frame<'_>, app: &mut App) {
+    let area = frame.area();
+    let inner_width = area.width.saturating_sub(2) as usize;
+    let (rows, cursor) = app.input.layout(inner_width);
+    let visible_rows = rows.len().clamp(1, MAX_INPUT_ROWS);
+    let [messages, input, status] = Layout::vertical([
+        Constraint::Min(1),
+        Constraint::Length(visible_rows as u16 + 2),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+
+    render_messages(frame, app, messages);
+    render_input(frame, app, input, &rows, cursor, visible_rows);
+    frame.render_widget(
+        Paragraph::new(status_line(app, status.width as usize)),
+        status,
+    );
+    if app.show_help {
+        render_help(frame, area);
+    }
+}
+
+/// All lines of the message list at `width`, in order.
+pub fn message_list(app: &App, width: usize) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
+    if app.messages.is_empty() {
+        let hint = [Span::styled("Say hello. Enter sends, ? shows the keys.", NOTE)];
+        lines.extend(wrap_spans(&hint, width));
+    }
+    for (i, message) in app.messages.iter().enumerate() {
+        if i > 0 {
+            lines.push(Line::default());
+        }
+        lines.extend(message_lines(app, message, width));
+    }
+    lines
+}
+
+fn indent(lines: Vec<Line<'static>>) -> impl Iterator<Item = Line<'static>> {
+    lines.into_iter().map(|line| {
+        let mut spans = vec![Span::raw(" ".repeat(INDENT))];
+        spans.extend(line.spans);
+        Line::from(spans)
+    })
+}
+
+fn message_lines(app: &App, m: &Message, width: usize) -> Vec<Line<'static>> {
+    let body_width = width.saturating_sub(INDENT).max(4);
+    let mut out = Vec::new();
+    match m.kind {
+        Kind::System => {
+            let spans = [Span::styled(format!("· {}", m.text), NOTE)];
+            return wrap_spans(&spans, width);
+        }
+        Kind::User => {
+            let mut header = vec![Span::styled("You", USER)];
+            if !app.is_mine(m.turn_id)
+                && let Some(origin) = &m.origin
+            {
+                header.push(Span::styled(format!(" · from {origin}"), DIM));
+            }
+            out.extend(wrap_spans(&header, width));
+            out.extend(indent(markup::render(&m.text, Style::new(), body_width)));
+        }
+        Kind::Character => {
+            let mut header = vec![Span::styled(app.character_name().to_owned(), CHARACTER)];
+            if m.streaming {
+                header.push(Span::styled(
+                    format!(" {}", SPINNER[app.tick % SPINNER.len()]),
+                    DIM,
+                ));
+            }
+            out.extend(wrap_spans(&header, width));
+            let mut body = if m.text.is_empty() {
+                Vec::new()
+            } else {
+                markup::render(&m.text, Style::new(), body_width)
+            };
+            if m.streaming {
+                // A block cursor where the next delta will land.
+                let fits = body
+                    .last()
+                    .is_some_and(|l| l.width() < body_width && !l.spans.is_empty());
+                match body.last_mut() {
+                    Some(last) if fits => last.spans.push(Span::styled("▍", DIM)),
+                    _ => body.push(Line::from(Span::styled("▍", DIM))),
+                }
+            }
+            if m.interrupted {
+                body.push(Line::from(Span::styled("(interrupted)", NOTE)));
+            }
+            out.extend(indent(body));
+        }
+        Kind::Error => {
+            out.push(Line::from(Span::styled(
+                "Error",
+                ERROR.add_modifier(Modifier::BOLD),
+            )));
+            out.extend(indent(wrap_spans(
+                &[Span::styled(m.text.clone(), ERROR)],
+                body_width,
+            )));
+            if let Some(hint) = &m.hint {
+                let spans = [Span::styled(format!("hint: {hint}"), HINT)];
+                out.extend(indent(wrap_spans(&spans, body_width)));
+            }
+        }
+    }
+    out
+}
+
+fn render_messages(frame: &mut Frame<'_>, app: &mut App, area: Rect) {
+    // One column is kept for the scrollbar so the text width never changes with it.
+    let text_width = area.width.saturating_sub(1) as usize;
+    let lines = message_list(app, text_width);
+    let height = area.height as usize;
+    app.viewport = Viewport {
+        height,
+        total_lines: lines.len(),
+    };
+    let max_top = app.viewport.max_top();
+    if app.scroll.is_some_and(|top| top >= max_top) {
+        app.scroll = None;
+    }
+    let top = app.scroll.unwrap_or(max_top);
+    let visible: Vec<Line<'static>> = lines.into_iter().skip(top).take(height).collect();
+    let text_area = Rect {
+        width: text_width as u16,
+        ..area
+    };
+    frame.render_widget(Paragraph::new(visible), text_area);
+    if max_top > 0 {
+        let mut state = ScrollbarState::new(max_top + 1).position(top);
+        frame.render_stateful_widget(
+            Scrollbar::new(ScrollbarOrientation::VerticalRight)
+                .begin_symbol(None)
+                .end_symbol(None)
+                .style(DIM),
+            area,
+            &mut state,
+        );
+    }
+}
+
+fn render_input(
+    frame: &mut Frame<'_>,
+    app: &App,
+    area: Rect,
+    rows: &[String],
+    cursor: (usize, usize),
+    visible_rows: usize,
+) {
+    let connected = app.conn == Conn::Connected;
+    let title = if connected {
+        " Message "
+    } else {
+        " Message (offline) "
+    };
+    let block = Block::bordered()
+        .title(title)
+        .border_style(if connected { DIM } else { ERROR });
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    if app.input.is_empty() {
+        frame.render_widget(
+            Paragraph::new(Span::styled(
+                "Type a message · Enter sends · Alt+Enter adds a line · ? help",
+                NOTE,
+            )),
+            inner,
+        );
+    } else {
+        let first = cursor.0.saturating_sub(visible_rows.saturating_sub(1));
+        let lines: Vec<Line<'_>> = rows
+            .iter()
+            .skip(first)
+            .take(visible_rows)
+            .map(|r| Line::raw(r.as_str()))
+            .collect();
+        frame.render_widget(Paragraph::new(lines), inner);
+    }
+    if !app.show_help {
+        let first = cursor.0.saturating_sub(visible_rows.saturating_sub(1));
+        let x = inner.x + (cursor.1 as u16).min(inner.width.saturating_sub(1));
+        let y = inner.y + (cursor.0 - first) as u16;
+        frame.set_cursor_position((x, y));
+    }
+}
+
+fn state_style(state: DaemonState) -> Style {
+    match state {
+        DaemonState::Idle => Style::new().fg(Color::Green),
+        DaemonState::Listening => Style::new().fg(Color::Blue),
+        DaemonState::Loading => Style::new().fg(Color::Yellow),
+        DaemonState::Thinking => Style::new().fg(Color::Magenta),
+        DaemonState::Speaking => Style::new().fg(Color::Cyan),
+        DaemonState::Error => Style::new().fg(Color::Red),
+    }
+}
+
+/// `● idle │ Aria │ embedded · qwen │ connected        ? help`; the LLM part goes
+/// first when the terminal is too narrow for everything.
+pub fn status_line(app: &App, width: usize) -> Line<'static> {
+    let full = status_spans(app, true);
+    let spans = if spans_width(&full) > width {
+        status_spans(app, false)
+    } else {
+        full
+    };
+    let mut spans = spans;
+    let used = spans_width(&spans);
+    let help = "? help";
+    if used + 2 + help.len() <= width {
+        spans.push(Span::raw(" ".repeat(width - used - help.len())));
+        spans.push(Span::styled(help, DIM));
+    }
+    Line::from(spans)
+}
+
+fn spans_width(spans: &[Span<'_>]) -> usize {
+    spans.iter().map(|s| str_width(&s.content)).sum()
+}
+
+fn status_spans(app: &App, with_llm: bool) -> Vec<Span<'static>> {
+    let sep = || Span::styled(" │ ", DIM);
+    let mut spans = Vec::new();
+    match (&app.conn, &app.status) {
+        (Conn::Reconnecting { .. }, _) => {
+            spans.push(Span::styled(
+                "● offline",
+                ERROR.add_modifier(Modifier::BOLD),
+            ));
+        }
+        (Conn::Connected, None) => spans.push(Span::styled("● connecting", DIM)),
+        (Conn::Connected, Some(status)) => {
+            let busy = matches!(
+                status.state,
+                DaemonState::Loading | DaemonState::Thinking | DaemonState::Speaking
+            );
+            let dot = if busy {
+                SPINNER[app.tick % SPINNER.len()]
+            } else {
+                "●"
+            };
+            spans.push(Span::styled(
+                format!("{dot} {}", status.state.as_str()),
+                state_style(status.state).add_modifier(Modifier::BOLD),
+            ));
+            match &status.model_load {
+                ModelLoad::Loading if status.state != DaemonState::Loading => {
+                    spans.push(Span::styled(" (model loading)", HINT));
+                }
+                ModelLoad::Failed { .. } => spans.push(Span::styled(" (model failed)", ERROR)),
+                _ => {}
+            }
+        }
+    }
+    if let Some(status) = &app.status {
+        spans.push(sep());
+        spans.push(Span::styled(
+            app.character_name().to_owned(),
+            Style::new().add_modifier(Modifier::BOLD),
+        ));
+        if with_llm {
+            spans.push(sep());
+            spans.push(Span::raw(format!(
+                "{} · {}",
+                status.llm.backend, status.llm.model
+            )));
+        }
+    }
+    match app.conn {
+        // Before the first status there is nothing else to say than "connecting".
+        Conn::Connected if app.status.is_none() => {}
+        Conn::Connected => {
+            spans.push(sep());
+            spans.push(Span::styled("connected", Style::new().fg(Color::Green)));
+        }
+        Conn::Reconnecting { attempt: 0 } => {
+            spans.push(sep());
+            spans.push(Span::styled("reconnecting", HINT));
+        }
+        Conn::Reconnecting { attempt } => {
+            spans.push(sep());
+            spans.push(Span::styled(
+                format!("reconnecting (attempt {})", attempt + 1),
+                HINT,
+            ));
+        }
+    }
+    if app.scroll.is_some() {
+        spans.push(sep());
+        spans.push(Span::styled("scrolled ↑ (Ctrl+End: latest)", HINT));
+    }
+    if let Some(error) = app
+        .status
+        .as_ref()
+        .filter(|s| s.state == DaemonState::Error && app.conn == Conn::Connected)
+        .and_then(|s| s.last_error.as_ref())
+    {
+        spans.push(sep());
+        spans.push(Span::styled(error.message.clone(), ERROR));
+    }
+    spans
+}
+
+pub const HELP: &[(&str, &str)] = &[
+    ("Enter", "send the message"),
+    ("Alt+Enter", "new line (Shift+Enter where supported)"),
+    ("Esc", "stop the reply"),
+    ("PgUp / PgDn", "scroll (mouse wheel too)"),
+    ("Ctrl+Home / End", "oldest / latest message"),
+    ("Up / Down", "move in the input, else scroll"),
+    ("Ctrl+N", "new conversation"),
+    ("Ctrl+U / Ctrl+W", "delete line / word"),
+    ("Ctrl+C", "quit (vtuberd keeps running)"),
+    ("?", "toggle this help (empty input)"),
+];
+
+fn render_help(frame: &mut Frame<'_>, area: Rect) {
+    let key_width = HELP.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let text_width = HELP.iter().map(|(_, t)| t.len()).max().unwrap_or(0);
+    let width = (key_width + text_width + 6).min(area.width as usize) as u16;
+    let height = (HELP.len() + 2).min(area.height as usize) as u16;
+    let popup = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    };
+    let lines: Vec<Line<'_>> = HELP
+        .iter()
+        .map(|(k, t)| {
+            Line::from(vec![
+                Span::styled(
+                    format!(" {k:<key_width$}"),
+                    Style::new().add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(format!("  {t}")),
+            ])
+        })
+        .collect();
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(" Keys ").border_style(DIM)),
+        popup,
+    );
+}

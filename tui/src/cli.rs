@@ -1,0 +1,204 @@
+//! Command-line interface. Completions and the man page are generated from these
+//! definitions, so help text here is user documentation.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap_complete::Shell;
+
+/// Chat with your local AI character, and manage the vtuberd daemon behind it.
+///
+/// Without a command, opens the chat. The daemon (vtuberd) keeps running in the
+/// background between sessions; `chat` and `say` start it when it is not running.
+#[derive(Debug, Parser)]
+#[command(name = "vtuber", version, max_term_width = 100)]
+pub struct Cli {
+    /// Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "VTUBER_SOCKET",
+        hide_env_values = true
+    )]
+    pub socket: Option<PathBuf>,
+
+    /// Config file passed to a daemon this command starts
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "VTUBER_CONFIG",
+        hide_env_values = true
+    )]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Open the chat (the default): streaming replies, history, daemon status
+    Chat,
+    /// Send one message and print the reply as it streams in
+    ///
+    /// Exits 0 when the reply finished, 1 when it failed, 2 when it was interrupted.
+    Say(SayArgs),
+    /// Show what the daemon is doing (exits 3 when it is not running)
+    Status(JsonFlag),
+    /// List or switch characters
+    #[command(subcommand)]
+    Characters(CharactersCommand),
+    /// Browse, switch, delete and export conversations
+    #[command(subcommand)]
+    History(HistoryCommand),
+    /// Validate configuration
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Start, stop or inspect the daemon
+    #[command(subcommand)]
+    Daemon(DaemonCommand),
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page, or write it (and one page per command) into a directory
+    Man {
+        /// Directory to write vtuber.1 and vtuber-*.1 into
+        #[arg(short, long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SayArgs {
+    /// What to say; `-` reads it from standard input
+    #[arg(required = true, num_args = 1.., value_name = "TEXT")]
+    pub text: Vec<String>,
+    /// Print the response and each event of the turn as raw protocol JSON lines
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CharactersCommand {
+    /// List the characters the daemon knows (current one marked with *)
+    List(JsonFlag),
+    /// Make NAME the current character
+    Switch {
+        /// Character id (file stem) as shown by `characters list`
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HistoryCommand {
+    /// List conversations, newest first
+    List {
+        /// Only this character's conversations
+        #[arg(long, value_name = "NAME")]
+        character: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one conversation
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a fresh conversation with the current character
+    New,
+    /// Make an earlier conversation the current one
+    Load { id: i64 },
+    /// Delete a conversation for good
+    Delete { id: i64 },
+    /// Write a conversation as Markdown or JSON
+    Export {
+        id: i64,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Md)]
+        format: ExportFormat,
+        /// Write to FILE instead of standard output
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// A readable Markdown transcript
+    Md,
+    /// The conversation and its messages as JSON
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check a config file with `vtuberd --check-config` (exits 1 when invalid)
+    Check {
+        /// File to check [default: --config, $VTUBER_CONFIG, then the usual lookup]
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DaemonCommand {
+    /// Start vtuberd in the background
+    Start,
+    /// Ask vtuberd to exit and wait until it has
+    Stop,
+    /// Stop vtuberd (if running), then start it
+    Restart,
+    /// Say whether vtuberd is running (exits 3 when not)
+    Status,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_command_means_chat_and_globals_work_after_subcommands() {
+        let cli = Cli::try_parse_from(["vtuber"]).unwrap();
+        assert!(cli.command.is_none());
+        let cli = Cli::try_parse_from(["vtuber", "history", "list", "--socket", "/tmp/s"]).unwrap();
+        assert_eq!(cli.socket, Some(PathBuf::from("/tmp/s")));
+    }
+
+    #[test]
+    fn say_takes_many_words_and_export_defaults_to_markdown() {
+        let cli = Cli::try_parse_from(["vtuber", "say", "hello", "there", "--json"]).unwrap();
+        match cli.command {
+            Some(Command::Say(args)) => {
+                assert_eq!(args.text, ["hello", "there"]);
+                assert!(args.json);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["vtuber", "history", "export", "3"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::History(HistoryCommand::Export {
+                id: 3,
+                format: ExportFormat::Md,
+                output: None
+            }))
+        ));
+        assert!(Cli::try_parse_from(["vtuber", "say"]).is_err());
+    }
+}

@@ -1,0 +1,792 @@
+//! The one-shot commands: each connects, asks, prints, and exits.
+
+use std::io::{IsTerminal, Read, Write};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use vtuber_shared::{
+    CharacterInfo, ConversationSummary, ErrorBody, Event, ModelLoad, Reply, Request, Status,
+    TurnOutcome,
+};
+
+use crate::cli::{CharactersCommand, DaemonCommand, ExportFormat, HistoryCommand};
+use crate::client::{self, Client, Connection, EventFrame, Hello, REQUEST_TIMEOUT, reply_kind};
+use crate::daemon::{self, Target};
+use crate::exit;
+use crate::export;
+use crate::time::{format_duration, format_ms};
+
+/// Sends `request`, turning a daemon error into an error that carries its hint.
+async fn ask(client: &Client, request: Request) -> Result<Reply> {
+    client
+        .request_timeout(request, REQUEST_TIMEOUT)
+        .await
+        .map_err(|e| anyhow!("{e}"))
+}
+
+fn unexpected(reply: &Reply) -> anyhow::Error {
+    anyhow!(
+        "vtuberd sent an unexpected reply ({}); are vtuber and vtuberd the same version?",
+        reply_kind(reply)
+    )
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).context("cannot encode JSON")?;
+    println!("{text}");
+    Ok(())
+}
+
+/// A query connection: no events, no autostart.
+async fn query(target: &Target, code: u8) -> Result<Connection> {
+    daemon::connect_existing(target, Hello::new("cli", false), code).await
+}
+
+// ---------------------------------------------------------------------------- say
+
+/// What the text of `say` is: the words joined, or standard input for `-`.
+fn say_text(words: &[String]) -> Result<String> {
+    let text = if words.len() == 1 && words[0] == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the message from standard input")?;
+        text.trim_end_matches(['\n', '\r']).to_owned()
+    } else {
+        words.join(" ")
+    };
+    if text.trim().is_empty() {
+        bail!("nothing to say: the message is empty");
+    }
+    Ok(text)
+}
+
+pub async fn say(target: &Target, words: &[String], json: bool) -> Result<ExitCode> {
+    let text = say_text(words)?;
+    let mut conn = daemon::connect_or_start(target, Hello::new("say", true)).await?;
+    let mut stdout = std::io::stdout().lock();
+    let end = stream_turn(&conn.client, &mut conn.events, text, &mut stdout, json).await?;
+    drop(stdout);
+    Ok(match end {
+        TurnEnd::Finished => ExitCode::SUCCESS,
+        TurnEnd::Failed(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(exit::TURN_FAILED)
+        }
+        TurnEnd::Interrupted => {
+            eprintln!("note: the reply was interrupted before it finished");
+            ExitCode::from(exit::TURN_INTERRUPTED)
+        }
+    })
+}
+
+/// How `say`'s turn ended.
+#[derive(Debug, PartialEq)]
+pub enum TurnEnd {
+    Finished,
+    Interrupted,
+    Failed(ErrorBody),
+}
+
+/// Sends `text` and writes the reply to `out` as it streams: deltas as text, or with
+/// `json` the response and each event of the turn as their raw lines.
+///
+/// Events can arrive before the `turn_accepted` response tells us our turn id, so
+/// they are held back until then; events of other clients' turns are skipped.
+/// Ctrl+C asks the daemon to interrupt the reply rather than abandoning it.
+pub async fn stream_turn<W: Write>(
+    client: &Client,
+    events: &mut client::Events,
+    text: String,
+    out: &mut W,
+    json: bool,
+) -> Result<TurnEnd> {
+    let mut response = client
+        .send(Request::SendText { text })
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    let mut turn: Option<u64> = None;
+    let mut early: Vec<EventFrame> = Vec::new();
+    let mut printed_any = false;
+    let mut interrupt_sent = false;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+
+    loop {
+        tokio::select! {
+            res = &mut response, if turn.is_none() => {
+                let frame = res.map_err(|_| anyhow!(
+                    "the connection to vtuberd closed before it accepted the message"
+                ))?;
+                if json {
+                    writeln!(out, "{}", frame.raw)?;
+                }
+                match frame.into_result() {
+                    Ok(Reply::TurnAccepted { turn_id, .. }) => turn = Some(turn_id),
+                    Ok(other) => return Err(unexpected(&other)),
+                    Err(error) => return Ok(TurnEnd::Failed(error)),
+                }
+                for ev in std::mem::take(&mut early) {
+                    if let Some(end) = turn_event(ev, turn, out, json, &mut printed_any)? {
+                        return Ok(end);
+                    }
+                }
+            }
+            ev = events.recv() => {
+                let Some(ev) = ev else {
+                    if printed_any && !json {
+                        writeln!(out)?;
+                    }
+                    bail!("the connection to vtuberd closed before the reply finished");
+                };
+                if matches!(ev.event, Event::ShuttingDown) {
+                    if printed_any && !json {
+                        writeln!(out)?;
+                    }
+                    bail!("vtuberd is shutting down; the reply was cut off");
+                }
+                if turn.is_none() {
+                    early.push(ev);
+                } else if let Some(end) = turn_event(ev, turn, out, json, &mut printed_any)? {
+                    return Ok(end);
+                }
+            }
+            res = &mut ctrl_c, if !interrupt_sent => {
+                interrupt_sent = true;
+                if res.is_ok() {
+                    // The turn then ends as interrupted and we report that.
+                    let _ = client.send(Request::Interrupt).await;
+                }
+            }
+        }
+    }
+}
+
+/// Handles one event once our turn id is known; `Some` when the turn is over.
+fn turn_event<W: Write>(
+    ev: EventFrame,
+    turn: Option<u64>,
+    out: &mut W,
+    json: bool,
+    printed_any: &mut bool,
+) -> Result<Option<TurnEnd>> {
+    let ours = match &ev.event {
+        Event::TurnStarted { turn_id, .. }
+        | Event::Delta { turn_id, .. }
+        | Event::TurnEnded { turn_id, .. } => Some(*turn_id) == turn,
+        _ => false,
+    };
+    if !ours {
+        return Ok(None);
+    }
+    if json {
+        writeln!(out, "{}", ev.raw)?;
+        out.flush()?;
+    }
+    match ev.event {
+        Event::Delta { text, .. } if !json => {
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+            *printed_any |= !text.is_empty();
+            Ok(None)
+        }
+        Event::TurnEnded {
+            outcome,
+            text: final_text,
+            ..
+        } => {
+            if !json {
+                // No deltas (e.g. a reply that failed at once, or a non-streaming
+                // backend): the stored text is all there is.
+                if !*printed_any && !final_text.is_empty() {
+                    out.write_all(final_text.as_bytes())?;
+                    *printed_any = true;
+                }
+                if *printed_any {
+                    writeln!(out)?;
+                }
+                out.flush()?;
+            }
+            Ok(Some(match outcome {
+                TurnOutcome::Finished => TurnEnd::Finished,
+                TurnOutcome::Interrupted => TurnEnd::Interrupted,
+                TurnOutcome::Failed { error } => TurnEnd::Failed(error),
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+// ------------------------------------------------------------------------- status
+
+fn model_load_text(load: &ModelLoad) -> String {
+    match load {
+        ModelLoad::NotLoaded => "not loaded".into(),
+        ModelLoad::Loading => "loading".into(),
+        ModelLoad::Ready => "ready".into(),
+        ModelLoad::Failed { reason } => format!("failed: {reason}"),
+    }
+}
+
+/// The human form of `status`: one aligned `key  value` row per fact.
+pub fn status_table(status: &Status) -> String {
+    let mut rows: Vec<(&str, String)> = vec![
+        ("state", status.state.as_str().to_owned()),
+        ("character", status.character.clone()),
+        (
+            "llm",
+            format!("{} · {}", status.llm.backend, status.llm.model),
+        ),
+        ("model", model_load_text(&status.model_load)),
+        (
+            "conversation",
+            status
+                .conversation_id
+                .map_or_else(|| "none".to_owned(), |id| id.to_string()),
+        ),
+        ("clients", status.clients.to_string()),
+        (
+            "daemon",
+            format!(
+                "vtuberd {} (pid {}, up {})",
+                status.daemon_version,
+                status.pid,
+                format_duration(status.uptime_secs)
+            ),
+        ),
+        ("socket", status.socket.clone()),
+    ];
+    if let Some(config) = &status.config_file {
+        rows.push(("config", config.clone()));
+    }
+    if let Some(err) = &status.last_error {
+        rows.push(("last error", err.to_string()));
+    }
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    rows.iter()
+        .map(|(k, v)| format!("{k:<width$}  {v}\n"))
+        .collect()
+}
+
+pub async fn status(target: &Target, json: bool) -> Result<ExitCode> {
+    let conn = query(target, exit::NOT_RUNNING_STATUS).await?;
+    let status = match ask(&conn.client, Request::Status).await? {
+        Reply::Status(status) => status,
+        other => return Err(unexpected(&other)),
+    };
+    if json {
+        print_json(&status)?;
+    } else {
+        print!("{}", status_table(&status));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// --------------------------------------------------------------------- characters
+
+pub fn characters_table(current: &str, characters: &[CharacterInfo]) -> String {
+    let id_w = characters
+        .iter()
+        .map(|c| c.id.len())
+        .max()
+        .unwrap_or(0)
+        .max(2);
+    let name_w = characters
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let mut out = format!("  {:<id_w$}  {:<name_w$}  DESCRIPTION\n", "ID", "NAME");
+    for c in characters {
+        let mark = if c.id == current || c.name == current {
+            '*'
+        } else {
+            ' '
+        };
+        let description = c.description.lines().next().unwrap_or("");
+        out.push_str(&format!(
+            "{mark} {:<id_w$}  {:<name_w$}  {description}\n",
+            c.id, c.name
+        ));
+    }
+    out
+}
+
+pub async fn characters(target: &Target, cmd: CharactersCommand) -> Result<ExitCode> {
+    let conn = query(target, 1).await?;
+    match cmd {
+        CharactersCommand::List(flag) => match ask(&conn.client, Request::ListCharacters).await? {
+            Reply::Characters {
+                current,
+                characters,
+            } => {
+                if flag.json {
+                    print_json(&serde_json::json!({
+                        "current": current,
+                        "characters": characters,
+                    }))?;
+                } else {
+                    print!("{}", characters_table(&current, &characters));
+                }
+            }
+            other => return Err(unexpected(&other)),
+        },
+        CharactersCommand::Switch { name } => {
+            match ask(&conn.client, Request::SwitchCharacter { name }).await? {
+                Reply::CharacterSwitched { character } => {
+                    println!("switched to {} ({})", character.name, character.id);
+                }
+                other => return Err(unexpected(&other)),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ------------------------------------------------------------------------ history
+
+pub fn conversations_table(conversations: &[ConversationSummary]) -> String {
+    if conversations.is_empty() {
+        return "no conversations yet\n".to_owned();
+    }
+    let id_w = conversations
+        .iter()
+        .map(|c| c.id.to_string().len())
+        .max()
+        .unwrap_or(0)
+        .max(2);
+    let ch_w = conversations
+        .iter()
+        .map(|c| c.character.len())
+        .max()
+        .unwrap_or(0)
+        .max(9);
+    let mut out = format!(
+        "{:>id_w$}  {:<ch_w$}  {:<23}  {:>8}  TITLE\n",
+        "ID", "CHARACTER", "UPDATED", "MESSAGES"
+    );
+    for c in conversations {
+        out.push_str(&format!(
+            "{:>id_w$}  {:<ch_w$}  {:<23}  {:>8}  {}\n",
+            c.id,
+            c.character,
+            format_ms(c.updated_ms),
+            c.message_count,
+            export::display_title(c)
+        ));
+    }
+    out
+}
+
+async fn get_conversation(
+    client: &Client,
+    id: i64,
+) -> Result<(ConversationSummary, Vec<vtuber_shared::StoredMessage>)> {
+    match ask(client, Request::GetConversation { id }).await? {
+        Reply::Conversation {
+            conversation,
+            messages,
+        } => Ok((conversation, messages)),
+        other => Err(unexpected(&other)),
+    }
+}
+
+pub async fn history(target: &Target, cmd: HistoryCommand) -> Result<ExitCode> {
+    let conn = query(target, 1).await?;
+    let client = &conn.client;
+    match cmd {
+        HistoryCommand::List { character, json } => {
+            match ask(client, Request::ListConversations { character }).await? {
+                Reply::Conversations { conversations } if json => print_json(&conversations)?,
+                Reply::Conversations { conversations } => {
+                    print!("{}", conversations_table(&conversations));
+                }
+                other => return Err(unexpected(&other)),
+            }
+        }
+        HistoryCommand::Show { id, json } => {
+            let (conversation, messages) = get_conversation(client, id).await?;
+            if json {
+                println!(
+                    "{}",
+                    export::json(&conversation, &messages).context("cannot encode JSON")?
+                );
+            } else {
+                print!("{}", export::markdown(&conversation, &messages));
+            }
+        }
+        HistoryCommand::New => match ask(client, Request::NewConversation).await? {
+            Reply::ConversationChanged { conversation_id } => {
+                println!("started conversation {conversation_id}");
+            }
+            other => return Err(unexpected(&other)),
+        },
+        HistoryCommand::Load { id } => match ask(client, Request::LoadConversation { id }).await? {
+            Reply::ConversationChanged { conversation_id } => {
+                println!("conversation {conversation_id} is now the current one");
+            }
+            other => return Err(unexpected(&other)),
+        },
+        HistoryCommand::Delete { id } => {
+            match ask(client, Request::DeleteConversation { id }).await? {
+                Reply::Deleted { id } => println!("deleted conversation {id}"),
+                other => return Err(unexpected(&other)),
+            }
+        }
+        HistoryCommand::Export { id, format, output } => {
+            let (conversation, messages) = get_conversation(client, id).await?;
+            let mut text = match format {
+                ExportFormat::Md => export::markdown(&conversation, &messages),
+                ExportFormat::Json => {
+                    export::json(&conversation, &messages).context("cannot encode JSON")?
+                }
+            };
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!("wrote conversation {id} to {}", path.display());
+                }
+                None => std::io::stdout()
+                    .write_all(text.as_bytes())
+                    .context("cannot write to standard output")?,
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ------------------------------------------------------------------------- config
+
+/// Runs the daemon's own validator: the rules live in one place, the daemon.
+pub fn config_check(target: &Target, file: Option<std::path::PathBuf>) -> Result<ExitCode> {
+    let program = daemon::find_vtuberd()?;
+    let mut cmd = std::process::Command::new(&program);
+    cmd.arg("--check-config");
+    if let Some(config) = file.or_else(|| target.config.clone()) {
+        cmd.arg("--config").arg(config);
+    }
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {}", program.display()))?;
+    Ok(match status.code() {
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => {
+            eprintln!("error: {} was killed ({status})", program.display());
+            ExitCode::FAILURE
+        }
+    })
+}
+
+// ------------------------------------------------------------------------- daemon
+
+pub async fn daemon(target: &Target, cmd: DaemonCommand) -> Result<ExitCode> {
+    match cmd {
+        DaemonCommand::Start => start(target).await,
+        DaemonCommand::Stop => stop(target).await,
+        DaemonCommand::Restart => {
+            stop(target).await?;
+            start(target).await
+        }
+        DaemonCommand::Status => {
+            let conn = query(target, exit::NOT_RUNNING_STATUS).await?;
+            let s = &conn.welcome.status;
+            println!(
+                "vtuberd {} is running (pid {}, up {}, state {}) on {}",
+                s.daemon_version,
+                s.pid,
+                format_duration(s.uptime_secs),
+                s.state.as_str(),
+                target.socket.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn start(target: &Target) -> Result<ExitCode> {
+    match client::connect(&target.socket, Hello::new("cli", false)).await {
+        Ok(conn) => {
+            return Err(anyhow!(
+                "vtuberd is already running (pid {})",
+                conn.welcome.status.pid
+            ));
+        }
+        Err(client::ConnectError::NotRunning { .. }) => {}
+        Err(e) => return Err(daemon::connect_failure(e)),
+    }
+    let conn = daemon::start(target, Hello::new("cli", false)).await?;
+    println!(
+        "vtuberd {} started (pid {}) on {}; log: {}",
+        conn.welcome.daemon_version,
+        conn.welcome.status.pid,
+        target.socket.display(),
+        daemon::log_path().display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks the daemon to exit, then polls until the socket stops answering. Stopping a
+/// daemon that is not running succeeds (with a note), so `restart` and scripts can
+/// use it unconditionally.
+async fn stop(target: &Target) -> Result<ExitCode> {
+    let conn = match client::connect(&target.socket, Hello::new("cli", false)).await {
+        Ok(conn) => conn,
+        Err(client::ConnectError::NotRunning { .. }) => {
+            eprintln!("vtuberd is not running");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(daemon::connect_failure(e)),
+    };
+    let pid = conn.welcome.status.pid;
+    match ask(&conn.client, Request::Shutdown).await? {
+        Reply::ShuttingDown => {}
+        other => return Err(unexpected(&other)),
+    }
+    drop(conn);
+    if !daemon::wait_until_stopped(&target.socket, daemon::STOP_TIMEOUT).await {
+        bail!(
+            "vtuberd (pid {pid}) is still answering {} s after being asked to stop; \
+             see {} or end it with `kill {pid}`",
+            daemon::STOP_TIMEOUT.as_secs(),
+            daemon::log_path().display()
+        );
+    }
+    if std::io::stderr().is_terminal() {
+        eprintln!("vtuberd (pid {pid}) stopped");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::fake::{self, Peer};
+    use vtuber_shared::{PROTOCOL_VERSION, Usage};
+
+    #[test]
+    fn status_table_is_aligned_and_complete() {
+        let table = status_table(&fake::status());
+        assert_eq!(
+            table,
+            "\
+state         idle
+character     aria
+llm           embedded · tiny
+model         ready
+conversation  7
+clients       1
+daemon        vtuberd 0.1.0 (pid 4242, up 12s)
+socket        /tmp/x.sock
+"
+        );
+    }
+
+    #[test]
+    fn characters_table_marks_the_current_one() {
+        let c = |id: &str, name: &str| CharacterInfo {
+            id: id.into(),
+            name: name.into(),
+            description: "line one\nline two".into(),
+            greeting: None,
+            source: "built-in".into(),
+        };
+        let table = characters_table("bo", &[c("aria", "Aria"), c("bo", "Bo")]);
+        assert_eq!(
+            table,
+            "  ID    NAME  DESCRIPTION\n  aria  Aria  line one\n* bo    Bo    line one\n"
+        );
+    }
+
+    /// The daemon streams two deltas of our turn *before* accepting it, interleaves
+    /// another client's turn, and then finishes: only our text may come out.
+    #[tokio::test]
+    async fn say_buffers_early_events_and_prints_only_its_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, server) = fake::serve(dir.path(), |mut peer: Peer| async move {
+            peer.handshake(PROTOCOL_VERSION).await;
+            let req = peer.read().await;
+            assert_eq!(
+                req.request,
+                Request::SendText {
+                    text: "hello".into()
+                }
+            );
+            peer.event(
+                1,
+                Event::TurnStarted {
+                    turn_id: 5,
+                    conversation_id: 7,
+                    text: "hello".into(),
+                    origin: "vtuber-say".into(),
+                },
+            )
+            .await;
+            peer.event(
+                2,
+                Event::Delta {
+                    turn_id: 5,
+                    text: "Hi".into(),
+                },
+            )
+            .await;
+            peer.event(
+                3,
+                Event::Delta {
+                    turn_id: 4,
+                    text: "OTHER".into(),
+                },
+            )
+            .await;
+            peer.respond(
+                req.id,
+                Reply::TurnAccepted {
+                    turn_id: 5,
+                    conversation_id: 7,
+                },
+            )
+            .await;
+            peer.event(
+                4,
+                Event::Delta {
+                    turn_id: 5,
+                    text: " 世界".into(),
+                },
+            )
+            .await;
+            peer.event(
+                5,
+                Event::Delta {
+                    turn_id: 4,
+                    text: "MORE".into(),
+                },
+            )
+            .await;
+            peer.event(
+                6,
+                Event::TurnEnded {
+                    turn_id: 5,
+                    outcome: TurnOutcome::Finished,
+                    text: "Hi 世界".into(),
+                    usage: Some(Usage::default()),
+                },
+            )
+            .await;
+        });
+        let mut conn = client::connect(&path, Hello::new("say", true))
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let end = stream_turn(
+            &conn.client,
+            &mut conn.events,
+            "hello".into(),
+            &mut out,
+            false,
+        )
+        .await
+        .unwrap();
+        assert_eq!(end, TurnEnd::Finished);
+        assert_eq!(String::from_utf8(out).unwrap(), "Hi 世界\n");
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn say_json_prints_raw_frames_of_its_turn_and_reports_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _server) = fake::serve(dir.path(), |mut peer: Peer| async move {
+            peer.handshake(PROTOCOL_VERSION).await;
+            let req = peer.read().await;
+            peer.respond(
+                req.id,
+                Reply::TurnAccepted {
+                    turn_id: 9,
+                    conversation_id: 1,
+                },
+            )
+            .await;
+            peer.event(1, Event::ClientsChanged { clients: 3 }).await;
+            peer.event(
+                2,
+                Event::Delta {
+                    turn_id: 9,
+                    text: "par".into(),
+                },
+            )
+            .await;
+            peer.event(
+                3,
+                Event::TurnEnded {
+                    turn_id: 9,
+                    outcome: TurnOutcome::Failed {
+                        error: ErrorBody::new(vtuber_shared::ErrorCode::Llm, "backend down")
+                            .with_hint("is the server up?"),
+                    },
+                    text: "par".into(),
+                    usage: None,
+                },
+            )
+            .await;
+        });
+        let mut conn = client::connect(&path, Hello::new("say", true))
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let end = stream_turn(&conn.client, &mut conn.events, "x".into(), &mut out, true)
+            .await
+            .unwrap();
+        match end {
+            TurnEnd::Failed(e) => assert_eq!(e.to_string(), "backend down (is the server up?)"),
+            other => panic!("{other:?}"),
+        }
+        let out = String::from_utf8(out).unwrap();
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        assert_eq!(lines[0]["kind"], "response");
+        assert_eq!(lines[0]["result"]["type"], "turn_accepted");
+        assert_eq!(lines[1]["event"]["type"], "delta");
+        assert_eq!(lines[2]["event"]["outcome"], "failed");
+    }
+
+    #[tokio::test]
+    async fn say_reports_a_connection_lost_mid_reply() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _server) = fake::serve(dir.path(), |mut peer: Peer| async move {
+            peer.handshake(PROTOCOL_VERSION).await;
+            let req = peer.read().await;
+            peer.respond(
+                req.id,
+                Reply::TurnAccepted {
+                    turn_id: 1,
+                    conversation_id: 1,
+                },
+            )
+            .await;
+            peer.event(
+                1,
+                Event::Delta {
+                    turn_id: 1,
+                    text: "half".into(),
+                },
+            )
+            .await;
+            // Dropping the peer closes the socket.
+        });
+        let mut conn = client::connect(&path, Hello::new("say", true))
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let err = stream_turn(&conn.client, &mut conn.events, "x".into(), &mut out, false)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("closed"), "{err}");
+        assert_eq!(String::from_utf8(out).unwrap(), "half\n");
+    }
+}
