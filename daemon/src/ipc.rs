@@ -91,6 +91,11 @@ pub fn bind(path: &Path) -> Result<BoundSocket, BindError> {
                 source,
             })?;
     }
+    // Our own runtime folder is private even if something loosened it; a folder the user
+    // chose with --socket is theirs to manage.
+    if dir == vtuber_shared::paths::runtime_dir() {
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
     let mut lock_name = path.as_os_str().to_owned();
     lock_name.push(".lock");
     let lock_path = PathBuf::from(lock_name);
@@ -202,7 +207,7 @@ fn response(id: Option<u64>, outcome: Result<Reply, ErrorBody>) -> ServerFrame {
 
 /// What the reader hands the writer.
 enum Outgoing {
-    Frame(ServerFrame),
+    Frame(Box<ServerFrame>),
     /// Start forwarding events from this subscription.
     Subscribe(EventReceiver),
     /// Flush and close.
@@ -214,13 +219,21 @@ async fn session(stream: ls::Stream, stage: Stage, shutdown: CancellationToken) 
     let stream = Arc::new(stream);
     let mut rx = &*stream;
     let (out_tx, out_rx) = mpsc::channel::<Outgoing>(64);
-    let writer = tokio::spawn(writer(stream.clone(), out_rx, shutdown.clone()));
+    // Either side ending ends the session: the writer gives up on a stuck client.
+    let closed = CancellationToken::new();
+    let writer = tokio::spawn(writer(
+        stream.clone(),
+        out_rx,
+        shutdown.clone(),
+        closed.clone(),
+    ));
     let mut splitter = LineSplitter::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut client: Option<String> = None;
     'read: loop {
         let n = tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = closed.cancelled() => break,
             n = rx.read(&mut buf) => match n {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
@@ -247,8 +260,17 @@ async fn session(stream: ls::Stream, stage: Stage, shutdown: CancellationToken) 
                         )),
                     ),
                     Ok(frame) => {
-                        let (reply, close) = handle(&stage, &mut client, frame, &out_tx).await;
-                        if out_tx.send(Outgoing::Frame(reply)).await.is_err() {
+                        let mut subscription = None;
+                        let (reply, close) =
+                            handle(&stage, &mut client, frame, &mut subscription).await;
+                        if out_tx.send(Outgoing::Frame(Box::new(reply))).await.is_err() {
+                            break 'read;
+                        }
+                        // After the welcome, so no event overtakes it; the receiver has
+                        // buffered everything since `last_seq` meanwhile.
+                        if let Some(rx) = subscription
+                            && out_tx.send(Outgoing::Subscribe(rx)).await.is_err()
+                        {
                             break 'read;
                         }
                         if close {
@@ -258,7 +280,7 @@ async fn session(stream: ls::Stream, stage: Stage, shutdown: CancellationToken) 
                     }
                 },
             };
-            if out_tx.send(Outgoing::Frame(frame)).await.is_err() {
+            if out_tx.send(Outgoing::Frame(Box::new(frame))).await.is_err() {
                 break 'read;
             }
         }
@@ -284,7 +306,7 @@ async fn handle(
     stage: &Stage,
     client: &mut Option<String>,
     frame: ClientFrame,
-    out: &mpsc::Sender<Outgoing>,
+    subscription: &mut Option<EventReceiver>,
 ) -> (ServerFrame, bool) {
     let id = Some(frame.id);
     let Some(label) = client.clone() else {
@@ -311,7 +333,7 @@ async fn handle(
                 }
                 let last_seq = if subscribe {
                     let (rx, last) = stage.bus.subscribe();
-                    let _ = out.send(Outgoing::Subscribe(rx)).await;
+                    *subscription = Some(rx);
                     last
                 } else {
                     stage.bus.last_seq()
@@ -421,19 +443,18 @@ async fn writer(
     stream: Arc<ls::Stream>,
     mut out: mpsc::Receiver<Outgoing>,
     shutdown: CancellationToken,
+    closed: CancellationToken,
 ) {
+    let _close_on_exit = closed.drop_guard();
     let mut tx = &*stream;
     let mut events: Option<EventReceiver> = None;
     loop {
         let line: Vec<u8> = tokio::select! {
             biased;
             msg = out.recv() => match msg {
-                Some(Outgoing::Frame(frame)) => match framing::encode(&frame) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::error!(error = %e, "response could not be encoded");
-                        continue;
-                    }
+                Some(Outgoing::Frame(frame)) => match encode_response(&frame) {
+                    Some(l) => l,
+                    None => continue,
                 },
                 Some(Outgoing::Subscribe(rx)) => {
                     events = Some(rx);
@@ -478,6 +499,29 @@ async fn writer(
         }
     }
     let _ = tx.flush().await;
+}
+
+/// Encodes a response; one too large for a frame is answered with an error instead, so
+/// the client is never left waiting.
+fn encode_response(frame: &ServerFrame) -> Option<Vec<u8>> {
+    match framing::encode(frame) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::error!(error = %e, "response could not be encoded");
+            let ServerFrame::Response { id, .. } = frame else {
+                return None;
+            };
+            framing::encode(&response(
+                *id,
+                Err(ErrorBody::new(
+                    ErrorCode::Internal,
+                    format!("the response could not be sent: {e}"),
+                )
+                .with_hint("ask for less at once (e.g. a shorter conversation)")),
+            ))
+            .ok()
+        }
+    }
 }
 
 async fn next_event(

@@ -13,7 +13,7 @@ use vtuberd::cli::{Args, LogFormat};
 use vtuberd::config;
 use vtuberd::events::EventBus;
 use vtuberd::ipc;
-use vtuberd::stage::{DaemonInfo, Stage, character_dir};
+use vtuberd::stage::{DaemonInfo, Stage, StageSetup, character_dir};
 use vtuberd::store::Store;
 
 fn main() -> ExitCode {
@@ -114,7 +114,7 @@ async fn run(args: Args, started: Instant) -> anyhow::Result<()> {
     })?;
     let cfg = loaded.config;
     let socket =
-        vtuber_shared::paths::socket_path(args.socket.clone().or(cfg.daemon.socket.clone()));
+        vtuber_shared::paths::socket_path(args.socket.clone());
     let bound = ipc::bind(&socket).map_err(|e| anyhow::anyhow!("{e} ({})", e.hint()))?;
     tracing::info!(socket = %socket.display(), pid = std::process::id(), "listening");
 
@@ -175,14 +175,16 @@ async fn run(args: Args, started: Instant) -> anyhow::Result<()> {
     });
     let bus = EventBus::new(cfg.daemon.client_queue);
     let stage = Stage::start(
-        cfg.clone(),
-        roster,
-        dir,
+        StageSetup {
+            config: cfg.clone(),
+            roster,
+            character_dir: dir,
+            character,
+            conversation,
+        },
         store,
         bus,
         info.clone(),
-        conversation,
-        character,
     );
 
     let stop_serving = CancellationToken::new();

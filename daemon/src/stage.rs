@@ -95,6 +95,17 @@ enum Command {
     },
 }
 
+/// What the stage starts with.
+pub struct StageSetup {
+    pub config: Config,
+    pub roster: Roster,
+    /// Folder of user character files, watched for edits.
+    pub character_dir: Option<PathBuf>,
+    pub character: Character,
+    /// Conversation to resume, if any.
+    pub conversation: Option<i64>,
+}
+
 /// Cheap handle used by client sessions to drive the stage.
 #[derive(Clone)]
 pub struct Stage {
@@ -112,16 +123,14 @@ fn stage_gone() -> ErrorBody {
 
 impl Stage {
     /// Starts the actor. `character_dir` is watched for edits when it exists.
-    pub fn start(
-        config: Config,
-        roster: Roster,
-        character_dir: Option<PathBuf>,
-        store: Store,
-        bus: EventBus,
-        info: Arc<DaemonInfo>,
-        initial_conversation: Option<i64>,
-        initial_character: Character,
-    ) -> Self {
+    pub fn start(setup: StageSetup, store: Store, bus: EventBus, info: Arc<DaemonInfo>) -> Self {
+        let StageSetup {
+            config,
+            roster,
+            character_dir,
+            character: initial_character,
+            conversation: initial_conversation,
+        } = setup;
         let (tx, rx) = mpsc::channel(256);
         let provider = make_provider(&initial_character.llm.apply(&config.llm));
         let view = Arc::new(Mutex::new(StageView {
@@ -375,8 +384,12 @@ impl Actor {
                         .delete_conversation(id)
                         .await
                         .map_err(|e| e.to_body());
-                    if r.is_ok() && self.conversation == Some(id) {
-                        self.set_conversation(None);
+                    if r.is_ok() {
+                        let was_current = self.conversation == Some(id);
+                        if was_current {
+                            self.set_conversation(None);
+                        }
+                        self.bus.emit(Event::ConversationDeleted { id, was_current });
                     }
                     let _ = reply.send(r);
                 }

@@ -4,7 +4,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 /// Largest frame either side accepts, newline excluded. Big enough for a long
 /// history export, small enough that a runaway client cannot exhaust memory.
-pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
+pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {

@@ -84,6 +84,8 @@ pub enum ServerFrame {
 }
 
 /// Either a result or an error, never both.
+// Responses live only as long as it takes to write them; boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -365,6 +367,12 @@ pub enum Event {
     },
     ConversationChanged {
         conversation_id: i64,
+    },
+    /// A conversation was deleted; `was_current` means the stage now has none until the
+    /// next input starts one.
+    ConversationDeleted {
+        id: i64,
+        was_current: bool,
     },
     ClientsChanged {
         clients: usize,

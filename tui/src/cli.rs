@@ -23,7 +23,7 @@ pub struct Cli {
     )]
     pub socket: Option<PathBuf>,
 
-    /// Config file passed to a daemon this command starts
+    /// Config file for a daemon this command starts, and for `config check`
     #[arg(
         long,
         global = true,
@@ -61,6 +61,7 @@ pub enum Command {
     Daemon(DaemonCommand),
     /// Print a shell completion script
     Completions {
+        /// Shell to complete for
         #[arg(value_enum)]
         shell: Shell,
     },
@@ -107,24 +108,35 @@ pub enum HistoryCommand {
         /// Only this character's conversations
         #[arg(long, value_name = "NAME")]
         character: Option<String>,
+        /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
     },
-    /// Print one conversation
+    /// Print one conversation as a Markdown transcript
     Show {
+        /// Conversation id, as shown by `history list`
         id: i64,
+        /// Print the conversation and its messages as JSON
         #[arg(long)]
         json: bool,
     },
     /// Start a fresh conversation with the current character
     New,
     /// Make an earlier conversation the current one
-    Load { id: i64 },
+    Load {
+        /// Conversation id, as shown by `history list`
+        id: i64,
+    },
     /// Delete a conversation for good
-    Delete { id: i64 },
+    Delete {
+        /// Conversation id, as shown by `history list`
+        id: i64,
+    },
     /// Write a conversation as Markdown or JSON
     Export {
+        /// Conversation id, as shown by `history list`
         id: i64,
+        /// Output format
         #[arg(long, value_enum, default_value_t = ExportFormat::Md)]
         format: ExportFormat,
         /// Write to FILE instead of standard output

@@ -324,6 +324,9 @@ async fn read_loop(mut read: ReadHalf<Stream>, pending: Pending, events: mpsc::S
     let mut buf = vec![0u8; 64 * 1024];
     // Events we had to drop because the consumer is not keeping up.
     let mut dropped: u64 = 0;
+    // An error not tied to a request (e.g. "this daemon serves another user" right
+    // before the daemon hangs up): the best explanation for requests left unanswered.
+    let mut orphan: Option<ResponseFrame> = None;
     loop {
         let n = match read.read(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -354,8 +357,11 @@ async fn read_loop(mut read: ReadHalf<Stream>, pending: Pending, events: mpsc::S
                         let _ = tx.send(ResponseFrame { outcome, raw });
                     }
                 }
-                // A response to a line the daemon could not parse: nobody to give it to.
-                ServerFrame::Response { id: None, .. } => {}
+                // A response to a line the daemon could not parse, or about the whole
+                // connection: nobody asked, so keep it for when the connection ends.
+                ServerFrame::Response { id: None, outcome } => {
+                    orphan = Some(ResponseFrame { outcome, raw });
+                }
                 ServerFrame::Event { event, .. } => {
                     if dropped > 0 {
                         let lagged = EventFrame {
@@ -376,8 +382,14 @@ async fn read_loop(mut read: ReadHalf<Stream>, pending: Pending, events: mpsc::S
             }
         }
     }
-    // Dropping the senders fails every waiting request and ends the event stream.
-    lock(&pending).clear();
+    // Waiting requests get the daemon's last word if it had one; otherwise dropping
+    // their senders fails them. Dropping `events` ends the event stream.
+    let waiting: Vec<_> = lock(&pending).drain().map(|(_, tx)| tx).collect();
+    if let Some(last_word) = orphan {
+        for tx in waiting {
+            let _ = tx.send(last_word.clone());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -521,6 +533,33 @@ mod tests {
             }
             Err(other) => panic!("wrong error: {other}"),
             Ok(_) => panic!("a mismatched protocol must not connect"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refusal_without_an_id_explains_the_hang_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _server) = fake::serve(dir.path(), |mut peer: Peer| async move {
+            peer.read().await;
+            peer.write(&ServerFrame::Response {
+                id: None,
+                outcome: Outcome::Err(
+                    ErrorBody::new(ErrorCode::Handshake, "this daemon serves another user")
+                        .with_hint("run your own vtuberd"),
+                ),
+            })
+            .await;
+            // Dropping the peer hangs up.
+        });
+        match connect(&path, Hello::new("test", false)).await {
+            Err(ConnectError::Handshake(body)) => {
+                assert_eq!(
+                    body.to_string(),
+                    "this daemon serves another user (run your own vtuberd)"
+                );
+            }
+            Err(other) => panic!("wrong error: {other}"),
+            Ok(_) => panic!("a refused hello must not connect"),
         }
     }
 

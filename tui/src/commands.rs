@@ -1,6 +1,6 @@
 //! The one-shot commands: each connects, asks, prints, and exits.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -107,13 +107,17 @@ pub async fn stream_turn<W: Write>(
         .map_err(|e| anyhow!("{e}"))?;
     let mut turn: Option<u64> = None;
     let mut early: Vec<EventFrame> = Vec::new();
-    let mut printed_any = false;
+    // The reply text written so far (text mode), to complete it from the final text.
+    let mut printed = String::new();
     let mut interrupt_sent = false;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
+    let mut ctrl_c_works = true;
 
     loop {
         tokio::select! {
+            // The reader hands over a response before any event that followed it on
+            // the wire, so polling the response first keeps wire order.
+            biased;
             res = &mut response, if turn.is_none() => {
                 let frame = res.map_err(|_| anyhow!(
                     "the connection to vtuberd closed before it accepted the message"
@@ -127,36 +131,47 @@ pub async fn stream_turn<W: Write>(
                     Err(error) => return Ok(TurnEnd::Failed(error)),
                 }
                 for ev in std::mem::take(&mut early) {
-                    if let Some(end) = turn_event(ev, turn, out, json, &mut printed_any)? {
+                    if let Some(end) = turn_event(ev, turn, out, json, &mut printed)? {
                         return Ok(end);
                     }
                 }
             }
             ev = events.recv() => {
                 let Some(ev) = ev else {
-                    if printed_any && !json {
+                    if !printed.is_empty() && !json {
                         writeln!(out)?;
                     }
                     bail!("the connection to vtuberd closed before the reply finished");
                 };
                 if matches!(ev.event, Event::ShuttingDown) {
-                    if printed_any && !json {
+                    if !printed.is_empty() && !json {
                         writeln!(out)?;
                     }
                     bail!("vtuberd is shutting down; the reply was cut off");
                 }
                 if turn.is_none() {
                     early.push(ev);
-                } else if let Some(end) = turn_event(ev, turn, out, json, &mut printed_any)? {
+                } else if let Some(end) = turn_event(ev, turn, out, json, &mut printed)? {
                     return Ok(end);
                 }
             }
-            res = &mut ctrl_c, if !interrupt_sent => {
-                interrupt_sent = true;
-                if res.is_ok() {
-                    // The turn then ends as interrupted and we report that.
-                    let _ = client.send(Request::Interrupt).await;
+            res = &mut ctrl_c, if ctrl_c_works => {
+                if res.is_err() {
+                    // No signal handling here: Ctrl+C keeps its default effect.
+                    ctrl_c_works = false;
+                    continue;
                 }
+                if interrupt_sent {
+                    // A second Ctrl+C: the daemon is not reacting, stop waiting.
+                    if !printed.is_empty() && !json {
+                        writeln!(out)?;
+                    }
+                    return Err(exit::Exit::new(130, "vtuber: gave up waiting for the reply").into());
+                }
+                interrupt_sent = true;
+                // The turn then ends as interrupted and we report that.
+                let _ = client.send(Request::Interrupt).await;
+                ctrl_c.set(tokio::signal::ctrl_c());
             }
         }
     }
@@ -168,7 +183,7 @@ fn turn_event<W: Write>(
     turn: Option<u64>,
     out: &mut W,
     json: bool,
-    printed_any: &mut bool,
+    printed: &mut String,
 ) -> Result<Option<TurnEnd>> {
     let ours = match &ev.event {
         Event::TurnStarted { turn_id, .. }
@@ -187,7 +202,7 @@ fn turn_event<W: Write>(
         Event::Delta { text, .. } if !json => {
             out.write_all(text.as_bytes())?;
             out.flush()?;
-            *printed_any |= !text.is_empty();
+            printed.push_str(&text);
             Ok(None)
         }
         Event::TurnEnded {
@@ -196,13 +211,23 @@ fn turn_event<W: Write>(
             ..
         } => {
             if !json {
-                // No deltas (e.g. a reply that failed at once, or a non-streaming
-                // backend): the stored text is all there is.
-                if !*printed_any && !final_text.is_empty() {
-                    out.write_all(final_text.as_bytes())?;
-                    *printed_any = true;
+                // The stored text is authoritative: it covers a backend that sent no
+                // deltas and deltas lost to lag. Complete what was printed from it.
+                let settled = final_text.is_empty() || printed.starts_with(final_text.trim_end());
+                match final_text.strip_prefix(printed.as_str()) {
+                    _ if settled => {}
+                    Some(rest) => {
+                        out.write_all(rest.as_bytes())?;
+                        printed.push_str(rest);
+                    }
+                    None => {
+                        writeln!(out)?;
+                        eprintln!("note: part of the stream was missed; the whole reply follows");
+                        out.write_all(final_text.as_bytes())?;
+                        printed.clone_from(&final_text);
+                    }
                 }
-                if *printed_any {
+                if !printed.is_empty() {
                     writeln!(out)?;
                 }
                 out.flush()?;
@@ -556,9 +581,7 @@ async fn stop(target: &Target) -> Result<ExitCode> {
             daemon::log_path().display()
         );
     }
-    if std::io::stderr().is_terminal() {
-        eprintln!("vtuberd (pid {pid}) stopped");
-    }
+    println!("vtuberd (pid {pid}) stopped");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -34,10 +34,8 @@ pub const NOT_RUNNING: &str =
 /// Where the daemon is (or should be) and how to start it.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The resolved socket path.
+    /// The resolved socket path, also passed to a daemon we start.
     pub socket: PathBuf,
-    /// `--socket` as given, passed on to a daemon we start.
-    pub socket_flag: Option<PathBuf>,
     /// `--config` as given, passed on to a daemon we start.
     pub config: Option<PathBuf>,
 }
@@ -46,8 +44,7 @@ impl Target {
     pub fn new(socket_flag: Option<PathBuf>, config: Option<PathBuf>) -> Self {
         let socket_flag = socket_flag.filter(|p| !p.as_os_str().is_empty());
         Self {
-            socket: paths::socket_path(socket_flag.clone()),
-            socket_flag,
+            socket: paths::socket_path(socket_flag),
             config: config.filter(|p| !p.as_os_str().is_empty()),
         }
     }
@@ -63,8 +60,22 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// `vtuberd` next to this program (an install or a cargo target dir), else on `PATH`.
+/// Environment variable naming the daemon program to run, overriding the search.
+pub const DAEMON_BIN_ENV: &str = "VTUBERD_BIN";
+
+/// `$VTUBERD_BIN`, else `vtuberd` next to this program (an install or a cargo target
+/// dir), else on `PATH`.
 pub fn find_vtuberd() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os(DAEMON_BIN_ENV).filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(p);
+        if is_executable(&p) {
+            return Ok(p);
+        }
+        bail!(
+            "${DAEMON_BIN_ENV} names {}, which is not an executable file",
+            p.display()
+        );
+    }
     let beside = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(|dir| dir.join("vtuberd")));
@@ -113,13 +124,15 @@ fn spawn(target: &Target) -> Result<Child> {
         .with_context(|| format!("cannot open the daemon log {}", log.display()))?;
 
     let mut cmd = Command::new(&program);
-    if let Some(socket) = &target.socket_flag {
-        cmd.arg("--socket").arg(socket);
-    }
+    // Always the path we will poll: a socket set only in the daemon's config file
+    // would otherwise leave us waiting on the wrong path.
+    cmd.arg("--socket").arg(&target.socket);
     if let Some(config) = &target.config {
         cmd.arg("--config").arg(config);
     }
-    cmd.stdin(Stdio::null())
+    // The output goes to a file: colour codes would only clutter it.
+    cmd.env("NO_COLOR", "1")
+        .stdin(Stdio::null())
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err))
         .process_group(0);
@@ -203,13 +216,43 @@ pub async fn start(target: &Target, hello: Hello) -> Result<Connection> {
 /// Connects, starting the daemon first when nothing answers (for `chat` and `say`).
 pub async fn connect_or_start(target: &Target, hello: Hello) -> Result<Connection> {
     match client::connect(&target.socket, hello.clone()).await {
-        Ok(conn) => Ok(conn),
+        Ok(conn) => {
+            if let Some(note) = config_mismatch(target, &conn.welcome.status) {
+                eprintln!("vtuber: {note}");
+            }
+            Ok(conn)
+        }
         Err(ConnectError::NotRunning { .. }) => {
             eprintln!("vtuber: starting vtuberd…");
             start(target, hello).await
         }
         Err(e) => Err(connect_failure(e)),
     }
+}
+
+/// `--config` only matters when starting a daemon; say so when the running one
+/// uses another file, since the user evidently expected it to apply.
+fn config_mismatch(target: &Target, status: &vtuber_shared::Status) -> Option<String> {
+    let wanted = target.config.as_ref()?;
+    let same = status.config_file.as_deref().is_some_and(|running| {
+        let running = Path::new(running);
+        running == wanted
+            || running
+                .canonicalize()
+                .ok()
+                .is_some_and(|r| wanted.canonicalize().ok() == Some(r))
+    });
+    (!same).then(|| {
+        format!(
+            "vtuberd is already running with {}; --config {} applies when it starts \
+             (`vtuber daemon restart` to use it)",
+            status
+                .config_file
+                .as_deref()
+                .unwrap_or("the built-in defaults"),
+            wanted.display()
+        )
+    })
 }
 
 /// Connects to a running daemon; when there is none, fails with [`NOT_RUNNING`] and
@@ -243,10 +286,12 @@ pub async fn wait_until_stopped(socket: &Path, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(20);
     loop {
-        match client::connect(socket, Hello::new("stop", false)).await {
-            Err(ConnectError::NotRunning { .. }) => return true,
-            // Still answering (or half-gone and erroring): keep polling.
-            Ok(_) | Err(_) => {}
+        // Anything but "not running" (still answering, or half-gone and erroring)
+        // means: keep polling.
+        if let Err(ConnectError::NotRunning { .. }) =
+            client::connect(socket, Hello::new("stop", false)).await
+        {
+            return true;
         }
         if Instant::now() >= deadline {
             return false;
@@ -290,9 +335,19 @@ mod tests {
     }
 
     #[test]
+    fn a_different_running_config_is_noticed() {
+        let mut status = crate::client::fake::status();
+        let target = Target::new(None, Some(PathBuf::from("/etc/a.yaml")));
+        assert!(config_mismatch(&target, &status).is_some());
+        status.config_file = Some("/etc/a.yaml".into());
+        assert_eq!(config_mismatch(&target, &status), None);
+        assert_eq!(config_mismatch(&Target::new(None, None), &status), None);
+    }
+
+    #[test]
     fn empty_flags_are_ignored() {
         let t = Target::new(Some(PathBuf::new()), Some(PathBuf::new()));
-        assert_eq!(t.socket_flag, None);
+        assert_eq!(t.socket, paths::socket_path(None));
         assert_eq!(t.config, None);
     }
 }

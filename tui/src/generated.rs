@@ -59,6 +59,9 @@ Socket path, as \fB\-\-socket\fR.
 \fBVTUBER_CONFIG\fR
 Config file, as \fB\-\-config\fR.
 .TP
+\fBVTUBERD_BIN\fR
+The daemon program to start; by default \fBvtuberd\fR next to \fBvtuber\fR, else on \fBPATH\fR.
+.TP
 \fBVTUBER_DATA_DIR\fR
 Data directory (history, models, vtuberd.log).
 .TP

@@ -196,9 +196,6 @@ fn friendly_message(raw: &str) -> String {
     if let Some(rest) = first.strip_prefix("unknown field ") {
         return format!("unknown key {rest}");
     }
-    if first.starts_with("invalid type") || first.starts_with("invalid value") {
-        return first.replacen("expected", "expected", 1);
-    }
     first.to_owned()
 }
 

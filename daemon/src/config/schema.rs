@@ -165,8 +165,6 @@ impl Default for HistoryConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DaemonConfig {
-    /// Socket path; `--socket` and `$VTUBER_SOCKET` take precedence.
-    pub socket: Option<PathBuf>,
     /// Events buffered per client before it is marked lagged.
     pub client_queue: usize,
 }
@@ -174,7 +172,6 @@ pub struct DaemonConfig {
 impl Default for DaemonConfig {
     fn default() -> Self {
         Self {
-            socket: None,
             client_queue: 1024,
         }
     }

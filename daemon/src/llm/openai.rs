@@ -1136,9 +1136,12 @@ mod tests {
         assert_eq!(mock.requests()[0].body["temperature"], 0.25);
     }
 
+    /// Whether an error is the expected mapping.
+    type Check = fn(&LlmError) -> bool;
+
     #[tokio::test]
     async fn maps_http_errors_with_hints() {
-        let cases: [(u16, fn(&LlmError) -> bool, &str); 4] = [
+        let cases: [(u16, Check, &str); 4] = [
             (
                 401,
                 |e| matches!(e, LlmError::Unauthorized { key_env: Some(v) } if v == KEY_VAR),

@@ -14,7 +14,7 @@ use super::input::Input;
 use super::wrap::sanitize;
 
 /// Who a message is from, which decides how it is drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     User,
     Character,
@@ -22,7 +22,7 @@ pub enum Kind {
     System,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Hash)]
 pub struct Message {
     pub kind: Kind,
     /// Sanitised for drawing (no control characters).
@@ -117,6 +117,8 @@ pub struct App {
     /// First visible line when scrolled back; `None` follows the newest message.
     pub scroll: Option<usize>,
     pub viewport: Viewport,
+    /// Wrapped lines of settled messages, owned by the view.
+    pub line_cache: super::view::LineCache,
     /// Animation frame for busy states.
     pub tick: usize,
     /// Turns this client sent (others' turns are labelled with their origin).
@@ -144,6 +146,7 @@ impl App {
             show_help: false,
             scroll: None,
             viewport: Viewport::default(),
+            line_cache: Default::default(),
             tick: 0,
             my_turns: HashSet::new(),
             wanted_conversation: None,
@@ -190,12 +193,9 @@ impl App {
 
     /// A (re)connection succeeded: take its status and ask for the rest.
     pub fn connected(&mut self, status: Status) -> Vec<Action> {
-        let was_lost = matches!(self.conn, Conn::Reconnecting { .. });
+        // The reload that follows replaces the view, connection notes included.
         self.conn = Conn::Connected;
         self.my_turns.clear();
-        if was_lost {
-            self.push_system("reconnected to vtuberd");
-        }
         let mut actions = vec![Action::LoadCharacters];
         actions.extend(self.set_status(status));
         actions
@@ -456,6 +456,21 @@ impl App {
                 self.wanted_conversation = Some(conversation_id);
                 return vec![Action::LoadConversation(conversation_id)];
             }
+            Event::ConversationDeleted { id, was_current } => {
+                let current = self.status.as_ref().and_then(|s| s.conversation_id);
+                if was_current || current == Some(id) {
+                    if let Some(s) = &mut self.status {
+                        s.conversation_id = None;
+                    }
+                    self.wanted_conversation = None;
+                    self.messages = self.live_messages();
+                    self.loaded = true;
+                    self.add_greeting_if_empty();
+                    self.push_system(&format!(
+                        "conversation {id} was deleted; your next message starts a new one"
+                    ));
+                }
+            }
             Event::ClientsChanged { clients } => {
                 if let Some(s) = &mut self.status {
                     s.clients = clients;
@@ -543,21 +558,22 @@ impl App {
             KeyCode::Up if ctrl || shift => self.scroll_up(1),
             KeyCode::Down if ctrl || shift => self.scroll_down(1),
             // Up/Down move within a multi-line input, and scroll otherwise.
-            KeyCode::Up => {
-                if !self.input.vertical(true) {
-                    self.scroll_up(1);
-                }
-            }
-            KeyCode::Down => {
-                if !self.input.vertical(false) {
-                    self.scroll_down(1);
-                }
-            }
+            KeyCode::Up => self.line_up_or_scroll(true),
+            KeyCode::Down => self.line_up_or_scroll(false),
             KeyCode::PageUp => self.scroll_up(self.page()),
             KeyCode::PageDown => self.scroll_down(self.page()),
             _ => {}
         }
         None
+    }
+
+    fn line_up_or_scroll(&mut self, up: bool) {
+        let moved = self.input.vertical(up);
+        match (moved, up) {
+            (true, _) => {}
+            (false, true) => self.scroll_up(1),
+            (false, false) => self.scroll_down(1),
+        }
     }
 
     fn submit(&mut self) -> Option<Action> {
@@ -728,6 +744,32 @@ pub(crate) mod tests {
         app.apply_event(started(2, "theirs"));
         assert!(app.is_mine(app.messages[0].turn_id));
         assert!(!app.is_mine(app.messages[2].turn_id));
+    }
+
+    #[test]
+    fn deleting_the_current_conversation_clears_the_view() {
+        let mut app = App::new();
+        app.connected(crate::client::fake::status());
+        app.apply_event(started(1, "hello"));
+        app.apply_event(Event::TurnEnded {
+            turn_id: 1,
+            outcome: TurnOutcome::Finished,
+            text: "hi".into(),
+            usage: None,
+        });
+        // Another conversation going away changes nothing here.
+        app.apply_event(Event::ConversationDeleted {
+            id: 3,
+            was_current: false,
+        });
+        assert_eq!(app.messages.len(), 2);
+        app.apply_event(Event::ConversationDeleted {
+            id: 7,
+            was_current: true,
+        });
+        assert_eq!(app.messages.len(), 1);
+        assert_eq!(app.messages[0].kind, Kind::System);
+        assert_eq!(app.status.as_ref().unwrap().conversation_id, None);
     }
 
     #[test]

@@ -14,11 +14,12 @@ pub mod wrap;
 #[cfg(test)]
 mod render_tests;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use crossterm::event::{Event as TermEvent, EventStream};
+use crossterm::event::{Event as TermEvent, EventStream, MouseEventKind};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -43,7 +44,7 @@ enum Msg {
     Answer {
         generation: u64,
         purpose: Purpose,
-        result: Result<Reply, ErrorBody>,
+        result: Box<Result<Reply, ErrorBody>>,
     },
     Connected(Box<Connection>),
     ConnectFailed,
@@ -69,6 +70,9 @@ struct Runner {
 }
 
 pub async fn run(target: Target) -> Result<ExitCode> {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        anyhow::bail!("the chat needs an interactive terminal; for scripts use `vtuber say TEXT`");
+    }
     // Connect before taking over the screen, so start-up errors print normally.
     let conn = daemon::connect_or_start(&target, Hello::new("chat", true)).await?;
     let mut guard = terminal::enter()?;
@@ -96,16 +100,20 @@ async fn event_loop(guard: &mut terminal::Guard, target: Target, conn: Connectio
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot listen for SIGTERM")?;
     let mut next_tick = Instant::now() + TICK;
+    let mut redraw = true;
 
     loop {
         if runner.quit {
             return Ok(());
         }
-        // Every wake-up below changed something worth showing.
-        guard
-            .terminal
-            .draw(|frame| view::render(frame, &mut runner.app))
-            .context("cannot draw to the terminal")?;
+        if redraw {
+            guard
+                .terminal
+                .draw(|frame| view::render(frame, &mut runner.app))
+                .context("cannot draw to the terminal")?;
+        }
+        // Everything but plain mouse movement changes what is shown.
+        redraw = true;
         let wake = match (runner.app.busy(), runner.retry_at) {
             (true, Some(at)) => at.min(next_tick),
             (true, None) => next_tick,
@@ -115,6 +123,11 @@ async fn event_loop(guard: &mut terminal::Guard, target: Target, conn: Connectio
         tokio::select! {
             key = keys.next() => {
                 match key {
+                    Some(Ok(TermEvent::Mouse(m)))
+                        if !matches!(m.kind, MouseEventKind::ScrollUp | MouseEventKind::ScrollDown) =>
+                    {
+                        redraw = false;
+                    }
                     Some(Ok(ev)) => runner.terminal_event(ev).await,
                     Some(Err(e)) => return Err(e).context("cannot read from the terminal"),
                     None => return Ok(()),
@@ -241,7 +254,7 @@ impl Runner {
                 result,
             } => {
                 if generation == self.generation {
-                    self.answer(purpose, result).await;
+                    self.answer(purpose, *result).await;
                 }
             }
         }
@@ -331,7 +344,7 @@ impl Runner {
             let _ = tx.send(Msg::Answer {
                 generation,
                 purpose,
-                result,
+                result: Box::new(result),
             });
         });
     }

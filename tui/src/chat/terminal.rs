@@ -15,8 +15,8 @@ use crossterm::event::{
 };
 use crossterm::execute;
 use crossterm::terminal::{
-    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
-    supports_keyboard_enhancement,
+    Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode,
+    enable_raw_mode, supports_keyboard_enhancement,
 };
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
@@ -63,9 +63,10 @@ pub fn enter() -> Result<Guard> {
             )?;
             ENHANCED.store(true, Ordering::SeqCst);
         }
-        let mut terminal = Terminal::new(CrosstermBackend::new(out))?;
-        terminal.clear()?;
-        Ok(terminal)
+        // Not `Terminal::clear`: that asks the terminal for the cursor position,
+        // which some terminals (and test harnesses) never answer.
+        execute!(out, Clear(ClearType::All))?;
+        Terminal::new(CrosstermBackend::new(out))
     };
     match setup() {
         Ok(terminal) => Ok(Guard { terminal }),

@@ -3,6 +3,10 @@
 //! The message list is laid out line by line here (see `wrap`) rather than by
 //! `Paragraph::wrap`, so the total height is exact and scrolling never jumps.
 
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -52,20 +56,94 @@ pub fn render(frame: &mut Frame<'_>, app: &mut App) {
     }
 }
 
-/// All lines of the message list at `width`, in order.
-pub fn message_list(app: &App, width: usize) -> Vec<Line<'static>> {
-    let mut lines = Vec::new();
+/// Rendered lines of settled messages, keyed by everything that shapes them, so a
+/// long history is not re-wrapped on every streamed delta.
+#[derive(Default)]
+pub struct LineCache {
+    map: HashMap<u64, Arc<Vec<Line<'static>>>>,
+}
+
+fn fingerprint(app: &App, m: &Message, width: usize) -> u64 {
+    let mut h = DefaultHasher::new();
+    width.hash(&mut h);
+    m.hash(&mut h);
+    app.is_mine(m.turn_id).hash(&mut h);
+    if m.kind == Kind::Character {
+        app.character_name().hash(&mut h);
+    }
+    h.finish()
+}
+
+/// The lines of each message at `width`, reusing `cache` for unchanged ones; the
+/// cache keeps only what this call used.
+fn message_blocks(app: &App, width: usize, cache: &mut LineCache) -> Vec<Arc<Vec<Line<'static>>>> {
+    let mut old = std::mem::take(&mut cache.map);
+    let mut blocks = Vec::with_capacity(app.messages.len() + 1);
     if app.messages.is_empty() {
-        let hint = [Span::styled("Say hello. Enter sends, ? shows the keys.", NOTE)];
-        lines.extend(wrap_spans(&hint, width));
+        let hint = [Span::styled(
+            "Say hello. Enter sends, ? shows the keys.",
+            NOTE,
+        )];
+        blocks.push(Arc::new(wrap_spans(&hint, width)));
     }
-    for (i, message) in app.messages.iter().enumerate() {
-        if i > 0 {
-            lines.push(Line::default());
+    for m in &app.messages {
+        if m.streaming {
+            blocks.push(Arc::new(message_lines(app, m, width)));
+            continue;
         }
-        lines.extend(message_lines(app, message, width));
+        let key = fingerprint(app, m, width);
+        let lines = old
+            .remove(&key)
+            .or_else(|| cache.map.get(&key).cloned())
+            .unwrap_or_else(|| Arc::new(message_lines(app, m, width)));
+        cache.map.insert(key, lines.clone());
+        blocks.push(lines);
     }
-    lines
+    blocks
+}
+
+/// Line count of the list: each block plus a blank line between blocks.
+fn total_lines(blocks: &[Arc<Vec<Line<'static>>>]) -> usize {
+    blocks.iter().map(|b| b.len()).sum::<usize>() + blocks.len().saturating_sub(1)
+}
+
+/// Lines `top..top + height` of the list, built without materialising the rest.
+fn window(blocks: &[Arc<Vec<Line<'static>>>], top: usize, height: usize) -> Vec<Line<'static>> {
+    let mut out = Vec::with_capacity(height.min(4096));
+    // Index in the whole list of the next line to consider.
+    let mut line = 0;
+    for (i, block) in blocks.iter().enumerate() {
+        if out.len() >= height {
+            break;
+        }
+        let separator = usize::from(i > 0);
+        if line + separator + block.len() <= top {
+            line += separator + block.len();
+            continue;
+        }
+        if separator == 1 {
+            if line >= top {
+                out.push(Line::default());
+            }
+            line += 1;
+        }
+        let skip = top.saturating_sub(line);
+        for l in block.iter().skip(skip) {
+            if out.len() >= height {
+                break;
+            }
+            out.push(l.clone());
+        }
+        line += block.len();
+    }
+    out
+}
+
+/// All lines of the message list at `width`, in order.
+#[cfg(test)]
+pub fn message_list(app: &App, width: usize) -> Vec<Line<'static>> {
+    let blocks = message_blocks(app, width, &mut LineCache::default());
+    window(&blocks, 0, total_lines(&blocks))
 }
 
 fn indent(lines: Vec<Line<'static>>) -> impl Iterator<Item = Line<'static>> {
@@ -144,18 +222,20 @@ fn message_lines(app: &App, m: &Message, width: usize) -> Vec<Line<'static>> {
 fn render_messages(frame: &mut Frame<'_>, app: &mut App, area: Rect) {
     // One column is kept for the scrollbar so the text width never changes with it.
     let text_width = area.width.saturating_sub(1) as usize;
-    let lines = message_list(app, text_width);
+    let mut cache = std::mem::take(&mut app.line_cache);
+    let blocks = message_blocks(app, text_width, &mut cache);
+    app.line_cache = cache;
     let height = area.height as usize;
     app.viewport = Viewport {
         height,
-        total_lines: lines.len(),
+        total_lines: total_lines(&blocks),
     };
     let max_top = app.viewport.max_top();
     if app.scroll.is_some_and(|top| top >= max_top) {
         app.scroll = None;
     }
     let top = app.scroll.unwrap_or(max_top);
-    let visible: Vec<Line<'static>> = lines.into_iter().skip(top).take(height).collect();
+    let visible = window(&blocks, top, height);
     let text_area = Rect {
         width: text_width as u16,
         ..area
@@ -377,4 +457,53 @@ fn render_help(frame: &mut Frame<'_>, area: Rect) {
         Paragraph::new(lines).block(Block::bordered().title(" Keys ").border_style(DIM)),
         popup,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_match_slices_of_the_whole_list() {
+        let mut app = App::new();
+        for (i, text) in [
+            "one",
+            "two\nlines",
+            "",
+            "a longer message that wraps around",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let kind = if i % 2 == 0 {
+                Kind::User
+            } else {
+                Kind::Character
+            };
+            app.push(Message::new(kind, text));
+        }
+        let mut cache = LineCache::default();
+        let blocks = message_blocks(&app, 12, &mut cache);
+        let total = total_lines(&blocks);
+        let all: Vec<String> = window(&blocks, 0, total)
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
+        assert_eq!(all.len(), total);
+        assert_eq!(all[..4], ["You", "  one", "", "Character"], "{all:?}");
+        for top in 0..=total {
+            for height in 0..=total + 1 {
+                let got: Vec<String> = window(&blocks, top, height)
+                    .iter()
+                    .map(|l| l.to_string())
+                    .collect();
+                let end = (top + height).min(total);
+                assert_eq!(got, all[top.min(total)..end], "top {top} height {height}");
+            }
+        }
+        // A second pass reuses every settled message.
+        let again = message_blocks(&app, 12, &mut cache);
+        assert!(blocks.iter().zip(&again).all(|(a, b)| Arc::ptr_eq(a, b)));
+        assert_eq!(cache.map.len(), app.messages.len());
+    }
 }

@@ -1,0 +1,173 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_vtuber_global_optspecs
+    string join \n socket= config= h/help V/version
+end
+
+function __fish_vtuber_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_vtuber_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_vtuber_using_subcommand
+    set -l cmd (__fish_vtuber_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c vtuber -n "__fish_vtuber_needs_command" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_needs_command" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c vtuber -n "__fish_vtuber_needs_command" -s V -l version -d 'Print version'
+complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "chat" -d 'Open the chat (the default): streaming replies, history, daemon status'
+complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "say" -d 'Send one message and print the reply as it streams in'
+complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "status" -d 'Show what the daemon is doing (exits 3 when it is not running)'
+complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "characters" -d 'List or switch characters'
+complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "history" -d 'Browse, switch, delete and export conversations'
+complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "config" -d 'Validate configuration'
+complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "daemon" -d 'Start, stop or inspect the daemon'
+complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "man" -d 'Print the man page, or write it (and one page per command) into a directory'
+complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand chat" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand chat" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand chat" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand say" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand say" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand say" -l json -d 'Print the response and each event of the turn as raw protocol JSON lines'
+complete -c vtuber -n "__fish_vtuber_using_subcommand say" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c vtuber -n "__fish_vtuber_using_subcommand status" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand status" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand status" -l json -d 'Print JSON instead of a table'
+complete -c vtuber -n "__fish_vtuber_using_subcommand status" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and not __fish_seen_subcommand_from list switch help" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and not __fish_seen_subcommand_from list switch help" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and not __fish_seen_subcommand_from list switch help" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and not __fish_seen_subcommand_from list switch help" -f -a "list" -d 'List the characters the daemon knows (current one marked with *)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and not __fish_seen_subcommand_from list switch help" -f -a "switch" -d 'Make NAME the current character'
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and not __fish_seen_subcommand_from list switch help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from list" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from list" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from list" -l json -d 'Print JSON instead of a table'
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from switch" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from switch" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from switch" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the characters the daemon knows (current one marked with *)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from help" -f -a "switch" -d 'Make NAME the current character'
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and not __fish_seen_subcommand_from list show new load delete export help" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and not __fish_seen_subcommand_from list show new load delete export help" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and not __fish_seen_subcommand_from list show new load delete export help" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and not __fish_seen_subcommand_from list show new load delete export help" -f -a "list" -d 'List conversations, newest first'
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and not __fish_seen_subcommand_from list show new load delete export help" -f -a "show" -d 'Print one conversation as a Markdown transcript'
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and not __fish_seen_subcommand_from list show new load delete export help" -f -a "new" -d 'Start a fresh conversation with the current character'
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and not __fish_seen_subcommand_from list show new load delete export help" -f -a "load" -d 'Make an earlier conversation the current one'
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and not __fish_seen_subcommand_from list show new load delete export help" -f -a "delete" -d 'Delete a conversation for good'
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and not __fish_seen_subcommand_from list show new load delete export help" -f -a "export" -d 'Write a conversation as Markdown or JSON'
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and not __fish_seen_subcommand_from list show new load delete export help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from list" -l character -d 'Only this character\'s conversations' -r
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from list" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from list" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from list" -l json -d 'Print JSON instead of a table'
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from show" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from show" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from show" -l json -d 'Print the conversation and its messages as JSON'
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from new" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from new" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from new" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from load" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from load" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from load" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from delete" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from delete" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from export" -l format -d 'Output format' -r -f -a "md\t'A readable Markdown transcript'
+json\t'The conversation and its messages as JSON'"
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from export" -s o -l output -d 'Write to FILE instead of standard output' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from export" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from export" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from export" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from help" -f -a "list" -d 'List conversations, newest first'
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from help" -f -a "show" -d 'Print one conversation as a Markdown transcript'
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from help" -f -a "new" -d 'Start a fresh conversation with the current character'
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from help" -f -a "load" -d 'Make an earlier conversation the current one'
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Delete a conversation for good'
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from help" -f -a "export" -d 'Write a conversation as Markdown or JSON'
+complete -c vtuber -n "__fish_vtuber_using_subcommand history; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand config; and not __fish_seen_subcommand_from check help" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand config; and not __fish_seen_subcommand_from check help" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand config; and not __fish_seen_subcommand_from check help" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand config; and not __fish_seen_subcommand_from check help" -f -a "check" -d 'Check a config file with `vtuberd --check-config` (exits 1 when invalid)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand config; and not __fish_seen_subcommand_from check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand config; and __fish_seen_subcommand_from check" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand config; and __fish_seen_subcommand_from check" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand config; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "check" -d 'Check a config file with `vtuberd --check-config` (exits 1 when invalid)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status help" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status help" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status help" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status help" -f -a "start" -d 'Start vtuberd in the background'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status help" -f -a "stop" -d 'Ask vtuberd to exit and wait until it has'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status help" -f -a "restart" -d 'Stop vtuberd (if running), then start it'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status help" -f -a "status" -d 'Say whether vtuberd is running (exits 3 when not)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from start" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from start" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from start" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from stop" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from stop" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from stop" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from restart" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from restart" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from restart" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from status" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from status" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from help" -f -a "start" -d 'Start vtuberd in the background'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from help" -f -a "stop" -d 'Ask vtuberd to exit and wait until it has'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from help" -f -a "restart" -d 'Stop vtuberd (if running), then start it'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from help" -f -a "status" -d 'Say whether vtuberd is running (exits 3 when not)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand completions" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand completions" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand man" -s o -l out-dir -d 'Directory to write vtuber.1 and vtuber-*.1 into' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand man" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand man" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand man" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon completions man help" -f -a "chat" -d 'Open the chat (the default): streaming replies, history, daemon status'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon completions man help" -f -a "say" -d 'Send one message and print the reply as it streams in'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon completions man help" -f -a "status" -d 'Show what the daemon is doing (exits 3 when it is not running)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon completions man help" -f -a "characters" -d 'List or switch characters'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon completions man help" -f -a "history" -d 'Browse, switch, delete and export conversations'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon completions man help" -f -a "config" -d 'Validate configuration'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon completions man help" -f -a "daemon" -d 'Start, stop or inspect the daemon'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon completions man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon completions man help" -f -a "man" -d 'Print the man page, or write it (and one page per command) into a directory'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from characters" -f -a "list" -d 'List the characters the daemon knows (current one marked with *)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from characters" -f -a "switch" -d 'Make NAME the current character'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from history" -f -a "list" -d 'List conversations, newest first'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from history" -f -a "show" -d 'Print one conversation as a Markdown transcript'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from history" -f -a "new" -d 'Start a fresh conversation with the current character'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from history" -f -a "load" -d 'Make an earlier conversation the current one'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from history" -f -a "delete" -d 'Delete a conversation for good'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from history" -f -a "export" -d 'Write a conversation as Markdown or JSON'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "check" -d 'Check a config file with `vtuberd --check-config` (exits 1 when invalid)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from daemon" -f -a "start" -d 'Start vtuberd in the background'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from daemon" -f -a "stop" -d 'Ask vtuberd to exit and wait until it has'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from daemon" -f -a "restart" -d 'Stop vtuberd (if running), then start it'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from daemon" -f -a "status" -d 'Say whether vtuberd is running (exits 3 when not)'
