@@ -435,6 +435,15 @@ async fn handle(
             stage.request_shutdown();
             Ok(Reply::ShuttingDown)
         }
+        Request::ApproveToolCall { .. }
+        | Request::ListMcpServers
+        | Request::ListMcpTools { .. }
+        | Request::RestartMcpServer { .. }
+        | Request::ToolAudit { .. } => Err(ErrorBody::new(
+            ErrorCode::InvalidArgument,
+            "tool servers are not available in this daemon build",
+        )
+        .with_hint("upgrade vtuberd")),
     };
     (response(id, result), false)
 }

@@ -37,7 +37,6 @@ fn main() -> ExitCode {
     match runtime.block_on(run(args, started)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
             eprintln!("vtuberd: {e:#}");
             ExitCode::FAILURE
         }

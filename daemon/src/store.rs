@@ -120,7 +120,7 @@ impl Store {
     }
 
     /// Runs `f` with the connection on the blocking pool.
-    async fn with<R, F>(&self, f: F) -> Result<R, StoreError>
+    pub(crate) async fn with<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,

@@ -63,6 +63,28 @@ pub enum Request {
     },
     /// Asks the daemon to exit after finishing writes.
     Shutdown,
+    /// Answers an [`Event::ApprovalRequested`]. The first answer from any client wins.
+    ApproveToolCall {
+        request_id: u64,
+        decision: ApprovalDecision,
+    },
+    /// Configured MCP servers and their state.
+    ListMcpServers,
+    /// Tools offered to the LLM, of one server or all.
+    ListMcpTools {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server: Option<String>,
+    },
+    /// Stops and starts one MCP server again (also re-enables one that gave up).
+    RestartMcpServer { name: String },
+    /// Tool calls from the audit log, newest first.
+    ToolAudit {
+        /// Only calls at or after this time (Unix milliseconds).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_ms: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
 }
 
 fn default_true() -> bool {
@@ -381,12 +403,63 @@ pub enum Event {
     Error {
         error: ErrorBody,
     },
+    /// An MCP server changed state (starting, ready, failed, restarting) or its tools.
+    McpServerChanged {
+        server: McpServerInfo,
+    },
+    /// The LLM asked for a tool; it runs now (after any approval).
+    ToolCallStarted {
+        turn_id: u64,
+        call_id: String,
+        server: String,
+        tool: String,
+        /// Arguments with secrets redacted.
+        arguments: serde_json::Value,
+    },
+    /// `notifications/progress` from the server for a running call.
+    ToolCallProgress {
+        call_id: String,
+        progress: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        total: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    ToolCallEnded {
+        turn_id: u64,
+        call_id: String,
+        outcome: ToolOutcome,
+        duration_ms: u64,
+        /// A short, single-line summary of the result or error.
+        summary: String,
+    },
+    /// A tool call needs a person's yes or no. Any client may answer with
+    /// `approve_tool_call`; no answer within `timeout_secs` means deny.
+    ApprovalRequested {
+        request_id: u64,
+        turn_id: u64,
+        call_id: String,
+        server: String,
+        tool: String,
+        #[serde(default)]
+        description: String,
+        arguments: serde_json::Value,
+        timeout_secs: u64,
+    },
+    ApprovalResolved {
+        request_id: u64,
+        resolution: ApprovalResolution,
+    },
     /// Sent to one client only, when it fell behind: `missed` events were dropped.
     /// It should re-read state (`status`, `get_conversation`) to resync.
     Lagged {
         missed: u64,
     },
     ShuttingDown,
+    /// An event type this build does not know (from a newer daemon). Never sent;
+    /// lets older clients skip new events instead of failing to decode them.
+    #[serde(other)]
+    Unknown,
 }
 
 #[cfg(test)]
@@ -474,4 +547,125 @@ mod tests {
                 .is_err()
         );
     }
+}
+
+/// A person's answer to an approval request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalDecision {
+    AllowOnce,
+    /// Allow this tool without asking again until the daemon restarts.
+    AllowForSession,
+    Deny,
+}
+
+/// How an approval request was settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalResolution {
+    Approved,
+    ApprovedForSession,
+    Denied,
+    TimedOut,
+    /// The turn was interrupted before anyone answered.
+    Cancelled,
+}
+
+/// How a tool call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolOutcome {
+    Ok,
+    /// The tool ran and reported an error (`isError`), or the server failed.
+    Error,
+    /// Policy or a person said no.
+    Denied,
+    TimedOut,
+    /// Barge-in or interruption cancelled it.
+    Cancelled,
+}
+
+/// How a policy treats a tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolPolicy {
+    Allow,
+    Ask,
+    Deny,
+}
+
+/// Life cycle of an MCP server connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum McpServerState {
+    Starting,
+    Ready,
+    Failed { reason: String },
+    /// Waiting to restart after a crash.
+    Restarting { attempt: u32, in_ms: u64, reason: String },
+    Disabled,
+}
+
+/// Whether the operating system confines a stdio server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxLevel {
+    /// Every requested restriction is enforced by the kernel.
+    Enforced,
+    /// Some restrictions are enforced; `sandbox_detail` says which are not.
+    Partial,
+    /// The kernel offers no Landlock: the server runs unconfined.
+    Unsupported,
+    /// Not applicable (HTTP server) or switched off in the config.
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct McpServerInfo {
+    pub name: String,
+    /// `stdio` or `http`.
+    pub transport: String,
+    #[serde(flatten)]
+    pub state: McpServerState,
+    pub tools: usize,
+    pub sandbox: SandboxLevel,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sandbox_detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McpToolInfo {
+    pub server: String,
+    /// The tool's own name.
+    pub name: String,
+    /// The name the LLM sees (`server__tool`).
+    pub exposed_name: String,
+    #[serde(default)]
+    pub description: String,
+    pub input_schema: serde_json::Value,
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(default)]
+    pub destructive: bool,
+    /// What the policy decides for this tool.
+    pub policy: ToolPolicy,
+}
+
+/// One row of the tool-call audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub time_ms: i64,
+    pub character: String,
+    pub server: String,
+    pub tool: String,
+    /// Arguments as JSON text, secrets redacted.
+    pub arguments: String,
+    /// `auto`, `approved`, `approved_for_session`, `denied`, `timed_out`, `cancelled`.
+    pub decision: String,
+    pub duration_ms: u64,
+    pub outcome: ToolOutcome,
+    /// Short result or error text.
+    #[serde(default)]
+    pub detail: String,
 }

@@ -471,6 +471,14 @@ impl App {
                     ));
                 }
             }
+            // Tool-call events are shown once the chat view supports them.
+            Event::McpServerChanged { .. }
+            | Event::ToolCallStarted { .. }
+            | Event::ToolCallProgress { .. }
+            | Event::ToolCallEnded { .. }
+            | Event::ApprovalRequested { .. }
+            | Event::ApprovalResolved { .. }
+            | Event::Unknown => {}
             Event::ClientsChanged { clients } => {
                 if let Some(s) = &mut self.status {
                     s.clients = clients;
