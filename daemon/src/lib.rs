@@ -9,3 +9,4 @@ pub mod ipc;
 pub mod llm;
 pub mod stage;
 pub mod store;
+pub mod tools;

@@ -180,6 +180,8 @@ async fn run(args: Args, started: Instant) -> anyhow::Result<()> {
             character_dir: dir,
             character,
             conversation,
+            tools: None,
+            max_tool_rounds: 5,
         },
         store,
         bus,

@@ -21,8 +21,9 @@ use vtuber_shared::{
 use crate::characters::{Character, Roster};
 use crate::config::{Config, LlmConfig, ProviderKind};
 use crate::events::EventBus;
+use crate::tools::{self, ToolInvocation, ToolReply, ToolRunner};
 use crate::llm::{
-    ChatMessage, ChatRequest, FinishReason, LlmError, LlmEvent, SharedProvider,
+    ChatMessage, ChatRequest, FinishReason, LlmError, LlmEvent, SharedProvider, ToolCall,
     embedded::EmbeddedProvider, openai::OpenAiProvider,
 };
 use crate::store::Store;
@@ -104,6 +105,10 @@ pub struct StageSetup {
     pub character: Character,
     /// Conversation to resume, if any.
     pub conversation: Option<i64>,
+    /// Where tools come from (the MCP manager); `None` offers none.
+    pub tools: Option<Arc<dyn ToolRunner>>,
+    /// Tool-call rounds allowed per turn.
+    pub max_tool_rounds: u32,
 }
 
 /// Cheap handle used by client sessions to drive the stage.
@@ -130,6 +135,8 @@ impl Stage {
             character_dir,
             character: initial_character,
             conversation: initial_conversation,
+            tools,
+            max_tool_rounds,
         } = setup;
         let (tx, rx) = mpsc::channel(256);
         let provider = make_provider(&initial_character.llm.apply(&config.llm));
@@ -157,6 +164,8 @@ impl Stage {
             conversation: initial_conversation,
             running: None,
             next_turn: 1,
+            tools,
+            max_tool_rounds,
             tx: tx.clone(),
             view,
             bus,
@@ -334,6 +343,8 @@ struct Actor {
     conversation: Option<i64>,
     running: Option<RunningTurn>,
     next_turn: u64,
+    tools: Option<Arc<dyn ToolRunner>>,
+    max_tool_rounds: u32,
     tx: mpsc::Sender<Command>,
     view: Arc<Mutex<StageView>>,
     bus: EventBus,
@@ -665,6 +676,9 @@ impl Actor {
             bus: self.bus.clone(),
             store: self.store.clone(),
             view: self.view.clone(),
+            tools: self.tools.clone(),
+            max_tool_rounds: self.max_tool_rounds,
+            character: self.character.id.clone(),
         };
         let tx = self.tx.clone();
         let handle = tokio::spawn(async move {
@@ -691,6 +705,19 @@ pub fn character_dir(config: &Config) -> Option<PathBuf> {
     )
 }
 
+/// How one LLM request of a turn ended.
+enum Step {
+    Cancelled,
+    Finished {
+        reason: FinishReason,
+        /// The text of this request.
+        text: String,
+        calls: Vec<ToolCall>,
+        /// Whether `text` already went out as deltas (else it was held back).
+        emitted: bool,
+    },
+}
+
 /// One reply being generated.
 struct Turn {
     id: u64,
@@ -703,6 +730,11 @@ struct Turn {
     bus: EventBus,
     store: Store,
     view: Arc<Mutex<StageView>>,
+    /// Tools on offer; `None` when no tool source is configured.
+    tools: Option<Arc<dyn ToolRunner>>,
+    max_tool_rounds: u32,
+    /// Character id, for the audit log.
+    character: String,
 }
 
 impl Turn {
@@ -759,42 +791,163 @@ impl Turn {
         reply: &mut String,
         usage: &mut Option<Usage>,
     ) -> Result<FinishReason, ErrorBody> {
-        let messages = self.prompt().await?;
-        let request = ChatRequest {
-            messages,
-            tools: Vec::new(),
-            temperature: self.llm.temperature,
-            max_tokens: self.llm.max_tokens,
-        };
+        let mut messages = self.prompt().await?;
+        let specs = self.tools.as_ref().map(|t| t.specs()).unwrap_or_default();
+        let native = self.provider.supports_native_tools();
+        if !specs.is_empty()
+            && !native
+            && let Some(system) = messages.first_mut()
+        {
+            system.content.push_str(&tools::json_mode_prompt(&specs));
+        }
+        let mut rounds = 0u32;
+        loop {
+            // Past the round limit the model must answer without tools.
+            let offer = !specs.is_empty() && rounds < self.max_tool_rounds;
+            let request = ChatRequest {
+                messages: messages.clone(),
+                tools: if offer && native {
+                    specs.clone()
+                } else {
+                    Vec::new()
+                },
+                temperature: self.llm.temperature,
+                max_tokens: self.llm.max_tokens,
+            };
+            let step = self.stream_step(request, reply, usage, offer && !native).await?;
+            let Step::Finished {
+                reason,
+                text,
+                mut calls,
+                emitted,
+            } = step
+            else {
+                return Ok(FinishReason::Cancelled);
+            };
+            if offer
+                && !native
+                && let Some((name, arguments)) = tools::detect_json_call(&text, &specs)
+            {
+                calls.push(ToolCall {
+                    id: format!("call_{}_{rounds}", self.id),
+                    name,
+                    arguments,
+                });
+            } else if !emitted && !text.is_empty() {
+                // Held back in case it was a call; it was not: show it now.
+                self.emit_text(reply, text.clone());
+            }
+            if calls.is_empty() || !offer {
+                return Ok(reason);
+            }
+            rounds += 1;
+            self.set_state(DaemonState::Thinking);
+            let Some(results) = self.run_tools(&calls).await else {
+                return Ok(FinishReason::Cancelled);
+            };
+            if native {
+                let mut assistant = ChatMessage::new(Role::Assistant, text);
+                assistant.tool_calls = calls.clone();
+                messages.push(assistant);
+                for (call, result) in calls.iter().zip(results) {
+                    let mut m = ChatMessage::new(Role::Tool, result.content);
+                    m.tool_call_id = Some(call.id.clone());
+                    messages.push(m);
+                }
+            } else {
+                messages.push(ChatMessage::new(Role::Assistant, text));
+                let mut note = String::new();
+                for (call, result) in calls.iter().zip(results) {
+                    note.push_str(&format!(
+                        "Result of tool {} ({:?}): {}\n",
+                        call.name, result.outcome, result.content
+                    ));
+                }
+                note.push_str("Now answer the user using this result.");
+                messages.push(ChatMessage::new(Role::User, note));
+            }
+        }
+    }
+
+    /// Streams one LLM request. Text is forwarded as it arrives, except in JSON tool
+    /// mode (`hold_json`), where a reply that may be a tool call is held back.
+    async fn stream_step(
+        &self,
+        request: ChatRequest,
+        reply: &mut String,
+        usage: &mut Option<Usage>,
+        hold_json: bool,
+    ) -> Result<Step, ErrorBody> {
         let mut stream = self.provider.stream(request, self.cancel.child_token());
+        let mut text = String::new();
+        let mut held = hold_json;
+        let mut partial: Vec<(Option<String>, Option<String>, String)> = Vec::new();
         loop {
             let item = tokio::select! {
                 biased;
-                _ = self.cancel.cancelled() => return Ok(FinishReason::Cancelled),
+                _ = self.cancel.cancelled() => return Ok(Step::Cancelled),
                 item = stream.recv() => item,
             };
             match item {
-                Some(Ok(LlmEvent::TextDelta(text))) => {
-                    if text.is_empty() {
+                Some(Ok(LlmEvent::TextDelta(delta))) => {
+                    if delta.is_empty() {
                         continue;
                     }
-                    if reply.is_empty() {
-                        self.set_state(DaemonState::Speaking);
+                    text.push_str(&delta);
+                    if held {
+                        if tools::may_be_json_call(&text) {
+                            continue;
+                        }
+                        // Plain prose after all: release what was held.
+                        held = false;
+                        self.emit_text(reply, text.clone());
+                    } else {
+                        self.emit_text(reply, delta);
                     }
-                    reply.push_str(&text);
-                    self.bus.emit(Event::Delta {
-                        turn_id: self.id,
-                        text,
-                    });
+                }
+                Some(Ok(LlmEvent::ToolCallDelta {
+                    index,
+                    id,
+                    name,
+                    arguments,
+                })) => {
+                    if partial.len() <= index {
+                        partial.resize(index + 1, (None, None, String::new()));
+                    }
+                    let slot = &mut partial[index];
+                    if id.is_some() {
+                        slot.0 = id;
+                    }
+                    if name.is_some() {
+                        slot.1 = name;
+                    }
+                    slot.2.push_str(&arguments);
                 }
                 Some(Ok(LlmEvent::Usage(u))) => *usage = Some(u),
-                Some(Ok(LlmEvent::Finish(reason))) => return Ok(reason),
-                // Tool calls are handled once MCP tools are offered; none are yet.
-                Some(Ok(LlmEvent::ToolCallDelta { .. })) => {}
+                Some(Ok(LlmEvent::Finish(FinishReason::Cancelled))) => return Ok(Step::Cancelled),
+                Some(Ok(LlmEvent::Finish(reason))) => {
+                    let calls = partial
+                        .into_iter()
+                        .enumerate()
+                        .filter_map(|(i, (id, name, arguments))| {
+                            Some(ToolCall {
+                                id: id.unwrap_or_else(|| format!("call_{}_{i}", self.id)),
+                                name: name?,
+                                arguments,
+                            })
+                        })
+                        .collect();
+                    return Ok(Step::Finished {
+                        reason,
+                        text,
+                        calls,
+                        emitted: !held,
+                    });
+                }
                 Some(Err(e)) => return Err(e.to_body()),
                 None => {
                     return if self.cancel.is_cancelled() {
-                        Ok(FinishReason::Cancelled)
+                        Ok(Step::Cancelled)
                     } else {
                         Err(
                             LlmError::Protocol("the stream ended without a finish".into())
@@ -803,6 +956,38 @@ impl Turn {
                     };
                 }
             }
+        }
+    }
+
+    fn emit_text(&self, reply: &mut String, text: String) {
+        if reply.is_empty() {
+            self.set_state(DaemonState::Speaking);
+        }
+        reply.push_str(&text);
+        self.bus.emit(Event::Delta {
+            turn_id: self.id,
+            text,
+        });
+    }
+
+    /// Runs one step's calls concurrently. `None` when the turn was cancelled.
+    async fn run_tools(&self, calls: &[ToolCall]) -> Option<Vec<ToolReply>> {
+        let runner = self.tools.as_ref()?;
+        let futures = calls.iter().map(|c| {
+            runner.call(ToolInvocation {
+                turn_id: self.id,
+                call_id: c.id.clone(),
+                character: self.character.clone(),
+                name: c.name.clone(),
+                arguments: c.arguments.clone(),
+                cancel: self.cancel.child_token(),
+            })
+        });
+        let results = futures::future::join_all(futures).await;
+        if self.cancel.is_cancelled() {
+            None
+        } else {
+            Some(results)
         }
     }
 
@@ -838,5 +1023,298 @@ impl Turn {
         window.push(ChatMessage::new(Role::System, self.system_prompt.clone()));
         window.reverse();
         Ok(window)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures::FutureExt;
+    use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm, MockReply, MockToolCall};
+    use vtuber_shared::ToolOutcome;
+
+    use super::*;
+    use crate::llm::{LlmProvider as _, ToolSpec};
+
+    /// Tools `calc__add` (sums a and b) and `calc__slow` (300 ms), counting calls.
+    struct FakeTools {
+        calls: AtomicUsize,
+    }
+
+    impl ToolRunner for FakeTools {
+        fn specs(&self) -> Vec<ToolSpec> {
+            ["calc__add", "calc__slow"]
+                .iter()
+                .map(|n| ToolSpec {
+                    name: (*n).into(),
+                    description: "test tool".into(),
+                    parameters: serde_json::json!({"type": "object"}),
+                })
+                .collect()
+        }
+
+        fn call(&self, inv: ToolInvocation) -> futures::future::BoxFuture<'static, ToolReply> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let started = Instant::now();
+                let args: serde_json::Value =
+                    serde_json::from_str(&inv.arguments).unwrap_or_default();
+                let content = match inv.name.as_str() {
+                    "calc__add" => (args["a"].as_i64().unwrap_or(0)
+                        + args["b"].as_i64().unwrap_or(0))
+                    .to_string(),
+                    _ => {
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(300)) => "slept".into(),
+                            _ = inv.cancel.cancelled() => "cancelled".into(),
+                        }
+                    }
+                };
+                ToolReply {
+                    outcome: ToolOutcome::Ok,
+                    content,
+                    duration: started.elapsed(),
+                }
+            }
+            .boxed()
+        }
+    }
+
+    async fn stage_with(mock: &MockLlm, tools: Arc<FakeTools>) -> (Stage, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.llm.provider = ProviderKind::OpenaiCompatible;
+        config.llm.base_url = mock.base_url();
+        config.llm.model = Some("mock-model".into());
+        config.llm.retries = 0;
+        let (roster, _) = Roster::load(None);
+        let character = roster.get("mao").unwrap().clone();
+        let store = Store::open(&dir.path().join("h.sqlite3")).unwrap();
+        let info = Arc::new(DaemonInfo {
+            started: Instant::now(),
+            socket: dir.path().join("s"),
+            config_file: None,
+            clients: Default::default(),
+            shutdown_requested: CancellationToken::new(),
+        });
+        let stage = Stage::start(
+            StageSetup {
+                config,
+                roster,
+                character_dir: None,
+                character,
+                conversation: None,
+                tools: Some(tools),
+                max_tool_rounds: 3,
+            },
+            store,
+            EventBus::new(1024),
+            info,
+        );
+        (stage, dir)
+    }
+
+    async fn finish(stage: &Stage, text: &str) -> (Vec<Event>, String) {
+        let (mut rx, _) = stage.bus.subscribe();
+        stage.send_text(text.into(), "test".into()).await.unwrap();
+        let mut events = Vec::new();
+        loop {
+            let ev = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            let frame: vtuber_shared::ServerFrame =
+                vtuber_shared::framing::decode(&ev.line).unwrap();
+            let vtuber_shared::ServerFrame::Event { event, .. } = frame else {
+                continue;
+            };
+            if let Event::TurnEnded { text, outcome, .. } = &event {
+                assert_eq!(*outcome, TurnOutcome::Finished, "{events:?}");
+                let text = text.clone();
+                events.push(event);
+                return (events, text);
+            }
+            events.push(event);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn native_tool_calls_run_and_results_go_back() {
+        let mock = MockLlm::start(MockBehaviour::Script(vec![
+            MockBehaviour::Reply(
+                MockReply::text("Let me add.").with_tool_calls(vec![MockToolCall::new(
+                    "c1",
+                    "calc__add",
+                    r#"{"a": 2, "b": 3}"#,
+                )]),
+            ),
+            MockBehaviour::reply(" It is 5."),
+        ]))
+        .await
+        .unwrap();
+        let tools = Arc::new(FakeTools {
+            calls: AtomicUsize::new(0),
+        });
+        let (stage, _dir) = stage_with(&mock, tools.clone()).await;
+        let (_, text) = finish(&stage, "2+3?").await;
+        assert_eq!(text, "Let me add. It is 5.");
+        assert_eq!(tools.calls.load(Ordering::SeqCst), 1);
+        let second = mock.requests().pop().unwrap();
+        let msgs = second.messages();
+        let tool_msg = msgs.iter().find(|m| m["role"] == "tool").expect("tool result sent");
+        assert_eq!(tool_msg["content"], "5");
+        assert_eq!(tool_msg["tool_call_id"], "c1");
+        let asked = msgs
+            .iter()
+            .find(|m| m["role"] == "assistant" && m.get("tool_calls").is_some())
+            .expect("assistant tool_calls echoed");
+        assert_eq!(asked["tool_calls"][0]["function"]["name"], "calc__add");
+        // The tools were offered in the first request.
+        let first = &mock.requests()[0];
+        assert_eq!(first.body["tools"][0]["function"]["name"], "calc__add");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn calls_of_one_step_run_concurrently() {
+        let calls = (0..3)
+            .map(|i| MockToolCall::new(format!("s{i}"), "calc__slow", "{}"))
+            .collect();
+        let mock = MockLlm::start(MockBehaviour::Script(vec![
+            MockBehaviour::Reply(MockReply::tool_calls(calls)),
+            MockBehaviour::reply("Done."),
+        ]))
+        .await
+        .unwrap();
+        let tools = Arc::new(FakeTools {
+            calls: AtomicUsize::new(0),
+        });
+        let (stage, _dir) = stage_with(&mock, tools.clone()).await;
+        let t = Instant::now();
+        let (_, text) = finish(&stage, "slow x3").await;
+        let took = t.elapsed();
+        assert_eq!(text, "Done.");
+        assert_eq!(tools.calls.load(Ordering::SeqCst), 3);
+        assert!(took < Duration::from_millis(800), "took {took:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn tool_rounds_are_bounded() {
+        // The model asks for a tool every time; after 3 rounds it must answer without.
+        let ask = MockBehaviour::Reply(MockReply::tool_calls(vec![MockToolCall::new(
+            "c", "calc__add", "{}",
+        )]));
+        let mock = MockLlm::start(MockBehaviour::Script(vec![
+            ask.clone(),
+            ask.clone(),
+            ask,
+            MockBehaviour::reply("Giving up on tools."),
+        ]))
+        .await
+        .unwrap();
+        let tools = Arc::new(FakeTools {
+            calls: AtomicUsize::new(0),
+        });
+        let (stage, _dir) = stage_with(&mock, tools.clone()).await;
+        let (_, text) = finish(&stage, "loop").await;
+        assert_eq!(text, "Giving up on tools.");
+        assert_eq!(tools.calls.load(Ordering::SeqCst), 3);
+        let last = mock.requests().pop().unwrap();
+        assert!(last.body.get("tools").is_none_or(|t| t.as_array().is_none_or(Vec::is_empty)));
+    }
+
+    /// A provider without native tools that replies with scripted chunks, recording
+    /// the prompts it got.
+    struct ScriptedProvider {
+        replies: Mutex<Vec<Vec<&'static str>>>,
+        prompts: Mutex<Vec<Vec<ChatMessage>>>,
+    }
+
+    impl crate::llm::LlmProvider for ScriptedProvider {
+        fn info(&self) -> LlmInfo {
+            LlmInfo {
+                backend: "scripted".into(),
+                model: "s".into(),
+            }
+        }
+        fn load_state(&self) -> ModelLoad {
+            ModelLoad::Ready
+        }
+        fn stream(&self, req: ChatRequest, _cancel: CancellationToken) -> crate::llm::LlmStream {
+            assert!(req.tools.is_empty(), "no native tools for this provider");
+            self.prompts.lock().unwrap().push(req.messages);
+            let chunks = {
+                let mut r = self.replies.lock().unwrap();
+                if r.is_empty() { vec!["(no more)"] } else { r.remove(0) }
+            };
+            let (tx, rx) = mpsc::channel(64);
+            tokio::spawn(async move {
+                for c in chunks {
+                    let _ = tx.send(Ok(LlmEvent::TextDelta(c.into()))).await;
+                }
+                let _ = tx.send(Ok(LlmEvent::Finish(FinishReason::Stop))).await;
+            });
+            rx
+        }
+        fn context_size(&self) -> usize {
+            8192
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn json_mode_calls_tools_without_showing_the_json() {
+        let provider = Arc::new(ScriptedProvider {
+            replies: Mutex::new(vec![
+                vec!["```json\n{\"tool\": \"calc__add\",", " \"arguments\": {\"a\": 20, \"b\": 22}}\n```"],
+                vec!["The sum", " is 42."],
+            ]),
+            prompts: Mutex::new(Vec::new()),
+        });
+        let tools: Arc<dyn ToolRunner> = Arc::new(FakeTools {
+            calls: AtomicUsize::new(0),
+        });
+        let bus = EventBus::new(256);
+        let (mut rx, _) = bus.subscribe();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("h.sqlite3")).unwrap();
+        let conv = store.create_conversation("mao").await.unwrap().id;
+        store.add_message(conv, Role::User, "add 20 and 22", false).await.unwrap();
+        let (roster, _) = Roster::load(None);
+        let turn = Turn {
+            id: 1,
+            conversation: conv,
+            system_prompt: roster.get("mao").unwrap().system_prompt(),
+            provider: provider.clone(),
+            llm: LlmConfig::default(),
+            token_budget: 2048,
+            cancel: CancellationToken::new(),
+            bus: bus.clone(),
+            store,
+            view: Arc::new(Mutex::new(StageView {
+                state: DaemonState::Idle,
+                character: roster.get("mao").unwrap().info(),
+                llm: provider.info(),
+                model_load: ModelLoad::Ready,
+                conversation_id: Some(conv),
+                last_error: None,
+            })),
+            tools: Some(tools),
+            max_tool_rounds: 3,
+            character: "mao".into(),
+        };
+        turn.run().await;
+        let mut deltas = String::new();
+        while let Ok(ev) = rx.try_recv() {
+            let frame: vtuber_shared::ServerFrame = vtuber_shared::framing::decode(&ev.line).unwrap();
+            if let vtuber_shared::ServerFrame::Event { event: Event::Delta { text, .. }, .. } = frame {
+                deltas.push_str(&text);
+            }
+        }
+        assert_eq!(deltas, "The sum is 42.");
+        let prompts = provider.prompts.lock().unwrap();
+        assert!(prompts[0][0].content.contains("calc__add"), "tools described in the system prompt");
+        let last = prompts[1].last().unwrap();
+        assert_eq!(last.role, Role::User);
+        assert!(last.content.contains("42"), "{}", last.content);
     }
 }

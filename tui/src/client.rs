@@ -342,6 +342,20 @@ async fn read_loop(mut read: ReadHalf<Stream>, pending: Pending, events: mpsc::S
             let raw = String::from_utf8_lossy(&bytes).into_owned();
             let frame: ServerFrame = match framing::decode(&bytes) {
                 Ok(frame) => frame,
+                // A response this build cannot decode (a reply type it does not know)
+                // still answers its request: the caller may read it from `raw`.
+                Err(_) if undecoded_response_id(&bytes).is_some() => {
+                    let id = undecoded_response_id(&bytes).unwrap_or_default();
+                    if let Some(tx) = lock(&pending).remove(&id) {
+                        let outcome = Outcome::Err(ErrorBody::new(
+                            ErrorCode::Internal,
+                            "vtuberd sent a reply this vtuber cannot read; \
+                             are vtuber and vtuberd the same version?",
+                        ));
+                        let _ = tx.send(ResponseFrame { outcome, raw });
+                    }
+                    continue;
+                }
                 // A frame from a newer daemon we cannot parse: skip it, but say so.
                 Err(_) => {
                     dropped += 1;
@@ -390,6 +404,41 @@ async fn read_loop(mut read: ReadHalf<Stream>, pending: Pending, events: mpsc::S
             let _ = tx.send(last_word.clone());
         }
     }
+}
+
+/// The id of a frame that is a response but did not decode as a known one.
+fn undecoded_response_id(bytes: &[u8]) -> Option<u64> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if value.get("kind")?.as_str()? != "response" {
+        return None;
+    }
+    value.get("id")?.as_u64()
+}
+
+/// The `result` object of a response line, decoded as `T`; `Err` carries the
+/// daemon's error, or says the reply was not what was asked for.
+pub fn decode_result<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, ErrorBody> {
+    let value: serde_json::Value = serde_json::from_str(raw).map_err(|e| {
+        ErrorBody::new(ErrorCode::Internal, format!("vtuberd sent bad JSON: {e}"))
+    })?;
+    if let Some(error) = value.get("error") {
+        return Err(serde_json::from_value(error.clone()).unwrap_or_else(|_| {
+            ErrorBody::new(ErrorCode::Internal, format!("vtuberd failed: {error}"))
+        }));
+    }
+    let result = value.get("result").cloned().unwrap_or_default();
+    let kind = result
+        .get("type")
+        .and_then(|t| t.as_str())
+        .unwrap_or("unknown")
+        .to_owned();
+    serde_json::from_value(result).map_err(|e| {
+        ErrorBody::new(
+            ErrorCode::Internal,
+            format!("vtuberd sent an unexpected reply ({kind}): {e}"),
+        )
+        .with_hint("are vtuber and vtuberd the same version?")
+    })
 }
 
 #[cfg(test)]

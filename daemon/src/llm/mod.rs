@@ -192,6 +192,12 @@ pub trait LlmProvider: Send + Sync {
 
     /// Tokens the model can attend to (prompt + reply).
     fn context_size(&self) -> usize;
+
+    /// Whether the backend takes a tool list and streams structured tool calls. Others
+    /// get tools described in the prompt and answer with JSON (see `tools`).
+    fn supports_native_tools(&self) -> bool {
+        false
+    }
 }
 
 /// Shared handle to the active provider.

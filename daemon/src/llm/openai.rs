@@ -164,6 +164,10 @@ impl LlmProvider for OpenAiProvider {
     fn context_size(&self) -> usize {
         REMOTE_CONTEXT_SIZE
     }
+
+    fn supports_native_tools(&self) -> bool {
+        true
+    }
 }
 
 /// The sending half plus what the retry logic needs to know about it.
