@@ -40,6 +40,9 @@ _vtuber() {
             vtuber,man)
                 cmd="vtuber__subcmd__man"
                 ;;
+            vtuber,mcp)
+                cmd="vtuber__subcmd__mcp"
+                ;;
             vtuber,say)
                 cmd="vtuber__subcmd__say"
                 ;;
@@ -130,6 +133,9 @@ _vtuber() {
             vtuber__subcmd__help,man)
                 cmd="vtuber__subcmd__help__subcmd__man"
                 ;;
+            vtuber__subcmd__help,mcp)
+                cmd="vtuber__subcmd__help__subcmd__mcp"
+                ;;
             vtuber__subcmd__help,say)
                 cmd="vtuber__subcmd__help__subcmd__say"
                 ;;
@@ -175,6 +181,21 @@ _vtuber() {
             vtuber__subcmd__help__subcmd__history,show)
                 cmd="vtuber__subcmd__help__subcmd__history__subcmd__show"
                 ;;
+            vtuber__subcmd__help__subcmd__mcp,audit)
+                cmd="vtuber__subcmd__help__subcmd__mcp__subcmd__audit"
+                ;;
+            vtuber__subcmd__help__subcmd__mcp,import)
+                cmd="vtuber__subcmd__help__subcmd__mcp__subcmd__import"
+                ;;
+            vtuber__subcmd__help__subcmd__mcp,list)
+                cmd="vtuber__subcmd__help__subcmd__mcp__subcmd__list"
+                ;;
+            vtuber__subcmd__help__subcmd__mcp,restart)
+                cmd="vtuber__subcmd__help__subcmd__mcp__subcmd__restart"
+                ;;
+            vtuber__subcmd__help__subcmd__mcp,tools)
+                cmd="vtuber__subcmd__help__subcmd__mcp__subcmd__tools"
+                ;;
             vtuber__subcmd__history,delete)
                 cmd="vtuber__subcmd__history__subcmd__delete"
                 ;;
@@ -217,6 +238,42 @@ _vtuber() {
             vtuber__subcmd__history__subcmd__help,show)
                 cmd="vtuber__subcmd__history__subcmd__help__subcmd__show"
                 ;;
+            vtuber__subcmd__mcp,audit)
+                cmd="vtuber__subcmd__mcp__subcmd__audit"
+                ;;
+            vtuber__subcmd__mcp,help)
+                cmd="vtuber__subcmd__mcp__subcmd__help"
+                ;;
+            vtuber__subcmd__mcp,import)
+                cmd="vtuber__subcmd__mcp__subcmd__import"
+                ;;
+            vtuber__subcmd__mcp,list)
+                cmd="vtuber__subcmd__mcp__subcmd__list"
+                ;;
+            vtuber__subcmd__mcp,restart)
+                cmd="vtuber__subcmd__mcp__subcmd__restart"
+                ;;
+            vtuber__subcmd__mcp,tools)
+                cmd="vtuber__subcmd__mcp__subcmd__tools"
+                ;;
+            vtuber__subcmd__mcp__subcmd__help,audit)
+                cmd="vtuber__subcmd__mcp__subcmd__help__subcmd__audit"
+                ;;
+            vtuber__subcmd__mcp__subcmd__help,help)
+                cmd="vtuber__subcmd__mcp__subcmd__help__subcmd__help"
+                ;;
+            vtuber__subcmd__mcp__subcmd__help,import)
+                cmd="vtuber__subcmd__mcp__subcmd__help__subcmd__import"
+                ;;
+            vtuber__subcmd__mcp__subcmd__help,list)
+                cmd="vtuber__subcmd__mcp__subcmd__help__subcmd__list"
+                ;;
+            vtuber__subcmd__mcp__subcmd__help,restart)
+                cmd="vtuber__subcmd__mcp__subcmd__help__subcmd__restart"
+                ;;
+            vtuber__subcmd__mcp__subcmd__help,tools)
+                cmd="vtuber__subcmd__mcp__subcmd__help__subcmd__tools"
+                ;;
             *)
                 ;;
         esac
@@ -224,7 +281,7 @@ _vtuber() {
 
     case "${cmd}" in
         vtuber)
-            opts="-h -V --socket --config --help --version chat say status characters history config daemon completions man help"
+            opts="-h -V --socket --config --help --version chat say status characters history config daemon mcp completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -692,7 +749,7 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__help)
-            opts="chat say status characters history config daemon completions man help"
+            opts="chat say status characters history config daemon mcp completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -988,6 +1045,90 @@ _vtuber() {
         vtuber__subcmd__help__subcmd__man)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__help__subcmd__mcp)
+            opts="list tools restart audit import"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__help__subcmd__mcp__subcmd__audit)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__help__subcmd__mcp__subcmd__import)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__help__subcmd__mcp__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__help__subcmd__mcp__subcmd__restart)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__help__subcmd__mcp__subcmd__tools)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1339,8 +1480,246 @@ _vtuber() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        vtuber__subcmd__say)
+        vtuber__subcmd__mcp)
+            opts="-h --socket --config --help list tools restart audit import help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__mcp__subcmd__audit)
+            opts="-h --since --limit --json --socket --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__mcp__subcmd__help)
+            opts="list tools restart audit import help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__mcp__subcmd__help__subcmd__audit)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__mcp__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__mcp__subcmd__help__subcmd__import)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__mcp__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__mcp__subcmd__help__subcmd__restart)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__mcp__subcmd__help__subcmd__tools)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__mcp__subcmd__import)
+            opts="-h --write --socket --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__mcp__subcmd__list)
             opts="-h --json --socket --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__mcp__subcmd__restart)
+            opts="-h --socket --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__mcp__subcmd__tools)
+            opts="-h --json --socket --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__say)
+            opts="-h --json --approve --socket --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -35,6 +35,7 @@ complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "characters" -d 'List 
 complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "history" -d 'Browse, switch, delete and export conversations'
 complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "config" -d 'Validate configuration'
 complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "daemon" -d 'Start, stop or inspect the daemon'
+complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "mcp" -d 'Inspect the MCP tool servers, their tools and the tool-call audit log'
 complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "man" -d 'Print the man page, or write it (and one page per command) into a directory'
 complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -44,6 +45,7 @@ complete -c vtuber -n "__fish_vtuber_using_subcommand chat" -s h -l help -d 'Pri
 complete -c vtuber -n "__fish_vtuber_using_subcommand say" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand say" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand say" -l json -d 'Print the response and each event of the turn as raw protocol JSON lines'
+complete -c vtuber -n "__fish_vtuber_using_subcommand say" -l approve -d 'Allow every tool call of this message that asks for approval, once each'
 complete -c vtuber -n "__fish_vtuber_using_subcommand say" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c vtuber -n "__fish_vtuber_using_subcommand status" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand status" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
@@ -141,6 +143,42 @@ complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_su
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from help" -f -a "restart" -d 'Stop vtuberd (if running), then start it'
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from help" -f -a "status" -d 'Say whether vtuberd is running (exits 3 when not)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and not __fish_seen_subcommand_from list tools restart audit import help" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and not __fish_seen_subcommand_from list tools restart audit import help" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and not __fish_seen_subcommand_from list tools restart audit import help" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and not __fish_seen_subcommand_from list tools restart audit import help" -f -a "list" -d 'List the configured MCP servers: transport, state, tools and sandbox'
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and not __fish_seen_subcommand_from list tools restart audit import help" -f -a "tools" -d 'List the tools offered to the LLM, with their policy'
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and not __fish_seen_subcommand_from list tools restart audit import help" -f -a "restart" -d 'Stop and start one MCP server again (also re-enables one that gave up)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and not __fish_seen_subcommand_from list tools restart audit import help" -f -a "audit" -d 'Show tool calls from the audit log, newest first'
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and not __fish_seen_subcommand_from list tools restart audit import help" -f -a "import" -d 'Convert a Claude Desktop style MCP server list into vtuber\'s config YAML'
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and not __fish_seen_subcommand_from list tools restart audit import help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from list" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from list" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from list" -l json -d 'Print JSON instead of a table'
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from tools" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from tools" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from tools" -l json -d 'Print JSON instead of a table'
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from tools" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from restart" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from restart" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from restart" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from audit" -l since -d 'Only calls since TIME: a duration back (10m, 2h, 1d), an RFC 3339 time, or `YYYY-MM-DD HH:MM` in UTC' -r
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from audit" -l limit -d 'At most N calls' -r
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from audit" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from audit" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from audit" -l json -d 'Print JSON instead of a table'
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from audit" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from import" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from import" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from import" -l write -d 'Append the block to the config file (--config, $VTUBER_CONFIG, else $XDG_CONFIG_HOME/vtuber/conf.yaml) when it has no `mcp:` section yet'
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from import" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the configured MCP servers: transport, state, tools and sandbox'
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from help" -f -a "tools" -d 'List the tools offered to the LLM, with their policy'
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from help" -f -a "restart" -d 'Stop and start one MCP server again (also re-enables one that gave up)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from help" -f -a "audit" -d 'Show tool calls from the audit log, newest first'
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from help" -f -a "import" -d 'Convert a Claude Desktop style MCP server list into vtuber\'s config YAML'
+complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand completions" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand completions" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand completions" -s h -l help -d 'Print help'
@@ -148,16 +186,17 @@ complete -c vtuber -n "__fish_vtuber_using_subcommand man" -s o -l out-dir -d 'D
 complete -c vtuber -n "__fish_vtuber_using_subcommand man" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand man" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand man" -s h -l help -d 'Print help'
-complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon completions man help" -f -a "chat" -d 'Open the chat (the default): streaming replies, history, daemon status'
-complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon completions man help" -f -a "say" -d 'Send one message and print the reply as it streams in'
-complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon completions man help" -f -a "status" -d 'Show what the daemon is doing (exits 3 when it is not running)'
-complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon completions man help" -f -a "characters" -d 'List or switch characters'
-complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon completions man help" -f -a "history" -d 'Browse, switch, delete and export conversations'
-complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon completions man help" -f -a "config" -d 'Validate configuration'
-complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon completions man help" -f -a "daemon" -d 'Start, stop or inspect the daemon'
-complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon completions man help" -f -a "completions" -d 'Print a shell completion script'
-complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon completions man help" -f -a "man" -d 'Print the man page, or write it (and one page per command) into a directory'
-complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon mcp completions man help" -f -a "chat" -d 'Open the chat (the default): streaming replies, history, daemon status'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon mcp completions man help" -f -a "say" -d 'Send one message and print the reply as it streams in'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon mcp completions man help" -f -a "status" -d 'Show what the daemon is doing (exits 3 when it is not running)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon mcp completions man help" -f -a "characters" -d 'List or switch characters'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon mcp completions man help" -f -a "history" -d 'Browse, switch, delete and export conversations'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon mcp completions man help" -f -a "config" -d 'Validate configuration'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon mcp completions man help" -f -a "daemon" -d 'Start, stop or inspect the daemon'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon mcp completions man help" -f -a "mcp" -d 'Inspect the MCP tool servers, their tools and the tool-call audit log'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon mcp completions man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon mcp completions man help" -f -a "man" -d 'Print the man page, or write it (and one page per command) into a directory'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon mcp completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from characters" -f -a "list" -d 'List the characters the daemon knows (current one marked with *)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from characters" -f -a "switch" -d 'Make NAME the current character'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from history" -f -a "list" -d 'List conversations, newest first'
@@ -171,3 +210,8 @@ complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subc
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from daemon" -f -a "stop" -d 'Ask vtuberd to exit and wait until it has'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from daemon" -f -a "restart" -d 'Stop vtuberd (if running), then start it'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from daemon" -f -a "status" -d 'Say whether vtuberd is running (exits 3 when not)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from mcp" -f -a "list" -d 'List the configured MCP servers: transport, state, tools and sandbox'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from mcp" -f -a "tools" -d 'List the tools offered to the LLM, with their policy'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from mcp" -f -a "restart" -d 'Stop and start one MCP server again (also re-enables one that gave up)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from mcp" -f -a "audit" -d 'Show tool calls from the audit log, newest first'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from mcp" -f -a "import" -d 'Convert a Claude Desktop style MCP server list into vtuber\'s config YAML'

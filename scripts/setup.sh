@@ -16,3 +16,10 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 "$(dirname "$0")/fetch-model.sh"
+
+# A real third-party MCP server from PyPI, used by the integration tests and handy as a
+# first tool server (see conf.yaml's mcp section).
+if ! python3 -c "import mcp_server_time" >/dev/null 2>&1; then
+  echo "installing mcp-server-time (PyPI) ..."
+  python3 -m pip install --quiet --disable-pip-version-check mcp-server-time
+fi

@@ -38,10 +38,43 @@ pub struct Args {
     pub check_config: bool,
 }
 
+/// The hidden launcher mode `vtuberd --sandbox-exec SPEC -- COMMAND ARGS...` that the
+/// daemon uses to start sandboxed MCP servers (see `mcp::sandbox`). Parsed before clap,
+/// so it stays out of `--help` and the man page. Returns the spec and the command.
+pub fn sandbox_exec_args(args: &[std::ffi::OsString]) -> Option<(String, Vec<std::ffi::OsString>)> {
+    match args {
+        [_, flag, spec, sep, command @ ..] if flag == "--sandbox-exec" && sep == "--" => {
+            Some((spec.to_str()?.to_owned(), command.to_vec()))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn sandbox_exec_mode() {
+        let argv = |a: &[&str]| a.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        let (spec, cmd) = sandbox_exec_args(&argv(&[
+            "vtuberd",
+            "--sandbox-exec",
+            "{}",
+            "--",
+            "python3",
+            "-m",
+            "x",
+        ]))
+        .unwrap();
+        assert_eq!(spec, "{}");
+        assert_eq!(cmd, argv(&["python3", "-m", "x"]));
+        assert!(sandbox_exec_args(&argv(&["vtuberd", "--check-config"])).is_none());
+        assert!(
+            sandbox_exec_args(&argv(&["vtuberd", "--sandbox-exec", "{}", "python3"])).is_none()
+        );
+    }
 
     #[test]
     fn flags_are_consistent() {

@@ -435,17 +435,64 @@ async fn handle(
             stage.request_shutdown();
             Ok(Reply::ShuttingDown)
         }
-        Request::ApproveToolCall { .. }
-        | Request::ListMcpServers
-        | Request::ListMcpTools { .. }
-        | Request::RestartMcpServer { .. }
-        | Request::ToolAudit { .. } => Err(ErrorBody::new(
-            ErrorCode::InvalidArgument,
-            "tool servers are not available in this daemon build",
-        )
-        .with_hint("upgrade vtuberd")),
+        Request::ApproveToolCall {
+            request_id,
+            decision,
+        } => with_mcp(stage, |m| {
+            Ok(Reply::ApprovalRecorded {
+                request_id,
+                accepted: m.answer_approval(request_id, decision),
+            })
+        }),
+        Request::ListMcpServers => Ok(Reply::McpServers {
+            servers: stage
+                .info
+                .mcp
+                .as_ref()
+                .map(|m| m.servers())
+                .unwrap_or_default(),
+        }),
+        Request::ListMcpTools { server } => Ok(Reply::McpTools {
+            tools: stage
+                .info
+                .mcp
+                .as_ref()
+                .map(|m| m.tools(server.as_deref()))
+                .unwrap_or_default(),
+        }),
+        Request::RestartMcpServer { name } => match &stage.info.mcp {
+            Some(m) => m
+                .restart(&name)
+                .await
+                .map(|()| Reply::McpRestarting { name }),
+            None => Err(no_mcp()),
+        },
+        Request::ToolAudit { since_ms, limit } => match &stage.info.mcp {
+            Some(m) => m
+                .audit(since_ms, limit.unwrap_or(100))
+                .await
+                .map(|entries| Reply::ToolAudit { entries }),
+            None => crate::mcp::audit::query(&stage.store, since_ms, limit.unwrap_or(100))
+                .await
+                .map(|entries| Reply::ToolAudit { entries }),
+        },
     };
     (response(id, result), false)
+}
+
+fn no_mcp() -> ErrorBody {
+    ErrorBody::new(ErrorCode::NotFound, "no MCP servers are configured")
+        .with_hint("add servers under `mcp.servers` in conf.yaml (see `vtuber mcp import`)")
+}
+
+fn with_mcp(
+    stage: &Stage,
+    f: impl FnOnce(&crate::mcp::McpManager) -> Result<Reply, ErrorBody>,
+) -> Result<Reply, ErrorBody> {
+    match &stage.info.mcp {
+        Some(m) => f(m),
+        None => Err(no_mcp()),
+    }
 }
 
 async fn writer(

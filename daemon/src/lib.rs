@@ -7,6 +7,7 @@ pub mod config;
 pub mod events;
 pub mod ipc;
 pub mod llm;
+pub mod mcp;
 pub mod stage;
 pub mod store;
 pub mod tools;

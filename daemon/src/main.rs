@@ -13,12 +13,18 @@ use vtuberd::cli::{Args, LogFormat};
 use vtuberd::config;
 use vtuberd::events::EventBus;
 use vtuberd::ipc;
+use vtuberd::mcp::McpManager;
 use vtuberd::stage::{DaemonInfo, Stage, StageSetup, character_dir};
 use vtuberd::store::Store;
 
 fn main() -> ExitCode {
     let started = Instant::now();
-    let args = Args::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some((spec, command)) = vtuberd::cli::sandbox_exec_args(&argv) {
+        // Before logging or the runtime: this process becomes the MCP server.
+        return vtuberd::mcp::sandbox::exec_sandboxed(&spec, &command);
+    }
+    let args = Args::parse_from(argv);
     if args.check_config {
         return check_config(&args);
     }
@@ -112,8 +118,7 @@ async fn run(args: Args, started: Instant) -> anyhow::Result<()> {
         anyhow::anyhow!("invalid configuration:\n{e}\n(check it with `vtuber config check`)")
     })?;
     let cfg = loaded.config;
-    let socket =
-        vtuber_shared::paths::socket_path(args.socket.clone());
+    let socket = vtuber_shared::paths::socket_path(args.socket.clone());
     let bound = ipc::bind(&socket).map_err(|e| anyhow::anyhow!("{e} ({})", e.hint()))?;
     tracing::info!(socket = %socket.display(), pid = std::process::id(), "listening");
 
@@ -165,14 +170,18 @@ async fn run(args: Args, started: Instant) -> anyhow::Result<()> {
         .ok()
         .flatten();
 
+    let bus = EventBus::new(cfg.daemon.client_queue);
+    // Tool servers start in the background; the conversation does not wait for them.
+    let mcp = (!cfg.mcp.servers.is_empty())
+        .then(|| McpManager::start(cfg.mcp.clone(), bus.clone(), store.clone()));
     let info = Arc::new(DaemonInfo {
         started,
         socket: socket.clone(),
         config_file: loaded.source.clone(),
         clients: Default::default(),
         shutdown_requested: CancellationToken::new(),
+        mcp: mcp.clone(),
     });
-    let bus = EventBus::new(cfg.daemon.client_queue);
     let stage = Stage::start(
         StageSetup {
             config: cfg.clone(),
@@ -180,8 +189,10 @@ async fn run(args: Args, started: Instant) -> anyhow::Result<()> {
             character_dir: dir,
             character,
             conversation,
-            tools: None,
-            max_tool_rounds: 5,
+            tools: mcp
+                .clone()
+                .map(|m| Arc::new(m) as Arc<dyn vtuberd::tools::ToolRunner>),
+            max_tool_rounds: cfg.mcp.max_rounds,
         },
         store,
         bus,
@@ -202,6 +213,9 @@ async fn run(args: Args, started: Instant) -> anyhow::Result<()> {
     stop_signals.wait(&info.shutdown_requested).await;
     tracing::info!("shutting down");
     stage.shutdown().await;
+    if let Some(mcp) = &mcp {
+        mcp.shutdown().await;
+    }
     stop_serving.cancel();
     let _ = server.await;
     // Give sessions a moment to flush `shutting_down` to their clients.

@@ -21,12 +21,12 @@ use vtuber_shared::{
 use crate::characters::{Character, Roster};
 use crate::config::{Config, LlmConfig, ProviderKind};
 use crate::events::EventBus;
-use crate::tools::{self, ToolInvocation, ToolReply, ToolRunner};
 use crate::llm::{
     ChatMessage, ChatRequest, FinishReason, LlmError, LlmEvent, SharedProvider, ToolCall,
     embedded::EmbeddedProvider, openai::OpenAiProvider,
 };
 use crate::store::Store;
+use crate::tools::{self, ToolInvocation, ToolReply, ToolRunner};
 
 /// File name of the default embedded model.
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -54,6 +54,8 @@ pub struct DaemonInfo {
     pub clients: std::sync::atomic::AtomicUsize,
     /// Fired by a client's `shutdown` request; the main loop then stops the daemon.
     pub shutdown_requested: CancellationToken,
+    /// The MCP tool servers, when any are configured.
+    pub mcp: Option<crate::mcp::McpManager>,
 }
 
 enum Command {
@@ -400,7 +402,8 @@ impl Actor {
                         if was_current {
                             self.set_conversation(None);
                         }
-                        self.bus.emit(Event::ConversationDeleted { id, was_current });
+                        self.bus
+                            .emit(Event::ConversationDeleted { id, was_current });
                     }
                     let _ = reply.send(r);
                 }
@@ -814,7 +817,9 @@ impl Turn {
                 temperature: self.llm.temperature,
                 max_tokens: self.llm.max_tokens,
             };
-            let step = self.stream_step(request, reply, usage, offer && !native).await?;
+            let step = self
+                .stream_step(request, reply, usage, offer && !native)
+                .await?;
             let Step::Finished {
                 reason,
                 text,
@@ -1097,6 +1102,7 @@ mod tests {
             config_file: None,
             clients: Default::default(),
             shutdown_requested: CancellationToken::new(),
+            mcp: None,
         });
         let stage = Stage::start(
             StageSetup {
@@ -1142,13 +1148,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn native_tool_calls_run_and_results_go_back() {
         let mock = MockLlm::start(MockBehaviour::Script(vec![
-            MockBehaviour::Reply(
-                MockReply::text("Let me add.").with_tool_calls(vec![MockToolCall::new(
-                    "c1",
-                    "calc__add",
-                    r#"{"a": 2, "b": 3}"#,
-                )]),
-            ),
+            MockBehaviour::Reply(MockReply::text("Let me add.").with_tool_calls(vec![
+                MockToolCall::new("c1", "calc__add", r#"{"a": 2, "b": 3}"#),
+            ])),
             MockBehaviour::reply(" It is 5."),
         ]))
         .await
@@ -1162,7 +1164,10 @@ mod tests {
         assert_eq!(tools.calls.load(Ordering::SeqCst), 1);
         let second = mock.requests().pop().unwrap();
         let msgs = second.messages();
-        let tool_msg = msgs.iter().find(|m| m["role"] == "tool").expect("tool result sent");
+        let tool_msg = msgs
+            .iter()
+            .find(|m| m["role"] == "tool")
+            .expect("tool result sent");
         assert_eq!(tool_msg["content"], "5");
         assert_eq!(tool_msg["tool_call_id"], "c1");
         let asked = msgs
@@ -1202,7 +1207,9 @@ mod tests {
     async fn tool_rounds_are_bounded() {
         // The model asks for a tool every time; after 3 rounds it must answer without.
         let ask = MockBehaviour::Reply(MockReply::tool_calls(vec![MockToolCall::new(
-            "c", "calc__add", "{}",
+            "c",
+            "calc__add",
+            "{}",
         )]));
         let mock = MockLlm::start(MockBehaviour::Script(vec![
             ask.clone(),
@@ -1220,7 +1227,11 @@ mod tests {
         assert_eq!(text, "Giving up on tools.");
         assert_eq!(tools.calls.load(Ordering::SeqCst), 3);
         let last = mock.requests().pop().unwrap();
-        assert!(last.body.get("tools").is_none_or(|t| t.as_array().is_none_or(Vec::is_empty)));
+        assert!(
+            last.body
+                .get("tools")
+                .is_none_or(|t| t.as_array().is_none_or(Vec::is_empty))
+        );
     }
 
     /// A provider without native tools that replies with scripted chunks, recording
@@ -1245,7 +1256,11 @@ mod tests {
             self.prompts.lock().unwrap().push(req.messages);
             let chunks = {
                 let mut r = self.replies.lock().unwrap();
-                if r.is_empty() { vec!["(no more)"] } else { r.remove(0) }
+                if r.is_empty() {
+                    vec!["(no more)"]
+                } else {
+                    r.remove(0)
+                }
             };
             let (tx, rx) = mpsc::channel(64);
             tokio::spawn(async move {
@@ -1265,7 +1280,10 @@ mod tests {
     async fn json_mode_calls_tools_without_showing_the_json() {
         let provider = Arc::new(ScriptedProvider {
             replies: Mutex::new(vec![
-                vec!["```json\n{\"tool\": \"calc__add\",", " \"arguments\": {\"a\": 20, \"b\": 22}}\n```"],
+                vec![
+                    "```json\n{\"tool\": \"calc__add\",",
+                    " \"arguments\": {\"a\": 20, \"b\": 22}}\n```",
+                ],
                 vec!["The sum", " is 42."],
             ]),
             prompts: Mutex::new(Vec::new()),
@@ -1278,7 +1296,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("h.sqlite3")).unwrap();
         let conv = store.create_conversation("mao").await.unwrap().id;
-        store.add_message(conv, Role::User, "add 20 and 22", false).await.unwrap();
+        store
+            .add_message(conv, Role::User, "add 20 and 22", false)
+            .await
+            .unwrap();
         let (roster, _) = Roster::load(None);
         let turn = Turn {
             id: 1,
@@ -1305,14 +1326,22 @@ mod tests {
         turn.run().await;
         let mut deltas = String::new();
         while let Ok(ev) = rx.try_recv() {
-            let frame: vtuber_shared::ServerFrame = vtuber_shared::framing::decode(&ev.line).unwrap();
-            if let vtuber_shared::ServerFrame::Event { event: Event::Delta { text, .. }, .. } = frame {
+            let frame: vtuber_shared::ServerFrame =
+                vtuber_shared::framing::decode(&ev.line).unwrap();
+            if let vtuber_shared::ServerFrame::Event {
+                event: Event::Delta { text, .. },
+                ..
+            } = frame
+            {
                 deltas.push_str(&text);
             }
         }
         assert_eq!(deltas, "The sum is 42.");
         let prompts = provider.prompts.lock().unwrap();
-        assert!(prompts[0][0].content.contains("calc__add"), "tools described in the system prompt");
+        assert!(
+            prompts[0][0].content.contains("calc__add"),
+            "tools described in the system prompt"
+        );
         let last = prompts[1].last().unwrap();
         assert_eq!(last.role, Role::User);
         assert!(last.content.contains("42"), "{}", last.content);

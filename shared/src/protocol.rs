@@ -160,6 +160,23 @@ pub enum Reply {
         id: i64,
     },
     ShuttingDown,
+    /// The approval answer was recorded (`accepted: false`: unknown or already settled).
+    ApprovalRecorded {
+        request_id: u64,
+        accepted: bool,
+    },
+    McpServers {
+        servers: Vec<McpServerInfo>,
+    },
+    McpTools {
+        tools: Vec<McpToolInfo>,
+    },
+    McpRestarting {
+        name: String,
+    },
+    ToolAudit {
+        entries: Vec<AuditEntry>,
+    },
 }
 
 /// An error as data: what went wrong and what to do about it.

@@ -1,10 +1,11 @@
 //! `vtuber-bench`: prints the daemon's measured figures.
 //!
 //! Run with `cargo run --release -p vtuber-e2e --bin vtuber-bench [-- WHAT...]` where
-//! WHAT is any of `startup rss rtt overhead fanout llm` (default: all). Build the
+//! WHAT is any of `startup rss rtt overhead fanout llm mcp` (default: all). Build the
 //! binaries in the same profile first (`cargo build --release --bins`).
 
 mod llm;
+mod mcp;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -388,6 +389,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if want("llm") {
         bench_llm().await?;
+    }
+    if want("mcp") {
+        mcp::bench(&mock.base_url()).await?;
     }
     Ok(())
 }

@@ -1,2 +1,3 @@
 pub mod daemon;
+pub mod mcp;
 pub mod mock_llm;

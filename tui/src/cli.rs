@@ -59,6 +59,9 @@ pub enum Command {
     /// Start, stop or inspect the daemon
     #[command(subcommand)]
     Daemon(DaemonCommand),
+    /// Inspect the MCP tool servers, their tools and the tool-call audit log
+    #[command(subcommand)]
+    Mcp(McpCommand),
     /// Print a shell completion script
     Completions {
         /// Shell to complete for
@@ -88,6 +91,12 @@ pub struct SayArgs {
     /// Print the response and each event of the turn as raw protocol JSON lines
     #[arg(long)]
     pub json: bool,
+    /// Allow every tool call of this message that asks for approval, once each
+    ///
+    /// Without it, `say` asks on the terminal; when standard input is not a
+    /// terminal, another client answers or the request times out (denied).
+    #[arg(long)]
+    pub approve: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +172,59 @@ pub enum ConfigCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum McpCommand {
+    /// List the configured MCP servers: transport, state, tools and sandbox
+    List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the tools offered to the LLM, with their policy
+    Tools {
+        /// Only this server's tools
+        server: Option<String>,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop and start one MCP server again (also re-enables one that gave up)
+    Restart {
+        /// Server name, as shown by `mcp list`
+        name: String,
+    },
+    /// Show tool calls from the audit log, newest first
+    Audit {
+        /// Only calls since TIME: a duration back (10m, 2h, 1d), an RFC 3339 time,
+        /// or `YYYY-MM-DD HH:MM` in UTC
+        #[arg(long, value_name = "TIME", value_parser = parse_since)]
+        since: Option<i64>,
+        /// At most N calls
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert a Claude Desktop style MCP server list into vtuber's config YAML
+    ///
+    /// Reads `{"mcpServers": {...}}` (or Open-LLM-VTuber's `mcp_servers`) and prints
+    /// the matching `mcp: servers:` block. Secret-looking environment values and
+    /// headers become ${NAME} references to export instead of being copied.
+    Import {
+        /// The JSON file, e.g. claude_desktop_config.json
+        file: PathBuf,
+        /// Append the block to the config file (--config, $VTUBER_CONFIG, else
+        /// $XDG_CONFIG_HOME/vtuber/conf.yaml) when it has no `mcp:` section yet
+        #[arg(long)]
+        write: bool,
+    },
+}
+
+fn parse_since(text: &str) -> Result<i64, String> {
+    crate::time::parse_since(text, crate::time::now_ms())
+}
+
+#[derive(Debug, Subcommand)]
 pub enum DaemonCommand {
     /// Start vtuberd in the background
     Start,
@@ -212,5 +274,28 @@ mod tests {
             }))
         ));
         assert!(Cli::try_parse_from(["vtuber", "say"]).is_err());
+    }
+
+    #[test]
+    fn mcp_audit_parses_since() {
+        let cli = Cli::try_parse_from([
+            "vtuber",
+            "mcp",
+            "audit",
+            "--since",
+            "1970-01-02",
+            "--limit",
+            "5",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Mcp(McpCommand::Audit {
+                since: Some(86_400_000),
+                limit: Some(5),
+                json: false
+            }))
+        ));
+        assert!(Cli::try_parse_from(["vtuber", "mcp", "audit", "--since", "soon"]).is_err());
     }
 }

@@ -418,9 +418,8 @@ fn undecoded_response_id(bytes: &[u8]) -> Option<u64> {
 /// The `result` object of a response line, decoded as `T`; `Err` carries the
 /// daemon's error, or says the reply was not what was asked for.
 pub fn decode_result<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, ErrorBody> {
-    let value: serde_json::Value = serde_json::from_str(raw).map_err(|e| {
-        ErrorBody::new(ErrorCode::Internal, format!("vtuberd sent bad JSON: {e}"))
-    })?;
+    let value: serde_json::Value = serde_json::from_str(raw)
+        .map_err(|e| ErrorBody::new(ErrorCode::Internal, format!("vtuberd sent bad JSON: {e}")))?;
     if let Some(error) = value.get("error") {
         return Err(serde_json::from_value(error.clone()).unwrap_or_else(|_| {
             ErrorBody::new(ErrorCode::Internal, format!("vtuberd failed: {error}"))
@@ -488,6 +487,14 @@ pub(crate) mod fake {
         pub async fn write(&mut self, frame: &ServerFrame) {
             let bytes = framing::encode(frame).expect("encode");
             self.writer.write_all(&bytes).await.expect("write frame");
+        }
+
+        /// Writes one line as is (for frames the shared types cannot express).
+        pub async fn write_line(&mut self, line: &str) {
+            self.writer
+                .write_all(format!("{line}\n").as_bytes())
+                .await
+                .expect("write line");
         }
 
         pub async fn respond(&mut self, id: u64, reply: Reply) {

@@ -1,20 +1,23 @@
 //! The one-shot commands: each connects, asks, prints, and exits.
 
-use std::io::{Read, Write};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
+use tokio::sync::mpsc;
 use vtuber_shared::{
-    CharacterInfo, ConversationSummary, ErrorBody, Event, ModelLoad, Reply, Request, Status,
-    TurnOutcome,
+    ApprovalDecision, CharacterInfo, ConversationSummary, ErrorBody, Event, ModelLoad, Reply,
+    Request, Status, TurnOutcome,
 };
 
-use crate::cli::{CharactersCommand, DaemonCommand, ExportFormat, HistoryCommand};
+use crate::cli::{CharactersCommand, DaemonCommand, ExportFormat, HistoryCommand, SayArgs};
 use crate::client::{self, Client, Connection, EventFrame, Hello, REQUEST_TIMEOUT, reply_kind};
 use crate::daemon::{self, Target};
 use crate::exit;
 use crate::export;
 use crate::time::{format_duration, format_ms};
+use crate::tools;
 
 /// Sends `request`, turning a daemon error into an error that carries its hint.
 async fn ask(client: &Client, request: Request) -> Result<Reply> {
@@ -61,11 +64,31 @@ fn say_text(words: &[String]) -> Result<String> {
     Ok(text)
 }
 
-pub async fn say(target: &Target, words: &[String], json: bool) -> Result<ExitCode> {
-    let text = say_text(words)?;
+pub async fn say(target: &Target, args: &SayArgs) -> Result<ExitCode> {
+    let text = say_text(&args.text)?;
+    let reads_stdin = args.text.len() == 1 && args.text[0] == "-";
+    let approval = if args.approve {
+        Approval::Auto
+    } else if !reads_stdin && std::io::stdin().is_terminal() {
+        Approval::Prompt(stdin_lines())
+    } else {
+        Approval::Leave
+    };
     let mut conn = daemon::connect_or_start(target, Hello::new("say", true)).await?;
     let mut stdout = std::io::stdout().lock();
-    let end = stream_turn(&conn.client, &mut conn.events, text, &mut stdout, json).await?;
+    let mut stderr = std::io::stderr();
+    let end = stream_turn(
+        &conn.client,
+        &mut conn.events,
+        text,
+        &mut Outputs {
+            out: &mut stdout,
+            diag: &mut stderr,
+        },
+        args.json,
+        approval,
+    )
+    .await?;
     drop(stdout);
     Ok(match end {
         TurnEnd::Finished => ExitCode::SUCCESS,
@@ -80,6 +103,36 @@ pub async fn say(target: &Target, words: &[String], json: bool) -> Result<ExitCo
     })
 }
 
+/// Lines typed on standard input, read by a thread (reading a terminal blocks).
+fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// How `say` treats a tool call of its turn that asks for approval.
+pub enum Approval {
+    /// `--approve`: allow each one once.
+    Auto,
+    /// Ask on standard error and take the answers from these lines.
+    Prompt(mpsc::UnboundedReceiver<String>),
+    /// Leave it to another client or the timeout, with a note.
+    Leave,
+}
+
+/// Where `say` writes: the reply (or JSON lines) to `out`, everything else to `diag`.
+pub struct Outputs<'a, W: Write, E: Write> {
+    pub out: &'a mut W,
+    pub diag: &'a mut E,
+}
+
 /// How `say`'s turn ended.
 #[derive(Debug, PartialEq)]
 pub enum TurnEnd {
@@ -88,27 +141,40 @@ pub enum TurnEnd {
     Failed(ErrorBody),
 }
 
+async fn next_line(lines: &mut Option<mpsc::UnboundedReceiver<String>>) -> Option<String> {
+    match lines {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Sends `text` and writes the reply to `out` as it streams: deltas as text, or with
-/// `json` the response and each event of the turn as their raw lines.
+/// `json` the response and each event of the turn as their raw lines. Tool calls of
+/// the turn show on `diag` as short lines (not with `json`), and approval requests
+/// are answered as `approval` says.
 ///
 /// Events can arrive before the `turn_accepted` response tells us our turn id, so
 /// they are held back until then; events of other clients' turns are skipped.
 /// Ctrl+C asks the daemon to interrupt the reply rather than abandoning it.
-pub async fn stream_turn<W: Write>(
+pub async fn stream_turn<W: Write, E: Write>(
     client: &Client,
     events: &mut client::Events,
     text: String,
-    out: &mut W,
+    io: &mut Outputs<'_, W, E>,
     json: bool,
+    approval: Approval,
 ) -> Result<TurnEnd> {
     let mut response = client
         .send(Request::SendText { text })
         .await
         .map_err(|e| anyhow!("{e}"))?;
-    let mut turn: Option<u64> = None;
+    let (mode, mut answers) = match approval {
+        Approval::Auto => (Mode::Auto, None),
+        Approval::Prompt(rx) => (Mode::Prompt, Some(rx)),
+        Approval::Leave => (Mode::Leave, None),
+    };
+    let mut state = TurnState::new(json, mode);
     let mut early: Vec<EventFrame> = Vec::new();
-    // The reply text written so far (text mode), to complete it from the final text.
-    let mut printed = String::new();
     let mut interrupt_sent = false;
     let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
     let mut ctrl_c_works = true;
@@ -118,42 +184,53 @@ pub async fn stream_turn<W: Write>(
             // The reader hands over a response before any event that followed it on
             // the wire, so polling the response first keeps wire order.
             biased;
-            res = &mut response, if turn.is_none() => {
+            res = &mut response, if state.turn.is_none() => {
                 let frame = res.map_err(|_| anyhow!(
                     "the connection to vtuberd closed before it accepted the message"
                 ))?;
                 if json {
-                    writeln!(out, "{}", frame.raw)?;
+                    writeln!(io.out, "{}", frame.raw)?;
                 }
                 match frame.into_result() {
-                    Ok(Reply::TurnAccepted { turn_id, .. }) => turn = Some(turn_id),
+                    Ok(Reply::TurnAccepted { turn_id, .. }) => state.turn = Some(turn_id),
                     Ok(other) => return Err(unexpected(&other)),
                     Err(error) => return Ok(TurnEnd::Failed(error)),
                 }
                 for ev in std::mem::take(&mut early) {
-                    if let Some(end) = turn_event(ev, turn, out, json, &mut printed)? {
+                    if let Some(end) = state.event(ev, io)? {
                         return Ok(end);
                     }
                 }
+                state.send_answers(client).await;
             }
             ev = events.recv() => {
                 let Some(ev) = ev else {
-                    if !printed.is_empty() && !json {
-                        writeln!(out)?;
-                    }
+                    state.end_line(io)?;
                     bail!("the connection to vtuberd closed before the reply finished");
                 };
                 if matches!(ev.event, Event::ShuttingDown) {
-                    if !printed.is_empty() && !json {
-                        writeln!(out)?;
-                    }
+                    state.end_line(io)?;
                     bail!("vtuberd is shutting down; the reply was cut off");
                 }
-                if turn.is_none() {
+                if state.turn.is_none() {
                     early.push(ev);
-                } else if let Some(end) = turn_event(ev, turn, out, json, &mut printed)? {
+                } else if let Some(end) = state.event(ev, io)? {
                     return Ok(end);
                 }
+                state.send_answers(client).await;
+            }
+            line = next_line(&mut answers), if !state.prompts.is_empty() => {
+                let decision = match line {
+                    Some(line) => tools::parse_answer(&line),
+                    None => {
+                        // Standard input ended: no one can answer here any more.
+                        answers = None;
+                        state.mode = Mode::Leave;
+                        ApprovalDecision::Deny
+                    }
+                };
+                state.answer(decision, io)?;
+                state.send_answers(client).await;
             }
             res = &mut ctrl_c, if ctrl_c_works => {
                 if res.is_err() {
@@ -163,9 +240,7 @@ pub async fn stream_turn<W: Write>(
                 }
                 if interrupt_sent {
                     // A second Ctrl+C: the daemon is not reacting, stop waiting.
-                    if !printed.is_empty() && !json {
-                        writeln!(out)?;
-                    }
+                    state.end_line(io)?;
                     return Err(exit::Exit::new(130, "vtuber: gave up waiting for the reply").into());
                 }
                 interrupt_sent = true;
@@ -177,68 +252,275 @@ pub async fn stream_turn<W: Write>(
     }
 }
 
-/// Handles one event once our turn id is known; `Some` when the turn is over.
-fn turn_event<W: Write>(
-    ev: EventFrame,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Auto,
+    Prompt,
+    Leave,
+}
+
+/// What `say` knows about its turn while it streams.
+struct TurnState {
     turn: Option<u64>,
-    out: &mut W,
     json: bool,
-    printed: &mut String,
-) -> Result<Option<TurnEnd>> {
-    let ours = match &ev.event {
-        Event::TurnStarted { turn_id, .. }
-        | Event::Delta { turn_id, .. }
-        | Event::TurnEnded { turn_id, .. } => Some(*turn_id) == turn,
-        _ => false,
-    };
-    if !ours {
-        return Ok(None);
-    }
-    if json {
-        writeln!(out, "{}", ev.raw)?;
-        out.flush()?;
-    }
-    match ev.event {
-        Event::Delta { text, .. } if !json => {
-            out.write_all(text.as_bytes())?;
-            out.flush()?;
-            printed.push_str(&text);
-            Ok(None)
+    mode: Mode,
+    /// The reply text written so far (text mode), to complete it from the final text.
+    printed: String,
+    /// Our turn's tool calls, by call id, with their `server · tool` label.
+    calls: HashMap<String, String>,
+    /// Our turn's approval requests, by request id, with their label.
+    requests: HashMap<u64, String>,
+    /// Requests waiting for a typed answer; the first one is being asked.
+    prompts: VecDeque<u64>,
+    /// Requests this client answered.
+    answered: HashSet<u64>,
+    /// Answers to send.
+    outbox: Vec<(u64, ApprovalDecision)>,
+}
+
+impl TurnState {
+    fn new(json: bool, mode: Mode) -> Self {
+        Self {
+            turn: None,
+            json,
+            mode,
+            printed: String::new(),
+            calls: HashMap::new(),
+            requests: HashMap::new(),
+            prompts: VecDeque::new(),
+            answered: HashSet::new(),
+            outbox: Vec::new(),
         }
-        Event::TurnEnded {
-            outcome,
-            text: final_text,
-            ..
-        } => {
-            if !json {
-                // The stored text is authoritative: it covers a backend that sent no
-                // deltas and deltas lost to lag. Complete what was printed from it.
-                let settled = final_text.is_empty() || printed.starts_with(final_text.trim_end());
-                match final_text.strip_prefix(printed.as_str()) {
-                    _ if settled => {}
-                    Some(rest) => {
-                        out.write_all(rest.as_bytes())?;
-                        printed.push_str(rest);
-                    }
-                    None => {
-                        writeln!(out)?;
-                        eprintln!("note: part of the stream was missed; the whole reply follows");
-                        out.write_all(final_text.as_bytes())?;
-                        printed.clone_from(&final_text);
-                    }
+    }
+
+    /// Ends a reply line cut short, so what follows starts on its own line.
+    fn end_line<W: Write, E: Write>(&self, io: &mut Outputs<'_, W, E>) -> Result<()> {
+        if !self.printed.is_empty() && !self.json {
+            writeln!(io.out)?;
+        }
+        Ok(())
+    }
+
+    async fn send_answers(&mut self, client: &Client) {
+        for (request_id, decision) in std::mem::take(&mut self.outbox) {
+            // The first answer from any client wins; a late one is refused, which
+            // changes nothing here, so the response is not awaited.
+            let _ = client
+                .send(Request::ApproveToolCall {
+                    request_id,
+                    decision,
+                })
+                .await;
+        }
+    }
+
+    fn ask<E: Write>(&self, diag: &mut E) -> Result<()> {
+        if let Some(label) = self.prompts.front().and_then(|id| self.requests.get(id)) {
+            write!(diag, "allow tool {label}? [y]es/[s]ession/[N]o ")?;
+            diag.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The person answered the request being asked.
+    fn answer<W: Write, E: Write>(
+        &mut self,
+        decision: ApprovalDecision,
+        io: &mut Outputs<'_, W, E>,
+    ) -> Result<()> {
+        if let Some(id) = self.prompts.pop_front() {
+            self.outbox.push((id, decision));
+            self.answered.insert(id);
+            if self.mode == Mode::Leave {
+                // Standard input ended mid-question.
+                writeln!(io.diag)?;
+                for id in std::mem::take(&mut self.prompts) {
+                    self.outbox.push((id, ApprovalDecision::Deny));
+                    self.answered.insert(id);
                 }
-                if !printed.is_empty() {
-                    writeln!(out)?;
-                }
-                out.flush()?;
             }
-            Ok(Some(match outcome {
-                TurnOutcome::Finished => TurnEnd::Finished,
-                TurnOutcome::Interrupted => TurnEnd::Interrupted,
-                TurnOutcome::Failed { error } => TurnEnd::Failed(error),
-            }))
         }
-        _ => Ok(None),
+        self.ask(io.diag)
+    }
+
+    /// Handles one event once our turn id is known; `Some` when the turn is over.
+    fn event<W: Write, E: Write>(
+        &mut self,
+        ev: EventFrame,
+        io: &mut Outputs<'_, W, E>,
+    ) -> Result<Option<TurnEnd>> {
+        let ours = match &ev.event {
+            Event::TurnStarted { turn_id, .. }
+            | Event::Delta { turn_id, .. }
+            | Event::TurnEnded { turn_id, .. }
+            | Event::ToolCallStarted { turn_id, .. }
+            | Event::ToolCallEnded { turn_id, .. }
+            | Event::ApprovalRequested { turn_id, .. } => Some(*turn_id) == self.turn,
+            Event::ToolCallProgress { call_id, .. } => self.calls.contains_key(call_id),
+            Event::ApprovalResolved { request_id, .. } => self.requests.contains_key(request_id),
+            _ => false,
+        };
+        if !ours {
+            return Ok(None);
+        }
+        let json = self.json;
+        if json {
+            writeln!(io.out, "{}", ev.raw)?;
+            io.out.flush()?;
+        }
+        match ev.event {
+            Event::Delta { text, .. } if !json => {
+                io.out.write_all(text.as_bytes())?;
+                io.out.flush()?;
+                self.printed.push_str(&text);
+            }
+            Event::ToolCallStarted {
+                call_id,
+                server,
+                tool,
+                arguments,
+                ..
+            } => {
+                let label = format!("{server} · {tool}");
+                if !json {
+                    let args = tools::args_inline(&arguments, 60);
+                    writeln!(io.diag, "⚙ {label} {args}")?;
+                }
+                self.calls.insert(call_id, label);
+            }
+            Event::ToolCallProgress {
+                call_id,
+                progress,
+                total,
+                message,
+            } if !json => {
+                let label = self.calls.get(&call_id).map_or("tool", String::as_str);
+                let progress = tools::progress_text(progress, total, message.as_deref());
+                writeln!(io.diag, "⚙ {label} … {progress}")?;
+            }
+            Event::ToolCallEnded {
+                call_id,
+                outcome,
+                duration_ms,
+                summary,
+                ..
+            } if !json => {
+                let label = self.calls.get(&call_id).map_or("tool", String::as_str);
+                let glyph = tools::outcome_glyph(outcome);
+                let text = tools::outcome_text(outcome, duration_ms, &summary);
+                writeln!(io.diag, "{glyph} {label} {text}")?;
+            }
+            Event::ApprovalRequested {
+                request_id,
+                server,
+                tool,
+                description,
+                arguments,
+                timeout_secs,
+                ..
+            } => {
+                let args = tools::args_inline(&arguments, 60);
+                let label = format!("{server} · {tool} {args}").trim_end().to_owned();
+                self.requests.insert(request_id, label.clone());
+                match self.mode {
+                    Mode::Auto => {
+                        self.outbox.push((request_id, ApprovalDecision::AllowOnce));
+                        self.answered.insert(request_id);
+                        if !json {
+                            writeln!(io.diag, "allowing tool {label} once (--approve)")?;
+                        }
+                    }
+                    Mode::Prompt => {
+                        if !description.trim().is_empty() {
+                            writeln!(
+                                io.diag,
+                                "{server} · {tool}: {}",
+                                tools::truncate(description.trim(), 200)
+                            )?;
+                        }
+                        self.prompts.push_back(request_id);
+                        if self.prompts.len() == 1 {
+                            self.ask(io.diag)?;
+                        }
+                    }
+                    Mode::Leave => writeln!(
+                        io.diag,
+                        "note: tool {label} needs approval; answer it in `vtuber chat` \
+                         (denied after {timeout_secs} s), or pass --approve"
+                    )?,
+                }
+            }
+            Event::ApprovalResolved {
+                request_id,
+                resolution,
+            } => {
+                let asked_now = self.prompts.front() == Some(&request_id);
+                let waiting = self.prompts.contains(&request_id);
+                self.prompts.retain(|id| *id != request_id);
+                if !self.answered.contains(&request_id) {
+                    let label = self.requests.get(&request_id).map_or("", String::as_str);
+                    let how = tools::resolution_text(resolution);
+                    if asked_now {
+                        writeln!(io.diag)?;
+                    }
+                    if waiting || self.mode == Mode::Leave {
+                        writeln!(io.diag, "tool {label}: {how}")?;
+                    }
+                    if asked_now {
+                        self.ask(io.diag)?;
+                    }
+                }
+            }
+            Event::TurnEnded {
+                outcome,
+                text: final_text,
+                ..
+            } => {
+                if !json {
+                    self.finish_text(&final_text, io)?;
+                }
+                return Ok(Some(match outcome {
+                    TurnOutcome::Finished => TurnEnd::Finished,
+                    TurnOutcome::Interrupted => TurnEnd::Interrupted,
+                    TurnOutcome::Failed { error } => TurnEnd::Failed(error),
+                }));
+            }
+            _ => {}
+        }
+        Ok(None)
+    }
+
+    /// The stored text is authoritative: it covers a backend that sent no deltas
+    /// and deltas lost to lag. Completes what was printed from it.
+    fn finish_text<W: Write, E: Write>(
+        &mut self,
+        final_text: &str,
+        io: &mut Outputs<'_, W, E>,
+    ) -> Result<()> {
+        let out = &mut *io.out;
+        let printed = &mut self.printed;
+        let settled = final_text.is_empty() || printed.starts_with(final_text.trim_end());
+        match final_text.strip_prefix(printed.as_str()) {
+            _ if settled => {}
+            Some(rest) => {
+                out.write_all(rest.as_bytes())?;
+                printed.push_str(rest);
+            }
+            None => {
+                writeln!(out)?;
+                writeln!(
+                    io.diag,
+                    "note: part of the stream was missed; the whole reply follows"
+                )?;
+                out.write_all(final_text.as_bytes())?;
+                final_text.clone_into(printed);
+            }
+        }
+        if !printed.is_empty() {
+            writeln!(out)?;
+        }
+        out.flush()?;
+        Ok(())
     }
 }
 
@@ -591,6 +873,33 @@ mod tests {
     use crate::client::fake::{self, Peer};
     use vtuber_shared::{PROTOCOL_VERSION, Usage};
 
+    /// Runs `say`'s streaming against `conn`, returning how it ended, stdout, stderr.
+    async fn run_say(
+        conn: &mut client::Connection,
+        text: &str,
+        json: bool,
+        approval: Approval,
+    ) -> (Result<TurnEnd>, String, String) {
+        let (mut out, mut diag) = (Vec::new(), Vec::new());
+        let end = stream_turn(
+            &conn.client,
+            &mut conn.events,
+            text.into(),
+            &mut Outputs {
+                out: &mut out,
+                diag: &mut diag,
+            },
+            json,
+            approval,
+        )
+        .await;
+        (
+            end,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(diag).unwrap(),
+        )
+    }
+
     #[test]
     fn status_table_is_aligned_and_complete() {
         let table = status_table(&fake::status());
@@ -703,18 +1012,10 @@ socket        /tmp/x.sock
         let mut conn = client::connect(&path, Hello::new("say", true))
             .await
             .unwrap();
-        let mut out = Vec::new();
-        let end = stream_turn(
-            &conn.client,
-            &mut conn.events,
-            "hello".into(),
-            &mut out,
-            false,
-        )
-        .await
-        .unwrap();
+        let (end, out, _) = run_say(&mut conn, "hello", false, Approval::Leave).await;
+        let end = end.unwrap();
         assert_eq!(end, TurnEnd::Finished);
-        assert_eq!(String::from_utf8(out).unwrap(), "Hi 世界\n");
+        assert_eq!(out, "Hi 世界\n");
         server.await.unwrap();
     }
 
@@ -758,15 +1059,12 @@ socket        /tmp/x.sock
         let mut conn = client::connect(&path, Hello::new("say", true))
             .await
             .unwrap();
-        let mut out = Vec::new();
-        let end = stream_turn(&conn.client, &mut conn.events, "x".into(), &mut out, true)
-            .await
-            .unwrap();
+        let (end, out, _) = run_say(&mut conn, "x", true, Approval::Leave).await;
+        let end = end.unwrap();
         match end {
             TurnEnd::Failed(e) => assert_eq!(e.to_string(), "backend down (is the server up?)"),
             other => panic!("{other:?}"),
         }
-        let out = String::from_utf8(out).unwrap();
         let lines: Vec<serde_json::Value> = out
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -805,11 +1103,258 @@ socket        /tmp/x.sock
         let mut conn = client::connect(&path, Hello::new("say", true))
             .await
             .unwrap();
-        let mut out = Vec::new();
-        let err = stream_turn(&conn.client, &mut conn.events, "x".into(), &mut out, false)
-            .await
-            .unwrap_err();
+        let (end, out, _) = run_say(&mut conn, "x", false, Approval::Leave).await;
+        let err = end.unwrap_err();
         assert!(err.to_string().contains("closed"), "{err}");
-        assert_eq!(String::from_utf8(out).unwrap(), "half\n");
+        assert_eq!(out, "half\n");
+    }
+
+    fn approval_requested(request_id: u64, turn_id: u64, tool: &str) -> Event {
+        Event::ApprovalRequested {
+            request_id,
+            turn_id,
+            call_id: format!("c{request_id}"),
+            server: "fs".into(),
+            tool: tool.into(),
+            description: String::new(),
+            arguments: serde_json::json!({"path": "/tmp/x"}),
+            timeout_secs: 30,
+        }
+    }
+
+    /// With `--approve`, our turn's request is allowed once, another turn's is not
+    /// touched, and the tool's progress shows on stderr while stdout keeps the reply.
+    #[tokio::test]
+    async fn say_approve_allows_its_own_requests_and_reports_tools_on_stderr() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, server) = fake::serve(dir.path(), |mut peer: Peer| async move {
+            peer.handshake(PROTOCOL_VERSION).await;
+            let req = peer.read().await;
+            peer.respond(
+                req.id,
+                Reply::TurnAccepted {
+                    turn_id: 3,
+                    conversation_id: 1,
+                },
+            )
+            .await;
+            peer.event(1, approval_requested(10, 2, "other_turn")).await;
+            peer.event(2, approval_requested(11, 3, "write_file")).await;
+            let answer = peer.read().await;
+            assert_eq!(
+                answer.request,
+                Request::ApproveToolCall {
+                    request_id: 11,
+                    decision: ApprovalDecision::AllowOnce
+                }
+            );
+            peer.event(
+                3,
+                Event::ApprovalResolved {
+                    request_id: 11,
+                    resolution: vtuber_shared::ApprovalResolution::Approved,
+                },
+            )
+            .await;
+            peer.event(
+                4,
+                Event::ToolCallStarted {
+                    turn_id: 3,
+                    call_id: "c11".into(),
+                    server: "fs".into(),
+                    tool: "write_file".into(),
+                    arguments: serde_json::json!({"path": "/tmp/x"}),
+                },
+            )
+            .await;
+            peer.event(
+                5,
+                Event::ToolCallProgress {
+                    call_id: "c11".into(),
+                    progress: 1.0,
+                    total: Some(4.0),
+                    message: Some("writing".into()),
+                },
+            )
+            .await;
+            peer.event(
+                6,
+                Event::ToolCallEnded {
+                    turn_id: 3,
+                    call_id: "c11".into(),
+                    outcome: vtuber_shared::ToolOutcome::Ok,
+                    duration_ms: 42,
+                    summary: "wrote 3 bytes".into(),
+                },
+            )
+            .await;
+            peer.event(
+                7,
+                Event::TurnEnded {
+                    turn_id: 3,
+                    outcome: TurnOutcome::Finished,
+                    text: "Done.".into(),
+                    usage: None,
+                },
+            )
+            .await;
+        });
+        let mut conn = client::connect(&path, Hello::new("say", true))
+            .await
+            .unwrap();
+        let (end, out, diag) = run_say(&mut conn, "save it", false, Approval::Auto).await;
+        assert_eq!(end.unwrap(), TurnEnd::Finished);
+        assert_eq!(out, "Done.\n");
+        assert_eq!(
+            diag,
+            "allowing tool fs · write_file {\"path\":\"/tmp/x\"} once (--approve)\n\
+             ⚙ fs · write_file {\"path\":\"/tmp/x\"}\n\
+             ⚙ fs · write_file … 25% writing\n\
+             ✓ fs · write_file 42 ms · wrote 3 bytes\n"
+        );
+        server.await.unwrap();
+    }
+
+    /// On a terminal, requests queue behind one prompt: the typed answer is sent,
+    /// and one answered elsewhere is dropped from the queue with a note.
+    #[tokio::test]
+    async fn say_prompts_for_each_request_in_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let (lines_tx, lines_rx) = mpsc::unbounded_channel();
+        let (path, server) = fake::serve(dir.path(), |mut peer: Peer| async move {
+            peer.handshake(PROTOCOL_VERSION).await;
+            let req = peer.read().await;
+            peer.respond(
+                req.id,
+                Reply::TurnAccepted {
+                    turn_id: 3,
+                    conversation_id: 1,
+                },
+            )
+            .await;
+            peer.event(1, approval_requested(11, 3, "read_file")).await;
+            peer.event(2, approval_requested(12, 3, "delete_file"))
+                .await;
+            peer.event(3, approval_requested(13, 3, "list_dir")).await;
+            // Someone else denies the second while the first is being asked.
+            peer.event(
+                4,
+                Event::ApprovalResolved {
+                    request_id: 12,
+                    resolution: vtuber_shared::ApprovalResolution::Denied,
+                },
+            )
+            .await;
+            lines_tx.send("s".to_owned()).unwrap();
+            let answer = peer.read().await;
+            assert_eq!(
+                answer.request,
+                Request::ApproveToolCall {
+                    request_id: 11,
+                    decision: ApprovalDecision::AllowForSession
+                }
+            );
+            lines_tx.send(String::new()).unwrap();
+            let answer = peer.read().await;
+            assert_eq!(
+                answer.request,
+                Request::ApproveToolCall {
+                    request_id: 13,
+                    decision: ApprovalDecision::Deny
+                }
+            );
+            peer.event(
+                5,
+                Event::TurnEnded {
+                    turn_id: 3,
+                    outcome: TurnOutcome::Finished,
+                    text: "ok".into(),
+                    usage: None,
+                },
+            )
+            .await;
+        });
+        let mut conn = client::connect(&path, Hello::new("say", true))
+            .await
+            .unwrap();
+        let (end, out, diag) = run_say(&mut conn, "go", true, Approval::Prompt(lines_rx)).await;
+        assert_eq!(end.unwrap(), TurnEnd::Finished);
+        let args = "{\"path\":\"/tmp/x\"}";
+        assert_eq!(
+            diag,
+            format!(
+                "allow tool fs · read_file {args}? [y]es/[s]ession/[N]o \
+                 tool fs · delete_file {args}: denied\n\
+                 allow tool fs · list_dir {args}? [y]es/[s]ession/[N]o "
+            )
+        );
+        // --json: every event of the turn is printed as it comes.
+        assert_eq!(out.lines().count(), 6, "{out}");
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn say_without_a_terminal_leaves_approval_to_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _server) = fake::serve(dir.path(), |mut peer: Peer| async move {
+            peer.handshake(PROTOCOL_VERSION).await;
+            let req = peer.read().await;
+            peer.respond(
+                req.id,
+                Reply::TurnAccepted {
+                    turn_id: 3,
+                    conversation_id: 1,
+                },
+            )
+            .await;
+            peer.event(1, approval_requested(11, 3, "read_file")).await;
+            peer.event(
+                2,
+                Event::ApprovalResolved {
+                    request_id: 11,
+                    resolution: vtuber_shared::ApprovalResolution::TimedOut,
+                },
+            )
+            .await;
+            peer.event(
+                3,
+                Event::ToolCallEnded {
+                    turn_id: 3,
+                    call_id: "c11".into(),
+                    outcome: vtuber_shared::ToolOutcome::TimedOut,
+                    duration_ms: 0,
+                    summary: String::new(),
+                },
+            )
+            .await;
+            peer.event(
+                4,
+                Event::TurnEnded {
+                    turn_id: 3,
+                    outcome: TurnOutcome::Finished,
+                    text: "no".into(),
+                    usage: None,
+                },
+            )
+            .await;
+            // Nothing else may arrive from the client: it must not answer.
+            assert!(
+                tokio::time::timeout(std::time::Duration::from_millis(200), peer.read())
+                    .await
+                    .is_err()
+            );
+        });
+        let mut conn = client::connect(&path, Hello::new("say", true))
+            .await
+            .unwrap();
+        let (end, out, diag) = run_say(&mut conn, "go", false, Approval::Leave).await;
+        assert_eq!(end.unwrap(), TurnEnd::Finished);
+        assert_eq!(out, "no\n");
+        assert!(diag.contains("needs approval"), "{diag}");
+        assert!(
+            diag.contains("read_file {\"path\":\"/tmp/x\"}: timed out (denied)\n"),
+            "{diag}"
+        );
+        assert!(diag.ends_with("⏱ tool timed out\n"), "{diag}");
     }
 }

@@ -69,6 +69,10 @@ Data directory (history, models, vtuberd.log).
 Base directories for the socket, data and config.
 .SH FILES
 .TP
+\fI$XDG_CONFIG_HOME/vtuber/conf.yaml\fR
+The config file a daemon started by vtuber reads, unless \fB\-\-config\fR names another;
+\fBmcp import \-\-write\fR appends its \fBmcp:\fR section there.
+.TP
 \fI$XDG_RUNTIME_DIR/vtuber/vtuberd.sock\fR
 The daemon's socket.
 .TP

@@ -11,7 +11,9 @@ mod daemon;
 mod exit;
 mod export;
 mod generated;
+mod mcp;
 mod time;
+mod tools;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -19,7 +21,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use cli::{Cli, Command, ConfigCommand};
+use cli::{Cli, Command, ConfigCommand, McpCommand};
 use daemon::Target;
 
 fn main() -> ExitCode {
@@ -53,6 +55,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Config(ConfigCommand::Check { file }) => {
             return commands::config_check(&target, file);
         }
+        Command::Mcp(McpCommand::Import { file, write }) => {
+            return mcp::import_command(&target, &file, write);
+        }
         _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -63,11 +68,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
     runtime.block_on(async move {
         match command {
             Command::Chat => chat::run(target).await,
-            Command::Say(args) => commands::say(&target, &args.text, args.json).await,
+            Command::Say(args) => commands::say(&target, &args).await,
             Command::Status(flag) => commands::status(&target, flag.json).await,
             Command::Characters(cmd) => commands::characters(&target, cmd).await,
             Command::History(cmd) => commands::history(&target, cmd).await,
             Command::Daemon(cmd) => commands::daemon(&target, cmd).await,
+            Command::Mcp(cmd) => mcp::run(&target, cmd).await,
             Command::Completions { .. } | Command::Man { .. } | Command::Config(_) => {
                 unreachable!("handled without a runtime above")
             }

@@ -406,3 +406,156 @@ async fn completions_and_man_page_print() {
     assert!(out_dir.join("vtuber.1").is_file());
     assert!(out_dir.join("vtuber-history-export.1").is_file());
 }
+
+/// A turn whose one tool call asks for approval; `approved` says whether the
+/// script expects an `approve_tool_call` (allow once) before it goes on.
+fn tool_script(approved: bool) -> Script {
+    let approval = Event::ApprovalRequested {
+        request_id: 4,
+        turn_id: 8,
+        call_id: "call-1".into(),
+        server: "time".into(),
+        tool: "now".into(),
+        description: "The current time".into(),
+        arguments: serde_json::json!({"tz": "UTC"}),
+        timeout_secs: 30,
+    };
+    let rest = move |resolution, outcome, summary: &str| {
+        vec![
+            event(
+                2,
+                Event::ApprovalResolved {
+                    request_id: 4,
+                    resolution,
+                },
+            ),
+            event(
+                3,
+                Event::ToolCallStarted {
+                    turn_id: 8,
+                    call_id: "call-1".into(),
+                    server: "time".into(),
+                    tool: "now".into(),
+                    arguments: serde_json::json!({"tz": "UTC"}),
+                },
+            ),
+            event(
+                4,
+                Event::ToolCallEnded {
+                    turn_id: 8,
+                    call_id: "call-1".into(),
+                    outcome,
+                    duration_ms: 5,
+                    summary: summary.into(),
+                },
+            ),
+            event(
+                5,
+                Event::TurnEnded {
+                    turn_id: 8,
+                    outcome: TurnOutcome::Finished,
+                    text: "It is noon.".into(),
+                    usage: None,
+                },
+            ),
+        ]
+    };
+    Arc::new(move |id, r| match r {
+        Request::SendText { .. } => {
+            let mut frames = vec![
+                ok(
+                    id,
+                    Reply::TurnAccepted {
+                        turn_id: 8,
+                        conversation_id: 2,
+                    },
+                ),
+                event(1, approval.clone()),
+            ];
+            if !approved {
+                frames.extend(rest(
+                    vtuber_shared::ApprovalResolution::TimedOut,
+                    vtuber_shared::ToolOutcome::TimedOut,
+                    "",
+                ));
+            }
+            frames
+        }
+        Request::ApproveToolCall {
+            request_id: 4,
+            decision: vtuber_shared::ApprovalDecision::AllowOnce,
+        } if approved => {
+            let mut frames = vec![ok(id, Reply::Pong)];
+            frames.extend(rest(
+                vtuber_shared::ApprovalResolution::Approved,
+                vtuber_shared::ToolOutcome::Ok,
+                "noon",
+            ));
+            frames
+        }
+        other => panic!("unexpected {other:?}"),
+    })
+}
+
+#[tokio::test]
+async fn say_approve_answers_its_tool_calls_and_keeps_stdout_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = fake_daemon(dir.path(), tool_script(true));
+    let out = vtuber(dir.path(), &socket, &["say", "--approve", "time?"], None).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "It is noon.\n");
+    assert_eq!(
+        text(&out.stderr),
+        "allowing tool time · now {\"tz\":\"UTC\"} once (--approve)\n\
+         ⚙ time · now {\"tz\":\"UTC\"}\n\
+         ✓ time · now 5 ms · noon\n"
+    );
+}
+
+#[tokio::test]
+async fn say_without_a_terminal_leaves_approval_to_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = fake_daemon(dir.path(), tool_script(false));
+    let out = vtuber(dir.path(), &socket, &["say", "time?"], None).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "It is noon.\n");
+    let err = text(&out.stderr);
+    assert!(err.contains("needs approval"), "{err}");
+    assert!(err.contains("⏱ time · now timed out"), "{err}");
+}
+
+#[tokio::test]
+async fn mcp_import_prints_yaml_and_writes_only_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let none = dir.path().join("none.sock");
+    let file = dir.path().join("claude.json");
+    std::fs::write(
+        &file,
+        r#"{"mcpServers": {"github": {"command": "npx", "args": ["-y", "server-github"],
+            "env": {"GITHUB_PERSONAL_ACCESS_TOKEN": "ghp_xyz"}}}}"#,
+    )
+    .unwrap();
+    let file_arg = file.to_str().unwrap();
+    let out = vtuber(dir.path(), &none, &["mcp", "import", file_arg], None).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "mcp:\n  servers:\n    github:\n      command: \"npx\"\n      args: [\"-y\", \"server-github\"]\n      env:\n        GITHUB_PERSONAL_ACCESS_TOKEN: \"${GITHUB_PERSONAL_ACCESS_TOKEN}\"\n      enabled: true\n"
+    );
+    assert!(text(&out.stderr).contains("export GITHUB_PERSONAL_ACCESS_TOKEN"));
+
+    let config = dir.path().join("conf.yaml");
+    std::fs::write(&config, "character: aria\n").unwrap();
+    let config_arg = config.to_str().unwrap();
+    let args = ["--config", config_arg, "mcp", "import", file_arg, "--write"];
+    let out = vtuber(dir.path(), &none, &args, None).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(written.starts_with("character: aria\n\n"), "{written}");
+    assert!(written.contains("    github:\n"), "{written}");
+    assert!(!written.contains("ghp_xyz"));
+    let out = vtuber(dir.path(), &none, &args, None).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("merge"), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), written);
+}

@@ -13,6 +13,7 @@ pub struct Config {
     pub character: CharacterConfig,
     pub history: HistoryConfig,
     pub daemon: DaemonConfig,
+    pub mcp: crate::mcp::config::McpConfig,
 }
 
 /// Which LLM implementation serves the character.
@@ -171,8 +172,6 @@ pub struct DaemonConfig {
 
 impl Default for DaemonConfig {
     fn default() -> Self {
-        Self {
-            client_queue: 1024,
-        }
+        Self { client_queue: 1024 }
     }
 }

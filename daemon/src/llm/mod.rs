@@ -132,8 +132,9 @@ impl LlmError {
                 ErrorCode::Llm,
                 match key_env {
                     Some(var) => format!("check the key in ${var} (llm.api_key_env)"),
-                    None => "set llm.api_key_env in conf.yaml to the variable holding the key"
-                        .into(),
+                    None => {
+                        "set llm.api_key_env in conf.yaml to the variable holding the key".into()
+                    }
                 },
             ),
             Self::NotFound { .. } => (

@@ -248,7 +248,10 @@ impl ServerHandler for TestServer {
                 .enable_tool_list_changed()
                 .build(),
         )
-        .with_server_info(rmcp::model::Implementation::from_build_env())
+        .with_server_info(rmcp::model::Implementation::new(
+            "vtuber-mcp-test-server",
+            env!("CARGO_PKG_VERSION"),
+        ))
     }
 
     async fn list_tools(

@@ -2,13 +2,16 @@
 //! for the runner to make come out as [`Action`]s. No I/O here, so all of it is
 //! testable and the view can be rendered from any state.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 use vtuber_shared::{
-    CharacterInfo, ConversationSummary, DaemonState, ErrorBody, Event, Role, Status, StoredMessage,
-    TurnOutcome,
+    ApprovalDecision, CharacterInfo, ConversationSummary, DaemonState, ErrorBody, Event,
+    McpServerInfo, McpServerState, Role, Status, StoredMessage, ToolOutcome, TurnOutcome,
 };
+
+use crate::tools;
 
 use super::input::Input;
 use super::wrap::sanitize;
@@ -36,7 +39,82 @@ pub struct Message {
     /// A reply still streaming in.
     pub streaming: bool,
     pub interrupted: bool,
+    /// For replies: the tool calls made for it, in order.
+    pub tools: Vec<ToolCall>,
 }
+
+/// One tool call, shown as a status line under the reply's header.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ToolCall {
+    pub call_id: String,
+    pub server: String,
+    pub tool: String,
+    /// Arguments on one line, shortened.
+    pub args: String,
+    pub state: ToolState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ToolState {
+    /// Waiting for a person's answer.
+    Approval,
+    /// Running; `progress` is what the server last reported (may be empty).
+    Running {
+        progress: String,
+    },
+    Ended {
+        outcome: Ended,
+        text: String,
+    },
+}
+
+/// [`ToolOutcome`], hashable for the line cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Ended {
+    Ok,
+    Error,
+    Denied,
+    TimedOut,
+    Cancelled,
+}
+
+impl Ended {
+    pub fn outcome(self) -> ToolOutcome {
+        match self {
+            Self::Ok => ToolOutcome::Ok,
+            Self::Error => ToolOutcome::Error,
+            Self::Denied => ToolOutcome::Denied,
+            Self::TimedOut => ToolOutcome::TimedOut,
+            Self::Cancelled => ToolOutcome::Cancelled,
+        }
+    }
+
+    fn from_outcome(outcome: ToolOutcome) -> Self {
+        match outcome {
+            ToolOutcome::Ok => Self::Ok,
+            ToolOutcome::Error => Self::Error,
+            ToolOutcome::Denied => Self::Denied,
+            ToolOutcome::TimedOut => Self::TimedOut,
+            ToolOutcome::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+/// An approval request waiting in the dialog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingApproval {
+    pub request_id: u64,
+    pub server: String,
+    pub tool: String,
+    pub description: String,
+    /// Arguments as pretty JSON, sanitised.
+    pub arguments: String,
+    /// When the daemon denies it for lack of an answer.
+    pub deadline: Instant,
+}
+
+/// How wide the arguments of a tool line may get before they are cut.
+const TOOL_ARGS_CHARS: usize = 48;
 
 impl Message {
     pub fn new(kind: Kind, text: &str) -> Self {
@@ -48,6 +126,7 @@ impl Message {
             origin: None,
             streaming: false,
             interrupted: false,
+            tools: Vec::new(),
         }
     }
 
@@ -89,8 +168,14 @@ pub enum Action {
     NewConversation,
     LoadConversation(i64),
     LoadCharacters,
+    /// Ask for the MCP servers' state (for the status line).
+    LoadMcpServers,
     /// Re-read status, then the current conversation (after missed events).
     Resync,
+    Approve {
+        request_id: u64,
+        decision: ApprovalDecision,
+    },
     Quit,
 }
 
@@ -127,6 +212,14 @@ pub struct App {
     wanted_conversation: Option<i64>,
     /// Whether the shown messages are a loaded conversation (so a greeting may show).
     loaded: bool,
+    /// Approval requests, the first one shown in the dialog.
+    pub approvals: VecDeque<PendingApproval>,
+    /// The time the countdowns are measured against; the runner keeps it current.
+    pub now: Instant,
+    /// MCP servers by name, as last reported.
+    pub mcp: BTreeMap<String, McpServerInfo>,
+    /// Server and tool of calls announced by an approval request.
+    call_names: HashMap<String, (String, String)>,
 }
 
 impl Default for App {
@@ -151,6 +244,10 @@ impl App {
             my_turns: HashSet::new(),
             wanted_conversation: None,
             loaded: false,
+            approvals: VecDeque::new(),
+            now: Instant::now(),
+            mcp: BTreeMap::new(),
+            call_names: HashMap::new(),
         }
     }
 
@@ -167,8 +264,42 @@ impl App {
         turn_id.is_none_or(|t| self.my_turns.contains(&t))
     }
 
+    /// Whether a tool call is running (or waiting for approval) somewhere.
+    pub fn tool_running(&self) -> bool {
+        self.messages.iter().any(|m| {
+            m.tools
+                .iter()
+                .any(|t| !matches!(t.state, ToolState::Ended { .. }))
+        })
+    }
+
+    /// Tools offered by ready MCP servers, when any server is configured.
+    pub fn tools_ready(&self) -> Option<usize> {
+        (!self.mcp.is_empty()).then(|| {
+            self.mcp
+                .values()
+                .filter(|s| s.state == McpServerState::Ready)
+                .map(|s| s.tools)
+                .sum()
+        })
+    }
+
+    /// Seconds left to answer `approval`, rounded up.
+    pub fn seconds_left(&self, approval: &PendingApproval) -> u64 {
+        let left = approval.deadline.saturating_duration_since(self.now);
+        left.as_secs() + u64::from(left.subsec_nanos() > 0)
+    }
+
+    /// Drops approval requests whose time ran out (the daemon denies them).
+    pub fn expire_approvals(&mut self) {
+        let now = self.now;
+        self.approvals.retain(|a| a.deadline > now);
+    }
+
     pub fn busy(&self) -> bool {
         self.messages.iter().any(|m| m.streaming)
+            || !self.approvals.is_empty()
+            || self.tool_running()
             || self.status.as_ref().is_some_and(|s| {
                 matches!(
                     s.state,
@@ -196,9 +327,13 @@ impl App {
         // The reload that follows replaces the view, connection notes included.
         self.conn = Conn::Connected;
         self.my_turns.clear();
-        let mut actions = vec![Action::LoadCharacters];
+        let mut actions = vec![Action::LoadCharacters, Action::LoadMcpServers];
         actions.extend(self.set_status(status));
         actions
+    }
+
+    pub fn set_mcp_servers(&mut self, servers: Vec<McpServerInfo>) {
+        self.mcp = servers.into_iter().map(|s| (s.name.clone(), s)).collect();
     }
 
     pub fn disconnected(&mut self) {
@@ -213,7 +348,10 @@ impl App {
                 m.streaming = false;
                 m.interrupted = true;
             }
+            settle_tools(m);
         }
+        // A new connection hears of requests still open only if they are asked again.
+        self.approvals.clear();
         if let Some(s) = &mut self.status {
             s.state = DaemonState::Idle;
         }
@@ -345,6 +483,92 @@ impl App {
             .rposition(|m| m.turn_id == Some(turn_id) && m.kind == Kind::Character)
     }
 
+    /// The reply of `turn_id`, created (as streaming) when we joined mid-turn.
+    fn reply_for(&mut self, turn_id: u64) -> usize {
+        match self.reply_index(turn_id) {
+            Some(i) => i,
+            None => {
+                self.push(Message {
+                    turn_id: Some(turn_id),
+                    streaming: true,
+                    ..Message::new(Kind::Character, "")
+                });
+                self.messages.len() - 1
+            }
+        }
+    }
+
+    fn tool_call_mut(&mut self, call_id: &str) -> Option<&mut ToolCall> {
+        self.messages
+            .iter_mut()
+            .rev()
+            .flat_map(|m| m.tools.iter_mut())
+            .find(|t| t.call_id == call_id)
+    }
+
+    /// The line for `call_id` under the reply of `turn_id`, added if new.
+    fn tool_line(&mut self, turn_id: u64, call_id: &str) -> &mut ToolCall {
+        let i = self.reply_for(turn_id);
+        let known = self.messages[i]
+            .tools
+            .iter()
+            .position(|t| t.call_id == call_id);
+        let (server, tool) = self
+            .call_names
+            .get(call_id)
+            .cloned()
+            .unwrap_or_else(|| (String::new(), "tool".to_owned()));
+        let tools = &mut self.messages[i].tools;
+        let j = known.unwrap_or_else(|| {
+            tools.push(ToolCall {
+                call_id: call_id.to_owned(),
+                server,
+                tool,
+                args: String::new(),
+                state: ToolState::Running {
+                    progress: String::new(),
+                },
+            });
+            tools.len() - 1
+        });
+        &mut tools[j]
+    }
+
+    fn mcp_changed(&mut self, server: McpServerInfo) {
+        let previous = self.mcp.insert(server.name.clone(), server.clone());
+        let was = previous.map(|p| p.state);
+        let name = &server.name;
+        let note = match (&server.state, &was) {
+            (state, Some(old)) if state == old => None,
+            (McpServerState::Failed { reason }, _) => {
+                Some(format!("MCP server {name} failed: {reason}"))
+            }
+            (
+                McpServerState::Restarting {
+                    attempt,
+                    in_ms,
+                    reason,
+                },
+                _,
+            ) => Some(format!(
+                "MCP server {name} stopped ({reason}); restarting in {} s (attempt {attempt})",
+                in_ms.div_ceil(1000)
+            )),
+            (
+                McpServerState::Ready,
+                Some(McpServerState::Failed { .. } | McpServerState::Restarting { .. }),
+            ) => Some(format!(
+                "MCP server {name} is back with {} tool(s)",
+                server.tools
+            )),
+            (McpServerState::Disabled, Some(_)) => Some(format!("MCP server {name} is disabled")),
+            _ => None,
+        };
+        if let Some(note) = note {
+            self.push_system(&note);
+        }
+    }
+
     pub fn apply_event(&mut self, event: Event) -> Vec<Action> {
         match event {
             Event::StateChanged { state } => {
@@ -409,6 +633,7 @@ impl App {
                 };
                 let reply = &mut self.messages[i];
                 reply.streaming = false;
+                settle_tools(reply);
                 // The stored text is authoritative (deltas may have been missed).
                 if !text.is_empty() {
                     reply.text = sanitize(&text);
@@ -426,7 +651,7 @@ impl App {
                     }
                 };
                 // An empty reply with nothing to mark says nothing: drop it.
-                if reply.text.is_empty() && !reply.interrupted {
+                if reply.text.is_empty() && !reply.interrupted && reply.tools.is_empty() {
                     self.messages.remove(i);
                 }
                 if let Some(error) = error {
@@ -471,14 +696,87 @@ impl App {
                     ));
                 }
             }
-            // Tool-call events are shown once the chat view supports them.
-            Event::McpServerChanged { .. }
-            | Event::ToolCallStarted { .. }
-            | Event::ToolCallProgress { .. }
-            | Event::ToolCallEnded { .. }
-            | Event::ApprovalRequested { .. }
-            | Event::ApprovalResolved { .. }
-            | Event::Unknown => {}
+            Event::McpServerChanged { server } => self.mcp_changed(server),
+            Event::ToolCallStarted {
+                turn_id,
+                call_id,
+                server,
+                tool,
+                arguments,
+            } => {
+                let line = self.tool_line(turn_id, &call_id);
+                line.server = sanitize(&server);
+                line.tool = sanitize(&tool);
+                line.args = sanitize(&tools::args_inline(&arguments, TOOL_ARGS_CHARS));
+                line.state = ToolState::Running {
+                    progress: String::new(),
+                };
+            }
+            Event::ToolCallProgress {
+                call_id,
+                progress,
+                total,
+                message,
+            } => {
+                if let Some(line) = self.tool_call_mut(&call_id) {
+                    line.state = ToolState::Running {
+                        progress: sanitize(&tools::progress_text(
+                            progress,
+                            total,
+                            message.as_deref(),
+                        )),
+                    };
+                }
+            }
+            Event::ToolCallEnded {
+                turn_id,
+                call_id,
+                outcome,
+                duration_ms,
+                summary,
+            } => {
+                let line = self.tool_line(turn_id, &call_id);
+                line.state = ToolState::Ended {
+                    outcome: Ended::from_outcome(outcome),
+                    text: sanitize(&tools::outcome_text(outcome, duration_ms, &summary)),
+                };
+                self.call_names.remove(&call_id);
+            }
+            Event::ApprovalRequested {
+                request_id,
+                turn_id,
+                call_id,
+                server,
+                tool,
+                description,
+                arguments,
+                timeout_secs,
+            } => {
+                self.call_names
+                    .insert(call_id.clone(), (sanitize(&server), sanitize(&tool)));
+                let line = self.tool_line(turn_id, &call_id);
+                line.args = sanitize(&tools::args_inline(&arguments, TOOL_ARGS_CHARS));
+                line.state = ToolState::Approval;
+                if !self.approvals.iter().any(|a| a.request_id == request_id) {
+                    let arguments = approval_arguments(&arguments);
+                    self.approvals.push_back(PendingApproval {
+                        request_id,
+                        server: sanitize(&server),
+                        tool: sanitize(&tool),
+                        description: sanitize(description.trim()),
+                        arguments: arguments
+                            .lines()
+                            .map(sanitize)
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                        deadline: self.now + Duration::from_secs(timeout_secs),
+                    });
+                }
+            }
+            Event::ApprovalResolved { request_id, .. } => {
+                self.approvals.retain(|a| a.request_id != request_id);
+            }
+            Event::Unknown => {}
             Event::ClientsChanged { clients } => {
                 if let Some(s) = &mut self.status {
                     s.clients = clients;
@@ -532,6 +830,9 @@ impl App {
         if ctrl && matches!(key.code, KeyCode::Char('c')) {
             return Some(Action::Quit);
         }
+        if !self.approvals.is_empty() {
+            return self.approval_key(key);
+        }
         if self.show_help {
             // Any key closes the help; only `?` and Esc are swallowed by it.
             self.show_help = false;
@@ -575,6 +876,28 @@ impl App {
         None
     }
 
+    /// While the approval dialog is open it takes every key: an answer closes it
+    /// (showing the next request, if any); other keys do nothing.
+    fn approval_key(&mut self, key: KeyEvent) -> Option<Action> {
+        if key
+            .modifiers
+            .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
+        {
+            return None;
+        }
+        let decision = match key.code {
+            KeyCode::Char('a' | 'A' | 'y' | 'Y') => ApprovalDecision::AllowOnce,
+            KeyCode::Char('s' | 'S') => ApprovalDecision::AllowForSession,
+            KeyCode::Char('d' | 'D' | 'n' | 'N') | KeyCode::Esc => ApprovalDecision::Deny,
+            _ => return None,
+        };
+        let approval = self.approvals.pop_front()?;
+        Some(Action::Approve {
+            request_id: approval.request_id,
+            decision,
+        })
+    }
+
     fn line_up_or_scroll(&mut self, up: bool) {
         let moved = self.input.vertical(up);
         match (moved, up) {
@@ -599,6 +922,36 @@ impl App {
         }
         self.scroll = None;
         Some(Action::Send(self.input.take()))
+    }
+}
+
+/// Arguments for the dialog: one `name: value` line per top-level field (values
+/// as compact JSON, strings unquoted), or pretty JSON for anything else.
+fn approval_arguments(args: &serde_json::Value) -> String {
+    match args {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k}: {s}"),
+                v => format!("{k}: {v}"),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        v => serde_json::to_string_pretty(v).unwrap_or_default(),
+    }
+}
+
+/// Calls still open when their reply ends (or the connection goes) will not report
+/// any more: show them as cancelled rather than running forever.
+fn settle_tools(m: &mut Message) {
+    for t in &mut m.tools {
+        if !matches!(t.state, ToolState::Ended { .. }) {
+            t.state = ToolState::Ended {
+                outcome: Ended::Cancelled,
+                text: tools::outcome_text(ToolOutcome::Cancelled, 0, ""),
+            };
+        }
     }
 }
 
@@ -891,5 +1244,170 @@ pub(crate) mod tests {
         );
         assert_eq!(app.input.text(), "draft");
         assert_eq!(app.messages.last().unwrap().kind, Kind::Error);
+    }
+
+    fn approval(request_id: u64, timeout_secs: u64) -> Event {
+        Event::ApprovalRequested {
+            request_id,
+            turn_id: 1,
+            call_id: format!("c{request_id}"),
+            server: "fs".into(),
+            tool: "write_file".into(),
+            description: "Writes a file".into(),
+            arguments: serde_json::json!({"path": "/tmp/a", "n": 1}),
+            timeout_secs,
+        }
+    }
+
+    #[test]
+    fn approvals_queue_answer_and_close() {
+        let mut app = App::new();
+        app.apply_event(started(1, "save"));
+        app.apply_event(approval(5, 30));
+        app.apply_event(approval(6, 30));
+        app.apply_event(approval(5, 30));
+        assert_eq!(app.approvals.len(), 2, "a repeated request is queued once");
+        assert_eq!(app.approvals[0].arguments, "n: 1\npath: /tmp/a");
+        assert_eq!(app.seconds_left(&app.approvals[0]), 30);
+        // The dialog takes the keys: others do nothing, not even typing.
+        assert_eq!(
+            app.handle_key(key(KeyCode::Char('x'), KeyModifiers::NONE)),
+            None
+        );
+        assert!(app.input.is_empty());
+        assert_eq!(
+            app.handle_key(key(KeyCode::Char('s'), KeyModifiers::NONE)),
+            Some(Action::Approve {
+                request_id: 5,
+                decision: ApprovalDecision::AllowForSession
+            })
+        );
+        assert_eq!(
+            app.handle_key(key(KeyCode::Esc, KeyModifiers::NONE)),
+            Some(Action::Approve {
+                request_id: 6,
+                decision: ApprovalDecision::Deny
+            })
+        );
+        assert!(app.approvals.is_empty());
+        // Keys go back to the input.
+        assert_eq!(
+            app.handle_key(key(KeyCode::Esc, KeyModifiers::NONE)),
+            Some(Action::Interrupt)
+        );
+
+        // Another client answers first, or time runs out: the dialog closes.
+        app.apply_event(approval(7, 30));
+        app.apply_event(approval(8, 10));
+        app.apply_event(Event::ApprovalResolved {
+            request_id: 7,
+            resolution: vtuber_shared::ApprovalResolution::Approved,
+        });
+        assert_eq!(app.approvals.len(), 1);
+        app.now += Duration::from_millis(9_500);
+        app.expire_approvals();
+        assert_eq!(app.seconds_left(&app.approvals[0]), 1);
+        app.now += Duration::from_millis(500);
+        app.expire_approvals();
+        assert!(app.approvals.is_empty());
+        assert_eq!(
+            app.handle_key(key(KeyCode::Char('a'), KeyModifiers::NONE)),
+            None
+        );
+        assert_eq!(app.input.text(), "a");
+    }
+
+    #[test]
+    fn tool_calls_attach_to_their_reply_and_keep_it() {
+        let mut app = App::new();
+        app.apply_event(started(1, "time?"));
+        app.apply_event(Event::ToolCallStarted {
+            turn_id: 1,
+            call_id: "c1".into(),
+            server: "time".into(),
+            tool: "now".into(),
+            arguments: serde_json::json!({}),
+        });
+        assert!(app.busy() && app.tool_running());
+        app.apply_event(Event::ToolCallEnded {
+            turn_id: 1,
+            call_id: "c1".into(),
+            outcome: ToolOutcome::Ok,
+            duration_ms: 3,
+            summary: "noon".into(),
+        });
+        app.apply_event(Event::TurnEnded {
+            turn_id: 1,
+            outcome: TurnOutcome::Finished,
+            text: String::new(),
+            usage: None,
+        });
+        // A reply with no text but a tool call stays, so the call is not lost.
+        assert_eq!(app.messages.len(), 2);
+        assert_eq!(
+            app.messages[1].tools[0].state,
+            ToolState::Ended {
+                outcome: Ended::Ok,
+                text: "3 ms · noon".into()
+            }
+        );
+        assert!(!app.busy());
+        // A call of a turn we joined late still finds a home.
+        app.apply_event(Event::ToolCallEnded {
+            turn_id: 9,
+            call_id: "c9".into(),
+            outcome: ToolOutcome::Denied,
+            duration_ms: 0,
+            summary: String::new(),
+        });
+        assert_eq!(app.messages.last().unwrap().tools[0].tool, "tool");
+    }
+
+    fn server(state: McpServerState, tools: usize) -> Event {
+        Event::McpServerChanged {
+            server: McpServerInfo {
+                name: "time".into(),
+                transport: "stdio".into(),
+                state,
+                tools,
+                sandbox: vtuber_shared::SandboxLevel::Off,
+                sandbox_detail: String::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn mcp_server_notes_only_for_trouble() {
+        let mut app = App::new();
+        app.apply_event(server(McpServerState::Starting, 0));
+        app.apply_event(server(McpServerState::Ready, 3));
+        assert!(app.messages.is_empty(), "a normal start is not news");
+        assert_eq!(app.tools_ready(), Some(3));
+        app.apply_event(server(
+            McpServerState::Restarting {
+                attempt: 1,
+                in_ms: 1500,
+                reason: "exit status 1".into(),
+            },
+            0,
+        ));
+        app.apply_event(server(McpServerState::Ready, 3));
+        app.apply_event(server(McpServerState::Ready, 3));
+        app.apply_event(server(
+            McpServerState::Failed {
+                reason: "gave up".into(),
+            },
+            0,
+        ));
+        let texts: Vec<&str> = app.messages.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "MCP server time stopped (exit status 1); restarting in 2 s (attempt 1)",
+                "MCP server time is back with 3 tool(s)",
+                "MCP server time failed: gave up",
+            ]
+        );
+        assert_eq!(app.tools_ready(), Some(0));
     }
 }

@@ -38,6 +38,8 @@ enum Purpose {
     LoadConversation,
     Characters,
     Status,
+    McpServers,
+    Approve,
 }
 
 enum Msg {
@@ -48,6 +50,16 @@ enum Msg {
     },
     Connected(Box<Connection>),
     ConnectFailed,
+    McpServers {
+        generation: u64,
+        servers: Vec<vtuber_shared::McpServerInfo>,
+    },
+}
+
+/// The `mcp_servers` reply, read from the raw line (see `client::decode_result`).
+#[derive(serde::Deserialize)]
+struct McpServersReply {
+    servers: Vec<vtuber_shared::McpServerInfo>,
 }
 
 const FIRST_RETRY: Duration = Duration::from_millis(500);
@@ -106,6 +118,8 @@ async fn event_loop(guard: &mut terminal::Guard, target: Target, conn: Connectio
         if runner.quit {
             return Ok(());
         }
+        runner.app.now = std::time::Instant::now();
+        runner.app.expire_approvals();
         if redraw {
             guard
                 .terminal
@@ -231,6 +245,7 @@ impl Runner {
     }
 
     async fn daemon_event(&mut self, event: vtuber_shared::Event) {
+        self.app.now = std::time::Instant::now();
         for action in self.app.apply_event(event) {
             self.perform(action).await;
         }
@@ -248,6 +263,14 @@ impl Runner {
                 self.retry_delay = (self.retry_delay * 2).min(MAX_RETRY);
                 self.retry_at = Some(Instant::now() + self.retry_delay);
             }
+            Msg::McpServers {
+                generation,
+                servers,
+            } => {
+                if generation == self.generation {
+                    self.app.set_mcp_servers(servers);
+                }
+            }
             Msg::Answer {
                 generation,
                 purpose,
@@ -263,6 +286,8 @@ impl Runner {
     async fn answer(&mut self, purpose: Purpose, result: Result<Reply, ErrorBody>) {
         let reply = match (purpose, result) {
             (Purpose::Send(text), Err(e)) => return self.app.send_failed(&text, &e),
+            // An older daemon without tool servers: nothing to show.
+            (Purpose::McpServers, Err(_)) => return,
             (_, Err(e)) => return self.app.push_error(&e),
             (_, Ok(reply)) => reply,
         };
@@ -306,6 +331,17 @@ impl Runner {
                 (Purpose::LoadConversation, Request::GetConversation { id })
             }
             Action::LoadCharacters => (Purpose::Characters, Request::ListCharacters),
+            Action::LoadMcpServers => (Purpose::McpServers, Request::ListMcpServers),
+            Action::Approve {
+                request_id,
+                decision,
+            } => (
+                Purpose::Approve,
+                Request::ApproveToolCall {
+                    request_id,
+                    decision,
+                },
+            ),
             Action::Resync => (Purpose::Status, Request::Status),
         };
         let Some(client) = &self.client else {
@@ -326,6 +362,20 @@ impl Runner {
         tokio::spawn(async move {
             let result = match pending {
                 Ok(rx) => match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+                    // These replies are read from the raw line: the shared reply type
+                    // may not know them.
+                    Ok(Ok(frame)) if matches!(purpose, Purpose::McpServers) => {
+                        if let Ok(reply) = client::decode_result::<McpServersReply>(&frame.raw) {
+                            let _ = tx.send(Msg::McpServers {
+                                generation,
+                                servers: reply.servers,
+                            });
+                        }
+                        return;
+                    }
+                    Ok(Ok(frame)) if matches!(purpose, Purpose::Approve) => {
+                        client::decode_result::<serde_json::Value>(&frame.raw).map(|_| Reply::Pong)
+                    }
                     Ok(Ok(frame)) => ResponseFrame::into_result(frame),
                     Ok(Err(_)) => Err(ErrorBody::new(
                         vtuber_shared::ErrorCode::Internal,

@@ -5,7 +5,8 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::style::Color;
 use vtuber_shared::{
-    CharacterInfo, DaemonState, ErrorBody, ErrorCode, Event, ModelLoad, TurnOutcome,
+    ApprovalResolution, CharacterInfo, DaemonState, ErrorBody, ErrorCode, Event, McpServerInfo,
+    McpServerState, ModelLoad, SandboxLevel, ToolOutcome, TurnOutcome,
 };
 
 use super::app::{App, Conn, Kind, Message};
@@ -315,4 +316,159 @@ fn messages_from_other_clients_show_where_they_came_from() {
     app.push(Message::new(Kind::System, "now talking to Bo"));
     let last = view::message_list(&app, 50).last().unwrap().to_string();
     assert_eq!(last, "· now talking to Bo");
+}
+
+fn tool_started(turn_id: u64, call_id: &str, tool: &str, args: serde_json::Value) -> Event {
+    Event::ToolCallStarted {
+        turn_id,
+        call_id: call_id.into(),
+        server: "time".into(),
+        tool: tool.into(),
+        arguments: args,
+    }
+}
+
+fn tool_ended(turn_id: u64, call_id: &str, outcome: ToolOutcome, ms: u64, summary: &str) -> Event {
+    Event::ToolCallEnded {
+        turn_id,
+        call_id: call_id.into(),
+        outcome,
+        duration_ms: ms,
+        summary: summary.into(),
+    }
+}
+
+fn server(name: &str, state: McpServerState, tools: usize) -> McpServerInfo {
+    McpServerInfo {
+        name: name.into(),
+        transport: "stdio".into(),
+        state,
+        tools,
+        sandbox: SandboxLevel::Enforced,
+        sandbox_detail: String::new(),
+    }
+}
+
+#[test]
+fn running_tool_call_with_progress() {
+    let mut app = app();
+    app.set_mcp_servers(vec![server("time", McpServerState::Ready, 2)]);
+    turn(&mut app, 1, "What time is it in UTC?", "", None);
+    app.apply_event(tool_started(
+        1,
+        "c1",
+        "get_current_time",
+        serde_json::json!({"timezone": "UTC"}),
+    ));
+    app.apply_event(Event::ToolCallProgress {
+        call_id: "c1".into(),
+        progress: 2.0,
+        total: Some(5.0),
+        message: Some("asking the clock".into()),
+    });
+    app.apply_event(Event::StateChanged {
+        state: DaemonState::Thinking,
+    });
+    let terminal = draw(&mut app, 70, 12);
+    insta::assert_snapshot!(terminal.backend());
+    let (x, y) = find(&terminal, "⚙");
+    assert_eq!(terminal.backend().buffer()[(x, y)].fg, Color::Blue);
+    find(&terminal, "tool │ Aria");
+    find(&terminal, "tools: 2 ready");
+}
+
+#[test]
+fn finished_denied_and_timed_out_tool_calls() {
+    let mut app = app();
+    turn(&mut app, 1, "Check everything", "", None);
+    let args = serde_json::json!({"path": "/home/me/notes.txt"});
+    app.apply_event(tool_started(
+        1,
+        "c1",
+        "get_current_time",
+        serde_json::json!({}),
+    ));
+    app.apply_event(tool_ended(
+        1,
+        "c1",
+        ToolOutcome::Ok,
+        120,
+        "2024-05-06 07:08 UTC",
+    ));
+    app.apply_event(tool_started(1, "c2", "read_file", args.clone()));
+    app.apply_event(tool_ended(1, "c2", ToolOutcome::Error, 8, "no such file"));
+    app.apply_event(Event::ApprovalRequested {
+        request_id: 1,
+        turn_id: 1,
+        call_id: "c3".into(),
+        server: "fs".into(),
+        tool: "delete_file".into(),
+        description: String::new(),
+        arguments: args.clone(),
+        timeout_secs: 30,
+    });
+    app.apply_event(Event::ApprovalResolved {
+        request_id: 1,
+        resolution: ApprovalResolution::Denied,
+    });
+    app.apply_event(tool_ended(1, "c3", ToolOutcome::Denied, 0, ""));
+    app.apply_event(Event::ApprovalRequested {
+        request_id: 2,
+        turn_id: 1,
+        call_id: "c4".into(),
+        server: "fs".into(),
+        tool: "write_file".into(),
+        description: String::new(),
+        arguments: args,
+        timeout_secs: 30,
+    });
+    app.apply_event(Event::ApprovalResolved {
+        request_id: 2,
+        resolution: ApprovalResolution::TimedOut,
+    });
+    app.apply_event(tool_ended(1, "c4", ToolOutcome::TimedOut, 30_000, ""));
+    app.apply_event(tool_started(1, "c5", "slow", serde_json::json!({})));
+    app.apply_event(Event::TurnEnded {
+        turn_id: 1,
+        outcome: TurnOutcome::Interrupted,
+        text: "It is 07:08.".into(),
+        usage: None,
+    });
+    assert!(app.approvals.is_empty());
+    assert!(!app.tool_running());
+    let terminal = draw(&mut app, 72, 16);
+    insta::assert_snapshot!(terminal.backend());
+    let (x, y) = find(&terminal, "✓");
+    assert_eq!(terminal.backend().buffer()[(x, y)].fg, Color::Green);
+    let (x, y) = find(&terminal, "error: no such file");
+    assert_eq!(terminal.backend().buffer()[(x, y)].fg, Color::Red);
+}
+
+#[test]
+fn approval_dialog() {
+    let mut app = app();
+    turn(&mut app, 1, "Tidy up my notes", "", None);
+    for (id, tool) in [(7, "delete_file"), (8, "write_file")] {
+        app.apply_event(Event::ApprovalRequested {
+            request_id: id,
+            turn_id: 1,
+            call_id: format!("c{id}"),
+            server: "filesystem".into(),
+            tool: tool.into(),
+            description: "Delete a file or directory. Cannot be undone; use with care.".into(),
+            arguments: serde_json::json!({
+                "path": "/home/me/notes/old.txt",
+                "recursive": false,
+                "options": {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6}
+            }),
+            timeout_secs: 30,
+        });
+    }
+    // 2.5 s later: the countdown rounds up.
+    app.now += std::time::Duration::from_millis(2500);
+    let terminal = draw(&mut app, 72, 26);
+    insta::assert_snapshot!(terminal.backend());
+    find(&terminal, "28 s");
+    find(&terminal, "1 more waiting");
+    find(&terminal, "⚙ filesystem · delete_file");
 }

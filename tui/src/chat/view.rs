@@ -14,9 +14,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Scrollbar, ScrollbarOrientation, ScrollbarState};
 use vtuber_shared::{DaemonState, ModelLoad};
 
-use super::app::{App, Conn, Kind, Message, Viewport};
+use super::app::{App, Conn, Ended, Kind, Message, PendingApproval, ToolCall, ToolState, Viewport};
 use super::markup;
 use super::wrap::{str_width, wrap_spans};
+use crate::tools;
 
 const USER: Style = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
 const CHARACTER: Style = Style::new().fg(Color::Magenta).add_modifier(Modifier::BOLD);
@@ -26,6 +27,8 @@ const DIM: Style = Style::new().fg(Color::DarkGray);
 const NOTE: Style = Style::new()
     .fg(Color::DarkGray)
     .add_modifier(Modifier::ITALIC);
+const TOOL: Style = Style::new().fg(Color::Blue);
+const OK: Style = Style::new().fg(Color::Green);
 
 /// Body text is indented under its header by this many cells.
 const INDENT: usize = 2;
@@ -51,7 +54,9 @@ pub fn render(frame: &mut Frame<'_>, app: &mut App) {
         Paragraph::new(status_line(app, status.width as usize)),
         status,
     );
-    if app.show_help {
+    if let Some(approval) = app.approvals.front() {
+        render_approval(frame, app, approval, area);
+    } else if app.show_help {
         render_help(frame, area);
     }
 }
@@ -181,6 +186,9 @@ fn message_lines(app: &App, m: &Message, width: usize) -> Vec<Line<'static>> {
                 ));
             }
             out.extend(wrap_spans(&header, width));
+            for call in &m.tools {
+                out.extend(indent(wrap_spans(&tool_spans(call), body_width)));
+            }
             let mut body = if m.text.is_empty() {
                 Vec::new()
             } else {
@@ -217,6 +225,52 @@ fn message_lines(app: &App, m: &Message, width: usize) -> Vec<Line<'static>> {
         }
     }
     out
+}
+
+/// `⚙ time · get_current_time {"timezone":"UTC"} … 40% reading`, or once ended
+/// `✓ time · get_current_time {…} 120 ms · 12:00 UTC`.
+fn tool_spans(call: &ToolCall) -> Vec<Span<'static>> {
+    let (glyph, glyph_style) = match &call.state {
+        ToolState::Approval | ToolState::Running { .. } => ("⚙", TOOL),
+        ToolState::Ended { outcome, .. } => (
+            tools::outcome_glyph(outcome.outcome()),
+            match outcome {
+                Ended::Ok => OK,
+                Ended::Error => ERROR,
+                Ended::Denied | Ended::TimedOut | Ended::Cancelled => HINT,
+            },
+        ),
+    };
+    let name = if call.server.is_empty() {
+        call.tool.clone()
+    } else {
+        format!("{} · {}", call.server, call.tool)
+    };
+    let mut spans = vec![
+        Span::styled(format!("{glyph} "), glyph_style),
+        Span::styled(name, Style::new().add_modifier(Modifier::BOLD)),
+    ];
+    if !call.args.is_empty() {
+        spans.push(Span::styled(format!(" {}", call.args), DIM));
+    }
+    match &call.state {
+        ToolState::Approval => spans.push(Span::styled(" … waiting for approval", HINT)),
+        ToolState::Running { progress } if progress.is_empty() => {
+            spans.push(Span::styled(" …", DIM));
+        }
+        ToolState::Running { progress } => {
+            spans.push(Span::styled(format!(" … {progress}"), DIM));
+        }
+        ToolState::Ended { outcome, text } => {
+            let style = match outcome {
+                Ended::Ok => DIM,
+                Ended::Error => ERROR,
+                _ => HINT,
+            };
+            spans.push(Span::styled(format!(" {text}"), style));
+        }
+    }
+    spans
 }
 
 fn render_messages(frame: &mut Frame<'_>, app: &mut App, area: Rect) {
@@ -349,15 +403,24 @@ fn status_spans(app: &App, with_llm: bool) -> Vec<Span<'static>> {
                 status.state,
                 DaemonState::Loading | DaemonState::Thinking | DaemonState::Speaking
             );
-            let dot = if busy {
+            let tool = app.tool_running();
+            let dot = if busy || tool {
                 SPINNER[app.tick % SPINNER.len()]
             } else {
                 "●"
             };
+            let (label, style) = if tool {
+                ("tool", TOOL)
+            } else {
+                (status.state.as_str(), state_style(status.state))
+            };
             spans.push(Span::styled(
-                format!("{dot} {}", status.state.as_str()),
-                state_style(status.state).add_modifier(Modifier::BOLD),
+                format!("{dot} {label}"),
+                style.add_modifier(Modifier::BOLD),
             ));
+            if !app.approvals.is_empty() {
+                spans.push(Span::styled(" (approval needed)", HINT));
+            }
             match &status.model_load {
                 ModelLoad::Loading if status.state != DaemonState::Loading => {
                     spans.push(Span::styled(" (model loading)", HINT));
@@ -379,6 +442,10 @@ fn status_spans(app: &App, with_llm: bool) -> Vec<Span<'static>> {
                 "{} · {}",
                 status.llm.backend, status.llm.model
             )));
+            if let Some(n) = app.tools_ready() {
+                spans.push(sep());
+                spans.push(Span::raw(format!("tools: {n} ready")));
+            }
         }
     }
     match app.conn {
@@ -425,9 +492,91 @@ pub const HELP: &[(&str, &str)] = &[
     ("Up / Down", "move in the input, else scroll"),
     ("Ctrl+N", "new conversation"),
     ("Ctrl+U / Ctrl+W", "delete line / word"),
+    ("a / s / d", "allow / allow for session / deny a tool"),
     ("Ctrl+C", "quit (vtuberd keeps running)"),
     ("?", "toggle this help (empty input)"),
 ];
+
+/// Lines of pretty arguments shown before they are cut.
+const MAX_ARG_LINES: usize = 8;
+
+/// The centred approval dialog for the first request in the queue.
+fn render_approval(frame: &mut Frame<'_>, app: &App, approval: &PendingApproval, area: Rect) {
+    let width = (area.width as usize).min(64);
+    let inner = width.saturating_sub(4).max(4);
+    let bold = Style::new().add_modifier(Modifier::BOLD);
+    let mut lines: Vec<Line<'static>> = Vec::new();
+    let field = |name: &str, value: &str| {
+        wrap_spans(
+            &[
+                Span::styled(format!("{name:<7}"), DIM),
+                Span::styled(value.to_owned(), bold),
+            ],
+            inner,
+        )
+    };
+    lines.extend(field("server", &approval.server));
+    lines.extend(field("tool", &approval.tool));
+    if !approval.description.is_empty() {
+        let mut wrapped = wrap_spans(&[Span::raw(approval.description.clone())], inner);
+        if wrapped.len() > 3 {
+            wrapped.truncate(3);
+            wrapped.push(Line::from(Span::styled("…", DIM)));
+        }
+        lines.push(Line::default());
+        lines.extend(wrapped);
+    }
+    if !approval.arguments.is_empty() {
+        lines.push(Line::default());
+        let all: Vec<&str> = approval.arguments.lines().collect();
+        for l in all.iter().take(MAX_ARG_LINES) {
+            lines.push(Line::from(Span::styled(tools::truncate(l, inner), HINT)));
+        }
+        if all.len() > MAX_ARG_LINES {
+            lines.push(Line::from(Span::styled(
+                format!("… {} more line(s)", all.len() - MAX_ARG_LINES),
+                DIM,
+            )));
+        }
+    }
+    lines.push(Line::default());
+    lines.extend(wrap_spans(
+        &[
+            Span::styled("a", bold),
+            Span::raw(" allow once  "),
+            Span::styled("s", bold),
+            Span::raw(" allow for session  "),
+            Span::styled("d", bold),
+            Span::raw(" deny"),
+        ],
+        inner,
+    ));
+    let height = (lines.len() + 2).min(area.height as usize) as u16;
+    let width = width as u16;
+    let popup = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    };
+    let left = app.seconds_left(approval);
+    let mut block = Block::bordered()
+        .title(Span::styled(
+            " Allow tool call? ",
+            HINT.add_modifier(Modifier::BOLD),
+        ))
+        .title(Line::from(Span::styled(format!(" {left} s "), HINT)).right_aligned())
+        .border_style(HINT);
+    let waiting = app.approvals.len() - 1;
+    if waiting > 0 {
+        block = block.title_bottom(Span::styled(format!(" {waiting} more waiting "), DIM));
+    }
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).block(block.padding(ratatui::widgets::Padding::horizontal(1))),
+        popup,
+    );
+}
 
 fn render_help(frame: &mut Frame<'_>, area: Rect) {
     let key_width = HELP.iter().map(|(k, _)| k.len()).max().unwrap_or(0);

@@ -1,0 +1,306 @@
+//! The `mcp:` section of `conf.yaml`: which MCP servers to run and how far to trust them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use vtuber_shared::ToolPolicy;
+
+/// `mcp:` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpConfig {
+    /// Tool-call rounds per turn before the LLM must answer in words.
+    pub max_rounds: u32,
+    /// Longest a single tool call may run (servers may override).
+    pub call_timeout_secs: u64,
+    /// How long an `ask` tool waits for a person before it counts as denied.
+    pub approval_timeout_secs: u64,
+    /// A file of `KEY=VALUE` lines readable only by its owner (mode 0600), for `secret:NAME`.
+    pub secrets_file: Option<PathBuf>,
+    #[serde(deserialize_with = "validated_servers")]
+    pub servers: BTreeMap<String, ServerConfig>,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        Self {
+            max_rounds: 5,
+            call_timeout_secs: 30,
+            approval_timeout_secs: 60,
+            secrets_file: None,
+            servers: BTreeMap::new(),
+        }
+    }
+}
+
+/// One MCP server: `command` (stdio) or `url` (streamable HTTP), never both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub command: Option<String>,
+    pub args: Vec<String>,
+    /// Extra environment; values may be `secret:NAME`.
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<PathBuf>,
+    pub url: Option<String>,
+    /// Extra HTTP headers; values may be `secret:NAME`.
+    pub headers: BTreeMap<String, String>,
+    pub enabled: bool,
+    /// Per-call timeout overriding `mcp.call_timeout_secs`.
+    pub timeout_secs: Option<u64>,
+    pub policy: PolicyConfig,
+    pub sandbox: SandboxConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            command: None,
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            cwd: None,
+            url: None,
+            headers: BTreeMap::new(),
+            enabled: true,
+            timeout_secs: None,
+            policy: PolicyConfig::default(),
+            sandbox: SandboxConfig::default(),
+        }
+    }
+}
+
+/// How a server is reached, as decided by [`ServerConfig::transport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport<'a> {
+    Stdio { command: &'a str },
+    Http { url: &'a str },
+}
+
+impl ServerConfig {
+    /// Checks that exactly one of `command` and `url` is set; the message names the server.
+    pub fn validate(&self, name: &str) -> Result<(), String> {
+        match (&self.command, &self.url) {
+            (Some(c), None) if !c.trim().is_empty() => {}
+            (None, Some(u)) if u.starts_with("http://") || u.starts_with("https://") => {}
+            (None, Some(u)) => {
+                return Err(format!(
+                    "mcp server `{name}`: url `{u}` must start with http:// or https://"
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "mcp server `{name}`: set either `command` (stdio) or `url` (HTTP), not both"
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "mcp server `{name}`: set `command` (a program speaking MCP on stdio) or `url` (a streamable HTTP endpoint)"
+                ));
+            }
+        }
+        if self.url.is_some()
+            && (!self.args.is_empty() || !self.env.is_empty() || self.cwd.is_some())
+        {
+            return Err(format!(
+                "mcp server `{name}`: `args`, `env` and `cwd` apply to `command` servers only"
+            ));
+        }
+        if self.command.is_some() && !self.headers.is_empty() {
+            return Err(format!(
+                "mcp server `{name}`: `headers` apply to `url` servers only"
+            ));
+        }
+        if !valid_server_name(name) {
+            return Err(format!(
+                "mcp server name `{name}`: use letters, digits, `_` and `-` only"
+            ));
+        }
+        for glob in self.policy.tools.keys() {
+            if let Err(e) = globset::Glob::new(glob) {
+                return Err(format!("mcp server `{name}`: policy pattern `{glob}`: {e}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The transport; call [`Self::validate`] first (an invalid entry reads as stdio "").
+    pub fn transport(&self) -> Transport<'_> {
+        match (&self.command, &self.url) {
+            (_, Some(url)) if self.command.is_none() => Transport::Http { url },
+            (Some(command), _) => Transport::Stdio { command },
+            _ => Transport::Stdio { command: "" },
+        }
+    }
+}
+
+fn valid_server_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// `policy:` of one server. See [`crate::mcp::policy`] for how a tool's policy is chosen.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Unset: follow the tool's annotations.
+    pub default: Option<ToolPolicy>,
+    /// Tool-name glob → policy.
+    pub tools: BTreeMap<String, ToolPolicy>,
+}
+
+/// `sandbox:` of one stdio server (Landlock).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    pub enabled: bool,
+    /// Folders (or files) the server may read.
+    pub read: Vec<PathBuf>,
+    /// Folders (or files) the server may read and write.
+    pub write: Vec<PathBuf>,
+    /// `false` denies TCP bind and connect (needs Landlock ABI 4, Linux 6.7).
+    pub network: bool,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            read: Vec::new(),
+            write: Vec::new(),
+            network: true,
+        }
+    }
+}
+
+/// Deserializes `servers` and rejects bad entries with the server's name in the message.
+fn validated_servers<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, ServerConfig>, D::Error> {
+    let servers = BTreeMap::<String, ServerConfig>::deserialize(d)?;
+    for (name, server) in &servers {
+        server.validate(name).map_err(serde::de::Error::custom)?;
+    }
+    Ok(servers)
+}
+
+/// Why an imported server list was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("not JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(
+        "expected an object with `mcpServers` (Claude Desktop) or `mcp_servers` (Open-LLM-VTuber)"
+    )]
+    NoServers,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Deserialize)]
+struct ImportedServer {
+    command: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    cwd: Option<PathBuf>,
+    url: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    disabled: bool,
+}
+
+/// Converts Claude Desktop's `{"mcpServers": {...}}` or Open-LLM-VTuber's
+/// `{"mcp_servers": {...}}` into server entries, validated like `conf.yaml` ones.
+/// Unknown keys in entries (e.g. `type`, `transport`) are ignored.
+pub fn import_claude_desktop(json: &str) -> Result<BTreeMap<String, ServerConfig>, ImportError> {
+    let root: serde_json::Value = serde_json::from_str(json)?;
+    let servers = root
+        .get("mcpServers")
+        .or_else(|| root.get("mcp_servers"))
+        .ok_or(ImportError::NoServers)?;
+    let servers: BTreeMap<String, ImportedServer> = serde_json::from_value(servers.clone())?;
+    let mut out = BTreeMap::new();
+    for (name, s) in servers {
+        let cfg = ServerConfig {
+            command: s.command,
+            args: s.args,
+            env: s.env,
+            cwd: s.cwd,
+            url: s.url,
+            headers: s.headers,
+            enabled: !s.disabled,
+            ..ServerConfig::default()
+        };
+        cfg.validate(&name).map_err(ImportError::Invalid)?;
+        out.insert(name, cfg);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, parse};
+
+    #[test]
+    fn the_documented_snippet_loads() {
+        let text = "mcp:\n  servers:\n    time:\n      command: python3\n      args: [\"-m\", \"mcp_server_time\"]\n";
+        let c: Config = parse(text, "c.yaml").unwrap();
+        let time = &c.mcp.servers["time"];
+        assert_eq!(time.transport(), Transport::Stdio { command: "python3" });
+        assert_eq!(time.args, ["-m", "mcp_server_time"]);
+        assert!(time.enabled && time.sandbox.enabled && time.sandbox.network);
+        assert_eq!(c.mcp.max_rounds, 5);
+    }
+
+    #[test]
+    fn command_and_url_are_exclusive() {
+        let both = "mcp:\n  servers:\n    weird:\n      command: x\n      url: http://h/mcp\n";
+        let err = parse(both, "c.yaml").unwrap_err().to_string();
+        assert!(err.contains("weird") && err.contains("not both"), "{err}");
+        let neither = "mcp:\n  servers:\n    empty:\n      enabled: true\n";
+        let err = parse(neither, "c.yaml").unwrap_err().to_string();
+        assert!(err.contains("empty"), "{err}");
+        let http = "mcp:\n  servers:\n    web:\n      url: https://h/mcp\n      headers: {Authorization: \"secret:TOKEN\"}\n";
+        let c = parse(http, "c.yaml").unwrap();
+        assert_eq!(
+            c.mcp.servers["web"].transport(),
+            Transport::Http {
+                url: "https://h/mcp"
+            }
+        );
+        let bad_glob =
+            "mcp:\n  servers:\n    g:\n      command: x\n      policy: {tools: {\"[\": deny}}\n";
+        assert!(parse(bad_glob, "c.yaml").is_err());
+    }
+
+    #[test]
+    fn claude_desktop_and_open_llm_vtuber_import() {
+        let claude = r#"{"mcpServers": {
+            "fs": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "/tmp"], "env": {"A": "b"}},
+            "remote": {"type": "http", "url": "https://example.invalid/mcp", "headers": {"X-Key": "k"}}
+        }}"#;
+        let s = import_claude_desktop(claude).unwrap();
+        assert_eq!(s["fs"].command.as_deref(), Some("npx"));
+        assert_eq!(s["fs"].env["A"], "b");
+        assert_eq!(s["remote"].headers["X-Key"], "k");
+        let olv = r#"{"mcp_servers": {"time": {"command": "uvx", "args": ["mcp-server-time"]}}}"#;
+        assert_eq!(
+            import_claude_desktop(olv).unwrap()["time"].args,
+            ["mcp-server-time"]
+        );
+        assert!(matches!(
+            import_claude_desktop("{}"),
+            Err(ImportError::NoServers)
+        ));
+        let both = r#"{"mcpServers": {"x": {"command": "a", "url": "http://b"}}}"#;
+        assert!(
+            matches!(import_claude_desktop(both), Err(ImportError::Invalid(m)) if m.contains('x'))
+        );
+    }
+}

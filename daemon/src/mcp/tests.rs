@@ -1,0 +1,314 @@
+//! The manager against a real MCP server process (`vtuber-mcp-test-server`), sandboxed
+//! through the real `vtuberd --sandbox-exec` launcher. Skipped, with a message, when
+//! either binary has not been built.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use vtuber_shared::{
+    ApprovalDecision, Event, McpServerState, SandboxLevel, ServerFrame, ToolOutcome, ToolPolicy,
+};
+
+use super::config::{McpConfig, ServerConfig};
+use super::{McpManager, StartOptions, ToolCallRequest};
+use crate::events::{EventBus, EventReceiver};
+use crate::store::Store;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// `target/debug/NAME`, next to the `deps` folder this test runs from, if it is at least
+/// as new as this test binary (a stale `vtuberd` would not know `--sandbox-exec`).
+fn sibling_binary(name: &str) -> Option<PathBuf> {
+    let me = std::env::current_exe().ok()?;
+    let path = me.parent()?.parent()?.join(name);
+    let built = std::fs::metadata(&path).ok()?.modified().ok()?;
+    let mine = std::fs::metadata(&me).ok()?.modified().ok()?;
+    (name != "vtuberd" || built >= mine - Duration::from_secs(3600)).then_some(path)
+}
+
+fn binaries() -> Option<(PathBuf, PathBuf)> {
+    let server = sibling_binary("vtuber-mcp-test-server");
+    let launcher = sibling_binary("vtuberd");
+    match (server, launcher) {
+        (Some(s), Some(l)) => Some((s, l)),
+        _ => {
+            eprintln!(
+                "SKIPPED: build them first: cargo build -p vtuber-mcp-test-server -p vtuberd"
+            );
+            None
+        }
+    }
+}
+
+fn request(name: &str, args: &str) -> ToolCallRequest {
+    ToolCallRequest {
+        turn_id: 1,
+        call_id: format!("c-{name}"),
+        character: "mao".into(),
+        exposed_name: name.into(),
+        arguments: args.into(),
+        cancel: CancellationToken::new(),
+    }
+}
+
+/// Next event matching `pick`, within the deadline.
+async fn next_event<T>(rx: &mut EventReceiver, mut pick: impl FnMut(Event) -> Option<T>) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let item = tokio::time::timeout(left, rx.recv())
+            .await
+            .expect("timed out waiting for an event");
+        let encoded = match item {
+            Ok(e) => e,
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(e) => panic!("bus closed: {e}"),
+        };
+        let Ok(ServerFrame::Event { event, .. }) = serde_json::from_slice(&encoded.line) else {
+            continue;
+        };
+        if let Some(t) = pick(event) {
+            return t;
+        }
+    }
+}
+
+async fn wait_state(m: &McpManager, name: &str, want: impl Fn(&McpServerState) -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    let mut rx = m.watch_server(name).expect("known server");
+    while !want(&rx.borrow_and_update().state) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::timeout(left, rx.changed())
+            .await
+            .expect("timed out waiting for a state")
+            .expect("state channel closed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_server_end_to_end() {
+    let Some((server_bin, launcher)) = binaries() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let granted = dir.path().join("granted");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&granted).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.txt"), "private").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+
+    let mut server = ServerConfig {
+        command: Some(server_bin.display().to_string()),
+        timeout_secs: Some(2),
+        ..ServerConfig::default()
+    };
+    server
+        .env
+        .insert("API_TOKEN".into(), "supersecretvalue123".into());
+    server.sandbox.write = vec![granted.clone()];
+    server.sandbox.network = false;
+    server
+        .policy
+        .tools
+        .insert("crash".into(), ToolPolicy::Allow);
+    let cfg = McpConfig {
+        servers: [("t".to_owned(), server)].into_iter().collect(),
+        ..McpConfig::default()
+    };
+    let bus = EventBus::new(4096);
+    let (mut rx, _) = bus.subscribe();
+    let store = Store::open(&dir.path().join("h.sqlite3")).unwrap();
+    let m = McpManager::start_with(
+        cfg,
+        bus,
+        store,
+        StartOptions {
+            launcher: Some(launcher),
+        },
+    );
+
+    let info = m.wait_settled("t", DEADLINE).await.expect("settled");
+    assert_eq!(info.state, McpServerState::Ready, "{info:?}");
+    assert_eq!(info.sandbox, SandboxLevel::Enforced, "{info:?}");
+    assert!(info.tools >= 7, "{info:?}");
+    let specs = m.tool_specs();
+    assert!(specs.iter().any(|s| s.name == "t__add"), "{specs:?}");
+    let write_info = m
+        .tools(Some("t"))
+        .into_iter()
+        .find(|t| t.name == "write_file")
+        .unwrap();
+    assert_eq!(write_info.policy, ToolPolicy::Ask);
+    assert!(write_info.destructive);
+
+    // Plain call, unknown tool, bad JSON.
+    let r = m.call(request("t__add", r#"{"a": 2, "b": 3}"#)).await;
+    assert_eq!(r.outcome, ToolOutcome::Ok, "{}", r.content);
+    assert!(r.content.contains('5'), "{}", r.content);
+    let r = m.call(request("t__nope", "{}")).await;
+    assert_eq!(r.outcome, ToolOutcome::Error);
+    assert!(r.content.contains("t__add"), "{}", r.content);
+    let r = m.call(request("t__add", "{not json")).await;
+    assert_eq!(r.outcome, ToolOutcome::Error);
+    assert!(r.content.contains("JSON"), "{}", r.content);
+
+    // Progress is forwarded.
+    let r = m
+        .call(request("t__slow", r#"{"ms": 300, "steps": 3}"#))
+        .await;
+    assert_eq!(r.outcome, ToolOutcome::Ok, "{}", r.content);
+    let (progress, total) = next_event(&mut rx, |e| match e {
+        Event::ToolCallProgress {
+            call_id,
+            progress,
+            total,
+            ..
+        } if call_id == "c-t__slow" => Some((progress, total)),
+        _ => None,
+    })
+    .await;
+    assert!(progress >= 1.0 && total == Some(3.0));
+
+    // Timeout (server override: 2 s) and cancellation.
+    let r = m.call(request("t__slow", r#"{"ms": 20000}"#)).await;
+    assert_eq!(r.outcome, ToolOutcome::TimedOut, "{}", r.content);
+    assert!(r.duration < Duration::from_secs(10));
+    let req = request("t__slow", r#"{"ms": 20000}"#);
+    let cancel = req.cancel.clone();
+    let call = tokio::spawn({
+        let m = m.clone();
+        async move { m.call(req).await }
+    });
+    next_event(&mut rx, |e| {
+        matches!(e, Event::ToolCallStarted { ref call_id, .. } if call_id == "c-t__slow")
+            .then_some(())
+    })
+    .await;
+    cancel.cancel();
+    let r = call.await.unwrap();
+    assert_eq!(r.outcome, ToolOutcome::Cancelled);
+
+    // Approval: allow once inside the granted folder; deny; session approval; the
+    // sandbox stops writes outside it.
+    for (file, decision, want) in [
+        (
+            granted.join("a.txt"),
+            ApprovalDecision::AllowOnce,
+            ToolOutcome::Ok,
+        ),
+        (
+            granted.join("b.txt"),
+            ApprovalDecision::Deny,
+            ToolOutcome::Denied,
+        ),
+        (
+            outside.join("c.txt"),
+            ApprovalDecision::AllowForSession,
+            ToolOutcome::Error,
+        ),
+    ] {
+        let args = serde_json::json!({"path": file, "text": "hi"}).to_string();
+        let call = tokio::spawn({
+            let m = m.clone();
+            async move { m.call(request("t__write_file", &args)).await }
+        });
+        let id = next_event(&mut rx, |e| match e {
+            Event::ApprovalRequested { request_id, .. } => Some(request_id),
+            _ => None,
+        })
+        .await;
+        assert!(m.answer_approval(id, decision));
+        assert!(!m.answer_approval(id, decision), "settled twice");
+        let r = call.await.unwrap();
+        assert_eq!(r.outcome, want, "{file:?}: {}", r.content);
+    }
+    assert_eq!(
+        std::fs::read_to_string(granted.join("a.txt")).unwrap(),
+        "hi"
+    );
+    assert!(!granted.join("b.txt").exists());
+    assert!(!outside.join("c.txt").exists());
+    // Allowed for the session: no approval asked this time.
+    let args = serde_json::json!({"path": granted.join("d.txt"), "text": "x"}).to_string();
+    let r = m.call(request("t__write_file", &args)).await;
+    assert_eq!(r.outcome, ToolOutcome::Ok, "{}", r.content);
+
+    // Reads outside the granted folders and TCP connects fail in the sandbox.
+    let args = serde_json::json!({"path": outside.join("secret.txt")}).to_string();
+    let r = m.call(request("t__read_file", &args)).await;
+    assert_eq!(r.outcome, ToolOutcome::Error, "{}", r.content);
+    let args = serde_json::json!({"addr": addr.to_string()}).to_string();
+    let r = m.call(request("t__connect", &args)).await;
+    assert_eq!(r.outcome, ToolOutcome::Error, "{}", r.content);
+
+    // Secrets are redacted from audit rows and events.
+    let r = m
+        .call(request("t__echo", r#"{"text": "supersecretvalue123"}"#))
+        .await;
+    assert_eq!(r.outcome, ToolOutcome::Ok);
+
+    // tools/list_changed is followed.
+    let r = m.call(request("t__change_tools", "{}")).await;
+    assert_eq!(r.outcome, ToolOutcome::Ok, "{}", r.content);
+    next_event(&mut rx, |e| match e {
+        Event::McpServerChanged { server } if server.tools == info.tools + 1 => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(m.tool_specs().iter().any(|s| s.name == "t__late_tool"));
+
+    // A crash mid-call is an error, and the server comes back.
+    let r = m.call(request("t__crash", "{}")).await;
+    assert_eq!(r.outcome, ToolOutcome::Error);
+    assert!(r.content.contains("crashed"), "{}", r.content);
+    wait_state(&m, "t", |s| matches!(s, McpServerState::Restarting { .. })).await;
+    wait_state(&m, "t", |s| *s == McpServerState::Ready).await;
+    let r = m.call(request("t__add", r#"{"a": 1, "b": 1}"#)).await;
+    assert_eq!(r.outcome, ToolOutcome::Ok, "{}", r.content);
+
+    let rows = m.audit(None, 100).await.unwrap();
+    assert!(rows.len() >= 14, "{}", rows.len());
+    let decisions: Vec<&str> = rows.iter().map(|r| r.decision.as_str()).collect();
+    for want in ["auto", "approved", "denied", "approved_for_session"] {
+        assert!(decisions.contains(&want), "{decisions:?}");
+    }
+    assert!(rows.iter().any(|r| r.outcome == ToolOutcome::TimedOut));
+    assert!(rows.iter().any(|r| r.outcome == ToolOutcome::Cancelled));
+    let echo = rows.iter().find(|r| r.tool == "echo").unwrap();
+    assert!(!echo.arguments.contains("supersecretvalue123"), "{echo:?}");
+    assert!(!echo.detail.contains("supersecretvalue123"), "{echo:?}");
+
+    m.restart("t").await.unwrap();
+    assert!(m.restart("nope").await.is_err());
+    m.shutdown().await;
+    assert!(m.tool_specs().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandboxed_and_plain_start_times() {
+    let Some((server_bin, launcher)) = binaries() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("h.sqlite3")).unwrap();
+    let mut cfg = ServerConfig {
+        command: Some(server_bin.display().to_string()),
+        ..ServerConfig::default()
+    };
+    let opts = StartOptions {
+        launcher: Some(launcher),
+    };
+    let mut times = Vec::new();
+    for sandboxed in [false, true, false, true] {
+        cfg.sandbox.enabled = sandboxed;
+        let t = super::measure_start(cfg.clone(), store.clone(), opts.clone())
+            .await
+            .unwrap();
+        times.push((sandboxed, t));
+    }
+    eprintln!("start times (sandboxed, time): {times:?}");
+}

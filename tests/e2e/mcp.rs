@@ -1,0 +1,1117 @@
+//! MCP tools through the real daemon: the mock LLM asks for tools, vtuberd runs them on
+//! `vtuber-mcp-test-server` (or a real third-party server) and sends the results back.
+//! Covers the tool loop, concurrency, timeouts, crashes and restarts, policy and
+//! approval, sandboxing, the audit log and secret hygiene.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{WAIT, run, stderr, stdout};
+use serde_json::{Value, json};
+use vtuber_e2e::mcp::{
+    JsonClient, McpConfig, McpDaemon, ServerSpec, landlock_abi, test_server_bin,
+};
+use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm, MockReply, MockToolCall, RecordedRequest};
+use vtuber_shared::{
+    ApprovalDecision, ApprovalResolution, Event, McpServerState, Request, SandboxLevel,
+    ToolOutcome, ToolPolicy, TurnOutcome,
+};
+
+/// First reply asks for `calls`, every later one answers `final_text`.
+fn tool_script(calls: Vec<MockToolCall>, final_text: &str) -> MockBehaviour {
+    MockBehaviour::Script(vec![
+        MockBehaviour::Reply(MockReply::tool_calls(calls)),
+        MockBehaviour::reply(final_text),
+    ])
+}
+
+fn call(id: &str, name: &str, args: Value) -> MockToolCall {
+    MockToolCall::new(id, name, args.to_string())
+}
+
+struct Setup {
+    mock: MockLlm,
+    daemon: McpDaemon,
+    client: JsonClient,
+}
+
+/// A mock LLM with `behaviour`, a daemon with `servers` (config adjusted by `tweak`,
+/// extra environment `env`), and a client; every server is ready.
+async fn setup_with(
+    servers: Vec<ServerSpec>,
+    behaviour: MockBehaviour,
+    env: &[(&str, &str)],
+    tweak: impl FnOnce(&mut McpConfig),
+) -> Setup {
+    let mock = MockLlm::start_blocking(behaviour).expect("mock LLM starts");
+    let names: Vec<String> = servers.iter().map(|s| s.name.clone()).collect();
+    let mut config = McpConfig::new(&mock.base_url(), servers);
+    tweak(&mut config);
+    let daemon = McpDaemon::spawn(&config.to_yaml(), env).expect("daemon starts");
+    let mut client = daemon.client("mcp-test").await.expect("client connects");
+    for name in names {
+        if let Err(e) = client.wait_server_ready(&name, WAIT).await {
+            panic!("{e:#}\n--- daemon log ---\n{}", daemon.log_text());
+        }
+    }
+    Setup {
+        mock,
+        daemon,
+        client,
+    }
+}
+
+async fn setup(servers: Vec<ServerSpec>, behaviour: MockBehaviour) -> Setup {
+    setup_with(servers, behaviour, &[], |_| {}).await
+}
+
+/// One tool call as the events tell it.
+#[derive(Debug, Clone, Default)]
+struct CallSeen {
+    server: String,
+    tool: String,
+    arguments: Value,
+    outcome: Option<ToolOutcome>,
+    summary: String,
+    duration_ms: u64,
+    progress: usize,
+}
+
+/// Tool calls in `events`, by call id.
+fn calls_in(events: &[Event]) -> HashMap<String, CallSeen> {
+    let mut out: HashMap<String, CallSeen> = HashMap::new();
+    for e in events {
+        match e {
+            Event::ToolCallStarted {
+                call_id,
+                server,
+                tool,
+                arguments,
+                ..
+            } => {
+                let c = out.entry(call_id.clone()).or_default();
+                c.server = server.clone();
+                c.tool = tool.clone();
+                c.arguments = arguments.clone();
+            }
+            Event::ToolCallProgress { call_id, .. } => {
+                out.entry(call_id.clone()).or_default().progress += 1;
+            }
+            Event::ToolCallEnded {
+                call_id,
+                outcome,
+                duration_ms,
+                summary,
+                ..
+            } => {
+                let c = out.entry(call_id.clone()).or_default();
+                c.outcome = Some(*outcome);
+                c.summary = summary.clone();
+                c.duration_ms = *duration_ms;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The only call of `tool` in `events`.
+fn call_of(events: &[Event], tool: &str) -> CallSeen {
+    let calls: Vec<CallSeen> = calls_in(events)
+        .into_values()
+        .filter(|c| c.tool == tool)
+        .collect();
+    assert_eq!(calls.len(), 1, "calls of {tool}: {events:#?}");
+    calls[0].clone()
+}
+
+fn turn_outcome(events: &[Event]) -> TurnOutcome {
+    events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Event::TurnEnded { outcome, .. } => Some(outcome.clone()),
+            _ => None,
+        })
+        .expect("turn ended")
+}
+
+/// The `tool` message answering `call_id` in a chat request.
+fn tool_result(req: &RecordedRequest, call_id: &str) -> String {
+    req.messages()
+        .iter()
+        .find(|m| m["role"] == "tool" && m["tool_call_id"] == call_id)
+        .map(|m| match &m["content"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .unwrap_or_else(|| panic!("no tool result for {call_id} in {:#?}", req.messages()))
+}
+
+/// Sends `text` and collects the turn's events.
+async fn turn(s: &mut Setup, text: &str) -> Vec<Event> {
+    let id = s.client.send_text(text).await.expect("turn accepted");
+    match s.client.finish_turn(id, WAIT).await {
+        Ok(events) => events,
+        Err(e) => panic!("{e:#}\n--- daemon log ---\n{}", s.daemon.log_text()),
+    }
+}
+
+/// Sends `text`, answers the first approval request with `decision` (or not at all),
+/// and collects the turn's events.
+async fn turn_with_approval(
+    s: &mut Setup,
+    text: &str,
+    decision: Option<ApprovalDecision>,
+) -> Vec<Event> {
+    let id = s.client.send_text(text).await.expect("turn accepted");
+    let mut events = s
+        .client
+        .events_until(WAIT, |e| {
+            matches!(e, Event::ApprovalRequested { .. })
+                || matches!(e, Event::TurnEnded { turn_id, .. } if *turn_id == id)
+        })
+        .await
+        .expect("approval requested");
+    let Some(Event::ApprovalRequested {
+        request_id,
+        turn_id,
+        ..
+    }) = events.last().cloned()
+    else {
+        panic!("the turn ended without asking: {events:#?}");
+    };
+    assert_eq!(turn_id, id);
+    if let Some(decision) = decision {
+        let reply = s
+            .client
+            .approve(request_id, decision)
+            .await
+            .expect("approval answered");
+        assert_ne!(reply["accepted"], json!(false), "{reply}");
+    }
+    events.extend(s.client.finish_turn(id, WAIT).await.expect("turn ends"));
+    events
+}
+
+fn resolution(events: &[Event]) -> ApprovalResolution {
+    events
+        .iter()
+        .find_map(|e| match e {
+            Event::ApprovalResolved { resolution, .. } => Some(*resolution),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no approval_resolved: {events:#?}"))
+}
+
+fn approvals_asked(events: &[Event]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, Event::ApprovalRequested { .. }))
+        .count()
+}
+
+// --- (a) the whole loop ---------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn say_runs_a_tool_and_prints_the_final_answer() {
+    let s = setup(
+        vec![ServerSpec::test_server()],
+        tool_script(
+            vec![call("c1", "test__add", json!({"a": 2, "b": 3}))],
+            "Two plus three is five.",
+        ),
+    )
+    .await;
+    let mut cmd = s.daemon.daemon.vtuber();
+    cmd.args(["say", "what is 2 + 3?"]);
+    let out = run(cmd).await;
+    assert!(
+        out.status.success(),
+        "stderr: {}\n{}",
+        stderr(&out),
+        s.daemon.log_text()
+    );
+    assert_eq!(stdout(&out).trim_end(), "Two plus three is five.");
+
+    let reqs = s.mock.requests();
+    assert_eq!(reqs.len(), 2, "one request per step");
+    // The tools were offered under their exposed names.
+    let offered: Vec<&str> = reqs[0].body["tools"]
+        .as_array()
+        .expect("tools offered")
+        .iter()
+        .filter_map(|t| t["function"]["name"].as_str())
+        .collect();
+    assert!(offered.contains(&"test__add"), "{offered:?}");
+    assert!(offered.contains(&"test__echo"), "{offered:?}");
+    // The assistant's call and its result went back.
+    assert!(
+        reqs[1]
+            .messages()
+            .iter()
+            .any(|m| m["role"] == "assistant" && m["tool_calls"][0]["id"] == "c1"),
+        "{:#?}",
+        reqs[1].messages()
+    );
+    assert_eq!(tool_result(&reqs[1], "c1").trim(), "5");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tool_events_reach_clients() {
+    let mut s = setup(
+        vec![ServerSpec::test_server()],
+        tool_script(
+            vec![call("c1", "test__echo", json!({"text": "hello tools"}))],
+            "Done.",
+        ),
+    )
+    .await;
+    let events = turn(&mut s, "echo please").await;
+    assert_eq!(turn_outcome(&events), TurnOutcome::Finished);
+    let c = call_of(&events, "echo");
+    assert_eq!(c.server, "test");
+    assert_eq!(c.arguments, json!({"text": "hello tools"}));
+    assert_eq!(c.outcome, Some(ToolOutcome::Ok), "{c:?}");
+    assert!(c.summary.contains("hello tools"), "{c:?}");
+    assert!(!c.summary.contains('\n'), "one-line summary: {c:?}");
+    let text: String = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Delta { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(text, "Done.");
+}
+
+// --- (b) concurrency and progress -----------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_of_one_step_run_concurrently() {
+    let mut s = setup(
+        vec![ServerSpec::test_server()],
+        tool_script(
+            (1..=3)
+                .map(|i| call(&format!("s{i}"), "test__slow", json!({"ms": 300})))
+                .collect(),
+            "All done.",
+        ),
+    )
+    .await;
+    let id = s.client.send_text("three slow things").await.unwrap();
+    let mut first_start = None;
+    let mut last_end = None;
+    let mut ended = 0;
+    loop {
+        let (_, ev) = s.client.next_event(WAIT).await.unwrap();
+        let now = Instant::now();
+        match ev {
+            Event::ToolCallStarted { .. } if first_start.is_none() => first_start = Some(now),
+            Event::ToolCallEnded { outcome, .. } => {
+                assert_eq!(outcome, ToolOutcome::Ok);
+                ended += 1;
+                last_end = Some(now);
+            }
+            Event::TurnEnded { turn_id, .. } if turn_id == id => break,
+            _ => {}
+        }
+    }
+    assert_eq!(ended, 3);
+    let span = last_end.unwrap() - first_start.unwrap();
+    assert!(
+        span < Duration::from_millis(700),
+        "three 300 ms calls took {span:?}: not concurrent"
+    );
+    assert!(span >= Duration::from_millis(300), "{span:?}");
+    let reqs = s.mock.requests();
+    for i in 1..=3 {
+        assert_eq!(
+            tool_result(&reqs[1], &format!("s{i}")),
+            "slept 300 ms in 1 steps"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_notifications_reach_clients() {
+    let mut s = setup(
+        vec![ServerSpec::test_server()],
+        tool_script(
+            vec![call("p1", "test__slow", json!({"ms": 300, "steps": 3}))],
+            "Done.",
+        ),
+    )
+    .await;
+    let events = turn(&mut s, "slowly").await;
+    let progress: Vec<(f64, Option<f64>)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ToolCallProgress {
+                progress, total, ..
+            } => Some((*progress, *total)),
+            _ => None,
+        })
+        .collect();
+    assert!(!progress.is_empty(), "no progress events: {events:#?}");
+    assert!(
+        progress.iter().all(|(_, t)| *t == Some(3.0)),
+        "{progress:?}"
+    );
+    assert!(progress.windows(2).all(|w| w[0].0 < w[1].0), "{progress:?}");
+    assert_eq!(call_of(&events, "slow").progress, progress.len());
+}
+
+// --- (c) timeouts ---------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_calls_time_out_and_are_cancelled() {
+    let mut s = setup(
+        vec![ServerSpec::test_server().timeout_secs(1)],
+        tool_script(
+            vec![call("t1", "test__slow", json!({"ms": 5000, "steps": 50}))],
+            "That took too long.",
+        ),
+    )
+    .await;
+    let t = Instant::now();
+    let events = turn(&mut s, "take your time").await;
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    assert_eq!(turn_outcome(&events), TurnOutcome::Finished);
+    let c = call_of(&events, "slow");
+    assert_eq!(c.outcome, Some(ToolOutcome::TimedOut), "{c:?}");
+    assert!(
+        (900..3000).contains(&c.duration_ms),
+        "duration {} ms",
+        c.duration_ms
+    );
+    // The LLM was told it failed, not given a result.
+    let reqs = s.mock.requests();
+    let result = tool_result(&reqs[1], "t1");
+    assert!(!result.is_empty() && !result.contains("slept"), "{result}");
+    // The server saw the cancellation (its stderr goes to the daemon's log).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !s.daemon.log_text().contains("slow: cancelled") {
+        assert!(
+            Instant::now() < deadline,
+            "the server never saw notifications/cancelled:\n{}",
+            s.daemon.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// --- (d) crashes ----------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crashed_server_restarts_and_works_again() {
+    let mut s = setup(
+        vec![ServerSpec::test_server().allow_all()],
+        MockBehaviour::Script(vec![
+            MockBehaviour::Reply(MockReply::tool_calls(vec![call(
+                "k1",
+                "test__crash",
+                json!({}),
+            )])),
+            MockBehaviour::reply("It broke."),
+            MockBehaviour::Reply(MockReply::tool_calls(vec![call(
+                "a1",
+                "test__add",
+                json!({"a": 20, "b": 22}),
+            )])),
+            MockBehaviour::reply("Forty-two."),
+        ]),
+    )
+    .await;
+    let id = s.client.send_text("crash it").await.unwrap();
+    let mut restarting = false;
+    let mut ready_again = false;
+    let mut turn_done = false;
+    let mut events = Vec::new();
+    while !(turn_done && ready_again) {
+        let (_, ev) = match s.client.next_event(WAIT).await {
+            Ok(x) => x,
+            Err(e) => panic!("{e:#}: {events:#?}\n{}", s.daemon.log_text()),
+        };
+        match &ev {
+            Event::McpServerChanged { server } if server.name == "test" => match server.state {
+                McpServerState::Restarting { .. } => restarting = true,
+                McpServerState::Ready if restarting => ready_again = true,
+                McpServerState::Failed { .. } | McpServerState::Disabled => {
+                    panic!("server gave up: {server:?}")
+                }
+                _ => {}
+            },
+            Event::TurnEnded { turn_id, .. } if *turn_id == id => turn_done = true,
+            _ => {}
+        }
+        events.push(ev);
+    }
+    assert_eq!(call_of(&events, "crash").outcome, Some(ToolOutcome::Error));
+    assert_eq!(turn_outcome(&events), TurnOutcome::Finished);
+    assert!(!tool_result(&s.mock.requests()[1], "k1").is_empty());
+
+    let events = turn(&mut s, "add then").await;
+    assert_eq!(call_of(&events, "add").outcome, Some(ToolOutcome::Ok));
+    assert_eq!(tool_result(&s.mock.requests()[3], "a1").trim(), "42");
+    let servers = s.client.servers().await.unwrap();
+    assert_eq!(servers[0].state, McpServerState::Ready);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_request_restarts_a_server() {
+    let mut s = setup(
+        vec![ServerSpec::test_server()],
+        MockBehaviour::reply("unused"),
+    )
+    .await;
+    s.client
+        .ok(Request::RestartMcpServer {
+            name: "test".into(),
+        })
+        .await
+        .unwrap();
+    let events = s
+        .client
+        .events_until(WAIT, |e| {
+            matches!(e, Event::McpServerChanged { server }
+                if server.name == "test" && server.state == McpServerState::Ready)
+        })
+        .await
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::McpServerChanged { server }
+            if server.state != McpServerState::Ready)),
+        "no state change before ready: {events:#?}"
+    );
+    let err = s
+        .client
+        .request(Request::RestartMcpServer {
+            name: "nope".into(),
+        })
+        .await
+        .unwrap()
+        .expect_err("unknown server");
+    assert_eq!(err.code, vtuber_shared::ErrorCode::NotFound);
+}
+
+// --- listing and tools/list_changed ----------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tools_are_listed_with_exposed_names_and_policies() {
+    let mut s = setup(
+        vec![ServerSpec::test_server().policy(None, &[("echo", "ask"), ("env_*", "deny")])],
+        MockBehaviour::reply("unused"),
+    )
+    .await;
+    let servers = s.client.servers().await.unwrap();
+    assert_eq!(servers.len(), 1);
+    assert_eq!(servers[0].name, "test");
+    assert_eq!(servers[0].transport, "stdio");
+    assert_eq!(servers[0].sandbox, SandboxLevel::Off);
+    let tools = s.client.tools(Some("test")).await.unwrap();
+    assert_eq!(servers[0].tools, tools.len());
+    let by_name: HashMap<&str, &vtuber_shared::McpToolInfo> =
+        tools.iter().map(|t| (t.name.as_str(), t)).collect();
+    let add = by_name["add"];
+    assert_eq!(add.exposed_name, "test__add");
+    assert!(add.read_only && !add.destructive);
+    assert_eq!(add.input_schema["type"], "object");
+    assert!(add.description.contains("Adds"), "{add:?}");
+    // Annotations decide when the policy does not.
+    assert_eq!(add.policy, ToolPolicy::Allow);
+    assert_eq!(by_name["write_file"].policy, ToolPolicy::Ask);
+    assert!(by_name["write_file"].destructive);
+    assert_eq!(by_name["crash"].policy, ToolPolicy::Ask, "unannotated asks");
+    // Per-tool rules, globs included, override annotations.
+    assert_eq!(by_name["echo"].policy, ToolPolicy::Ask);
+    assert_eq!(by_name["env_has"].policy, ToolPolicy::Deny);
+    // All servers when none is named.
+    assert_eq!(s.client.tools(None).await.unwrap().len(), tools.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tools_list_changed_is_followed() {
+    let mut s = setup(
+        vec![ServerSpec::test_server()],
+        tool_script(
+            vec![call("l1", "test__change_tools", json!({}))],
+            "Changed.",
+        ),
+    )
+    .await;
+    let before = s.client.tools(Some("test")).await.unwrap();
+    assert!(before.iter().all(|t| t.name != "late_tool"));
+    let events = turn(&mut s, "change").await;
+    assert_eq!(
+        call_of(&events, "change_tools").outcome,
+        Some(ToolOutcome::Ok)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let tools = s.client.tools(Some("test")).await.unwrap();
+        if tools.iter().any(|t| t.exposed_name == "test__late_tool") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "late_tool never listed: {tools:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And the LLM is offered it from now on.
+    s.mock.set_behaviour(MockBehaviour::reply("ok"));
+    turn(&mut s, "again").await;
+    let last = s.mock.requests().pop().unwrap();
+    let offered = last.body["tools"].to_string();
+    assert!(offered.contains("test__late_tool"), "{offered}");
+}
+
+// --- (e) policy and approval ----------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allowed_tools_run_without_asking() {
+    let mut s = setup(
+        vec![ServerSpec::test_server()],
+        tool_script(
+            vec![call("c1", "test__add", json!({"a": 1, "b": 1}))],
+            "Two.",
+        ),
+    )
+    .await;
+    let events = turn(&mut s, "1+1").await;
+    assert_eq!(approvals_asked(&events), 0, "{events:#?}");
+    assert_eq!(call_of(&events, "add").outcome, Some(ToolOutcome::Ok));
+    let audit = s.client.audit(None).await.unwrap();
+    assert_eq!(audit.len(), 1, "{audit:#?}");
+    assert_eq!(audit[0].decision, "auto");
+    assert_eq!(audit[0].outcome, ToolOutcome::Ok);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ask_then_approve_runs_the_tool() {
+    let mut s = setup(
+        vec![ServerSpec::test_server().policy(None, &[("echo", "ask")])],
+        tool_script(
+            vec![call("e1", "test__echo", json!({"text": "approved!"}))],
+            "Echoed.",
+        ),
+    )
+    .await;
+    let events = turn_with_approval(&mut s, "echo", Some(ApprovalDecision::AllowOnce)).await;
+    let asked = events
+        .iter()
+        .find_map(|e| match e {
+            Event::ApprovalRequested {
+                server,
+                tool,
+                arguments,
+                timeout_secs,
+                ..
+            } => Some((
+                server.clone(),
+                tool.clone(),
+                arguments.clone(),
+                *timeout_secs,
+            )),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        asked,
+        (
+            "test".into(),
+            "echo".into(),
+            json!({"text": "approved!"}),
+            60
+        )
+    );
+    assert_eq!(resolution(&events), ApprovalResolution::Approved);
+    assert_eq!(call_of(&events, "echo").outcome, Some(ToolOutcome::Ok));
+    assert_eq!(tool_result(&s.mock.requests()[1], "e1"), "approved!");
+    let audit = s.client.audit(Some(10)).await.unwrap();
+    assert_eq!(audit[0].decision, "approved", "{audit:#?}");
+    assert_eq!(audit[0].tool, "echo");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ask_then_deny_does_not_run_the_tool() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("never.txt");
+    // write_file is destructive: with no policy set, the annotation makes it ask.
+    let mut s = setup(
+        vec![ServerSpec::test_server()],
+        tool_script(
+            vec![call(
+                "w1",
+                "test__write_file",
+                json!({"path": target, "text": "x"}),
+            )],
+            "Fine, I won't.",
+        ),
+    )
+    .await;
+    let events = turn_with_approval(&mut s, "write", Some(ApprovalDecision::Deny)).await;
+    assert_eq!(resolution(&events), ApprovalResolution::Denied);
+    assert_eq!(
+        call_of(&events, "write_file").outcome,
+        Some(ToolOutcome::Denied)
+    );
+    assert_eq!(turn_outcome(&events), TurnOutcome::Finished);
+    assert!(!target.exists(), "the denied tool ran");
+    assert!(!tool_result(&s.mock.requests()[1], "w1").is_empty());
+    let audit = s.client.audit(None).await.unwrap();
+    assert_eq!(audit[0].decision, "denied", "{audit:#?}");
+    assert_eq!(audit[0].outcome, ToolOutcome::Denied);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unanswered_approval_times_out_as_denied() {
+    let mut s = setup_with(
+        vec![ServerSpec::test_server().policy(None, &[("echo", "ask")])],
+        tool_script(
+            vec![call("e1", "test__echo", json!({"text": "anyone?"}))],
+            "Nobody answered.",
+        ),
+        &[],
+        |c| c.approval_timeout_secs = 1,
+    )
+    .await;
+    let t = Instant::now();
+    let events = turn_with_approval(&mut s, "echo", None).await;
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(resolution(&events), ApprovalResolution::TimedOut);
+    let outcome = call_of(&events, "echo").outcome;
+    assert!(
+        matches!(
+            outcome,
+            Some(ToolOutcome::Denied) | Some(ToolOutcome::TimedOut)
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(turn_outcome(&events), TurnOutcome::Finished);
+    let audit = s.client.audit(None).await.unwrap();
+    assert_eq!(audit[0].decision, "timed_out", "{audit:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allow_for_session_stops_asking() {
+    let mut s = setup(
+        vec![ServerSpec::test_server().policy(None, &[("echo", "ask")])],
+        MockBehaviour::Script(vec![
+            MockBehaviour::Reply(MockReply::tool_calls(vec![call(
+                "e1",
+                "test__echo",
+                json!({"text": "one"}),
+            )])),
+            MockBehaviour::reply("One."),
+            MockBehaviour::Reply(MockReply::tool_calls(vec![call(
+                "e2",
+                "test__echo",
+                json!({"text": "two"}),
+            )])),
+            MockBehaviour::reply("Two."),
+        ]),
+    )
+    .await;
+    let events = turn_with_approval(&mut s, "first", Some(ApprovalDecision::AllowForSession)).await;
+    assert_eq!(resolution(&events), ApprovalResolution::ApprovedForSession);
+    let events = turn(&mut s, "second").await;
+    assert_eq!(approvals_asked(&events), 0, "{events:#?}");
+    assert_eq!(call_of(&events, "echo").outcome, Some(ToolOutcome::Ok));
+    let audit = s.client.audit(None).await.unwrap();
+    let decisions: Vec<&str> = audit.iter().map(|a| a.decision.as_str()).collect();
+    assert_eq!(decisions.len(), 2, "{audit:#?}");
+    assert_eq!(decisions[1], "approved_for_session", "{audit:#?}");
+    assert!(
+        ["auto", "approved_for_session"].contains(&decisions[0]),
+        "{audit:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn denied_by_policy_never_asks() {
+    let mut s = setup(
+        vec![ServerSpec::test_server().policy(Some("allow"), &[("env_*", "deny")])],
+        tool_script(
+            vec![call("d1", "test__env_has", json!({"name": "HOME"}))],
+            "Not allowed.",
+        ),
+    )
+    .await;
+    let events = turn(&mut s, "check env").await;
+    assert_eq!(approvals_asked(&events), 0);
+    assert_eq!(
+        call_of(&events, "env_has").outcome,
+        Some(ToolOutcome::Denied)
+    );
+    let result = tool_result(&s.mock.requests()[1], "d1");
+    assert!(!result.contains("is set"), "{result}");
+    let audit = s.client.audit(None).await.unwrap();
+    assert_eq!(audit[0].decision, "denied", "{audit:#?}");
+}
+
+// --- (g) audit ------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_lists_calls_newest_first() {
+    let mut s = setup(
+        vec![ServerSpec::test_server().policy(None, &[("connect", "deny")])],
+        MockBehaviour::Script(vec![
+            MockBehaviour::Reply(MockReply::tool_calls(vec![call(
+                "a1",
+                "test__add",
+                json!({"a": 2, "b": 2}),
+            )])),
+            MockBehaviour::reply("Four."),
+            MockBehaviour::Reply(MockReply::tool_calls(vec![call(
+                "n1",
+                "test__connect",
+                json!({"addr": "127.0.0.1:9"}),
+            )])),
+            MockBehaviour::reply("No."),
+        ]),
+    )
+    .await;
+    let started = vtuber_e2e::mcp::realtime_us() / 1000;
+    turn(&mut s, "add").await;
+    turn(&mut s, "connect").await;
+    let audit = s.client.audit(None).await.unwrap();
+    assert_eq!(audit.len(), 2, "{audit:#?}");
+    let (newest, oldest) = (&audit[0], &audit[1]);
+    assert_eq!(
+        (
+            newest.tool.as_str(),
+            newest.decision.as_str(),
+            newest.outcome
+        ),
+        ("connect", "denied", ToolOutcome::Denied)
+    );
+    assert_eq!(
+        (
+            oldest.tool.as_str(),
+            oldest.decision.as_str(),
+            oldest.outcome
+        ),
+        ("add", "auto", ToolOutcome::Ok)
+    );
+    assert_eq!(oldest.server, "test");
+    assert!(!oldest.character.is_empty());
+    let args: Value = serde_json::from_str(&oldest.arguments).unwrap();
+    assert_eq!(args, json!({"a": 2, "b": 2}));
+    assert!(oldest.detail.contains('4'), "{oldest:?}");
+    assert!(oldest.time_ms as u128 >= started && newest.time_ms >= oldest.time_ms);
+    assert!(newest.id != oldest.id);
+    // limit and since_ms filter.
+    assert_eq!(s.client.audit(Some(1)).await.unwrap().len(), 1);
+    let since = s
+        .client
+        .ok(Request::ToolAudit {
+            since_ms: Some(newest.time_ms + 60_000),
+            limit: None,
+        })
+        .await
+        .unwrap();
+    let none: Vec<vtuber_shared::AuditEntry> = vtuber_e2e::mcp::list_in(&since, "entries").unwrap();
+    assert!(none.is_empty(), "{none:#?}");
+}
+
+// --- (f) sandbox ----------------------------------------------------------------------
+
+fn expected_sandbox(network_restricted: bool) -> Vec<SandboxLevel> {
+    let abi = landlock_abi();
+    if abi == 0 {
+        eprintln!("this kernel has no Landlock: the server runs unconfined ('unsupported')");
+        vec![SandboxLevel::Unsupported]
+    } else if network_restricted && abi < 4 {
+        eprintln!("Landlock ABI {abi} cannot restrict TCP: expecting 'partial'");
+        vec![SandboxLevel::Partial]
+    } else if abi < 3 {
+        vec![SandboxLevel::Enforced, SandboxLevel::Partial]
+    } else {
+        vec![SandboxLevel::Enforced]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sandbox_confines_the_filesystem() {
+    let granted = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::write(granted.path().join("inside.txt"), "inside text").unwrap();
+    std::fs::write(elsewhere.path().join("outside.txt"), "outside text").unwrap();
+    let p = |d: &Path, f: &str| d.join(f).to_string_lossy().into_owned();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server =
+        ServerSpec::test_server()
+            .allow_all()
+            .sandbox(&[granted.path()], &[granted.path()], true);
+    let mut s = setup(
+        vec![server],
+        tool_script(
+            vec![
+                call(
+                    "r_in",
+                    "test__read_file",
+                    json!({"path": p(granted.path(), "inside.txt")}),
+                ),
+                call(
+                    "r_out",
+                    "test__read_file",
+                    json!({"path": p(elsewhere.path(), "outside.txt")}),
+                ),
+                call(
+                    "w_in",
+                    "test__write_file",
+                    json!({"path": p(granted.path(), "new.txt"), "text": "made"}),
+                ),
+                call(
+                    "w_out",
+                    "test__write_file",
+                    json!({"path": p(elsewhere.path(), "new.txt"), "text": "escaped"}),
+                ),
+                call("net", "test__connect", json!({"addr": addr})),
+            ],
+            "Sandbox checked.",
+        ),
+    )
+    .await;
+    let servers = s.client.servers().await.unwrap();
+    let level = servers[0].sandbox;
+    let expected = expected_sandbox(false);
+    assert!(
+        expected.contains(&level),
+        "sandbox {level:?} ({}), expected {expected:?}",
+        servers[0].sandbox_detail
+    );
+    let events = turn(&mut s, "probe").await;
+    assert_eq!(turn_outcome(&events), TurnOutcome::Finished);
+    let req = &s.mock.requests()[1];
+    assert_eq!(tool_result(req, "r_in"), "inside text");
+    assert!(
+        tool_result(req, "w_in").starts_with("wrote 4 bytes"),
+        "{}",
+        tool_result(req, "w_in")
+    );
+    assert_eq!(
+        std::fs::read_to_string(granted.path().join("new.txt")).unwrap(),
+        "made"
+    );
+    // network: true leaves TCP alone.
+    assert!(
+        tool_result(req, "net").starts_with("connected"),
+        "{}",
+        tool_result(req, "net")
+    );
+    if level == SandboxLevel::Unsupported {
+        return;
+    }
+    let r_out = tool_result(req, "r_out");
+    assert!(r_out.contains("cannot read"), "{r_out}");
+    assert!(r_out.contains("ermission denied"), "{r_out}");
+    let w_out = tool_result(req, "w_out");
+    assert!(w_out.contains("cannot write"), "{w_out}");
+    assert!(!elsewhere.path().join("new.txt").exists(), "write escaped");
+    let c = calls_in(&events);
+    let outcome_of = |tool: &str, path_part: &str| {
+        c.values()
+            .find(|x| x.tool == tool && x.arguments.to_string().contains(path_part))
+            .and_then(|x| x.outcome)
+    };
+    assert_eq!(outcome_of("read_file", "outside"), Some(ToolOutcome::Error));
+    assert_eq!(outcome_of("read_file", "inside"), Some(ToolOutcome::Ok));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sandbox_can_deny_the_network() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerSpec::test_server()
+        .allow_all()
+        .sandbox(&[dir.path()], &[], false);
+    let mut s = setup(
+        vec![server],
+        tool_script(
+            vec![
+                call("net", "test__connect", json!({"addr": addr})),
+                call("sum", "test__add", json!({"a": 1, "b": 2})),
+            ],
+            "Offline.",
+        ),
+    )
+    .await;
+    let servers = s.client.servers().await.unwrap();
+    let level = servers[0].sandbox;
+    let expected = expected_sandbox(true);
+    assert!(
+        expected.contains(&level),
+        "sandbox {level:?} ({}), expected {expected:?}",
+        servers[0].sandbox_detail
+    );
+    turn(&mut s, "go online").await;
+    let req = &s.mock.requests()[1];
+    // Tools that need no network still work.
+    assert_eq!(tool_result(req, "sum").trim(), "3");
+    let net = tool_result(req, "net");
+    if level == SandboxLevel::Enforced {
+        assert!(net.contains("cannot connect"), "{net}");
+    } else {
+        eprintln!("network not confined here ({level:?}): {net}");
+    }
+}
+
+// --- (h) secrets ----------------------------------------------------------------------
+
+/// A value nobody else would print.
+fn secret() -> String {
+    format!(
+        "sk-vtuber-test-{:x}-{}",
+        vtuber_e2e::mcp::realtime_us(),
+        std::process::id()
+    )
+}
+
+fn assert_no_secret(secret: &str, s: &Setup, audit: &[vtuber_shared::AuditEntry]) {
+    let log = s.daemon.log_text();
+    assert!(!log.contains(secret), "secret in the daemon log:\n{log}");
+    let audit_text = format!("{audit:?}");
+    assert!(
+        !audit_text.contains(secret),
+        "secret in the audit: {audit:#?}"
+    );
+    for frame in &s.client.raw {
+        assert!(!frame.contains(secret), "secret in an event: {frame}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_stay_out_of_logs_audit_and_events() {
+    let secret = secret();
+    let server = ServerSpec::test_server()
+        .allow_all()
+        .env(&[("API_TOKEN", "${VTUBER_TEST_SECRET}")]);
+    let mut s = setup_with(
+        vec![server],
+        tool_script(
+            vec![
+                call("has", "test__env_has", json!({"name": "API_TOKEN"})),
+                call(
+                    "key",
+                    "test__echo",
+                    json!({"text": "keyed", "api_key": secret}),
+                ),
+            ],
+            "Checked.",
+        ),
+        &[("VTUBER_TEST_SECRET", &secret)],
+        |_| {},
+    )
+    .await;
+    let events = turn(&mut s, "check the token").await;
+    assert_eq!(turn_outcome(&events), TurnOutcome::Finished);
+    // The variable was expanded into the server's environment.
+    let req = &s.mock.requests()[1];
+    assert_eq!(tool_result(req, "has"), "API_TOKEN is set");
+    assert_eq!(tool_result(req, "key"), "keyed");
+    // The echo call still shows its harmless argument.
+    let echo = call_of(&events, "echo");
+    assert_eq!(echo.arguments["text"], "keyed");
+    assert_ne!(echo.arguments["api_key"], json!(secret));
+    let audit = s.client.audit(None).await.unwrap();
+    assert_eq!(audit.len(), 2, "{audit:#?}");
+    assert_no_secret(&secret, &s, &audit);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn configured_secret_values_are_redacted_everywhere() {
+    // The model repeats a configured secret as an ordinary argument; the daemon knows the
+    // value from the config and must not record it.
+    let secret = secret();
+    let server = ServerSpec::test_server()
+        .allow_all()
+        .env(&[("API_TOKEN", "${VTUBER_TEST_SECRET}")]);
+    let mut s = setup_with(
+        vec![server],
+        tool_script(
+            vec![call("e1", "test__echo", json!({"text": secret}))],
+            "Echoed.",
+        ),
+        &[("VTUBER_TEST_SECRET", &secret)],
+        |_| {},
+    )
+    .await;
+    let events = turn(&mut s, "repeat it").await;
+    assert_eq!(call_of(&events, "echo").outcome, Some(ToolOutcome::Ok));
+    let audit = s.client.audit(None).await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_no_secret(&secret, &s, &audit);
+}
+
+// --- (i) a real third-party server ----------------------------------------------------
+
+fn time_server_available() -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import mcp_server_time"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "mcp-server-time must be installed in CI (pip install mcp-server-time)"
+        );
+        eprintln!("skipped: python3 -m mcp_server_time is not installed");
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn third_party_time_server_works() {
+    if !time_server_available() {
+        return;
+    }
+    let server = ServerSpec::stdio("time", "python3", &["-m", "mcp_server_time"]).sandbox_off();
+    let mut s = setup(
+        vec![server],
+        tool_script(
+            vec![call(
+                "t1",
+                "time__get_current_time",
+                json!({"timezone": "UTC"}),
+            )],
+            "It is now.",
+        ),
+    )
+    .await;
+    let tools = s.client.tools(Some("time")).await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t.exposed_name.as_str()).collect();
+    assert!(names.contains(&"time__get_current_time"), "{names:?}");
+    assert!(names.contains(&"time__convert_time"), "{names:?}");
+    let events = turn(&mut s, "what time is it?").await;
+    assert_eq!(
+        call_of(&events, "get_current_time").outcome,
+        Some(ToolOutcome::Ok)
+    );
+    let result = tool_result(&s.mock.requests()[1], "t1");
+    assert!(
+        result.contains("UTC") && result.contains("datetime"),
+        "{result}"
+    );
+}
+
+/// The test server binary exists (built by `cargo build --workspace --bins`).
+#[test]
+fn test_server_is_built() {
+    assert!(
+        test_server_bin().exists(),
+        "{} missing: run `cargo build --workspace --bins` first",
+        test_server_bin().display()
+    );
+}

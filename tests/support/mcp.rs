@@ -1,0 +1,524 @@
+//! Helpers for MCP end-to-end tests and benchmarks: config building, a daemon started
+//! with extra environment, and a protocol client that reads replies as JSON (so it does
+//! not depend on the exact `Reply` variant names of the MCP requests).
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use interprocess::local_socket::traits::tokio::Stream as _;
+use interprocess::local_socket::{GenericFilePath, ToFsName, tokio as ls};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use vtuber_shared::framing::{self, Line, LineSplitter};
+use vtuber_shared::{
+    ApprovalDecision, AuditEntry, ClientFrame, ErrorBody, Event, McpServerInfo, McpServerState,
+    McpToolInfo, PROTOCOL_VERSION, Request,
+};
+
+use crate::daemon::{TestDaemon, bin};
+
+/// Path of the test MCP server binary.
+pub fn test_server_bin() -> PathBuf {
+    bin("vtuber-mcp-test-server")
+}
+
+/// One configured MCP server, as JSON (YAML is a superset, so the config file is JSON).
+#[derive(Debug, Clone)]
+pub struct ServerSpec {
+    pub name: String,
+    pub value: Value,
+}
+
+impl ServerSpec {
+    /// A stdio server running `command args...`.
+    pub fn stdio(name: &str, command: impl AsRef<Path>, args: &[&str]) -> Self {
+        Self {
+            name: name.into(),
+            value: json!({
+                "command": command.as_ref().to_string_lossy(),
+                "args": args,
+            }),
+        }
+    }
+
+    /// The test server, named `test`, unsandboxed, with default policy.
+    pub fn test_server() -> Self {
+        Self::stdio("test", test_server_bin(), &[]).sandbox_off()
+    }
+
+    /// Sets any key of this server's config.
+    #[must_use]
+    pub fn with(mut self, key: &str, value: Value) -> Self {
+        self.value[key] = value;
+        self
+    }
+
+    #[must_use]
+    pub fn timeout_secs(self, secs: u64) -> Self {
+        self.with("timeout_secs", json!(secs))
+    }
+
+    /// `policy: {default: ..., tools: {...}}`; `default` `None` follows annotations.
+    #[must_use]
+    pub fn policy(self, default: Option<&str>, tools: &[(&str, &str)]) -> Self {
+        let mut policy = json!({});
+        if let Some(d) = default {
+            policy["default"] = json!(d);
+        }
+        if !tools.is_empty() {
+            let map: serde_json::Map<String, Value> = tools
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), json!(v)))
+                .collect();
+            policy["tools"] = Value::Object(map);
+        }
+        self.with("policy", policy)
+    }
+
+    #[must_use]
+    pub fn allow_all(self) -> Self {
+        self.policy(Some("allow"), &[])
+    }
+
+    #[must_use]
+    pub fn env(self, vars: &[(&str, &str)]) -> Self {
+        let map: serde_json::Map<String, Value> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), json!(v)))
+            .collect();
+        self.with("env", Value::Object(map))
+    }
+
+    #[must_use]
+    pub fn sandbox(self, read: &[&Path], write: &[&Path], network: bool) -> Self {
+        let paths = |ps: &[&Path]| -> Vec<String> {
+            ps.iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect()
+        };
+        self.with(
+            "sandbox",
+            json!({"enabled": true, "read": paths(read), "write": paths(write), "network": network}),
+        )
+    }
+
+    #[must_use]
+    pub fn sandbox_off(self) -> Self {
+        self.with("sandbox", json!({"enabled": false}))
+    }
+}
+
+/// A whole daemon config: the LLM at `base_url` plus an `mcp` section.
+#[derive(Debug, Clone)]
+pub struct McpConfig {
+    pub base_url: String,
+    pub servers: Vec<ServerSpec>,
+    pub max_rounds: u32,
+    pub call_timeout_secs: u64,
+    pub approval_timeout_secs: u64,
+    /// Extra top-level keys (e.g. `daemon`).
+    pub extra: serde_json::Map<String, Value>,
+}
+
+impl McpConfig {
+    pub fn new(base_url: &str, servers: Vec<ServerSpec>) -> Self {
+        Self {
+            base_url: base_url.into(),
+            servers,
+            max_rounds: 5,
+            call_timeout_secs: 30,
+            approval_timeout_secs: 60,
+            extra: Default::default(),
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        let servers: serde_json::Map<String, Value> = self
+            .servers
+            .iter()
+            .map(|s| (s.name.clone(), s.value.clone()))
+            .collect();
+        let mut v = json!({
+            "llm": {
+                "provider": "openai_compatible",
+                "base_url": self.base_url,
+                "model": "mock-model",
+                "timeout_secs": 10,
+                "retries": 0,
+            },
+            "mcp": {
+                "max_rounds": self.max_rounds,
+                "call_timeout_secs": self.call_timeout_secs,
+                "approval_timeout_secs": self.approval_timeout_secs,
+                "servers": servers,
+            },
+        });
+        for (k, x) in &self.extra {
+            v[k] = x.clone();
+        }
+        v
+    }
+
+    /// The config file text (JSON, which YAML parsers read as flow style).
+    pub fn to_yaml(&self) -> String {
+        serde_json::to_string_pretty(&self.to_value()).unwrap_or_default()
+    }
+}
+
+/// A [`TestDaemon`] started with extra environment variables (for `${VAR}` expansion in
+/// the config). Killed on drop.
+pub struct McpDaemon {
+    pub daemon: TestDaemon,
+    child: Option<Child>,
+}
+
+impl McpDaemon {
+    pub fn spawn(config_yaml: &str, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let daemon = TestDaemon::new(config_yaml)?;
+        Self::start(daemon, env)
+    }
+
+    /// Starts a daemon built with [`TestDaemon::new`] (so `log_filter` can be set first).
+    pub fn start(daemon: TestDaemon, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&daemon.log)?;
+        let mut cmd = daemon.vtuberd();
+        cmd.env("VTUBER_LOG", &daemon.log_filter)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("spawning {}", bin("vtuberd").display()))?;
+        let mut me = Self {
+            daemon,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if std::os::unix::net::UnixStream::connect(&me.daemon.socket).is_ok() {
+                return Ok(me);
+            }
+            if let Some(c) = me.child.as_mut()
+                && let Some(status) = c.try_wait()?
+            {
+                bail!("vtuberd exited early ({status}):\n{}", me.log_text());
+            }
+            if Instant::now() > deadline {
+                bail!("vtuberd did not answer within 20 s:\n{}", me.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        self.daemon.log_text()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub async fn client(&self, label: &str) -> anyhow::Result<JsonClient> {
+        JsonClient::connect(&self.daemon.socket, label).await
+    }
+}
+
+impl Drop for McpDaemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A subscribed protocol client that keeps replies as JSON and records every line it
+/// received (to search for leaked secrets).
+pub struct JsonClient {
+    stream: ls::Stream,
+    splitter: LineSplitter,
+    pending: VecDeque<Value>,
+    next_id: u64,
+    /// Every frame received, as sent.
+    pub raw: Vec<String>,
+}
+
+impl JsonClient {
+    pub async fn connect(socket: &Path, label: &str) -> anyhow::Result<Self> {
+        let name = socket.to_fs_name::<GenericFilePath>()?;
+        let stream = ls::Stream::connect(name).await?;
+        let mut c = Self {
+            stream,
+            splitter: LineSplitter::new(),
+            pending: VecDeque::new(),
+            next_id: 1,
+            raw: Vec::new(),
+        };
+        c.request(Request::Hello {
+            protocol: PROTOCOL_VERSION,
+            client: label.to_owned(),
+            subscribe: true,
+        })
+        .await?
+        .map_err(|e| anyhow::anyhow!("hello refused: {e}"))?;
+        Ok(c)
+    }
+
+    async fn next_frame(&mut self, deadline: tokio::time::Instant) -> anyhow::Result<Value> {
+        loop {
+            if let Some(f) = self.pending.pop_front() {
+                return Ok(f);
+            }
+            let mut buf = [0u8; 16 * 1024];
+            let n = tokio::time::timeout_at(deadline, (&self.stream).read(&mut buf))
+                .await
+                .context("timed out waiting for a frame")??;
+            if n == 0 {
+                bail!("the daemon closed the connection");
+            }
+            for line in self.splitter.push(&buf[..n]) {
+                match line {
+                    Line::Frame(b) => {
+                        self.raw.push(String::from_utf8_lossy(&b).into_owned());
+                        self.pending.push_back(serde_json::from_slice(&b)?);
+                    }
+                    Line::Oversized { len } => bail!("daemon sent an oversized frame ({len})"),
+                }
+            }
+        }
+    }
+
+    /// Sends `request`; the `result` object of its response, or its error. Events that
+    /// arrive first stay queued.
+    pub async fn request(&mut self, request: Request) -> anyhow::Result<Result<Value, ErrorBody>> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let line = framing::encode(&ClientFrame { id, request })?;
+        (&self.stream).write_all(&line).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut skipped = Vec::new();
+        let result = loop {
+            let f = self.next_frame(deadline).await?;
+            if f["kind"] == "response" && f["id"] == json!(id) {
+                break if let Some(err) = f.get("error") {
+                    Err(serde_json::from_value(err.clone())?)
+                } else {
+                    Ok(f["result"].clone())
+                };
+            }
+            skipped.push(f);
+        };
+        for f in skipped.into_iter().rev() {
+            self.pending.push_front(f);
+        }
+        Ok(result)
+    }
+
+    /// Like [`request`](Self::request), failing on an error reply.
+    pub async fn ok(&mut self, request: Request) -> anyhow::Result<Value> {
+        let what = format!("{request:?}");
+        self.request(request)
+            .await?
+            .map_err(|e| anyhow::anyhow!("{what} failed: {e}"))
+    }
+
+    /// Next broadcast event, with its seq.
+    pub async fn next_event(&mut self, limit: Duration) -> anyhow::Result<(u64, Event)> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let f = self.next_frame(deadline).await?;
+            if f["kind"] == "event" {
+                let seq = f["seq"].as_u64().unwrap_or(0);
+                return Ok((seq, serde_json::from_value(f["event"].clone())?));
+            }
+        }
+    }
+
+    /// Collects events until `stop` returns true for one (included).
+    pub async fn events_until(
+        &mut self,
+        limit: Duration,
+        mut stop: impl FnMut(&Event) -> bool,
+    ) -> anyhow::Result<Vec<Event>> {
+        let deadline = Instant::now() + limit;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (_, ev) = self
+                .next_event(left)
+                .await
+                .with_context(|| format!("events so far: {out:#?}"))?;
+            let done = stop(&ev);
+            out.push(ev);
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Sends user input; the turn id.
+    pub async fn send_text(&mut self, text: &str) -> anyhow::Result<u64> {
+        let r = self
+            .ok(Request::SendText {
+                text: text.to_owned(),
+            })
+            .await?;
+        r["turn_id"].as_u64().context("no turn_id in the reply")
+    }
+
+    /// Events of turn `turn_id` up to and including its `TurnEnded`.
+    pub async fn finish_turn(
+        &mut self,
+        turn_id: u64,
+        limit: Duration,
+    ) -> anyhow::Result<Vec<Event>> {
+        self.events_until(
+            limit,
+            |e| matches!(e, Event::TurnEnded { turn_id: t, .. } if *t == turn_id),
+        )
+        .await
+    }
+
+    pub async fn servers(&mut self) -> anyhow::Result<Vec<McpServerInfo>> {
+        let r = self.ok(Request::ListMcpServers).await?;
+        list_in(&r, "servers")
+    }
+
+    pub async fn tools(&mut self, server: Option<&str>) -> anyhow::Result<Vec<McpToolInfo>> {
+        let r = self
+            .ok(Request::ListMcpTools {
+                server: server.map(str::to_owned),
+            })
+            .await?;
+        list_in(&r, "tools")
+    }
+
+    pub async fn audit(&mut self, limit: Option<u32>) -> anyhow::Result<Vec<AuditEntry>> {
+        let r = self
+            .ok(Request::ToolAudit {
+                since_ms: None,
+                limit,
+            })
+            .await?;
+        list_in(&r, "entries")
+    }
+
+    pub async fn approve(
+        &mut self,
+        request_id: u64,
+        decision: ApprovalDecision,
+    ) -> anyhow::Result<Value> {
+        self.ok(Request::ApproveToolCall {
+            request_id,
+            decision,
+        })
+        .await
+    }
+
+    /// Waits until server `name` is `ready` (fails early if it `failed`).
+    pub async fn wait_server_ready(
+        &mut self,
+        name: &str,
+        limit: Duration,
+    ) -> anyhow::Result<McpServerInfo> {
+        let deadline = Instant::now() + limit;
+        // Events queue from the subscription on, so a change after this listing is seen.
+        let listed = self.servers().await?;
+        let info = listed
+            .iter()
+            .find(|s| s.name == name)
+            .with_context(|| format!("server {name} not listed: {listed:?}"))?;
+        match &info.state {
+            McpServerState::Ready => {
+                // Changes that led here were sent before the listing: drop them, so a
+                // later wait for this server's next change does not see stale ones.
+                self.pending.retain(|f| {
+                    !(f["kind"] == "event"
+                        && f["event"]["type"] == "mcp_server_changed"
+                        && f["event"]["server"]["name"] == name)
+                });
+                return Ok(info.clone());
+            }
+            McpServerState::Failed { reason } => bail!("server {name} failed: {reason}"),
+            _ => {}
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (_, ev) = self
+                .next_event(left)
+                .await
+                .with_context(|| format!("server {name} not ready within {limit:?}"))?;
+            if let Event::McpServerChanged { server } = ev
+                && server.name == name
+            {
+                match &server.state {
+                    McpServerState::Ready => return Ok(server),
+                    McpServerState::Failed { reason } => {
+                        bail!("server {name} failed: {reason}")
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// The list in a reply: the field `key`, else the reply's only array field.
+pub fn list_in<T: DeserializeOwned>(reply: &Value, key: &str) -> anyhow::Result<Vec<T>> {
+    let arr = reply
+        .get(key)
+        .filter(|v| v.is_array())
+        .or_else(|| {
+            reply
+                .as_object()
+                .and_then(|o| o.values().find(|v| v.is_array()))
+        })
+        .with_context(|| format!("no `{key}` list in {reply}"))?;
+    Ok(serde_json::from_value(arr.clone())?)
+}
+
+/// Landlock ABI version of the running kernel, 0 when it has none.
+pub fn landlock_abi() -> i64 {
+    // landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
+    const SYS_LANDLOCK_CREATE_RULESET: libc::c_long = 444;
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with a null attribute pointer and size 0 this call only reports the ABI
+    // version; it creates nothing and touches no memory of ours.
+    let v = unsafe {
+        libc::syscall(
+            SYS_LANDLOCK_CREATE_RULESET,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    v.max(0)
+}
+
+/// Microseconds since the Unix epoch (CLOCK_REALTIME), comparable across processes.
+pub fn realtime_us() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0)
+}
+
+/// Text of the `tool` messages in a chat request, in order.
+pub fn tool_messages(req: &crate::mock_llm::RecordedRequest) -> Vec<String> {
+    req.messages()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| match &m["content"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect()
+}
