@@ -139,6 +139,34 @@ fn balanced_object(s: &str) -> Option<&str> {
     None
 }
 
+/// MCP servers are the tool source in the daemon.
+impl ToolRunner for crate::mcp::McpManager {
+    fn specs(&self) -> Vec<ToolSpec> {
+        self.tool_specs()
+    }
+
+    fn call(&self, inv: ToolInvocation) -> BoxFuture<'static, ToolReply> {
+        let manager = self.clone();
+        Box::pin(async move {
+            let result = manager
+                .call(crate::mcp::ToolCallRequest {
+                    turn_id: inv.turn_id,
+                    call_id: inv.call_id,
+                    character: inv.character,
+                    exposed_name: inv.name,
+                    arguments: inv.arguments,
+                    cancel: inv.cancel,
+                })
+                .await;
+            ToolReply {
+                outcome: result.outcome,
+                content: result.content,
+                duration: result.duration,
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,33 +221,5 @@ mod tests {
         assert!(may_be_json_call("```"));
         assert!(may_be_json_call(""));
         assert!(!may_be_json_call("Hi"));
-    }
-}
-
-/// MCP servers are the tool source in the daemon.
-impl ToolRunner for crate::mcp::McpManager {
-    fn specs(&self) -> Vec<ToolSpec> {
-        self.tool_specs()
-    }
-
-    fn call(&self, inv: ToolInvocation) -> BoxFuture<'static, ToolReply> {
-        let manager = self.clone();
-        Box::pin(async move {
-            let result = manager
-                .call(crate::mcp::ToolCallRequest {
-                    turn_id: inv.turn_id,
-                    call_id: inv.call_id,
-                    character: inv.character,
-                    exposed_name: inv.name,
-                    arguments: inv.arguments,
-                    cancel: inv.cancel,
-                })
-                .await;
-            ToolReply {
-                outcome: result.outcome,
-                content: result.content,
-                duration: result.duration,
-            }
-        })
     }
 }

@@ -223,7 +223,7 @@ async fn dispatch_overhead() -> anyhow::Result<()> {
         .collect();
     let s = sorted(gaps);
     println!(
-        "mcp: LLM's final tool-call chunk written → call arrives in the test server p50 {:.2} ms, p99 {:.2} ms ({} turns; includes the daemon's SSE parse, policy, audit and the stdio hop)",
+        "mcp: LLM's final tool-call chunk written → call arrives in the test server p50 {:.2} ms, p99 {:.2} ms ({} turns; includes the daemon's SSE parsing, policy check, events and the stdio hop)",
         percentile(&s, 0.5),
         percentile(&s, 0.99),
         s.len()

@@ -128,6 +128,13 @@ fn call_of(events: &[Event], tool: &str) -> CallSeen {
     calls[0].clone()
 }
 
+/// The call with this id; refused calls have no `ToolCallStarted`, only an end.
+fn call_with_id(events: &[Event], id: &str) -> CallSeen {
+    calls_in(events)
+        .remove(id)
+        .unwrap_or_else(|| panic!("no call {id}: {events:#?}"))
+}
+
 fn turn_outcome(events: &[Event]) -> TurnOutcome {
     events
         .iter()
@@ -336,6 +343,8 @@ async fn calls_of_one_step_run_concurrently() {
     }
 }
 
+// Guards the token routing: rmcp's `send_request` replaces `_meta.progressToken` with
+// its own, so the daemon must route by the token the request handle reports.
 #[tokio::test(flavor = "multi_thread")]
 async fn progress_notifications_reach_clients() {
     let mut s = setup(
@@ -659,7 +668,7 @@ async fn ask_then_deny_does_not_run_the_tool() {
     let events = turn_with_approval(&mut s, "write", Some(ApprovalDecision::Deny)).await;
     assert_eq!(resolution(&events), ApprovalResolution::Denied);
     assert_eq!(
-        call_of(&events, "write_file").outcome,
+        call_with_id(&events, "w1").outcome,
         Some(ToolOutcome::Denied)
     );
     assert_eq!(turn_outcome(&events), TurnOutcome::Finished);
@@ -686,7 +695,7 @@ async fn unanswered_approval_times_out_as_denied() {
     let events = turn_with_approval(&mut s, "echo", None).await;
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     assert_eq!(resolution(&events), ApprovalResolution::TimedOut);
-    let outcome = call_of(&events, "echo").outcome;
+    let outcome = call_with_id(&events, "e1").outcome;
     assert!(
         matches!(
             outcome,
@@ -747,7 +756,7 @@ async fn denied_by_policy_never_asks() {
     let events = turn(&mut s, "check env").await;
     assert_eq!(approvals_asked(&events), 0);
     assert_eq!(
-        call_of(&events, "env_has").outcome,
+        call_with_id(&events, "d1").outcome,
         Some(ToolOutcome::Denied)
     );
     let result = tool_result(&s.mock.requests()[1], "d1");
@@ -1114,4 +1123,164 @@ fn test_server_is_built() {
         "{} missing: run `cargo build --workspace --bins` first",
         test_server_bin().display()
     );
+}
+
+// --- interruption, several clients, bounds, failures ------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interrupting_a_turn_cancels_its_tool_call() {
+    let mut s = setup(
+        vec![ServerSpec::test_server()],
+        tool_script(
+            vec![call("s1", "test__slow", json!({"ms": 10000, "steps": 100}))],
+            "unused",
+        ),
+    )
+    .await;
+    let id = s.client.send_text("wait for it").await.unwrap();
+    s.client
+        .events_until(WAIT, |e| matches!(e, Event::ToolCallStarted { .. }))
+        .await
+        .unwrap();
+    let t = Instant::now();
+    s.client.ok(Request::Interrupt).await.unwrap();
+    let events = s.client.finish_turn(id, WAIT).await.unwrap();
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert_eq!(
+        call_with_id(&events, "s1").outcome,
+        Some(ToolOutcome::Cancelled),
+        "{events:#?}"
+    );
+    assert_eq!(turn_outcome(&events), TurnOutcome::Interrupted);
+    // No second LLM request: the turn stopped.
+    assert_eq!(s.mock.request_count(), 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !s.daemon.log_text().contains("slow: cancelled") {
+        assert!(
+            Instant::now() < deadline,
+            "the server never saw notifications/cancelled:\n{}",
+            s.daemon.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_answer_to_an_approval_wins() {
+    let mut s = setup(
+        vec![ServerSpec::test_server().policy(None, &[("echo", "ask")])],
+        tool_script(
+            vec![call("e1", "test__echo", json!({"text": "two clients"}))],
+            "Done.",
+        ),
+    )
+    .await;
+    let mut other = s.daemon.client("other").await.unwrap();
+    let id = s.client.send_text("echo").await.unwrap();
+    let asked = |e: &Event| matches!(e, Event::ApprovalRequested { .. });
+    let seen = other.events_until(WAIT, asked).await.unwrap();
+    let Some(Event::ApprovalRequested { request_id, .. }) = seen.last().cloned() else {
+        unreachable!()
+    };
+    s.client.events_until(WAIT, asked).await.unwrap();
+    let first = other
+        .approve(request_id, ApprovalDecision::Deny)
+        .await
+        .unwrap();
+    assert_ne!(first["accepted"], json!(false), "{first}");
+    // Too late: the request is settled.
+    let second = s
+        .client
+        .request(Request::ApproveToolCall {
+            request_id,
+            decision: ApprovalDecision::AllowOnce,
+        })
+        .await
+        .unwrap();
+    match second {
+        Ok(reply) => assert_eq!(reply["accepted"], json!(false), "{reply}"),
+        Err(e) => assert_eq!(e.code, vtuber_shared::ErrorCode::NotFound, "{e}"),
+    }
+    let events = s.client.finish_turn(id, WAIT).await.unwrap();
+    assert_eq!(resolution(&events), ApprovalResolution::Denied);
+    assert_eq!(
+        call_with_id(&events, "e1").outcome,
+        Some(ToolOutcome::Denied)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tool_rounds_are_bounded_by_max_rounds() {
+    let ask = || {
+        MockBehaviour::Reply(MockReply::tool_calls(vec![call(
+            "r",
+            "test__add",
+            json!({"a": 1, "b": 1}),
+        )]))
+    };
+    let mut s = setup_with(
+        vec![ServerSpec::test_server()],
+        MockBehaviour::Script(vec![ask(), ask(), MockBehaviour::reply("Enough.")]),
+        &[],
+        |c| c.max_rounds = 2,
+    )
+    .await;
+    let events = turn(&mut s, "loop").await;
+    assert_eq!(turn_outcome(&events), TurnOutcome::Finished);
+    let ended = events
+        .iter()
+        .filter(|e| matches!(e, Event::ToolCallEnded { .. }))
+        .count();
+    assert_eq!(ended, 2);
+    let reqs = s.mock.requests();
+    assert_eq!(reqs.len(), 3);
+    assert!(reqs[1].body["tools"].is_array());
+    let last_tools = &reqs[2].body["tools"];
+    assert!(
+        last_tools.is_null() || last_tools.as_array().is_some_and(Vec::is_empty),
+        "tools still offered after max_rounds: {last_tools}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_never_starts_is_reported_and_the_rest_works() {
+    let mock = MockLlm::start_blocking(tool_script(
+        vec![call("b1", "broken__anything", json!({}))],
+        "No such tool.",
+    ))
+    .unwrap();
+    let config = McpConfig::new(
+        &mock.base_url(),
+        vec![
+            ServerSpec::stdio("broken", "/bin/false", &[]).sandbox_off(),
+            ServerSpec::test_server(),
+        ],
+    );
+    let daemon = McpDaemon::spawn(&config.to_yaml(), &[]).unwrap();
+    let mut c = daemon.client("t").await.unwrap();
+    c.wait_server_ready("test", WAIT).await.unwrap();
+    let failed = c.wait_server_ready("broken", WAIT).await.unwrap_err();
+    assert!(failed.to_string().contains("failed"), "{failed:#}");
+    let servers = c.servers().await.unwrap();
+    let broken = servers.iter().find(|s| s.name == "broken").unwrap();
+    assert!(
+        matches!(&broken.state, McpServerState::Failed { reason } if !reason.is_empty()),
+        "{broken:?}"
+    );
+    assert!(
+        c.tools(None)
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| t.server == "test")
+    );
+    // A call to a tool nobody offers fails cleanly; the turn still ends.
+    let id = c.send_text("try it").await.unwrap();
+    let events = c.finish_turn(id, WAIT).await.unwrap();
+    assert_eq!(turn_outcome(&events), TurnOutcome::Finished);
+    assert_eq!(
+        call_with_id(&events, "b1").outcome,
+        Some(ToolOutcome::Error)
+    );
+    assert!(!tool_result(&mock.requests()[1], "b1").is_empty());
 }

@@ -510,15 +510,3 @@ pub fn realtime_us() -> u128 {
         .map(|d| d.as_micros())
         .unwrap_or(0)
 }
-
-/// Text of the `tool` messages in a chat request, in order.
-pub fn tool_messages(req: &crate::mock_llm::RecordedRequest) -> Vec<String> {
-    req.messages()
-        .iter()
-        .filter(|m| m["role"] == "tool")
-        .map(|m| match &m["content"] {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-        .collect()
-}

@@ -1,14 +1,14 @@
 //! The one-shot commands: each connects, asks, prints, and exits.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use tokio::sync::mpsc;
 use vtuber_shared::{
-    ApprovalDecision, CharacterInfo, ConversationSummary, ErrorBody, Event, ModelLoad, Reply,
-    Request, Status, TurnOutcome,
+    ApprovalDecision, ApprovalResolution, CharacterInfo, ConversationSummary, ErrorBody, Event,
+    ModelLoad, Reply, Request, Status, TurnOutcome,
 };
 
 use crate::cli::{CharactersCommand, DaemonCommand, ExportFormat, HistoryCommand, SayArgs};
@@ -272,8 +272,8 @@ struct TurnState {
     requests: HashMap<u64, String>,
     /// Requests waiting for a typed answer; the first one is being asked.
     prompts: VecDeque<u64>,
-    /// Requests this client answered.
-    answered: HashSet<u64>,
+    /// Requests this client answered, with the answer.
+    answered: HashMap<u64, ApprovalDecision>,
     /// Answers to send.
     outbox: Vec<(u64, ApprovalDecision)>,
 }
@@ -288,7 +288,7 @@ impl TurnState {
             calls: HashMap::new(),
             requests: HashMap::new(),
             prompts: VecDeque::new(),
-            answered: HashSet::new(),
+            answered: HashMap::new(),
             outbox: Vec::new(),
         }
     }
@@ -330,13 +330,13 @@ impl TurnState {
     ) -> Result<()> {
         if let Some(id) = self.prompts.pop_front() {
             self.outbox.push((id, decision));
-            self.answered.insert(id);
+            self.answered.insert(id, decision);
             if self.mode == Mode::Leave {
                 // Standard input ended mid-question.
                 writeln!(io.diag)?;
                 for id in std::mem::take(&mut self.prompts) {
                     self.outbox.push((id, ApprovalDecision::Deny));
-                    self.answered.insert(id);
+                    self.answered.insert(id, ApprovalDecision::Deny);
                 }
             }
         }
@@ -425,7 +425,8 @@ impl TurnState {
                 match self.mode {
                     Mode::Auto => {
                         self.outbox.push((request_id, ApprovalDecision::AllowOnce));
-                        self.answered.insert(request_id);
+                        self.answered
+                            .insert(request_id, ApprovalDecision::AllowOnce);
                         if !json {
                             writeln!(io.diag, "allowing tool {label} once (--approve)")?;
                         }
@@ -457,13 +458,28 @@ impl TurnState {
                 let asked_now = self.prompts.front() == Some(&request_id);
                 let waiting = self.prompts.contains(&request_id);
                 self.prompts.retain(|id| *id != request_id);
-                if !self.answered.contains(&request_id) {
+                // Our own answer needs no echo, unless another one won.
+                let as_answered = self.answered.get(&request_id).is_some_and(|d| {
+                    matches!(
+                        (d, resolution),
+                        (ApprovalDecision::AllowOnce, ApprovalResolution::Approved)
+                            | (
+                                ApprovalDecision::AllowForSession,
+                                ApprovalResolution::ApprovedForSession
+                            )
+                            | (ApprovalDecision::Deny, ApprovalResolution::Denied)
+                    )
+                });
+                if !as_answered {
                     let label = self.requests.get(&request_id).map_or("", String::as_str);
                     let how = tools::resolution_text(resolution);
                     if asked_now {
                         writeln!(io.diag)?;
                     }
-                    if waiting || self.mode == Mode::Leave {
+                    if waiting
+                        || self.mode == Mode::Leave
+                        || self.answered.contains_key(&request_id)
+                    {
                         writeln!(io.diag, "tool {label}: {how}")?;
                     }
                     if asked_now {

@@ -17,11 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rmcp::model::{
-    CallToolRequestParams, ClientCapabilities, ContentBlock, Implementation,
+    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotification,
+    CancelledNotificationParam, ClientCapabilities, ClientRequest, ContentBlock, Implementation,
     InitializeRequestParams, ListRootsResult, NumberOrString, ProgressNotificationParam,
-    ProgressToken, RequestMetaObject, Root, RootsCapabilities,
+    ProgressToken, RequestId, Root, RootsCapabilities, ServerResult,
 };
-use rmcp::service::{NotificationContext, RequestContext, RunningService};
+use rmcp::service::{NotificationContext, PeerRequestOptions, RequestContext, RunningService};
 use rmcp::{ClientHandler, ErrorData, Peer, RoleClient, ServiceError, ServiceExt};
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
@@ -79,7 +80,6 @@ struct Inner {
     pending: Mutex<HashMap<u64, oneshot::Sender<ApprovalDecision>>>,
     session_allowed: Mutex<HashSet<(String, String)>>,
     next_request: AtomicU64,
-    next_progress: AtomicU64,
     progress: Arc<ProgressRoutes>,
     shutdown: CancellationToken,
 }
@@ -140,6 +140,10 @@ impl McpManager {
                 Ok(s) => (s, None),
                 Err(e) => {
                     tracing::error!(target: "mcp", error = %e, "secrets file not loaded");
+                    bus.emit(Event::Error {
+                        error: ErrorBody::new(ErrorCode::Config, e.to_string())
+                            .with_hint("servers using `secret:` values will fail to start"),
+                    });
                     (Secrets::default(), Some(e.to_string()))
                 }
             },
@@ -199,7 +203,6 @@ impl McpManager {
             pending: Mutex::new(HashMap::new()),
             session_allowed: Mutex::new(HashSet::new()),
             next_request: AtomicU64::new(0),
-            next_progress: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
         });
         let store = inner.store.clone();
@@ -366,12 +369,16 @@ impl McpManager {
                     names.join(", ")
                 }
             );
+            let arguments = match parse_arguments(&req.arguments) {
+                Ok(a) => inner.redactor.redact(&Value::Object(a)).to_string(),
+                Err(_) => inner.redactor.redact_text(&req.arguments),
+            };
             return self
                 .finish(
                     &req,
                     "",
                     &req.exposed_name,
-                    "{}".into(),
+                    arguments,
                     "auto",
                     ToolOutcome::Error,
                     content,
@@ -513,38 +520,59 @@ impl McpManager {
             tool: tool.name.clone(),
             arguments: redacted,
         });
-        let token = format!(
-            "vtuberd-{}",
-            inner.next_progress.fetch_add(1, Ordering::Relaxed) + 1
-        );
-        lock(&inner.progress.routes).insert(token.clone(), req.call_id.clone());
-        let mut params = CallToolRequestParams::new(tool.name.clone()).with_arguments(arguments);
-        params.meta = Some(RequestMetaObject::with_progress_token(ProgressToken(
-            NumberOrString::String(token.clone().into()),
-        )));
+        let params = CallToolRequestParams::new(tool.name.clone()).with_arguments(arguments);
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
         let timeout = call_timeout(&inner.cfg, &self.slot_cfg(&server));
-        // Dropping the call future (timeout, cancel) makes rmcp send `notifications/cancelled`.
-        let result = tokio::select! {
-            r = tokio::time::timeout(timeout, peer.call_tool(params)) => match r {
-                Ok(r) => Some(r),
-                Err(_) => None,
-            },
-            _ = req.cancel.cancelled() => {
+        let result = match peer
+            .send_request_with_option(request, PeerRequestOptions::no_options())
+            .await
+        {
+            Err(e) => Some(Err(e)),
+            Ok(mut handle) => {
+                // rmcp puts its own progress token on every request: route that one.
+                let token = token_key(&handle.progress_token);
+                lock(&inner.progress.routes).insert(token.clone(), req.call_id.clone());
+                let mut guard = CancelOnDrop {
+                    peer: Some(peer.clone()),
+                    id: handle.id.clone(),
+                };
+                let stopped: Result<_, String> = tokio::select! {
+                    r = tokio::time::timeout(timeout, &mut handle.rx) => match r {
+                        Ok(r) => {
+                            guard.disarm();
+                            Ok(Some(r.unwrap_or(Err(ServiceError::TransportClosed))))
+                        }
+                        Err(_) => Ok(None),
+                    },
+                    _ = req.cancel.cancelled() => {
+                        Err(format!("The call to `{}` was cancelled.", req.exposed_name))
+                    }
+                    _ = inner.shutdown.cancelled() => {
+                        Err("The call was cancelled because the daemon is shutting down.".to_owned())
+                    }
+                };
                 lock(&inner.progress.routes).remove(&token);
-                let content = format!("The call to `{}` was cancelled.", req.exposed_name);
-                return self
-                    .finish(&req, &server, &tool.name, redacted_text, decision, ToolOutcome::Cancelled, content, started)
-                    .await;
-            }
-            _ = inner.shutdown.cancelled() => {
-                lock(&inner.progress.routes).remove(&token);
-                let content = "The call was cancelled because the daemon is shutting down.".to_owned();
-                return self
-                    .finish(&req, &server, &tool.name, redacted_text, decision, ToolOutcome::Cancelled, content, started)
-                    .await;
+                // Sends `notifications/cancelled` unless the server answered.
+                drop(guard);
+                match stopped {
+                    Ok(r) => r.map(|r| r.and_then(into_call_result)),
+                    Err(content) => {
+                        return self
+                            .finish(
+                                &req,
+                                &server,
+                                &tool.name,
+                                redacted_text,
+                                decision,
+                                ToolOutcome::Cancelled,
+                                content,
+                                started,
+                            )
+                            .await;
+                    }
+                }
             }
         };
-        lock(&inner.progress.routes).remove(&token);
         let (outcome, content) = match result {
             None => (
                 ToolOutcome::TimedOut,
@@ -693,6 +721,53 @@ impl McpManager {
     }
 }
 
+/// Tells the server to stop a request this side no longer waits for (timeout, barge-in,
+/// or the caller dropping the call future).
+struct CancelOnDrop {
+    peer: Option<Peer<RoleClient>>,
+    id: RequestId,
+}
+
+impl CancelOnDrop {
+    fn disarm(&mut self) {
+        self.peer = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(peer) = self.peer.take() else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let note = CancelledNotification::new(CancelledNotificationParam::new(
+            Some(self.id.clone()),
+            Some("cancelled by vtuberd".into()),
+        ));
+        rt.spawn(async move {
+            if let Err(e) = peer.send_notification(note.into()).await {
+                tracing::debug!(target: "mcp", error = %e, "notifications/cancelled not sent");
+            }
+        });
+    }
+}
+
+fn token_key(token: &ProgressToken) -> String {
+    match &token.0 {
+        NumberOrString::String(s) => s.to_string(),
+        NumberOrString::Number(n) => n.to_string(),
+    }
+}
+
+fn into_call_result(r: ServerResult) -> Result<CallToolResult, ServiceError> {
+    match r {
+        ServerResult::CallToolResult(r) => Ok(r),
+        _ => Err(ServiceError::UnexpectedResponse),
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -717,10 +792,10 @@ fn secret_values(cfg: &McpConfig, secrets: &Secrets) -> Vec<String> {
     let mut out: Vec<String> = secrets.values().map(str::to_owned).collect();
     for server in cfg.servers.values() {
         for (k, v) in &server.env {
-            if v.starts_with("secret:") || is_secret_key(k) {
-                if let Ok(v) = secrets.resolve(v) {
-                    out.push(v);
-                }
+            if (v.starts_with("secret:") || is_secret_key(k))
+                && let Ok(v) = secrets.resolve(v)
+            {
+                out.push(v);
             }
         }
         for v in server.headers.values() {
@@ -1228,10 +1303,7 @@ impl ClientHandler for Handler {
         params: ProgressNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
-        let token = match &params.progress_token.0 {
-            NumberOrString::String(s) => s.to_string(),
-            NumberOrString::Number(n) => n.to_string(),
-        };
+        let token = token_key(&params.progress_token);
         let call_id = lock(&self.progress.routes).get(&token).cloned();
         if let Some(call_id) = call_id {
             self.progress.bus.emit(Event::ToolCallProgress {
@@ -1246,6 +1318,33 @@ impl ClientHandler for Handler {
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         tracing::debug!(target: "mcp", server = %self.server, "tools/list_changed");
         let _ = self.relist.send(());
+    }
+}
+
+/// Time from [`McpManager::start_with`] to the server being ready (handshake and tool
+/// list done), for benchmarks comparing sandboxed and unsandboxed starts. The server is
+/// stopped again before this returns.
+pub async fn measure_start(
+    cfg: ServerConfig,
+    store: Store,
+    opts: StartOptions,
+) -> Result<Duration, String> {
+    let mcp = McpConfig {
+        servers: [("bench".to_owned(), cfg)].into_iter().collect(),
+        ..McpConfig::default()
+    };
+    let started = Instant::now();
+    let manager = McpManager::start_with(mcp, EventBus::new(64), store, opts);
+    let info = manager.wait_settled("bench", MIN_START_TIMEOUT).await;
+    let elapsed = started.elapsed();
+    manager.shutdown().await;
+    match info {
+        Some(McpServerInfo {
+            state: McpServerState::Ready,
+            ..
+        }) => Ok(elapsed),
+        Some(other) => Err(format!("server did not start: {:?}", other.state)),
+        None => Err("server did not start in time".into()),
     }
 }
 
@@ -1287,32 +1386,5 @@ mod tests {
         assert!(t.len() < MAX_RESULT_BYTES + 64 && t.contains("[truncated"));
         assert_eq!(summarise("a\n b  c", 200), "a b c");
         assert_eq!(summarise(&"x".repeat(300), 200).chars().count(), 200);
-    }
-}
-
-/// Time from [`McpManager::start_with`] to the server being ready (handshake and tool
-/// list done), for benchmarks comparing sandboxed and unsandboxed starts. The server is
-/// stopped again before this returns.
-pub async fn measure_start(
-    cfg: ServerConfig,
-    store: Store,
-    opts: StartOptions,
-) -> Result<Duration, String> {
-    let mcp = McpConfig {
-        servers: [("bench".to_owned(), cfg)].into_iter().collect(),
-        ..McpConfig::default()
-    };
-    let started = Instant::now();
-    let manager = McpManager::start_with(mcp, EventBus::new(64), store, opts);
-    let info = manager.wait_settled("bench", MIN_START_TIMEOUT).await;
-    let elapsed = started.elapsed();
-    manager.shutdown().await;
-    match info {
-        Some(McpServerInfo {
-            state: McpServerState::Ready,
-            ..
-        }) => Ok(elapsed),
-        Some(other) => Err(format!("server did not start: {:?}", other.state)),
-        None => Err("server did not start in time".into()),
     }
 }

@@ -7,7 +7,8 @@
 //!
 //! What a sandboxed server gets:
 //! - read + execute: system trees (`/usr`, `/lib*`, `/bin`, `/sbin`, `/etc`, `/opt`,
-//!   `/proc`, `/sys/devices/system/cpu`), the command's folder and install prefix (its
+//!   `/proc`, `/sys/devices/system/cpu`, `/run/systemd/resolve`, `/nix/store`; missing
+//!   ones are skipped), the command's folder and install prefix (its
 //!   canonical target too, so venvs and nvm installs work), `~/.local` for Python tools
 //!   (user site-packages), the configured `read` folders and the server's `cwd`;
 //! - read + write: `/dev/null`, `/dev/zero`, `/dev/urandom`, `/dev/random`, the configured
@@ -73,6 +74,9 @@ const SYSTEM_READ: &[&str] = &[
     "/opt",
     "/proc",
     "/sys/devices/system/cpu",
+    // Where /etc/resolv.conf often points, so name lookups work when network is allowed.
+    "/run/systemd/resolve",
+    "/nix/store",
 ];
 const DEVICES_RW: &[&str] = &["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"];
 

@@ -293,6 +293,11 @@ impl Runner {
         };
         match reply {
             Reply::TurnAccepted { turn_id, .. } => self.app.turn_accepted(turn_id),
+            Reply::ApprovalRecorded {
+                accepted: false, ..
+            } => self.app.push_system(
+                "too late: that tool call was already decided (by another client or the timeout)",
+            ),
             Reply::ConversationChanged { conversation_id } => {
                 self.perform(Action::LoadConversation(conversation_id))
                     .await;
@@ -372,9 +377,6 @@ impl Runner {
                             });
                         }
                         return;
-                    }
-                    Ok(Ok(frame)) if matches!(purpose, Purpose::Approve) => {
-                        client::decode_result::<serde_json::Value>(&frame.raw).map(|_| Reply::Pong)
                     }
                     Ok(Ok(frame)) => ResponseFrame::into_result(frame),
                     Ok(Err(_)) => Err(ErrorBody::new(
