@@ -57,7 +57,9 @@ pub struct LineSplitter {
 pub enum Line {
     Frame(Vec<u8>),
     /// A line longer than the limit was dropped; `len` is its length.
-    Oversized { len: usize },
+    Oversized {
+        len: usize,
+    },
 }
 
 impl LineSplitter {

@@ -76,7 +76,9 @@ pub enum Request {
         server: Option<String>,
     },
     /// Stops and starts one MCP server again (also re-enables one that gave up).
-    RestartMcpServer { name: String },
+    RestartMcpServer {
+        name: String,
+    },
     /// Tool calls from the audit log, newest first.
     ToolAudit {
         /// Only calls at or after this time (Unix milliseconds).
@@ -617,9 +619,15 @@ pub enum ToolPolicy {
 pub enum McpServerState {
     Starting,
     Ready,
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     /// Waiting to restart after a crash.
-    Restarting { attempt: u32, in_ms: u64, reason: String },
+    Restarting {
+        attempt: u32,
+        in_ms: u64,
+        reason: String,
+    },
     Disabled,
 }
 
