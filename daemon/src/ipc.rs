@@ -516,7 +516,11 @@ async fn writer(
                     events = Some(rx);
                     continue;
                 }
-                Some(Outgoing::Close) | None => break,
+                Some(Outgoing::Close) | None => {
+                    // Deliver events already queued (e.g. `shutting_down`) before closing.
+                    drain_events(&mut tx, &mut events).await;
+                    break;
+                }
             },
             ev = next_event(&mut events) => match ev {
                 Ok(ev) => ev.line.clone(),
@@ -536,12 +540,7 @@ async fn writer(
                 }
             },
             _ = shutdown.cancelled(), if events.is_some() => {
-                // Deliver what is queued (the shutting_down event) then stop.
-                if let Some(rx) = events.as_mut() {
-                    while let Ok(ev) = rx.try_recv() {
-                        let _ = tokio::time::timeout(Duration::from_secs(1), tx.write_all(&ev.line)).await;
-                    }
-                }
+                drain_events(&mut tx, &mut events).await;
                 break;
             }
         };
@@ -576,6 +575,21 @@ fn encode_response(frame: &ServerFrame) -> Option<Vec<u8>> {
                 .with_hint("ask for less at once (e.g. a shorter conversation)")),
             ))
             .ok()
+        }
+    }
+}
+
+/// Writes whatever events are already queued for this client, each with a short limit.
+async fn drain_events(tx: &mut &ls::Stream, events: &mut Option<EventReceiver>) {
+    if let Some(rx) = events.as_mut() {
+        while let Ok(ev) = rx.try_recv() {
+            let write = tx.write_all(&ev.line);
+            if !matches!(
+                tokio::time::timeout(Duration::from_secs(1), write).await,
+                Ok(Ok(()))
+            ) {
+                break;
+            }
         }
     }
 }

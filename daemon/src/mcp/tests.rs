@@ -448,3 +448,61 @@ async fn http_server() {
     assert!(b.content.contains("AGAIN"), "{}", b.content);
     m.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_failures_are_explained() {
+    let Some((server_bin, launcher)) = binaries() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("h.sqlite3")).unwrap();
+    let mut missing_folder = ServerConfig {
+        command: Some(server_bin.display().to_string()),
+        ..ServerConfig::default()
+    };
+    missing_folder.sandbox.write = vec![dir.path().join("does-not-exist")];
+    let no_program = ServerConfig {
+        command: Some("vtuber-no-such-program-xyz".into()),
+        ..ServerConfig::default()
+    };
+    let off = ServerConfig {
+        command: Some(server_bin.display().to_string()),
+        enabled: false,
+        ..ServerConfig::default()
+    };
+    let cfg = McpConfig {
+        servers: [
+            ("folder".to_owned(), missing_folder),
+            ("program".to_owned(), no_program),
+            ("off".to_owned(), off),
+        ]
+        .into_iter()
+        .collect(),
+        ..McpConfig::default()
+    };
+    let m = McpManager::start_with(
+        cfg,
+        EventBus::new(256),
+        store,
+        StartOptions {
+            launcher: Some(launcher),
+        },
+    );
+    for (name, want) in [
+        ("folder", "does-not-exist"),
+        ("program", "vtuber-no-such-program-xyz"),
+    ] {
+        let info = m.wait_settled(name, DEADLINE).await.unwrap();
+        match info.state {
+            McpServerState::Failed { reason } => assert!(reason.contains(want), "{reason}"),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        m.wait_settled("off", DEADLINE).await.unwrap().state,
+        McpServerState::Disabled
+    );
+    assert!(m.restart("off").await.is_err());
+    assert!(m.tool_specs().is_empty());
+    m.shutdown().await;
+}
