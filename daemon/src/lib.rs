@@ -8,6 +8,7 @@ pub mod events;
 pub mod ipc;
 pub mod llm;
 pub mod mcp;
+pub mod speech;
 pub mod stage;
 pub mod store;
 pub mod tools;

@@ -12,25 +12,14 @@ use std::time::{Duration, Instant};
 use common::{WAIT, run, stderr, stdout};
 use serde_json::{Value, json};
 use vtuber_e2e::mcp::{
-    JsonClient, McpConfig, McpDaemon, ServerSpec, landlock_abi, test_server_bin,
+    JsonClient, McpConfig, McpDaemon, ServerSpec, assert_no_secret, call, landlock_abi,
+    test_server_bin, tool_result, tool_script, turn_outcome,
 };
-use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm, MockReply, MockToolCall, RecordedRequest};
+use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm, MockReply};
 use vtuber_shared::{
     ApprovalDecision, ApprovalResolution, Event, McpServerState, Request, SandboxLevel,
     ToolOutcome, ToolPolicy, TurnOutcome,
 };
-
-/// First reply asks for `calls`, every later one answers `final_text`.
-fn tool_script(calls: Vec<MockToolCall>, final_text: &str) -> MockBehaviour {
-    MockBehaviour::Script(vec![
-        MockBehaviour::Reply(MockReply::tool_calls(calls)),
-        MockBehaviour::reply(final_text),
-    ])
-}
-
-fn call(id: &str, name: &str, args: Value) -> MockToolCall {
-    MockToolCall::new(id, name, args.to_string())
-}
 
 struct Setup {
     mock: MockLlm,
@@ -135,29 +124,6 @@ fn call_with_id(events: &[Event], id: &str) -> CallSeen {
         .unwrap_or_else(|| panic!("no call {id}: {events:#?}"))
 }
 
-fn turn_outcome(events: &[Event]) -> TurnOutcome {
-    events
-        .iter()
-        .rev()
-        .find_map(|e| match e {
-            Event::TurnEnded { outcome, .. } => Some(outcome.clone()),
-            _ => None,
-        })
-        .expect("turn ended")
-}
-
-/// The `tool` message answering `call_id` in a chat request.
-fn tool_result(req: &RecordedRequest, call_id: &str) -> String {
-    req.messages()
-        .iter()
-        .find(|m| m["role"] == "tool" && m["tool_call_id"] == call_id)
-        .map(|m| match &m["content"] {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-        .unwrap_or_else(|| panic!("no tool result for {call_id} in {:#?}", req.messages()))
-}
-
 /// Sends `text` and collects the turn's events.
 async fn turn(s: &mut Setup, text: &str) -> Vec<Event> {
     let id = s.client.send_text(text).await.expect("turn accepted");
@@ -247,12 +213,7 @@ async fn say_runs_a_tool_and_prints_the_final_answer() {
     let reqs = s.mock.requests();
     assert_eq!(reqs.len(), 2, "one request per step");
     // The tools were offered under their exposed names.
-    let offered: Vec<&str> = reqs[0].body["tools"]
-        .as_array()
-        .expect("tools offered")
-        .iter()
-        .filter_map(|t| t["function"]["name"].as_str())
-        .collect();
+    let offered = reqs[0].tool_names();
     assert!(offered.contains(&"test__add"), "{offered:?}");
     assert!(offered.contains(&"test__echo"), "{offered:?}");
     // The assistant's call and its result went back.
@@ -986,19 +947,6 @@ fn secret() -> String {
     )
 }
 
-fn assert_no_secret(secret: &str, s: &Setup, audit: &[vtuber_shared::AuditEntry]) {
-    let log = s.daemon.log_text();
-    assert!(!log.contains(secret), "secret in the daemon log:\n{log}");
-    let audit_text = format!("{audit:?}");
-    assert!(
-        !audit_text.contains(secret),
-        "secret in the audit: {audit:#?}"
-    );
-    for frame in &s.client.raw {
-        assert!(!frame.contains(secret), "secret in an event: {frame}");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_stay_out_of_logs_audit_and_events() {
     let secret = secret();
@@ -1034,7 +982,7 @@ async fn secrets_stay_out_of_logs_audit_and_events() {
     assert_ne!(echo.arguments["api_key"], json!(secret));
     let audit = s.client.audit(None).await.unwrap();
     assert_eq!(audit.len(), 2, "{audit:#?}");
-    assert_no_secret(&secret, &s, &audit);
+    assert_no_secret(&secret, &s.daemon.log_text(), &audit, &s.client.raw);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1059,7 +1007,7 @@ async fn configured_secret_values_are_redacted_everywhere() {
     assert_eq!(call_of(&events, "echo").outcome, Some(ToolOutcome::Ok));
     let audit = s.client.audit(None).await.unwrap();
     assert_eq!(audit.len(), 1);
-    assert_no_secret(&secret, &s, &audit);
+    assert_no_secret(&secret, &s.daemon.log_text(), &audit, &s.client.raw);
 }
 
 // --- (i) a real third-party server ----------------------------------------------------

@@ -16,10 +16,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vtuber_shared::framing::{self, Line, LineSplitter};
 use vtuber_shared::{
     ApprovalDecision, AuditEntry, ClientFrame, ErrorBody, Event, McpServerInfo, McpServerState,
-    McpToolInfo, PROTOCOL_VERSION, Request,
+    McpToolInfo, PROTOCOL_VERSION, Request, TurnOutcome,
 };
 
 use crate::daemon::{TestDaemon, bin};
+use crate::mock_llm::{MockBehaviour, MockReply, MockToolCall, RecordedRequest};
 
 /// Path of the test MCP server binary.
 pub fn test_server_bin() -> PathBuf {
@@ -43,6 +44,24 @@ impl ServerSpec {
                 "args": args,
             }),
         }
+    }
+
+    /// A streamable HTTP server at `url` (no sandbox applies to these).
+    pub fn http(name: &str, url: &str) -> Self {
+        Self {
+            name: name.into(),
+            value: json!({ "url": url }),
+        }
+    }
+
+    /// `headers: {...}` of an HTTP server.
+    #[must_use]
+    pub fn headers(self, headers: &[(&str, &str)]) -> Self {
+        let map: serde_json::Map<String, Value> = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), json!(v)))
+            .collect();
+        self.with("headers", Value::Object(map))
     }
 
     /// The test server, named `test`, unsandboxed, with default policy.
@@ -109,6 +128,62 @@ impl ServerSpec {
     #[must_use]
     pub fn sandbox_off(self) -> Self {
         self.with("sandbox", json!({"enabled": false}))
+    }
+}
+
+/// `vtuber-mcp-test-server --http 127.0.0.1:0` as a child process, killed on drop.
+pub struct HttpTestServer {
+    /// The MCP endpoint, `http://127.0.0.1:PORT/mcp`.
+    pub url: String,
+    child: Child,
+}
+
+impl HttpTestServer {
+    /// Starts the server; with `require_header` `(NAME, VALUE)` it answers 401 to requests
+    /// without that header. Returns once it printed the URL it listens on.
+    pub fn start(require_header: Option<(&str, &str)>) -> anyhow::Result<Self> {
+        use std::io::BufRead as _;
+        let mut cmd = std::process::Command::new(test_server_bin());
+        cmd.args(["--http", "127.0.0.1:0"]);
+        if let Some((name, value)) = require_header {
+            cmd.arg("--require-header").arg(format!("{name}={value}"));
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("spawning {}", test_server_bin().display()))?;
+        let Some(stdout) = child.stdout.take() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("no stdout pipe");
+        };
+        // Owns the child from here, so an error below still kills it.
+        let mut me = Self {
+            url: String::new(),
+            child,
+        };
+        // The server prints the line as soon as it is bound, or exits (EOF) on failure.
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        match line.trim().strip_prefix("listening ") {
+            Some(url) if url.starts_with("http://") && url.ends_with("/mcp") => {
+                me.url = url.to_owned();
+                Ok(me)
+            }
+            _ => {
+                let status = me.child.try_wait()?;
+                bail!("the HTTP test server did not report its URL (exit {status:?}): {line:?}")
+            }
+        }
+    }
+}
+
+impl Drop for HttpTestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -509,4 +584,56 @@ pub fn realtime_us() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros())
         .unwrap_or(0)
+}
+
+/// First reply asks for `calls`, every later one answers `final_text`.
+pub fn tool_script(calls: Vec<MockToolCall>, final_text: &str) -> MockBehaviour {
+    MockBehaviour::Script(vec![
+        MockBehaviour::Reply(MockReply::tool_calls(calls)),
+        MockBehaviour::reply(final_text),
+    ])
+}
+
+/// A tool call with JSON arguments, as the mock LLM sends it.
+pub fn call(id: &str, name: &str, args: Value) -> MockToolCall {
+    MockToolCall::new(id, name, args.to_string())
+}
+
+/// How the last turn in `events` ended.
+pub fn turn_outcome(events: &[Event]) -> TurnOutcome {
+    events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Event::TurnEnded { outcome, .. } => Some(outcome.clone()),
+            _ => None,
+        })
+        .expect("turn ended")
+}
+
+/// The `tool` message answering `call_id` in a chat request.
+pub fn tool_result(req: &RecordedRequest, call_id: &str) -> String {
+    req.messages()
+        .iter()
+        .find(|m| m["role"] == "tool" && m["tool_call_id"] == call_id)
+        .map(|m| match &m["content"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .unwrap_or_else(|| panic!("no tool result for {call_id} in {:#?}", req.messages()))
+}
+
+/// Fails if `secret` shows up in the daemon log, the audit entries or any frame the
+/// client received.
+pub fn assert_no_secret(secret: &str, log: &str, audit: &[AuditEntry], frames: &[String]) {
+    assert!(!log.contains(secret), "secret in the daemon log:\n{log}");
+    let audit_text = format!("{audit:?}");
+    assert!(
+        !audit_text.contains(secret),
+        "secret in the audit: {audit:#?}"
+    );
+    assert!(!frames.is_empty(), "no frames recorded");
+    for frame in frames {
+        assert!(!frame.contains(secret), "secret in a frame: {frame}");
+    }
 }

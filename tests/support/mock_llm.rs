@@ -233,6 +233,19 @@ impl RecordedRequest {
         self.body["messages"].as_array().map_or(&[], Vec::as_slice)
     }
 
+    /// Names of the tools offered in a chat request.
+    pub fn tool_names(&self) -> Vec<&str> {
+        self.body["tools"]
+            .as_array()
+            .map(|tools| {
+                tools
+                    .iter()
+                    .filter_map(|t| t["function"]["name"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Content of the last `user` message.
     pub fn last_user_message(&self) -> Option<&str> {
         self.messages()

@@ -878,8 +878,10 @@ mod tests {
         let cancelled_at = Instant::now();
         cancel.cancel();
         let rest = collect(rx).await;
+        // Promptness is bounded by tokens, not wall time: on a loaded 2-core CI machine
+        // one decode step can take seconds. The generous limit only catches a hang.
         assert!(
-            cancelled_at.elapsed() < Duration::from_secs(1),
+            cancelled_at.elapsed() < Duration::from_secs(20),
             "{:?}",
             cancelled_at.elapsed()
         );

@@ -1,14 +1,31 @@
-//! `vtuber-mcp-test-server`: a small MCP server on stdio with deterministic tools, for
-//! vtuberd's end-to-end tests and benchmarks.
+//! `vtuber-mcp-test-server`: a small MCP server with deterministic tools, for vtuberd's
+//! end-to-end tests and benchmarks.
+//!
+//! It speaks MCP on stdio by default. With `--http ADDR` (e.g. `127.0.0.1:0`) it serves
+//! the same tools over streamable HTTP at `/mcp` instead, printing
+//! `listening http://HOST:PORT/mcp` as its first stdout line; with
+//! `--require-header NAME=VALUE` too, requests without that header get 401.
 //!
 //! Tools: `add`, `echo`, `echo_time`, `slow` (progress, honours cancellation), `crash`
 //! (exits with code 3 without replying), `change_tools` (adds `late_tool` and announces
 //! it), `read_file` / `write_file` (sandbox probes), `env_has` (never reveals a value) and
 //! `connect` (network probe). It writes `ready` to stderr when it starts.
 
+use std::convert::Infallible;
+use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
@@ -19,6 +36,8 @@ use rmcp::model::{
     ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
 };
 use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler, ServiceExt, tool, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -289,8 +308,145 @@ impl ServerHandler for TestServer {
     }
 }
 
+/// What the command line asks for.
+#[derive(Debug, Default)]
+struct Args {
+    /// `--http ADDR`: serve streamable HTTP on this address instead of stdio.
+    http: Option<String>,
+    /// `--require-header NAME=VALUE`: only requests carrying this header are served.
+    require_header: Option<(HeaderName, HeaderValue)>,
+}
+
+const USAGE: &str = "usage: vtuber-mcp-test-server [--http ADDR [--require-header NAME=VALUE]]";
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut out = Args::default();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--http" => {
+                out.http = Some(args.next().ok_or("--http needs an address")?);
+            }
+            "--require-header" => {
+                let spec = args.next().ok_or("--require-header needs NAME=VALUE")?;
+                let (name, value) = spec
+                    .split_once('=')
+                    .ok_or("--require-header needs NAME=VALUE")?;
+                let name = HeaderName::try_from(name)
+                    .map_err(|e| format!("--require-header: bad name `{name}`: {e}"))?;
+                // Never echo the value: it is usually a secret.
+                let value = HeaderValue::try_from(value)
+                    .map_err(|e| format!("--require-header: bad value: {e}"))?;
+                out.require_header = Some((name, value));
+            }
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+        }
+    }
+    if out.require_header.is_some() && out.http.is_none() {
+        return Err(format!("--require-header needs --http\n{USAGE}"));
+    }
+    Ok(out)
+}
+
+type HttpService = StreamableHttpService<TestServer, LocalSessionManager>;
+type HttpResponse = Response<BoxBody<Bytes, Infallible>>;
+
+fn plain(status: StatusCode, text: &'static str) -> HttpResponse {
+    let mut res = Response::new(Full::new(Bytes::from_static(text.as_bytes())).boxed());
+    *res.status_mut() = status;
+    res
+}
+
+/// Checks the path and the required header, then hands the request to rmcp.
+async fn route(
+    service: &HttpService,
+    required: Option<&(HeaderName, HeaderValue)>,
+    req: Request<Incoming>,
+) -> HttpResponse {
+    if req.uri().path() != "/mcp" {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "not found: the MCP endpoint is /mcp\n",
+        );
+    }
+    if let Some((name, value)) = required
+        && req.headers().get(name) != Some(value)
+    {
+        let why = if req.headers().contains_key(name) {
+            "a wrong value"
+        } else {
+            "no value"
+        };
+        eprintln!(
+            "rejected {} {}: {why} for header {name}",
+            req.method(),
+            req.uri()
+        );
+        return plain(StatusCode::UNAUTHORIZED, "unauthorized\n");
+    }
+    service.handle(req).await
+}
+
+async fn serve_http(
+    addr: &str,
+    required: Option<(HeaderName, HeaderValue)>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    let service: Arc<HttpService> = Arc::new(StreamableHttpService::new(
+        || Ok(TestServer::new()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    ));
+    let required = Arc::new(required);
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening http://{local}/mcp")?;
+        out.flush()?;
+    }
+    eprintln!("ready");
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("accept failed: {e}");
+                continue;
+            }
+        };
+        let service = service.clone();
+        let required = required.clone();
+        tokio::spawn(async move {
+            let handler = service_fn(move |req| {
+                let service = service.clone();
+                let required = required.clone();
+                async move {
+                    Ok::<_, Infallible>(route(&service, required.as_ref().as_ref(), req).await)
+                }
+            });
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), handler)
+                .await
+            {
+                eprintln!("connection ended with an error: {e}");
+            }
+        });
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    if let Some(addr) = &args.http {
+        return serve_http(addr, args.require_header).await;
+    }
     eprintln!("ready");
     let service = TestServer::new()
         .serve(rmcp::transport::stdio())

@@ -1,0 +1,1386 @@
+//! Text side of the voice pipeline: split a streaming reply into sentences, clean a
+//! sentence into what the TTS engine should read, and pull expression tags out of it.
+//!
+//! Everything here is pure and synchronous so it can be tested exhaustively; the audio
+//! side only ever sees [`Sentence`]s and strings.
+//!
+//! # Sentence rules ([`SentenceSplitter`])
+//!
+//! * `!`, `?`, `…` and `.` (and runs of them, like `?!` or `...`) end a sentence when
+//!   followed, after any closing quotes/brackets, by whitespace. So `3.14`, `a.b.c`,
+//!   `https://x.org/a?b=1` and `"Hi."she` never split.
+//! * A run made only of `.`/`…` does not end the sentence when the next word starts with a
+//!   lowercase letter (`U.S.A. is`, `Well… maybe`), nor when a single `.` follows a known
+//!   abbreviation (`Mr.`, `Dr.`, `e.g.`, `i.e.`, `etc.`, …), a single capital initial other
+//!   than `I` (`John F. Kennedy`), or a number that opens the line (`1. First`).
+//! * CJK `。！？` end a sentence right away (CJK text has no spaces).
+//! * A line break ends a sentence (once it has any content).
+//! * Closing quotes/brackets after the terminator stay in the sentence; whitespace after a
+//!   sentence belongs to it too, so the next sentence starts at its first visible character.
+//! * The first sentence of a reply may be cut early, after `,`/`;`/`:` + whitespace or
+//!   after `、`/`，`/`；`/`：`, once it is [`SplitterConfig::first_min_chars`] long: the first
+//!   audio starts sooner.
+//! * A sentence longer than [`SplitterConfig::max_chars`] (counted from its first visible
+//!   character) is cut at the last word start within the limit, or hard at the limit when
+//!   there is no word break.
+//! * Code fences (```` ``` ````…```` ``` ````) and `<think>`…`</think>` blocks are kept whole
+//!   as their own sentence (the cleaner drops them), even past `max_chars`.
+//!
+//! A cut is only made once the text after it can no longer change the decision, so the
+//! sentences do not depend on how the reply was chunked, and the sentences' `raw` texts
+//! concatenate to exactly the input.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// One piece of the reply, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sentence {
+    /// The exact input text, trailing whitespace included: joining every `raw` in order
+    /// gives back the whole reply.
+    pub raw: String,
+    /// 0 for the first sentence of a reply, then 1, 2, …
+    pub index: usize,
+}
+
+/// Tuning for [`SentenceSplitter`]; characters may configure it later.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SplitterConfig {
+    /// The first sentence may end at a comma once it has this many characters, so the
+    /// first audio starts sooner. 0 disables early cuts entirely.
+    pub first_min_chars: usize,
+    /// Longest sentence (in characters, leading whitespace not counted) before it is cut
+    /// at a word boundary; TTS engines slow down or fail on very long input.
+    pub max_chars: usize,
+}
+
+impl Default for SplitterConfig {
+    fn default() -> Self {
+        Self {
+            first_min_chars: 24,
+            max_chars: 300,
+        }
+    }
+}
+
+/// Streaming sentence splitter: feed it LLM text deltas, get sentences as soon as they
+/// are certain. See the module docs for the rules.
+#[derive(Debug, Clone, Default)]
+pub struct SentenceSplitter {
+    config: SplitterConfig,
+    /// Text not yet emitted; always starts at a sentence start.
+    pending: String,
+    /// Index the next sentence gets.
+    next_index: usize,
+}
+
+impl SentenceSplitter {
+    pub fn new(config: SplitterConfig) -> Self {
+        Self {
+            config,
+            pending: String::new(),
+            next_index: 0,
+        }
+    }
+
+    /// Adds `delta` and returns the sentences it completed (possibly none).
+    pub fn push(&mut self, delta: &str) -> Vec<Sentence> {
+        self.pending.push_str(delta);
+        let mut out = Vec::new();
+        while let Some(cut) = find_cut(&self.pending, self.next_index == 0, &self.config) {
+            if cut == 0 || cut > self.pending.len() {
+                // Defensive: find_cut never does this; never loop or panic on it.
+                break;
+            }
+            let rest = self.pending.split_off(cut);
+            let raw = std::mem::replace(&mut self.pending, rest);
+            out.push(self.sentence(raw));
+        }
+        out
+    }
+
+    /// Ends the reply: returns whatever is left as the last sentence (`None` if nothing
+    /// is). The splitter is then ready for the next reply, starting again at index 0.
+    pub fn finish(&mut self) -> Option<Sentence> {
+        let raw = std::mem::take(&mut self.pending);
+        let last = (!raw.is_empty()).then(|| self.sentence(raw));
+        self.next_index = 0;
+        last
+    }
+
+    fn sentence(&mut self, raw: String) -> Sentence {
+        let index = self.next_index;
+        self.next_index += 1;
+        Sentence { raw, index }
+    }
+}
+
+/// Abbreviations (lowercase, without the final dot) whose `.` never ends a sentence.
+const ABBREVIATIONS: &[&str] = &[
+    "mr", "mrs", "ms", "mx", "dr", "prof", "sr", "jr", "st", "mt", "vs", "etc", "e.g", "i.e", "eg",
+    "ie", "cf", "approx", "fig", "no", "vol",
+];
+
+fn is_terminator(c: char) -> bool {
+    matches!(c, '.' | '!' | '?' | '…' | '。' | '！' | '？' | '‼' | '⁉')
+}
+
+fn is_cjk_terminator(c: char) -> bool {
+    matches!(c, '。' | '！' | '？')
+}
+
+/// Closing quotes and brackets that stay with the sentence they close.
+fn is_closer(c: char) -> bool {
+    matches!(
+        c,
+        '"' | '\''
+            | '”'
+            | '’'
+            | '»'
+            | ')'
+            | ']'
+            | '}'
+            | '」'
+            | '』'
+            | '）'
+            | '】'
+            | '〕'
+            | '〉'
+            | '》'
+            | '*'
+    )
+}
+
+/// Where the pending text `text` can be cut, as a byte offset, or `None` while the
+/// decision still depends on text not seen yet. Must be monotonic: once it returns
+/// `Some(k)` for some text, it returns `Some(k)` for every extension of that text. That is
+/// what makes the split independent of chunking; every look-ahead below returns `None`
+/// when it runs into the end of the text.
+fn find_cut(text: &str, first: bool, config: &SplitterConfig) -> Option<usize> {
+    let chars: Vec<char> = text.chars().collect();
+    let offsets: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
+    let byte = |p: usize| offsets.get(p).copied().unwrap_or(text.len());
+    let n = chars.len();
+    let max_chars = config.max_chars.max(1);
+    // Index of the first visible character, once seen.
+    let mut start: Option<usize> = None;
+    let mut i = 0;
+    while i < n {
+        if let Some(s) = start
+            && i - s >= max_chars
+        {
+            return max_cut(&chars, s, max_chars).map(byte);
+        }
+        let c = chars[i];
+        if c == '`' {
+            let r = run_len(&chars, i, '`');
+            if i + r == n {
+                return None;
+            }
+            if r >= 3 {
+                if start.is_some() {
+                    return Some(byte(i));
+                }
+                let end = find_fence_close(&chars, i + r, r)?;
+                return absorb_ws(&chars, end).map(byte);
+            }
+            start.get_or_insert(i);
+            i += r;
+            continue;
+        }
+        if c == '<' {
+            match match_ci(&chars, i, THINK_OPEN) {
+                Match::Partial => return None,
+                Match::Yes => {
+                    if start.is_some() {
+                        return Some(byte(i));
+                    }
+                    let end = find_ci(&chars, i + THINK_OPEN.len(), THINK_CLOSE)?;
+                    return absorb_ws(&chars, end).map(byte);
+                }
+                Match::No => {}
+            }
+        }
+        if c == '\n' && start.is_some() {
+            return absorb_ws(&chars, i + 1).map(byte);
+        }
+        if c.is_whitespace() {
+            i += 1;
+            continue;
+        }
+        let s = *start.get_or_insert(i);
+        if is_terminator(c) {
+            match terminator(&chars, s, i) {
+                Step::Cut(p) => return Some(byte(p)),
+                Step::NeedMore => return None,
+                Step::Skip(next) => {
+                    i = next;
+                    continue;
+                }
+            }
+        }
+        if first && config.first_min_chars > 0 && i + 1 - s >= config.first_min_chars {
+            let clause = match c {
+                ',' | ';' | ':' => match chars.get(i + 1) {
+                    None => return None,
+                    Some(next) => next.is_whitespace(),
+                },
+                '、' | '，' | '；' | '：' => true,
+                _ => false,
+            };
+            if clause {
+                return absorb_ws(&chars, i + 1).map(byte);
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// What to do at a terminator.
+enum Step {
+    /// The sentence ends at this char index.
+    Cut(usize),
+    /// Not a sentence end; continue scanning at this index.
+    Skip(usize),
+    NeedMore,
+}
+
+/// Decides a run of terminators starting at `i`; `start` is the sentence's first visible
+/// character.
+fn terminator(chars: &[char], start: usize, i: usize) -> Step {
+    let n = chars.len();
+    let mut j = i;
+    while j < n && is_terminator(chars[j]) {
+        j += 1;
+    }
+    let mut k = j;
+    while k < n && is_closer(chars[k]) {
+        k += 1;
+    }
+    if k == n {
+        return Step::NeedMore;
+    }
+    let run = &chars[i..j];
+    let cjk = run.iter().any(|&c| is_cjk_terminator(c));
+    if !cjk && !chars[k].is_whitespace() {
+        return Step::Skip(j);
+    }
+    let Some(m) = absorb_ws(chars, k) else {
+        return Step::NeedMore;
+    };
+    if !cjk {
+        let soft = run.iter().all(|&c| c == '.' || c == '…');
+        if soft && chars[m].is_lowercase() {
+            return Step::Skip(j);
+        }
+        if run == ['.'] && non_final_word(chars, start, i) {
+            return Step::Skip(j);
+        }
+    }
+    Step::Cut(m)
+}
+
+/// Whether the word before the `.` at `dot` is one whose dot does not end a sentence:
+/// an abbreviation, a capital initial, or a list number at the start of the line.
+fn non_final_word(chars: &[char], start: usize, dot: usize) -> bool {
+    let mut w = dot;
+    while w > start && !chars[w - 1].is_whitespace() {
+        w -= 1;
+    }
+    let raw = &chars[w..dot];
+    let trimmed: Vec<char> = raw
+        .iter()
+        .copied()
+        .skip_while(|c| !c.is_alphanumeric())
+        .collect();
+    let word: String = trimmed.iter().collect::<String>().to_lowercase();
+    if ABBREVIATIONS.contains(&word.as_str()) {
+        return true;
+    }
+    if let [c] = trimmed.as_slice()
+        && c.is_uppercase()
+        && *c != 'I'
+    {
+        return true;
+    }
+    !trimmed.is_empty() && trimmed.iter().all(char::is_ascii_digit) && w == start
+}
+
+/// Skips whitespace from `p`; `None` if that reaches the end (more may follow).
+fn absorb_ws(chars: &[char], p: usize) -> Option<usize> {
+    let m = p + chars[p.min(chars.len())..]
+        .iter()
+        .take_while(|c| c.is_whitespace())
+        .count();
+    (m < chars.len()).then_some(m)
+}
+
+/// The cut for a sentence that reached `max` visible characters: the last word start
+/// within the limit, else a hard cut at the limit (plus any whitespace there).
+fn max_cut(chars: &[char], start: usize, max: usize) -> Option<usize> {
+    let limit = start + max;
+    for p in (start + 1..=limit).rev() {
+        if chars[p - 1].is_whitespace() && !chars[p].is_whitespace() {
+            return Some(p);
+        }
+    }
+    absorb_ws(chars, limit)
+}
+
+fn run_len(chars: &[char], i: usize, c: char) -> usize {
+    chars[i..].iter().take_while(|&&x| x == c).count()
+}
+
+/// End (exclusive) of the closing fence: the next run of at least `len` backticks after
+/// `from`. `None` if there is none yet, or it touches the end (it may grow).
+fn find_fence_close(chars: &[char], from: usize, len: usize) -> Option<usize> {
+    let mut p = from;
+    while p < chars.len() {
+        if chars[p] == '`' {
+            let r = run_len(chars, p, '`');
+            if p + r == chars.len() {
+                return None;
+            }
+            if r >= len {
+                return Some(p + r);
+            }
+            p += r;
+        } else {
+            p += 1;
+        }
+    }
+    None
+}
+
+const THINK_OPEN: &str = "<think>";
+const THINK_CLOSE: &str = "</think>";
+
+enum Match {
+    Yes,
+    No,
+    /// The text ends inside what could still become the marker.
+    Partial,
+}
+
+/// ASCII-case-insensitive match of `marker` at `i`.
+fn match_ci(chars: &[char], i: usize, marker: &str) -> Match {
+    for (k, m) in marker.chars().enumerate() {
+        match chars.get(i + k) {
+            None => return Match::Partial,
+            Some(c) if c.eq_ignore_ascii_case(&m) => {}
+            Some(_) => return Match::No,
+        }
+    }
+    Match::Yes
+}
+
+/// End (exclusive) of the first case-insensitive `marker` at or after `from`.
+fn find_ci(chars: &[char], from: usize, marker: &str) -> Option<usize> {
+    let len = marker.chars().count();
+    (from..chars.len())
+        .find(|&p| matches!(match_ci(chars, p, marker), Match::Yes))
+        .map(|p| p + len)
+}
+
+/// What to do with inline code (`` `like_this` ``) when speaking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InlineCode {
+    /// Read the code as words, without the backticks.
+    #[default]
+    Keep,
+    /// Leave it out.
+    Drop,
+}
+
+/// What [`clean_for_speech`] removes; per character, so it deserializes with defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CleanOptions {
+    /// Drop fenced code blocks entirely (nobody wants code read aloud); when false, their
+    /// content is read without the fences and info string.
+    pub drop_code_blocks: bool,
+    pub inline_code: InlineCode,
+    /// Drop emoji: TTS engines read their names or stumble.
+    pub drop_emoji: bool,
+    /// Drop `(asides)`, nested ones included. Off by default: parentheses often carry
+    /// real content.
+    pub drop_parentheticals: bool,
+    /// Drop `*actions*` (single-asterisk spans, the role-play convention). `**bold**`
+    /// always keeps its text. When false, single-asterisk spans are read as emphasis.
+    pub drop_actions: bool,
+    /// Drop `[bracketed]` text: expression tags like `[joy]`, `[laughs]`, `[1]`.
+    /// Markdown links are turned into their text first.
+    pub drop_bracketed: bool,
+}
+
+impl Default for CleanOptions {
+    fn default() -> Self {
+        Self {
+            drop_code_blocks: true,
+            inline_code: InlineCode::Keep,
+            drop_emoji: true,
+            drop_parentheticals: false,
+            drop_actions: true,
+            drop_bracketed: true,
+        }
+    }
+}
+
+/// What the TTS engine should read for `text`: reasoning, markup, code, emoji and tags
+/// removed per `opts`, whitespace collapsed to single spaces.
+///
+/// With `drop_bracketed`, the result never contains a `[` before a `]`, so no expression
+/// tag can survive, however the removals interact.
+pub fn clean_for_speech(text: &str, opts: &CleanOptions) -> String {
+    let text = strip_think(text);
+    let text = strip_code(&text, opts);
+    let text = strip_block_markup(&text);
+    let text = strip_links(&text);
+    let text = strip_emphasis(&text, opts.drop_actions);
+    let text = if opts.drop_parentheticals {
+        strip_parentheticals(&text)
+    } else {
+        text
+    };
+    let text: String = if opts.drop_emoji {
+        text.chars().filter(|&c| !is_emoji(c)).collect()
+    } else {
+        text
+    };
+    let text = collapse_ws(&text);
+    let text = if opts.drop_bracketed {
+        collapse_ws(&strip_brackets(&text))
+    } else {
+        text
+    };
+    tidy_punctuation(&text)
+}
+
+/// Drops `<think>…</think>` blocks (an unclosed one runs to the end). A `</think>` with no
+/// opening before it means the template opened the block in the prompt: everything before
+/// it is reasoning.
+fn strip_think(text: &str) -> String {
+    // ASCII lowercasing keeps byte offsets, so positions in `lower` index `text`.
+    let lower = text.to_ascii_lowercase();
+    let mut pos = 0;
+    if let Some(close) = lower.find(THINK_CLOSE)
+        && !lower[..close].contains(THINK_OPEN)
+    {
+        pos = close + THINK_CLOSE.len();
+    }
+    let mut out = String::new();
+    while let Some(open) = lower[pos..].find(THINK_OPEN) {
+        out.push_str(&text[pos..pos + open]);
+        let after = pos + open + THINK_OPEN.len();
+        match lower[after..].find(THINK_CLOSE) {
+            Some(close) => pos = after + close + THINK_CLOSE.len(),
+            None => return out,
+        }
+    }
+    out.push_str(&text[pos..]);
+    // Stray closers left after complete blocks.
+    remove_ci(&out, THINK_CLOSE)
+}
+
+fn remove_ci(text: &str, marker: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::new();
+    let mut pos = 0;
+    while let Some(p) = lower[pos..].find(marker) {
+        out.push_str(&text[pos..pos + p]);
+        pos += p + marker.len();
+    }
+    out.push_str(&text[pos..]);
+    out
+}
+
+/// Fenced blocks (3+ backticks, closed by a run at least as long; unclosed runs to the
+/// end) and inline code (1–2 backticks, closed by the same run; unclosed loses its
+/// backticks).
+fn strip_code(text: &str, opts: &CleanOptions) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] != '`' {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        let r = run_len(&chars, i, '`');
+        let body = i + r;
+        if r >= 3 {
+            let (end, close) = match find_run(&chars, body, |len| len >= r) {
+                Some((p, len)) => (p, p + len),
+                None => (chars.len(), chars.len()),
+            };
+            out.push('\n');
+            if !opts.drop_code_blocks {
+                let content = &chars[body..end];
+                // The first line is the info string (`rust`), unless the block is one line.
+                let code = match content.iter().position(|&c| c == '\n') {
+                    Some(nl) => &content[nl + 1..],
+                    None => content,
+                };
+                out.extend(code.iter());
+                out.push('\n');
+            }
+            i = close;
+        } else {
+            match find_run(&chars, body, |len| len == r) {
+                Some((p, len)) => {
+                    if opts.inline_code == InlineCode::Keep {
+                        out.extend(chars[body..p].iter());
+                    } else {
+                        out.push(' ');
+                    }
+                    i = p + len;
+                }
+                None => i = body,
+            }
+        }
+    }
+    out
+}
+
+/// The next backtick run from `from` whose length satisfies `ok`: (start, length).
+fn find_run(chars: &[char], from: usize, ok: impl Fn(usize) -> bool) -> Option<(usize, usize)> {
+    let mut p = from;
+    while p < chars.len() {
+        if chars[p] == '`' {
+            let r = run_len(chars, p, '`');
+            if ok(r) {
+                return Some((p, r));
+            }
+            p += r;
+        } else {
+            p += 1;
+        }
+    }
+    None
+}
+
+/// Line-level markdown: headings, block quotes, bullets, horizontal rules, table pipes.
+fn strip_block_markup(text: &str) -> String {
+    let mut lines = Vec::new();
+    for line in text.split('\n') {
+        let mut l = line.trim_start();
+        let rule: String = l.chars().filter(|c| !c.is_whitespace()).collect();
+        if rule.len() >= 3
+            && (rule.chars().all(|c| c == '-')
+                || rule.chars().all(|c| c == '*')
+                || rule.chars().all(|c| c == '_'))
+        {
+            lines.push(String::new());
+            continue;
+        }
+        while let Some(rest) = l.strip_prefix('>') {
+            l = rest.trim_start();
+        }
+        let hashes = l.chars().take_while(|&c| c == '#').count();
+        if (1..=6).contains(&hashes) {
+            let rest = &l[hashes..];
+            if rest.is_empty() || rest.starts_with(char::is_whitespace) {
+                l = rest.trim_start();
+            }
+        }
+        for bullet in ["- ", "* ", "+ ", "• "] {
+            if let Some(rest) = l.strip_prefix(bullet) {
+                l = rest.trim_start();
+                break;
+            }
+        }
+        lines.push(l.replace('|', " "));
+    }
+    lines.join("\n")
+}
+
+/// `[text](url)` → `text`, `![alt](url)` → `alt`.
+fn strip_links(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if let Some((label, end)) = link_at(&chars, i) {
+            if out.ends_with('!') {
+                out.pop();
+            }
+            out.extend(label.iter());
+            i = end;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A markdown link starting at `i`: its label and the index after `)`.
+fn link_at(chars: &[char], i: usize) -> Option<(&[char], usize)> {
+    if chars.get(i) != Some(&'[') {
+        return None;
+    }
+    let close = i
+        + 1
+        + chars[i + 1..]
+            .iter()
+            .position(|&c| matches!(c, ']' | '[' | '\n'))?;
+    if chars[close] != ']' || chars.get(close + 1) != Some(&'(') {
+        return None;
+    }
+    let paren = close
+        + 2
+        + chars[close + 2..]
+            .iter()
+            .position(|&c| c == ')' || c.is_whitespace())?;
+    (chars[paren] == ')').then(|| (&chars[i + 1..close], paren + 1))
+}
+
+/// Emphasis markers (`*`, `**`, `__`, `~~`, `_` at word edges) go; with `drop_actions`,
+/// `*action*` spans go whole.
+fn strip_emphasis(text: &str, drop_actions: bool) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '*' => {
+                let r = run_len(&chars, i, '*');
+                if r == 1
+                    && drop_actions
+                    && let Some(end) = action_end(&chars, i)
+                {
+                    i = end;
+                } else {
+                    i += r;
+                }
+            }
+            '_' | '~' => {
+                let r = run_len(&chars, i, c);
+                let prev_word = i > 0 && chars[i - 1].is_alphanumeric();
+                let next_word = chars.get(i + r).is_some_and(|c| c.is_alphanumeric());
+                let marker = r >= 2 || (c == '_' && !(prev_word && next_word));
+                if !marker {
+                    out.extend(&chars[i..i + r]);
+                }
+                i += r;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Index after the closing `*` of a `*action*` opened at `i`, if there is one on the line.
+fn action_end(chars: &[char], i: usize) -> Option<usize> {
+    let first = *chars.get(i + 1)?;
+    if first.is_whitespace() || first == '*' {
+        return None;
+    }
+    let mut p = i + 1;
+    while p < chars.len() && chars[p] != '\n' {
+        if chars[p] == '*' {
+            let r = run_len(chars, p, '*');
+            if r == 1 && !chars[p - 1].is_whitespace() {
+                return Some(p + 1);
+            }
+            p += r;
+        } else {
+            p += 1;
+        }
+    }
+    None
+}
+
+/// Drops balanced `(…)`/`（…）`, nested ones included; unbalanced parentheses stay.
+fn strip_parentheticals(text: &str) -> String {
+    strip_balanced(
+        text,
+        |c| matches!(c, '(' | '（'),
+        |c| matches!(c, ')' | '）'),
+    )
+}
+
+/// Drops balanced `[…]`. Afterwards no `[` precedes a `]`: every `]` that found an open
+/// `[` removed it.
+fn strip_brackets(text: &str) -> String {
+    strip_balanced(text, |c| c == '[', |c| c == ']')
+}
+
+fn strip_balanced(text: &str, open: impl Fn(char) -> bool, close: impl Fn(char) -> bool) -> String {
+    let mut out = String::new();
+    let mut opens: Vec<usize> = Vec::new();
+    for c in text.chars() {
+        if open(c) {
+            opens.push(out.len());
+            out.push(c);
+        } else if close(c) {
+            match opens.pop() {
+                Some(at) => out.truncate(at),
+                None => out.push(c),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Emoji and the joiners/selectors/modifiers that build them.
+fn is_emoji(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x1F000..=0x1FAFF   // pictographs, emoticons, transport, flags, skin tones, …
+            | 0x2600..=0x27BF   // misc symbols, dingbats
+            | 0x2B00..=0x2BFF   // arrows & stars like ⭐
+            | 0x2300..=0x23FF   // ⌚ ⏰ …
+            | 0xFE00..=0xFE0F   // variation selectors
+            | 0x200D            // zero-width joiner
+            | 0x20E3            // keycap
+            | 0xE0020..=0xE007F // tag sequences
+            | 0x3030
+            | 0x303D
+            | 0x3297
+            | 0x3299
+    )
+}
+
+fn collapse_ws(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Removes the space removals leave before punctuation (`Hi [joy] !` → `Hi!`).
+fn tidy_punctuation(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ' '
+            && chars
+                .peek()
+                .is_some_and(|n| ",.!?;:…。、，！？".contains(*n))
+        {
+            continue;
+        }
+        out.push(c);
+    }
+    out.trim().to_owned()
+}
+
+/// Pulls `[tag]` expression tags (keys of the avatar's emotion map, matched
+/// case-insensitively, surrounding spaces inside the brackets ignored) out of `text`.
+///
+/// Returns the text without the tags, and the tags in order, spelled as the map's keys so
+/// they can be looked up. Removing a tag also removes one space it would leave doubled (or
+/// leading/trailing); other bracketed text is left alone.
+pub fn extract_expressions(text: &str, known: &BTreeMap<String, i64>) -> (String, Vec<String>) {
+    let mut by_lower: BTreeMap<String, &str> = BTreeMap::new();
+    for key in known.keys() {
+        by_lower
+            .entry(key.trim().to_lowercase())
+            .or_insert(key.as_str());
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut tags = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        let after = &rest[open + 1..];
+        let tag = after
+            .find([']', '[', '\n'])
+            .filter(|&close| after[close..].starts_with(']'))
+            .and_then(|close| {
+                let key = by_lower.get(&after[..close].trim().to_lowercase())?;
+                Some((*key, close))
+            });
+        match tag {
+            Some((key, close)) => {
+                out.push_str(&rest[..open]);
+                tags.push(key.to_owned());
+                rest = &after[close + 1..];
+                let before_space = out.is_empty() || out.ends_with(char::is_whitespace);
+                if before_space && rest.starts_with(' ') {
+                    rest = &rest[1..];
+                } else if out.ends_with(' ') && (rest.is_empty() || rest.starts_with('\n')) {
+                    out.pop();
+                }
+            }
+            None => {
+                out.push_str(&rest[..open + 1]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    (out, tags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn split_with(config: SplitterConfig, chunks: &[&str]) -> Vec<String> {
+        let mut s = SentenceSplitter::new(config);
+        let mut out: Vec<Sentence> = Vec::new();
+        for c in chunks {
+            out.extend(s.push(c));
+        }
+        out.extend(s.finish());
+        for (k, sentence) in out.iter().enumerate() {
+            assert_eq!(sentence.index, k);
+        }
+        out.into_iter().map(|s| s.raw).collect()
+    }
+
+    /// Splits with early cuts off, so single rules can be tested alone.
+    fn split(text: &str) -> Vec<String> {
+        let config = SplitterConfig {
+            first_min_chars: 0,
+            ..SplitterConfig::default()
+        };
+        split_with(config, &[text])
+    }
+
+    #[test]
+    fn splits_at_terminators_and_keeps_whitespace_with_the_sentence() {
+        assert_eq!(
+            split("Hello there. How are you? Great!  Bye"),
+            ["Hello there. ", "How are you? ", "Great!  ", "Bye"]
+        );
+    }
+
+    #[test]
+    fn sentence_is_emitted_once_the_next_one_starts() {
+        let mut s = SentenceSplitter::default();
+        assert!(s.push("Hi.").is_empty());
+        assert!(s.push(" ").is_empty());
+        let got = s.push("Yo");
+        assert_eq!(
+            got,
+            [Sentence {
+                raw: "Hi. ".into(),
+                index: 0
+            }]
+        );
+        assert_eq!(s.finish().map(|s| (s.raw, s.index)), Some(("Yo".into(), 1)));
+        assert_eq!(s.finish(), None);
+    }
+
+    #[test]
+    fn finish_resets_the_index_for_the_next_reply() {
+        let mut s = SentenceSplitter::default();
+        s.push("One. Two. ");
+        s.finish();
+        assert_eq!(s.push("Three. Four").first().map(|s| s.index), Some(0));
+    }
+
+    #[test]
+    fn decimals_and_dotted_words_do_not_split() {
+        assert_eq!(
+            split("Pi is 3.14 today. It costs 3.50. Next."),
+            ["Pi is 3.14 today. ", "It costs 3.50. ", "Next."]
+        );
+        assert_eq!(split("Use file.txt now."), ["Use file.txt now."]);
+    }
+
+    #[test]
+    fn abbreviations_do_not_split() {
+        assert_eq!(
+            split("Mr. Smith met Dr. Who, e.g. today, i.e. now, etc. and more. Done."),
+            [
+                "Mr. Smith met Dr. Who, e.g. today, i.e. now, etc. and more. ",
+                "Done."
+            ]
+        );
+    }
+
+    #[test]
+    fn initialisms_and_initials() {
+        assert_eq!(split("The U.S.A. is big."), ["The U.S.A. is big."]);
+        assert_eq!(
+            split("I love the U.S.A. It is big."),
+            ["I love the U.S.A. ", "It is big."]
+        );
+        assert_eq!(split("John F. Kennedy spoke."), ["John F. Kennedy spoke."]);
+        assert_eq!(split("So do I. Yes."), ["So do I. ", "Yes."]);
+    }
+
+    #[test]
+    fn numbered_list_marker_is_not_a_sentence() {
+        assert_eq!(
+            split("1. First item\n2. Second"),
+            ["1. First item\n", "2. Second"]
+        );
+        assert_eq!(
+            split("Born in 1990. Then more."),
+            ["Born in 1990. ", "Then more."]
+        );
+    }
+
+    #[test]
+    fn ellipsis_and_lowercase_continuation() {
+        assert_eq!(split("Well… maybe. Okay."), ["Well… maybe. ", "Okay."]);
+        assert_eq!(split("Hmm... I see."), ["Hmm... ", "I see."]);
+        assert_eq!(split("What?! No way."), ["What?! ", "No way."]);
+    }
+
+    #[test]
+    fn urls_do_not_split() {
+        assert_eq!(
+            split("See https://example.com/a.b?x=1&y=2!z. Then go."),
+            ["See https://example.com/a.b?x=1&y=2!z. ", "Then go."]
+        );
+        assert_eq!(
+            split("Visit www.example.org. Thanks!"),
+            ["Visit www.example.org. ", "Thanks!"]
+        );
+    }
+
+    #[test]
+    fn cjk_terminators_split_without_spaces() {
+        assert_eq!(
+            split("こんにちは。元気ですか？はい！"),
+            ["こんにちは。", "元気ですか？", "はい！"]
+        );
+    }
+
+    #[test]
+    fn closing_quotes_stay_with_the_sentence() {
+        assert_eq!(
+            split("She said \"Hi!\" Then left. (Really.) Yes. 「はい。」次"),
+            [
+                "She said \"Hi!\" ",
+                "Then left. ",
+                "(Really.) ",
+                "Yes. ",
+                "「はい。」",
+                "次"
+            ]
+        );
+        assert_eq!(split("\"Hi.\"she said."), ["\"Hi.\"she said."]);
+    }
+
+    #[test]
+    fn line_breaks_split_and_blank_lines_are_not_sentences() {
+        assert_eq!(
+            split("\n\nTitle\n\nBody text\nmore"),
+            ["\n\nTitle\n\n", "Body text\n", "more"]
+        );
+    }
+
+    #[test]
+    fn first_sentence_is_cut_early_at_a_clause() {
+        let config = SplitterConfig {
+            first_min_chars: 10,
+            max_chars: 300,
+        };
+        assert_eq!(
+            split_with(
+                config.clone(),
+                &["Oh, well, that is a fine idea, really. And, so, yes, it is."]
+            ),
+            [
+                "Oh, well, that is a fine idea, ",
+                "really. ",
+                "And, so, yes, it is."
+            ]
+        );
+        assert_eq!(
+            split_with(config.clone(), &["ええと、それはいい考え、だね。"]),
+            ["ええと、それはいい考え、", "だね。"]
+        );
+        // No cut inside numbers or times.
+        assert_eq!(
+            split_with(config, &["It costs 1,000,000 dollars at 10:30."]),
+            ["It costs 1,000,000 dollars at 10:30."]
+        );
+    }
+
+    #[test]
+    fn default_first_cut_needs_24_chars() {
+        assert_eq!(
+            split_with(
+                SplitterConfig::default(),
+                &["Hi, there. Hmm, let me think about it, okay?"]
+            ),
+            ["Hi, there. ", "Hmm, let me think about it, okay?"]
+        );
+        assert_eq!(
+            split_with(
+                SplitterConfig::default(),
+                &["Well, let me think about this one, okay? Sure."]
+            ),
+            ["Well, let me think about this one, ", "okay? ", "Sure."]
+        );
+    }
+
+    #[test]
+    fn long_sentence_is_cut_at_a_word_boundary() {
+        let config = SplitterConfig {
+            first_min_chars: 0,
+            max_chars: 12,
+        };
+        assert_eq!(
+            split_with(config.clone(), &["one two three four five six."]),
+            ["one two ", "three four ", "five six."]
+        );
+        assert_eq!(
+            split_with(config, &["abcdefghijklmnopqrstuvwxyz end"]),
+            ["abcdefghijkl", "mnopqrstuvwx", "yz end"]
+        );
+    }
+
+    #[test]
+    fn code_fence_is_one_unit() {
+        let text = "Here:\n```rust\nlet x = 1. Oh! y;\n\nfn f() {}\n```\nDone. Yes.";
+        assert_eq!(
+            split(text),
+            [
+                "Here:\n",
+                "```rust\nlet x = 1. Oh! y;\n\nfn f() {}\n```\n",
+                "Done. ",
+                "Yes."
+            ]
+        );
+        let config = SplitterConfig {
+            first_min_chars: 0,
+            max_chars: 5,
+        };
+        assert_eq!(
+            split_with(config, &["Run ```a b c d e f g h``` ok"]),
+            ["Run ", "```a b c d e f g h``` ", "ok"]
+        );
+        assert_eq!(
+            split("Look ```open. Never closed."),
+            ["Look ", "```open. Never closed."]
+        );
+    }
+
+    #[test]
+    fn think_block_is_one_unit() {
+        assert_eq!(
+            split("<think>Hmm. Let me see.\nOk.</think>\n\nHello! Bye."),
+            [
+                "<think>Hmm. Let me see.\nOk.</think>\n\n",
+                "Hello! ",
+                "Bye."
+            ]
+        );
+        assert_eq!(split("a <b> c. d"), ["a <b> c. d"]);
+    }
+
+    #[test]
+    fn streaming_char_by_char_matches_one_push() {
+        let text = "<think>x</think> Hello, world, this is a test! 3.14 is pi. \
+                    Mr. Smith said \"hi.\" ```code. x``` end。次へ！ok";
+        let chars: Vec<String> = text.chars().map(String::from).collect();
+        let chunks: Vec<&str> = chars.iter().map(String::as_str).collect();
+        let whole = split_with(SplitterConfig::default(), &[text]);
+        assert_eq!(split_with(SplitterConfig::default(), &chunks), whole);
+        assert_eq!(whole.concat(), text);
+        assert!(whole.len() > 5, "{whole:?}");
+    }
+
+    #[test]
+    fn empty_input_gives_nothing() {
+        let mut s = SentenceSplitter::default();
+        assert!(s.push("").is_empty());
+        assert_eq!(s.finish(), None);
+    }
+
+    fn clean(text: &str) -> String {
+        clean_for_speech(text, &CleanOptions::default())
+    }
+
+    #[test]
+    fn clean_strips_emphasis_headings_bullets_quotes_rules() {
+        assert_eq!(
+            clean(
+                "# Title\n\n- **bold** and __under__ ~~gone~~\n* item\n> quoted\n---\nsnake_case _it_"
+            ),
+            "Title bold and under gone item quoted snake_case it"
+        );
+    }
+
+    #[test]
+    fn clean_turns_links_into_their_text() {
+        assert_eq!(
+            clean("See [the docs](https://x.org/a_b) and ![a cat](cat.png)."),
+            "See the docs and a cat."
+        );
+    }
+
+    #[test]
+    fn clean_inline_code_per_option() {
+        assert_eq!(clean("Run `cargo test` now"), "Run cargo test now");
+        let opts = CleanOptions {
+            inline_code: InlineCode::Drop,
+            ..CleanOptions::default()
+        };
+        assert_eq!(clean_for_speech("Run `cargo test` now", &opts), "Run now");
+        assert_eq!(clean("a ` b"), "a b");
+    }
+
+    #[test]
+    fn clean_code_blocks_per_option() {
+        let text = "Try:\n```rust\nlet x = 1;\n```\nDone.";
+        assert_eq!(clean(text), "Try: Done.");
+        let opts = CleanOptions {
+            drop_code_blocks: false,
+            ..CleanOptions::default()
+        };
+        assert_eq!(clean_for_speech(text, &opts), "Try: let x = 1; Done.");
+        assert_eq!(clean("Look ```never closed"), "Look");
+    }
+
+    #[test]
+    fn clean_drops_think_blocks() {
+        assert_eq!(clean("<think>plan. more</think>Hello!"), "Hello!");
+        assert_eq!(clean("A <THINK>x</Think> B"), "A B");
+        assert_eq!(clean("Hi <think>still thinking"), "Hi");
+        assert_eq!(clean("reasoning here</think> Answer."), "Answer.");
+    }
+
+    #[test]
+    fn clean_emoji_per_option() {
+        assert_eq!(clean("Hi 😀! 👍🏽 ❤️ 👨‍👩‍👧 done ⭐"), "Hi! done");
+        let opts = CleanOptions {
+            drop_emoji: false,
+            ..CleanOptions::default()
+        };
+        assert_eq!(clean_for_speech("Hi 😀", &opts), "Hi 😀");
+        assert_eq!(clean("café 日本語 ©"), "café 日本語 ©");
+    }
+
+    #[test]
+    fn clean_actions_and_parentheticals_per_option() {
+        assert_eq!(
+            clean("*waves* Hello (smiling) there *softly*."),
+            "Hello (smiling) there."
+        );
+        let opts = CleanOptions {
+            drop_actions: false,
+            drop_parentheticals: true,
+            ..CleanOptions::default()
+        };
+        assert_eq!(
+            clean_for_speech("*waves* Hello (smiling (a lot)) there（笑）. (open", &opts),
+            "waves Hello there. (open"
+        );
+        assert_eq!(clean("2 * 3 is six"), "2 3 is six");
+    }
+
+    #[test]
+    fn clean_drops_tags_and_collapses_whitespace() {
+        assert_eq!(clean("[joy]  Hello\n\tthere [wink] !"), "Hello there!");
+        assert_eq!(clean("[jo[x]y] ok [unclosed"), "ok [unclosed");
+        assert_eq!(clean("a ] b"), "a ] b");
+        let opts = CleanOptions {
+            drop_bracketed: false,
+            ..CleanOptions::default()
+        };
+        assert_eq!(clean_for_speech("[joy] Hi", &opts), "[joy] Hi");
+    }
+
+    #[test]
+    fn clean_options_deserialize_with_defaults() {
+        let opts: CleanOptions =
+            toml::from_str("drop_emoji = false\ninline_code = \"drop\"").expect("valid");
+        assert_eq!(
+            opts,
+            CleanOptions {
+                drop_emoji: false,
+                inline_code: InlineCode::Drop,
+                ..CleanOptions::default()
+            }
+        );
+        assert!(toml::from_str::<CleanOptions>("bogus = 1").is_err());
+        let config: SplitterConfig = toml::from_str("max_chars = 80").expect("valid");
+        assert_eq!(config.first_min_chars, 24);
+    }
+
+    fn emotions(keys: &[&str]) -> BTreeMap<String, i64> {
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| ((*k).to_owned(), i as i64))
+            .collect()
+    }
+
+    #[test]
+    fn extract_finds_known_tags_in_order() {
+        let map = emotions(&["joy", "Sad", "surprise"]);
+        let (text, tags) = extract_expressions("[JOY] Hello [sad] there. [surprise]", &map);
+        assert_eq!(text, "Hello there.");
+        assert_eq!(tags, ["joy", "Sad", "surprise"]);
+    }
+
+    #[test]
+    fn extract_leaves_unknown_brackets_and_links() {
+        let map = emotions(&["joy"]);
+        let (text, tags) = extract_expressions("See [1] and [docs](x) [ joy ]then [joy", &map);
+        assert_eq!(text, "See [1] and [docs](x) then [joy");
+        assert_eq!(tags, ["joy"]);
+        let (text, tags) = extract_expressions("no tags", &BTreeMap::new());
+        assert_eq!((text.as_str(), tags.len()), ("no tags", 0));
+    }
+
+    #[test]
+    fn extract_leaves_no_doubled_spaces() {
+        let map = emotions(&["joy"]);
+        assert_eq!(extract_expressions("a [joy] b", &map).0, "a b");
+        assert_eq!(extract_expressions("a[joy]b", &map).0, "ab");
+        assert_eq!(extract_expressions("a [joy]\nb", &map).0, "a\nb");
+        assert_eq!(extract_expressions("[joy][joy] x", &map).0, "x");
+    }
+
+    /// Text rich in the characters the rules look at, so proptest hits them often.
+    fn tricky_text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just(". ".to_owned()),
+            Just("...".to_owned()),
+            Just("! ".to_owned()),
+            Just("?".to_owned()),
+            Just("…".to_owned()),
+            Just("。".to_owned()),
+            Just("！".to_owned()),
+            Just("、".to_owned()),
+            Just(", ".to_owned()),
+            Just(":".to_owned()),
+            Just("\n".to_owned()),
+            Just("\r\n".to_owned()),
+            Just("  ".to_owned()),
+            Just("\"".to_owned()),
+            Just("」".to_owned()),
+            Just(")".to_owned()),
+            Just("`".to_owned()),
+            Just("```".to_owned()),
+            Just("<think>".to_owned()),
+            Just("</think>".to_owned()),
+            Just("<thi".to_owned()),
+            Just("Mr.".to_owned()),
+            Just("e.g.".to_owned()),
+            Just("3.14".to_owned()),
+            Just("1. ".to_owned()),
+            Just("https://a.b/c?d=e".to_owned()),
+            Just("[joy]".to_owned()),
+            Just("😀".to_owned()),
+            "[a-zA-Z]{1,8}",
+            "[a-z]{1,3}",
+            ".{1,3}",
+        ];
+        prop::collection::vec(piece, 0..60).prop_map(|v| v.concat())
+    }
+
+    /// Cuts `text` at the given fractions (on char boundaries).
+    fn chunk(text: &str, cuts: &[usize]) -> Vec<String> {
+        let bounds: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
+        let mut points: Vec<usize> = cuts
+            .iter()
+            .filter(|_| !bounds.is_empty())
+            .map(|&c| bounds[c % bounds.len()])
+            .collect();
+        points.sort_unstable();
+        points.dedup();
+        let mut out = Vec::new();
+        let mut prev = 0;
+        for p in points {
+            out.push(text[prev..p].to_owned());
+            prev = p;
+        }
+        out.push(text[prev..].to_owned());
+        out
+    }
+
+    fn configs() -> impl Strategy<Value = SplitterConfig> {
+        (0usize..40, 1usize..80).prop_map(|(first_min_chars, max_chars)| SplitterConfig {
+            first_min_chars,
+            max_chars,
+        })
+    }
+
+    fn check_split(text: &str, cuts: &[usize], config: SplitterConfig) {
+        let chunks = chunk(text, cuts);
+        let refs: Vec<&str> = chunks.iter().map(String::as_str).collect();
+        let streamed = split_with(config.clone(), &refs);
+        assert_eq!(streamed.concat(), text);
+        assert!(streamed.iter().all(|s| !s.is_empty()));
+        let whole = split_with(config, &[text]);
+        assert_eq!(streamed, whole);
+    }
+
+    proptest! {
+        #[test]
+        fn split_loses_nothing_and_ignores_chunking_unicode(
+            text in any::<String>(),
+            cuts in prop::collection::vec(any::<usize>(), 0..20),
+            config in configs(),
+        ) {
+            check_split(&text, &cuts, config);
+        }
+
+        #[test]
+        fn split_loses_nothing_and_ignores_chunking_tricky(
+            text in tricky_text(),
+            cuts in prop::collection::vec(any::<usize>(), 0..40),
+            config in configs(),
+        ) {
+            check_split(&text, &cuts, config);
+        }
+
+        #[test]
+        fn cleaned_text_has_no_known_tag(
+            text in prop_oneof![tricky_text(), any::<String>()],
+            keys in prop::collection::vec("[a-zA-Z ]{0,8}", 1..5),
+        ) {
+            let cleaned = clean(&text).to_lowercase();
+            for key in keys {
+                let tag = format!("[{}]", key.to_lowercase());
+                prop_assert!(!cleaned.contains(&tag), "{cleaned:?} contains {tag:?}");
+            }
+        }
+
+        #[test]
+        fn extract_keeps_all_non_tag_text(
+            parts in prop::collection::vec(("[^\\[\\]]{0,12}", prop::option::of(0usize..3)), 0..12),
+            upper in any::<bool>(),
+        ) {
+            let keys = ["joy", "sad", "big smile"];
+            let map = emotions(&keys);
+            let mut text = String::new();
+            let mut plain = String::new();
+            let mut expected = Vec::new();
+            for (words, tag) in &parts {
+                text.push_str(words);
+                plain.push_str(words);
+                if let Some(t) = tag {
+                    let written = if upper { keys[*t].to_uppercase() } else { keys[*t].to_owned() };
+                    text.push_str(&format!("[{written}]"));
+                    expected.push(keys[*t].to_owned());
+                }
+            }
+            let (out, tags) = extract_expressions(&text, &map);
+            let visible = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+            prop_assert_eq!(visible(&out), visible(&plain));
+            prop_assert_eq!(tags, expected);
+        }
+
+        #[test]
+        fn extract_only_removes_tags(text in prop_oneof![tricky_text(), any::<String>()]) {
+            let map = emotions(&["joy", "a", "Ω"]);
+            let (out, tags) = extract_expressions(&text, &map);
+            let visible = |s: &str| s.chars().filter(|c| !c.is_whitespace()).count();
+            let removed: usize = tags.iter().map(|t| t.chars().count() + 2).sum();
+            prop_assert_eq!(visible(&out) + removed, visible(&text));
+            // What is left is the input with pieces taken out, in order.
+            let mut source = text.chars();
+            prop_assert!(out.chars().all(|c| source.any(|s| s == c)));
+        }
+    }
+}
