@@ -141,11 +141,12 @@ impl Stage {
             max_tool_rounds,
         } = setup;
         let (tx, rx) = mpsc::channel(256);
-        let provider = make_provider(&initial_character.llm.apply(&config.llm));
+        let llm = initial_character.llm.apply(&config.llm);
+        let provider = make_provider(&llm);
         let view = Arc::new(Mutex::new(StageView {
             state: DaemonState::Idle,
             character: initial_character.info(),
-            llm: provider_info(&provider, &initial_character.llm.apply(&config.llm)),
+            llm: provider_info(&provider, &llm),
             model_load: provider_load(&provider),
             conversation_id: initial_conversation,
             last_error: None,
@@ -595,13 +596,7 @@ impl Actor {
     }
 
     fn reload_characters(&mut self) {
-        let dir = self
-            .character
-            .path
-            .as_ref()
-            .and_then(|p| p.parent())
-            .map(PathBuf::from);
-        let dir = dir.or_else(|| character_dir(&self.config));
+        let dir = character_dir(&self.config);
         let (roster, problems) = Roster::load(dir.as_deref());
         for p in &problems {
             tracing::warn!(problem = %p, "character file skipped");

@@ -33,6 +33,8 @@ pub struct TestDaemon {
     pub log: PathBuf,
     /// `VTUBER_LOG` for the daemon; benchmarks turn debug logging down.
     pub log_filter: String,
+    /// More environment for the daemon (values for `${VAR}` in the config).
+    pub extra_env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -51,6 +53,7 @@ impl TestDaemon {
             config,
             dir,
             log_filter: "debug,llama_cpp_2=warn".into(),
+            extra_env: Vec::new(),
             child: None,
         })
     }
@@ -104,6 +107,7 @@ impl TestDaemon {
         let child = self
             .vtuberd()
             .env("VTUBER_LOG", &self.log_filter)
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

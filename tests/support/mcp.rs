@@ -248,7 +248,6 @@ impl McpConfig {
 /// the config). Killed on drop.
 pub struct McpDaemon {
     pub daemon: TestDaemon,
-    child: Option<Child>,
 }
 
 impl McpDaemon {
@@ -258,39 +257,13 @@ impl McpDaemon {
     }
 
     /// Starts a daemon built with [`TestDaemon::new`] (so `log_filter` can be set first).
-    pub fn start(daemon: TestDaemon, env: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&daemon.log)?;
-        let mut cmd = daemon.vtuberd();
-        cmd.env("VTUBER_LOG", &daemon.log_filter)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("spawning {}", bin("vtuberd").display()))?;
-        let mut me = Self {
-            daemon,
-            child: Some(child),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if std::os::unix::net::UnixStream::connect(&me.daemon.socket).is_ok() {
-                return Ok(me);
-            }
-            if let Some(c) = me.child.as_mut()
-                && let Some(status) = c.try_wait()?
-            {
-                bail!("vtuberd exited early ({status}):\n{}", me.log_text());
-            }
-            if Instant::now() > deadline {
-                bail!("vtuberd did not answer within 20 s:\n{}", me.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+    pub fn start(mut daemon: TestDaemon, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        daemon.extra_env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        daemon.start()?;
+        Ok(Self { daemon })
     }
 
     pub fn log_text(&self) -> String {
@@ -298,20 +271,11 @@ impl McpDaemon {
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.daemon.pid()
     }
 
     pub async fn client(&self, label: &str) -> anyhow::Result<JsonClient> {
         JsonClient::connect(&self.daemon.socket, label).await
-    }
-}
-
-impl Drop for McpDaemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 

@@ -252,6 +252,13 @@ pub fn substitute_env(
     for (lineno, full_line) in text.split_inclusive('\n').enumerate() {
         // References inside comments are documentation, not substitutions.
         let (line, comment) = full_line.split_at(comment_start(full_line));
+        let problem_here = |column: Option<u64>, message: String| ConfigProblem {
+            file: file.to_owned(),
+            line: Some(lineno as u64 + 1),
+            column,
+            key: key_path_at(text, lineno + 1),
+            message,
+        };
         let mut rest = line;
         while let Some(pos) = rest.find('$') {
             out.push_str(&rest[..pos]);
@@ -267,13 +274,10 @@ pub fn substitute_env(
                 continue;
             };
             let Some(close) = body_and_tail.find('}') else {
-                problems.push(ConfigProblem {
-                    file: file.to_owned(),
-                    line: Some(lineno as u64 + 1),
-                    column: Some((line.len() - rest.len() + pos + 1) as u64),
-                    key: key_path_at(text, lineno + 1),
-                    message: "unterminated `${`: write ${NAME} or ${NAME:-default}".into(),
-                });
+                problems.push(problem_here(
+                    Some((line.len() - rest.len() + pos + 1) as u64),
+                    "unterminated `${`: write ${NAME} or ${NAME:-default}".into(),
+                ));
                 out.push_str(&rest[pos..]);
                 rest = "";
                 break;
@@ -287,26 +291,20 @@ pub fn substitute_env(
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && !name.starts_with(|c: char| c.is_ascii_digit());
             match (valid_name, env(name).filter(|v| !v.is_empty()), default) {
-                (false, _, _) => problems.push(ConfigProblem {
-                    file: file.to_owned(),
-                    line: Some(lineno as u64 + 1),
-                    column: None,
-                    key: key_path_at(text, lineno + 1),
-                    message: format!(
+                (false, _, _) => problems.push(problem_here(
+                    None,
+                    format!(
                         "`${{{body}}}` is not a valid variable reference: names are letters, digits and _"
                     ),
-                }),
+                )),
                 (true, Some(value), _) => out.push_str(&value),
                 (true, None, Some(default)) => out.push_str(default),
-                (true, None, None) => problems.push(ConfigProblem {
-                    file: file.to_owned(),
-                    line: Some(lineno as u64 + 1),
-                    column: None,
-                    key: key_path_at(text, lineno + 1),
-                    message: format!(
+                (true, None, None) => problems.push(problem_here(
+                    None,
+                    format!(
                         "environment variable {name} is not set: set it, or write ${{{name}:-default}}"
                     ),
-                }),
+                )),
             }
             rest = &body_and_tail[close + 1..];
         }
