@@ -37,14 +37,23 @@ _vtuber() {
             vtuber,history)
                 cmd="vtuber__subcmd__history"
                 ;;
+            vtuber,listen)
+                cmd="vtuber__subcmd__listen"
+                ;;
             vtuber,man)
                 cmd="vtuber__subcmd__man"
                 ;;
             vtuber,mcp)
                 cmd="vtuber__subcmd__mcp"
                 ;;
+            vtuber,models)
+                cmd="vtuber__subcmd__models"
+                ;;
             vtuber,say)
                 cmd="vtuber__subcmd__say"
+                ;;
+            vtuber,speak)
+                cmd="vtuber__subcmd__speak"
                 ;;
             vtuber,status)
                 cmd="vtuber__subcmd__status"
@@ -130,14 +139,23 @@ _vtuber() {
             vtuber__subcmd__help,history)
                 cmd="vtuber__subcmd__help__subcmd__history"
                 ;;
+            vtuber__subcmd__help,listen)
+                cmd="vtuber__subcmd__help__subcmd__listen"
+                ;;
             vtuber__subcmd__help,man)
                 cmd="vtuber__subcmd__help__subcmd__man"
                 ;;
             vtuber__subcmd__help,mcp)
                 cmd="vtuber__subcmd__help__subcmd__mcp"
                 ;;
+            vtuber__subcmd__help,models)
+                cmd="vtuber__subcmd__help__subcmd__models"
+                ;;
             vtuber__subcmd__help,say)
                 cmd="vtuber__subcmd__help__subcmd__say"
+                ;;
+            vtuber__subcmd__help,speak)
+                cmd="vtuber__subcmd__help__subcmd__speak"
                 ;;
             vtuber__subcmd__help,status)
                 cmd="vtuber__subcmd__help__subcmd__status"
@@ -195,6 +213,15 @@ _vtuber() {
                 ;;
             vtuber__subcmd__help__subcmd__mcp,tools)
                 cmd="vtuber__subcmd__help__subcmd__mcp__subcmd__tools"
+                ;;
+            vtuber__subcmd__help__subcmd__models,list)
+                cmd="vtuber__subcmd__help__subcmd__models__subcmd__list"
+                ;;
+            vtuber__subcmd__help__subcmd__models,path)
+                cmd="vtuber__subcmd__help__subcmd__models__subcmd__path"
+                ;;
+            vtuber__subcmd__help__subcmd__models,verify)
+                cmd="vtuber__subcmd__help__subcmd__models__subcmd__verify"
                 ;;
             vtuber__subcmd__history,delete)
                 cmd="vtuber__subcmd__history__subcmd__delete"
@@ -274,6 +301,30 @@ _vtuber() {
             vtuber__subcmd__mcp__subcmd__help,tools)
                 cmd="vtuber__subcmd__mcp__subcmd__help__subcmd__tools"
                 ;;
+            vtuber__subcmd__models,help)
+                cmd="vtuber__subcmd__models__subcmd__help"
+                ;;
+            vtuber__subcmd__models,list)
+                cmd="vtuber__subcmd__models__subcmd__list"
+                ;;
+            vtuber__subcmd__models,path)
+                cmd="vtuber__subcmd__models__subcmd__path"
+                ;;
+            vtuber__subcmd__models,verify)
+                cmd="vtuber__subcmd__models__subcmd__verify"
+                ;;
+            vtuber__subcmd__models__subcmd__help,help)
+                cmd="vtuber__subcmd__models__subcmd__help__subcmd__help"
+                ;;
+            vtuber__subcmd__models__subcmd__help,list)
+                cmd="vtuber__subcmd__models__subcmd__help__subcmd__list"
+                ;;
+            vtuber__subcmd__models__subcmd__help,path)
+                cmd="vtuber__subcmd__models__subcmd__help__subcmd__path"
+                ;;
+            vtuber__subcmd__models__subcmd__help,verify)
+                cmd="vtuber__subcmd__models__subcmd__help__subcmd__verify"
+                ;;
             *)
                 ;;
         esac
@@ -281,7 +332,7 @@ _vtuber() {
 
     case "${cmd}" in
         vtuber)
-            opts="-h -V --socket --config --help --version chat say status characters history config daemon mcp completions man help"
+            opts="-h -V --socket --config --help --version chat say listen speak models status characters history config daemon mcp completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -749,7 +800,7 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__help)
-            opts="chat say status characters history config daemon mcp completions man help"
+            opts="chat say listen speak models status characters history config daemon mcp completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1042,6 +1093,20 @@ _vtuber() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        vtuber__subcmd__help__subcmd__listen)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         vtuber__subcmd__help__subcmd__man)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1140,7 +1205,77 @@ _vtuber() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        vtuber__subcmd__help__subcmd__models)
+            opts="list verify path"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__help__subcmd__models__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__help__subcmd__models__subcmd__path)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__help__subcmd__models__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         vtuber__subcmd__help__subcmd__say)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__help__subcmd__speak)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1450,6 +1585,28 @@ _vtuber() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        vtuber__subcmd__listen)
+            opts="-h --json --approve --socket --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         vtuber__subcmd__man)
             opts="-o -h --out-dir --socket --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1718,6 +1875,164 @@ _vtuber() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        vtuber__subcmd__models)
+            opts="-h --socket --config --help list verify path help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__models__subcmd__help)
+            opts="list verify path help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__models__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__models__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__models__subcmd__help__subcmd__path)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__models__subcmd__help__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__models__subcmd__list)
+            opts="-h --json --socket --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__models__subcmd__path)
+            opts="-h --json --socket --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__models__subcmd__verify)
+            opts="-h --json --socket --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         vtuber__subcmd__say)
             opts="-h --json --approve --socket --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1725,6 +2040,36 @@ _vtuber() {
                 return 0
             fi
             case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__speak)
+            opts="-o -h --output --socket --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -30,6 +30,9 @@ complete -c vtuber -n "__fish_vtuber_needs_command" -s h -l help -d 'Print help 
 complete -c vtuber -n "__fish_vtuber_needs_command" -s V -l version -d 'Print version'
 complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "chat" -d 'Open the chat (the default): streaming replies, history, daemon status'
 complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "say" -d 'Send one message and print the reply as it streams in'
+complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "listen" -d 'Feed a WAV file to the character as if spoken, and print the reply'
+complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "speak" -d 'Synthesize TEXT in the current character\'s voice into a WAV file'
+complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "models" -d 'Show the speech and language model files: where, how big, intact or not'
 complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "status" -d 'Show what the daemon is doing (exits 3 when it is not running)'
 complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "characters" -d 'List or switch characters'
 complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "history" -d 'Browse, switch, delete and export conversations'
@@ -47,6 +50,38 @@ complete -c vtuber -n "__fish_vtuber_using_subcommand say" -l config -d 'Config 
 complete -c vtuber -n "__fish_vtuber_using_subcommand say" -l json -d 'Print the response and each event of the turn as raw protocol JSON lines'
 complete -c vtuber -n "__fish_vtuber_using_subcommand say" -l approve -d 'Allow every tool call of this message that asks for approval, once each'
 complete -c vtuber -n "__fish_vtuber_using_subcommand say" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c vtuber -n "__fish_vtuber_using_subcommand listen" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand listen" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand listen" -l json -d 'Print the response and each event of the turn as raw protocol JSON lines'
+complete -c vtuber -n "__fish_vtuber_using_subcommand listen" -l approve -d 'Allow every tool call of this turn that asks for approval, once each'
+complete -c vtuber -n "__fish_vtuber_using_subcommand listen" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c vtuber -n "__fish_vtuber_using_subcommand speak" -s o -l output -d 'WAV file to write (16-bit mono); `-` writes to standard output' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand speak" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand speak" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand speak" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and not __fish_seen_subcommand_from list verify path help" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and not __fish_seen_subcommand_from list verify path help" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and not __fish_seen_subcommand_from list verify path help" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and not __fish_seen_subcommand_from list verify path help" -f -a "list" -d 'List model files with their role, state, size and path'
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and not __fish_seen_subcommand_from list verify path help" -f -a "verify" -d 'Check every model file\'s SHA-256 (exits 1 when one is missing or damaged)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and not __fish_seen_subcommand_from list verify path help" -f -a "path" -d 'Print the models folder'
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and not __fish_seen_subcommand_from list verify path help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from list" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from list" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from list" -l json -d 'Print JSON instead of a table'
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from verify" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from verify" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from verify" -l json -d 'Print JSON instead of a table'
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from path" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from path" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from path" -l json -d 'Print JSON instead of a table'
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from path" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from help" -f -a "list" -d 'List model files with their role, state, size and path'
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Check every model file\'s SHA-256 (exits 1 when one is missing or damaged)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from help" -f -a "path" -d 'Print the models folder'
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand status" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand status" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand status" -l json -d 'Print JSON instead of a table'
@@ -186,17 +221,23 @@ complete -c vtuber -n "__fish_vtuber_using_subcommand man" -s o -l out-dir -d 'D
 complete -c vtuber -n "__fish_vtuber_using_subcommand man" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand man" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand man" -s h -l help -d 'Print help'
-complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon mcp completions man help" -f -a "chat" -d 'Open the chat (the default): streaming replies, history, daemon status'
-complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon mcp completions man help" -f -a "say" -d 'Send one message and print the reply as it streams in'
-complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon mcp completions man help" -f -a "status" -d 'Show what the daemon is doing (exits 3 when it is not running)'
-complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon mcp completions man help" -f -a "characters" -d 'List or switch characters'
-complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon mcp completions man help" -f -a "history" -d 'Browse, switch, delete and export conversations'
-complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon mcp completions man help" -f -a "config" -d 'Validate configuration'
-complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon mcp completions man help" -f -a "daemon" -d 'Start, stop or inspect the daemon'
-complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon mcp completions man help" -f -a "mcp" -d 'Inspect the MCP tool servers, their tools and the tool-call audit log'
-complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon mcp completions man help" -f -a "completions" -d 'Print a shell completion script'
-complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon mcp completions man help" -f -a "man" -d 'Print the man page, or write it (and one page per command) into a directory'
-complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say status characters history config daemon mcp completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say listen speak models status characters history config daemon mcp completions man help" -f -a "chat" -d 'Open the chat (the default): streaming replies, history, daemon status'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say listen speak models status characters history config daemon mcp completions man help" -f -a "say" -d 'Send one message and print the reply as it streams in'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say listen speak models status characters history config daemon mcp completions man help" -f -a "listen" -d 'Feed a WAV file to the character as if spoken, and print the reply'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say listen speak models status characters history config daemon mcp completions man help" -f -a "speak" -d 'Synthesize TEXT in the current character\'s voice into a WAV file'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say listen speak models status characters history config daemon mcp completions man help" -f -a "models" -d 'Show the speech and language model files: where, how big, intact or not'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say listen speak models status characters history config daemon mcp completions man help" -f -a "status" -d 'Show what the daemon is doing (exits 3 when it is not running)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say listen speak models status characters history config daemon mcp completions man help" -f -a "characters" -d 'List or switch characters'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say listen speak models status characters history config daemon mcp completions man help" -f -a "history" -d 'Browse, switch, delete and export conversations'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say listen speak models status characters history config daemon mcp completions man help" -f -a "config" -d 'Validate configuration'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say listen speak models status characters history config daemon mcp completions man help" -f -a "daemon" -d 'Start, stop or inspect the daemon'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say listen speak models status characters history config daemon mcp completions man help" -f -a "mcp" -d 'Inspect the MCP tool servers, their tools and the tool-call audit log'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say listen speak models status characters history config daemon mcp completions man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say listen speak models status characters history config daemon mcp completions man help" -f -a "man" -d 'Print the man page, or write it (and one page per command) into a directory'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_subcommand_from chat say listen speak models status characters history config daemon mcp completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from models" -f -a "list" -d 'List model files with their role, state, size and path'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from models" -f -a "verify" -d 'Check every model file\'s SHA-256 (exits 1 when one is missing or damaged)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from models" -f -a "path" -d 'Print the models folder'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from characters" -f -a "list" -d 'List the characters the daemon knows (current one marked with *)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from characters" -f -a "switch" -d 'Make NAME the current character'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from history" -f -a "list" -d 'List conversations, newest first'

@@ -65,6 +65,8 @@ pub struct Voice {
     pub voice: String,
     pub speed: f32,
     pub language: String,
+    /// What is not read aloud (markdown, code, emoji, tags, asides): `[voice.clean]`.
+    pub clean: crate::speech::text::CleanOptions,
 }
 
 impl Default for Voice {
@@ -74,6 +76,7 @@ impl Default for Voice {
             voice: "en_US-joe-medium".into(),
             speed: 1.0,
             language: "en".into(),
+            clean: crate::speech::text::CleanOptions::default(),
         }
     }
 }

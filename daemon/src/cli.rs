@@ -36,6 +36,22 @@ pub struct Args {
     /// Validate the config and character files, print every problem, and exit (1 when invalid).
     #[arg(long)]
     pub check_config: bool,
+
+    /// Report on model files and exit: `list` (where, size), `verify` (checksums; exits 1
+    /// when one is missing or damaged) or `path` (the models folder).
+    #[arg(long, value_enum, value_name = "ACTION")]
+    pub models: Option<ModelsAction>,
+
+    /// With --models: print JSON.
+    #[arg(long, requires = "models")]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelsAction {
+    List,
+    Verify,
+    Path,
 }
 
 /// The hidden launcher mode `vtuberd --sandbox-exec SPEC -- COMMAND ARGS...` that the

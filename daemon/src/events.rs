@@ -14,6 +14,8 @@ use vtuber_shared::{Event, ServerFrame, framing};
 pub struct EncodedEvent {
     pub seq: u64,
     pub line: Vec<u8>,
+    /// The event itself, for clients that speak another protocol (the web page).
+    pub event: Event,
 }
 
 pub type EventReceiver = broadcast::Receiver<Arc<EncodedEvent>>;
@@ -49,11 +51,15 @@ impl EventBus {
         let frame = ServerFrame::Event { seq: *seq, event };
         match framing::encode(&frame) {
             Ok(line) => {
+                let ServerFrame::Event { event, .. } = frame else {
+                    return *seq;
+                };
                 // No subscribers is fine: the event simply has no audience.
-                let _ = self
-                    .inner
-                    .tx
-                    .send(Arc::new(EncodedEvent { seq: *seq, line }));
+                let _ = self.inner.tx.send(Arc::new(EncodedEvent {
+                    seq: *seq,
+                    line,
+                    event,
+                }));
             }
             Err(e) => tracing::error!(error = %e, "event could not be encoded; dropped"),
         }

@@ -230,6 +230,7 @@ async fn session(stream: ls::Stream, stage: Stage, shutdown: CancellationToken) 
     let mut splitter = LineSplitter::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut client: Option<String> = None;
+    let conn = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
     'read: loop {
         let n = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -262,7 +263,7 @@ async fn session(stream: ls::Stream, stage: Stage, shutdown: CancellationToken) 
                     Ok(frame) => {
                         let mut subscription = None;
                         let (reply, close) =
-                            handle(&stage, &mut client, frame, &mut subscription).await;
+                            handle(&stage, conn, &mut client, frame, &mut subscription).await;
                         if out_tx.send(Outgoing::Frame(Box::new(reply))).await.is_err() {
                             break 'read;
                         }
@@ -288,6 +289,9 @@ async fn session(stream: ls::Stream, stage: Stage, shutdown: CancellationToken) 
     let _ = out_tx.send(Outgoing::Close).await;
     drop(out_tx);
     let _ = writer.await;
+    if let Some(voice) = stage.info.voice.get() {
+        voice.client_gone(conn);
+    }
     if client.is_some() {
         let n = stage.info.clients.fetch_sub(1, Ordering::Relaxed) - 1;
         stage.bus.emit(Event::ClientsChanged { clients: n });
@@ -302,8 +306,13 @@ fn peek_id(bytes: &[u8]) -> Option<u64> {
         .as_u64()
 }
 
+/// Connection ids for per-connection state elsewhere (audio streams). Shared with the
+/// web server so ids never collide.
+pub static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 async fn handle(
     stage: &Stage,
+    conn: u64,
     client: &mut Option<String>,
     frame: ClientFrame,
     subscription: &mut Option<EventReceiver>,
@@ -370,114 +379,203 @@ async fn handle(
             ),
         };
     };
-    let result = match frame.request {
-        Request::Hello { .. } => Err(ErrorBody::new(
-            ErrorCode::Handshake,
-            "`hello` was already received on this connection",
-        )
-        .with_hint("send it once, first")),
-        Request::Ping => Ok(Reply::Pong),
-        Request::Status => Ok(Reply::Status(stage.status())),
-        Request::SendText { text } => {
-            stage
-                .send_text(text, label)
+    let result =
+        match frame.request {
+            Request::Hello { .. } => Err(ErrorBody::new(
+                ErrorCode::Handshake,
+                "`hello` was already received on this connection",
+            )
+            .with_hint("send it once, first")),
+            Request::Ping => Ok(Reply::Pong),
+            Request::Status => Ok(Reply::Status(stage.status())),
+            Request::SendText { text } => {
+                stage
+                    .send_text(text, label)
+                    .await
+                    .map(|(turn_id, conversation_id)| Reply::TurnAccepted {
+                        turn_id,
+                        conversation_id,
+                    })
+            }
+            Request::Interrupt => stage
+                .interrupt()
                 .await
-                .map(|(turn_id, conversation_id)| Reply::TurnAccepted {
-                    turn_id,
-                    conversation_id,
-                })
-        }
-        Request::Interrupt => stage
-            .interrupt()
-            .await
-            .map(|turn_id| Reply::Interrupted { turn_id }),
-        Request::ListCharacters => {
-            stage
-                .characters()
+                .map(|turn_id| Reply::Interrupted { turn_id }),
+            Request::ListCharacters => {
+                stage
+                    .characters()
+                    .await
+                    .map(|(current, characters)| Reply::Characters {
+                        current,
+                        characters,
+                    })
+            }
+            Request::SwitchCharacter { name } => stage
+                .switch_character(name)
                 .await
-                .map(|(current, characters)| Reply::Characters {
-                    current,
-                    characters,
+                .map(|character| Reply::CharacterSwitched { character }),
+            Request::ListConversations { character } => stage
+                .store
+                .list_conversations(character)
+                .await
+                .map(|conversations| Reply::Conversations { conversations })
+                .map_err(|e| e.to_body()),
+            Request::GetConversation { id } => stage
+                .store
+                .conversation(id)
+                .await
+                .map(|(conversation, messages)| Reply::Conversation {
+                    conversation,
+                    messages,
                 })
-        }
-        Request::SwitchCharacter { name } => stage
-            .switch_character(name)
-            .await
-            .map(|character| Reply::CharacterSwitched { character }),
-        Request::ListConversations { character } => stage
-            .store
-            .list_conversations(character)
-            .await
-            .map(|conversations| Reply::Conversations { conversations })
-            .map_err(|e| e.to_body()),
-        Request::GetConversation { id } => stage
-            .store
-            .conversation(id)
-            .await
-            .map(|(conversation, messages)| Reply::Conversation {
-                conversation,
-                messages,
-            })
-            .map_err(|e| e.to_body()),
-        Request::NewConversation => stage
-            .new_conversation()
-            .await
-            .map(|conversation_id| Reply::ConversationChanged { conversation_id }),
-        Request::LoadConversation { id } => stage
-            .load_conversation(id)
-            .await
-            .map(|conversation_id| Reply::ConversationChanged { conversation_id }),
-        Request::DeleteConversation { id } => stage
-            .delete_conversation(id)
-            .await
-            .map(|()| Reply::Deleted { id }),
-        Request::Shutdown => {
-            stage.request_shutdown();
-            Ok(Reply::ShuttingDown)
-        }
-        Request::ApproveToolCall {
-            request_id,
-            decision,
-        } => with_mcp(stage, |m| {
-            Ok(Reply::ApprovalRecorded {
+                .map_err(|e| e.to_body()),
+            Request::NewConversation => stage
+                .new_conversation()
+                .await
+                .map(|conversation_id| Reply::ConversationChanged { conversation_id }),
+            Request::LoadConversation { id } => stage
+                .load_conversation(id)
+                .await
+                .map(|conversation_id| Reply::ConversationChanged { conversation_id }),
+            Request::DeleteConversation { id } => stage
+                .delete_conversation(id)
+                .await
+                .map(|()| Reply::Deleted { id }),
+            Request::Shutdown => {
+                stage.request_shutdown();
+                Ok(Reply::ShuttingDown)
+            }
+            Request::ApproveToolCall {
                 request_id,
-                accepted: m.answer_approval(request_id, decision),
-            })
-        }),
-        Request::ListMcpServers => Ok(Reply::McpServers {
-            servers: stage
-                .info
-                .mcp
-                .as_ref()
-                .map(|m| m.servers())
-                .unwrap_or_default(),
-        }),
-        Request::ListMcpTools { server } => Ok(Reply::McpTools {
-            tools: stage
-                .info
-                .mcp
-                .as_ref()
-                .map(|m| m.tools(server.as_deref()))
-                .unwrap_or_default(),
-        }),
-        Request::RestartMcpServer { name } => match &stage.info.mcp {
-            Some(m) => m
-                .restart(&name)
-                .await
-                .map(|()| Reply::McpRestarting { name }),
-            None => Err(no_mcp()),
-        },
-        Request::ToolAudit { since_ms, limit } => match &stage.info.mcp {
-            Some(m) => m
-                .audit(since_ms, limit.unwrap_or(100))
-                .await
-                .map(|entries| Reply::ToolAudit { entries }),
-            None => crate::mcp::audit::query(&stage.store, since_ms, limit.unwrap_or(100))
-                .await
-                .map(|entries| Reply::ToolAudit { entries }),
-        },
-    };
+                decision,
+            } => with_mcp(stage, |m| {
+                Ok(Reply::ApprovalRecorded {
+                    request_id,
+                    accepted: m.answer_approval(request_id, decision),
+                })
+            }),
+            Request::ListMcpServers => Ok(Reply::McpServers {
+                servers: stage
+                    .info
+                    .mcp
+                    .as_ref()
+                    .map(|m| m.servers())
+                    .unwrap_or_default(),
+            }),
+            Request::ListMcpTools { server } => Ok(Reply::McpTools {
+                tools: stage
+                    .info
+                    .mcp
+                    .as_ref()
+                    .map(|m| m.tools(server.as_deref()))
+                    .unwrap_or_default(),
+            }),
+            Request::RestartMcpServer { name } => match &stage.info.mcp {
+                Some(m) => m
+                    .restart(&name)
+                    .await
+                    .map(|()| Reply::McpRestarting { name }),
+                None => Err(no_mcp()),
+            },
+            Request::ToolAudit { since_ms, limit } => match &stage.info.mcp {
+                Some(m) => m
+                    .audit(since_ms, limit.unwrap_or(100))
+                    .await
+                    .map(|entries| Reply::ToolAudit { entries }),
+                None => crate::mcp::audit::query(&stage.store, since_ms, limit.unwrap_or(100))
+                    .await
+                    .map(|entries| Reply::ToolAudit { entries }),
+            },
+            Request::SendAudio { wav_base64 } => match voice(stage) {
+                Ok(v) => match decode_wav(&wav_base64) {
+                    Ok(pcm) => v.utterance(pcm, &format!("{label} (audio)")).await.map(
+                        |(transcript, turn)| Reply::Heard {
+                            transcript,
+                            turn_id: turn.map(|t| t.0),
+                            conversation_id: turn.map(|t| t.1),
+                        },
+                    ),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            },
+            Request::Speak { text } => match voice(stage) {
+                Ok(v) => v.speak(&text).await.map(|pcm| Reply::Speech {
+                    audio: crate::speech::speaker::speech_audio(&pcm, true),
+                }),
+                Err(e) => Err(e),
+            },
+            Request::StreamAudio { samples_base64 } => match voice(stage) {
+                Ok(v) => decode_f32(&samples_base64)
+                    .and_then(|samples| v.stream(conn, samples))
+                    .map(|()| Reply::AudioReceived),
+                Err(e) => Err(e),
+            },
+            Request::SetListening { on } => voice(stage).and_then(|v| {
+                v.set_listening(on).map(|voice| Reply::Voice {
+                    voice: Box::new(voice),
+                })
+            }),
+            Request::PushToTalk { pressed } => voice(stage).and_then(|v| {
+                v.push_to_talk(pressed).map(|voice| Reply::Voice {
+                    voice: Box::new(voice),
+                })
+            }),
+        };
     (response(id, result), false)
+}
+
+fn voice(stage: &Stage) -> Result<&crate::voice::Voice, ErrorBody> {
+    stage.info.voice.get().ok_or_else(|| {
+        ErrorBody::new(ErrorCode::Config, "voice is disabled on this daemon")
+            .with_hint("set speech.enabled: true in conf.yaml and restart the daemon")
+    })
+}
+
+fn decode_wav(b64: &str) -> Result<crate::speech::Pcm, ErrorBody> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|e| {
+            ErrorBody::new(
+                ErrorCode::InvalidArgument,
+                format!("wav_base64 is not base64: {e}"),
+            )
+            .with_hint("send the WAV file's bytes, base64-encoded (standard alphabet)")
+        })?;
+    crate::speech::Pcm::from_wav(&bytes).map_err(crate::voice::speech_error)
+}
+
+/// Little-endian `f32` samples, base64.
+fn decode_f32(b64: &str) -> Result<Vec<f32>, ErrorBody> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|e| {
+            ErrorBody::new(
+                ErrorCode::InvalidArgument,
+                format!("samples_base64 is not base64: {e}"),
+            )
+            .with_hint("send little-endian f32 samples at 16 kHz, base64-encoded")
+        })?;
+    if bytes.len() % 4 != 0 {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidArgument,
+            format!("{} bytes is not a whole number of f32 samples", bytes.len()),
+        )
+        .with_hint("send little-endian f32 samples at 16 kHz"));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .map(|s| {
+            if s.is_finite() {
+                s.clamp(-1.0, 1.0)
+            } else {
+                0.0
+            }
+        })
+        .collect())
 }
 
 fn no_mcp() -> ErrorBody {

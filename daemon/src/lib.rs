@@ -1,6 +1,7 @@
 //! `vtuberd` as a library: the binary is a thin shell over these modules, and the
 //! benchmarks drive them directly.
 
+pub mod audio;
 pub mod characters;
 pub mod cli;
 pub mod config;
@@ -8,7 +9,10 @@ pub mod events;
 pub mod ipc;
 pub mod llm;
 pub mod mcp;
+pub mod models;
 pub mod speech;
 pub mod stage;
 pub mod store;
 pub mod tools;
+pub mod voice;
+pub mod web;

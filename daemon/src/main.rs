@@ -28,6 +28,9 @@ fn main() -> ExitCode {
     if args.check_config {
         return check_config(&args);
     }
+    if let Some(action) = args.models {
+        return models_report(&args, action);
+    }
     init_logging(&args);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -69,6 +72,45 @@ fn init_logging(args: &Args) {
     }
 }
 
+fn models_report(args: &Args, action: vtuberd::cli::ModelsAction) -> ExitCode {
+    use vtuberd::cli::ModelsAction;
+    let cfg = match config::load(args.config.as_deref()) {
+        Ok(l) => l.config,
+        Err(e) => {
+            for p in &e.problems {
+                eprintln!("{p}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let (dir, mut files) = vtuberd::models::inventory(&cfg);
+    if action == ModelsAction::Path {
+        if args.json {
+            println!("{}", serde_json::json!({"models_dir": dir}));
+        } else {
+            println!("{}", dir.display());
+        }
+        return ExitCode::SUCCESS;
+    }
+    if action == ModelsAction::Verify {
+        vtuberd::models::verify(&mut files);
+    }
+    if args.json {
+        println!("{}", serde_json::json!({"models_dir": dir, "files": files}));
+    } else {
+        print!("{}", vtuberd::models::table(&dir, &files));
+    }
+    let bad = action == ModelsAction::Verify
+        && files
+            .iter()
+            .any(|f| !matches!(f.verified.as_deref(), Some("ok" | "unchecked")));
+    if bad {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn check_config(args: &Args) -> ExitCode {
     let mut ok = true;
     let loaded = match config::load(args.config.as_deref()) {
@@ -89,6 +131,10 @@ fn check_config(args: &Args) -> ExitCode {
         }
     };
     let cfg = loaded.map(|l| l.config).unwrap_or_default();
+    if let Err(e) = vtuberd::web::check(&cfg) {
+        println!("{e}");
+        ok = false;
+    }
     let dir = character_dir(&cfg);
     let (roster, problems) = Roster::load(dir.as_deref());
     for p in &problems {
@@ -118,6 +164,8 @@ async fn run(args: Args, started: Instant) -> anyhow::Result<()> {
         anyhow::anyhow!("invalid configuration:\n{e}\n(check it with `vtuber config check`)")
     })?;
     let cfg = loaded.config;
+    // An exposed web server without TLS and a token is refused before anything starts.
+    vtuberd::web::check(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
     let socket = vtuber_shared::paths::socket_path(args.socket.clone());
     let bound = ipc::bind(&socket).map_err(|e| anyhow::anyhow!("{e} ({})", e.hint()))?;
     tracing::info!(socket = %socket.display(), pid = std::process::id(), "listening");
@@ -181,7 +229,22 @@ async fn run(args: Args, started: Instant) -> anyhow::Result<()> {
         clients: Default::default(),
         shutdown_requested: CancellationToken::new(),
         mcp: mcp.clone(),
+        voice: Default::default(),
+        web_url: Default::default(),
     });
+    // Speech engines load in the background; devices are opened now (an absent sound
+    // card is reported, not fatal).
+    let voice = match vtuberd::voice::Voice::prepare(&cfg) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!("voice disabled: {e} ({})", e.hint());
+            None
+        }
+    };
+    let (speech, prepared_voice) = match voice {
+        Some((out, prepared)) => (Some(out), Some(prepared)),
+        None => (None, None),
+    };
     let stage = Stage::start(
         StageSetup {
             config: cfg.clone(),
@@ -193,11 +256,15 @@ async fn run(args: Args, started: Instant) -> anyhow::Result<()> {
                 .clone()
                 .map(|m| Arc::new(m) as Arc<dyn vtuberd::tools::ToolRunner>),
             max_tool_rounds: cfg.mcp.max_rounds,
+            speech,
         },
         store,
-        bus,
+        bus.clone(),
         info.clone(),
     );
+    if let Some(prepared) = prepared_voice {
+        let _ = info.voice.set(prepared.attach(stage.clone(), bus.clone()));
+    }
 
     let stop_serving = CancellationToken::new();
     let server = tokio::spawn(ipc::serve(
@@ -205,6 +272,23 @@ async fn run(args: Args, started: Instant) -> anyhow::Result<()> {
         stage.clone(),
         stop_serving.clone(),
     ));
+    let web = if cfg.web.enabled {
+        match vtuberd::web::serve(&cfg, stage.clone(), stop_serving.clone()) {
+            Ok((addr, task)) => {
+                let url = vtuberd::web::url(&cfg.web, addr);
+                tracing::info!(url = %url, "web page");
+                let _ = info.web_url.set(url);
+                Some(task)
+            }
+            Err(e) => {
+                // The terminal and local clients still work; the page is what is missing.
+                tracing::error!("web page unavailable: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     tracing::info!(
         ready_ms = started.elapsed().as_secs_f64() * 1000.0,
         "accepting clients"
@@ -218,6 +302,9 @@ async fn run(args: Args, started: Instant) -> anyhow::Result<()> {
     }
     stop_serving.cancel();
     let _ = server.await;
+    if let Some(web) = web {
+        let _ = web.await;
+    }
     // Give sessions a moment to flush `shutting_down` to their clients.
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     std::fs::remove_file(&socket).ok();

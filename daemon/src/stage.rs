@@ -44,6 +44,14 @@ pub struct StageView {
     pub model_load: ModelLoad,
     pub conversation_id: Option<i64>,
     pub last_error: Option<ErrorBody>,
+    /// The current character's voice.
+    pub voice: crate::characters::Voice,
+    /// Hands-free listening is on.
+    pub listening: bool,
+    /// Someone is speaking to the daemon right now.
+    pub hearing: bool,
+    /// The turn whose reply is still being spoken, if any.
+    pub speaking_turn: Option<u64>,
 }
 
 /// What the daemon knows about itself, shared by the socket server.
@@ -56,6 +64,10 @@ pub struct DaemonInfo {
     pub shutdown_requested: CancellationToken,
     /// The MCP tool servers, when any are configured.
     pub mcp: Option<crate::mcp::McpManager>,
+    /// Voice input and speech engines, once started.
+    pub voice: std::sync::OnceLock<crate::voice::Voice>,
+    /// The browser page's address, once the web server listens.
+    pub web_url: std::sync::OnceLock<String>,
 }
 
 enum Command {
@@ -96,6 +108,11 @@ enum Command {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    SpeechDone {
+        turn_id: u64,
+    },
+    SetListening(bool),
+    SetHearing(bool),
 }
 
 /// What the stage starts with.
@@ -111,6 +128,8 @@ pub struct StageSetup {
     pub tools: Option<Arc<dyn ToolRunner>>,
     /// Tool-call rounds allowed per turn.
     pub max_tool_rounds: u32,
+    /// Speech output; `None` for text only.
+    pub speech: Option<crate::voice::SpeechOut>,
 }
 
 /// Cheap handle used by client sessions to drive the stage.
@@ -139,6 +158,7 @@ impl Stage {
             conversation: initial_conversation,
             tools,
             max_tool_rounds,
+            speech,
         } = setup;
         let (tx, rx) = mpsc::channel(256);
         let llm = initial_character.llm.apply(&config.llm);
@@ -150,6 +170,10 @@ impl Stage {
             model_load: provider_load(&provider),
             conversation_id: initial_conversation,
             last_error: None,
+            voice: initial_character.voice.clone(),
+            listening: false,
+            hearing: false,
+            speaking_turn: None,
         }));
         let stage = Self {
             tx: tx.clone(),
@@ -169,6 +193,8 @@ impl Stage {
             next_turn: 1,
             tools,
             max_tool_rounds,
+            speech,
+            speaking: None,
             tx: tx.clone(),
             view,
             bus,
@@ -209,7 +235,26 @@ impl Stage {
                 .as_ref()
                 .map(|p| p.display().to_string()),
             last_error: v.last_error,
+            voice: self.info.voice.get().map(|voice| Box::new(voice.status())),
+            web_url: self.info.web_url.get().cloned(),
         }
+    }
+
+    /// Hands-free listening changed (for the state shown to clients).
+    pub fn set_listening(&self, on: bool) {
+        let _ = self.tx.try_send(Command::SetListening(on));
+    }
+
+    /// Someone started or stopped speaking to the daemon.
+    pub fn set_hearing(&self, on: bool) {
+        let _ = self.tx.try_send(Command::SetHearing(on));
+    }
+
+    /// Whether the character is thinking or speaking (what barge-in interrupts).
+    pub fn is_busy(&self) -> bool {
+        let v = self.view();
+        matches!(v.state, DaemonState::Thinking | DaemonState::Speaking)
+            || v.speaking_turn.is_some()
     }
 
     async fn ask<T>(
@@ -336,6 +381,12 @@ struct RunningTurn {
     handle: JoinHandle<()>,
 }
 
+/// A reply still being spoken (it may outlast its turn's text).
+struct RunningSpeech {
+    turn_id: u64,
+    cancel: CancellationToken,
+}
+
 struct Actor {
     config: Config,
     roster: Roster,
@@ -348,6 +399,8 @@ struct Actor {
     next_turn: u64,
     tools: Option<Arc<dyn ToolRunner>>,
     max_tool_rounds: u32,
+    speech: Option<crate::voice::SpeechOut>,
+    speaking: Option<RunningSpeech>,
     tx: mpsc::Sender<Command>,
     view: Arc<Mutex<StageView>>,
     bus: EventBus,
@@ -432,6 +485,21 @@ impl Actor {
                         self.refresh_state();
                     }
                 }
+                Command::SpeechDone { turn_id } => {
+                    if self.speaking.as_ref().is_some_and(|s| s.turn_id == turn_id) {
+                        self.speaking = None;
+                        self.update_view(|v| v.speaking_turn = None);
+                    }
+                    self.refresh_state();
+                }
+                Command::SetListening(on) => {
+                    self.update_view(|v| v.listening = on);
+                    self.refresh_state();
+                }
+                Command::SetHearing(on) => {
+                    self.update_view(|v| v.hearing = on);
+                    self.refresh_state();
+                }
                 Command::Shutdown { reply } => {
                     self.stop_turn().await;
                     self.bus.emit(Event::ShuttingDown);
@@ -460,7 +528,8 @@ impl Actor {
         }
     }
 
-    /// Idle, loading or error when no turn runs.
+    /// The resting state when no turn runs: speaking (a reply still playing), hearing,
+    /// loading, error, listening or idle.
     fn refresh_state(&self) {
         if self.running.is_some() {
             return;
@@ -470,9 +539,12 @@ impl Actor {
             Err(p) => p.into_inner().clone(),
         };
         let state = match view.model_load {
+            _ if view.hearing => DaemonState::Hearing,
+            _ if self.speaking.is_some() => DaemonState::Speaking,
             ModelLoad::Loading => DaemonState::Loading,
             ModelLoad::Failed { .. } => DaemonState::Error,
             _ if view.last_error.is_some() => DaemonState::Error,
+            _ if view.listening => DaemonState::Listening,
             _ => DaemonState::Idle,
         };
         self.set_state(state);
@@ -541,6 +613,8 @@ impl Actor {
             self.watch_model_load();
         }
         let info = self.character.info();
+        let voice = self.character.voice.clone();
+        self.update_view(|v| v.voice = voice);
         let llm = match self.view.lock() {
             Ok(v) => v.llm.clone(),
             Err(p) => p.into_inner().llm.clone(),
@@ -622,9 +696,21 @@ impl Actor {
         }
     }
 
-    /// Cancels the running turn and waits until it has stored its partial reply.
+    /// Cancels the running turn (and any speech still playing) and waits until the turn
+    /// has stored its partial reply.
     async fn stop_turn(&mut self) -> Option<u64> {
-        let turn = self.running.take()?;
+        let speech = self.speaking.take().map(|s| {
+            s.cancel.cancel();
+            if let Some(player) = self.speech.as_ref().and_then(|s| s.player.as_ref()) {
+                player.stop();
+            }
+            self.update_view(|v| v.speaking_turn = None);
+            s.turn_id
+        });
+        let Some(turn) = self.running.take() else {
+            self.refresh_state();
+            return speech;
+        };
         turn.cancel.cancel();
         if let Err(e) = turn.handle.await {
             tracing::error!(error = %e, "turn task failed");
@@ -663,6 +749,36 @@ impl Actor {
             origin,
         });
         let llm = self.effective_llm(&self.character);
+        let speaker = self.speech.clone().map(|out| {
+            let speech_cancel = CancellationToken::new();
+            let (speaker, handle) =
+                crate::speech::speaker::Speaker::start(crate::speech::speaker::SpeakerSetup {
+                    turn_id,
+                    tts: out.tts.clone(),
+                    voice: self.character.voice.clone(),
+                    clean: self.character.voice.clean.clone(),
+                    splitter: crate::speech::text::SplitterConfig {
+                        first_min_chars: self.config.speech.tts.first_sentence_min_chars,
+                        max_chars: self.config.speech.tts.max_sentence_chars,
+                    },
+                    emotions: self.character.avatar.emotions.clone(),
+                    bus: self.bus.clone(),
+                    player: out.player.clone(),
+                    audio_to_clients: out.playback != crate::config::Playback::Local,
+                    cancel: speech_cancel.clone(),
+                });
+            self.speaking = Some(RunningSpeech {
+                turn_id,
+                cancel: speech_cancel,
+            });
+            self.update_view(|v| v.speaking_turn = Some(turn_id));
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let _ = handle.await;
+                let _ = tx.send(Command::SpeechDone { turn_id }).await;
+            });
+            speaker
+        });
         let turn = Turn {
             id: turn_id,
             conversation,
@@ -677,6 +793,7 @@ impl Actor {
             tools: self.tools.clone(),
             max_tool_rounds: self.max_tool_rounds,
             character: self.character.id.clone(),
+            speaker,
         };
         let tx = self.tx.clone();
         let handle = tokio::spawn(async move {
@@ -733,6 +850,8 @@ struct Turn {
     max_tool_rounds: u32,
     /// Character id, for the audit log.
     character: String,
+    /// Speaks the reply as it streams; dropped with the turn, which ends the speech input.
+    speaker: Option<crate::speech::speaker::Speaker>,
 }
 
 impl Turn {
@@ -964,6 +1083,9 @@ impl Turn {
             self.set_state(DaemonState::Speaking);
         }
         reply.push_str(&text);
+        if let Some(s) = &self.speaker {
+            s.push(&text);
+        }
         self.bus.emit(Event::Delta {
             turn_id: self.id,
             text,
@@ -1098,6 +1220,8 @@ mod tests {
             clients: Default::default(),
             shutdown_requested: CancellationToken::new(),
             mcp: None,
+            voice: Default::default(),
+            web_url: Default::default(),
         });
         let stage = Stage::start(
             StageSetup {
@@ -1108,6 +1232,7 @@ mod tests {
                 conversation: None,
                 tools: Some(tools),
                 max_tool_rounds: 3,
+                speech: None,
             },
             store,
             EventBus::new(1024),
@@ -1313,10 +1438,15 @@ mod tests {
                 model_load: ModelLoad::Ready,
                 conversation_id: Some(conv),
                 last_error: None,
+                voice: Default::default(),
+                listening: false,
+                hearing: false,
+                speaking_turn: None,
             })),
             tools: Some(tools),
             max_tool_rounds: 3,
             character: "mao".into(),
+            speaker: None,
         };
         turn.run().await;
         let mut deltas = String::new();

@@ -87,6 +87,31 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
+    /// An utterance as a WAV file (any rate, mono or stereo), treated as if spoken:
+    /// transcribed, then answered like `send_text`. Answered with `heard`.
+    SendAudio {
+        wav_base64: String,
+    },
+    /// Audio in the current character's voice, without starting a turn. Answered with
+    /// `speech`.
+    Speak {
+        text: String,
+    },
+    /// Live microphone audio from a client: 16 kHz mono little-endian `f32` samples,
+    /// base64. It goes through the same voice detection as the daemon's own microphone
+    /// (utterances are transcribed and answered; speech during a reply barges in).
+    StreamAudio {
+        samples_base64: String,
+    },
+    /// Hands-free listening on the daemon's microphone on or off.
+    SetListening {
+        on: bool,
+    },
+    /// Push-to-talk key down (`pressed: true`) or up: while held, everything heard is one
+    /// utterance, sent when released.
+    PushToTalk {
+        pressed: bool,
+    },
 }
 
 fn default_true() -> bool {
@@ -179,6 +204,23 @@ pub enum Reply {
     ToolAudit {
         entries: Vec<AuditEntry>,
     },
+    /// What `send_audio` heard. `turn_id` is `None` when nothing intelligible was said.
+    Heard {
+        transcript: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        turn_id: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conversation_id: Option<i64>,
+    },
+    Speech {
+        audio: SpeechAudio,
+    },
+    /// Voice settings after `set_listening` / `push_to_talk`.
+    Voice {
+        voice: Box<VoiceStatus>,
+    },
+    /// `stream_audio` taken in.
+    AudioReceived,
 }
 
 /// An error as data: what went wrong and what to do about it.
@@ -248,7 +290,10 @@ pub enum DaemonState {
     /// The default model is still loading; input is queued behind it.
     Loading,
     Idle,
+    /// Hands-free listening, nobody speaking.
     Listening,
+    /// Someone is speaking (voice detected); the utterance is being collected.
+    Hearing,
     Thinking,
     Speaking,
     Error,
@@ -260,6 +305,7 @@ impl DaemonState {
             Self::Loading => "loading",
             Self::Idle => "idle",
             Self::Listening => "listening",
+            Self::Hearing => "hearing",
             Self::Thinking => "thinking",
             Self::Speaking => "speaking",
             Self::Error => "error",
@@ -303,6 +349,60 @@ pub struct Status {
     /// Set when the state is `error`: the last failure, for the status line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<ErrorBody>,
+    /// Speech engines and audio devices; `None` when voice is disabled in the config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<Box<VoiceStatus>>,
+    /// The browser page's address when the web server runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_url: Option<String>,
+}
+
+/// Voice input and output, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VoiceStatus {
+    /// `"ready"`, or why there is no local audio (e.g. `"no audio device"`).
+    pub audio: String,
+    /// Microphone in use, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_device: Option<String>,
+    /// Speaker in use, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_device: Option<String>,
+    /// Hands-free listening on the daemon's microphone.
+    pub listening: bool,
+    /// The push-to-talk key is held.
+    #[serde(default)]
+    pub push_to_talk: bool,
+    /// `off`, `voice` or `push_to_talk`: what may interrupt the character.
+    pub barge_in: String,
+    /// `local`, `clients` or `both`: where replies are played.
+    pub playback: String,
+    /// Echo cancellation on the daemon's microphone: `webrtc`, `off`, or why unavailable.
+    pub echo_cancellation: String,
+    pub vad: EngineStatus,
+    pub asr: EngineStatus,
+    pub tts: EngineStatus,
+}
+
+/// One speech engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineStatus {
+    /// e.g. `silero`, `whisper`, `piper`, `espeak`, `openai`.
+    pub backend: String,
+    /// Model or voice in use.
+    pub model: String,
+    pub load: ModelLoad,
+}
+
+/// One stretch of speech: 16-bit mono WAV plus what lip sync needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpeechAudio {
+    pub wav_base64: String,
+    pub sample_rate: u32,
+    pub duration_ms: u32,
+    /// RMS of each `slice_ms` slice divided by the loudest slice's (loudest = 1.0).
+    pub volumes: Vec<f32>,
+    pub slice_ms: u32,
 }
 
 /// A character as listed to clients.
@@ -468,6 +568,49 @@ pub enum Event {
     ApprovalResolved {
         request_id: u64,
         resolution: ApprovalResolution,
+    },
+    /// One sentence of the reply is ready to be spoken, in sentence order. `text` is the
+    /// sentence as shown (expression tags removed); `audio` is `None` when there is
+    /// nothing to say aloud (e.g. only code) or synthesis failed (an `error` event says why).
+    Sentence {
+        turn_id: u64,
+        index: u32,
+        text: String,
+        /// Expression tags found in the sentence, in order (e.g. `joy`).
+        #[serde(default)]
+        expressions: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audio: Option<SpeechAudio>,
+        /// Time spent synthesizing it, in milliseconds (for latency breakdowns).
+        #[serde(default)]
+        synth_ms: u32,
+    },
+    /// Every sentence of the turn has been delivered (`interrupted`: speech was cut short).
+    SpeechFinished {
+        turn_id: u64,
+        sentences: u32,
+        interrupted: bool,
+    },
+    /// Voice detection saw speech start (`speaking: true`) or the utterance end.
+    VoiceActivity {
+        speaking: bool,
+    },
+    /// Microphone level while listening (0..1, about ten per second).
+    InputLevel {
+        level: f32,
+    },
+    /// An utterance was transcribed; `turn_id` is the turn it started, if any.
+    Transcript {
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        turn_id: Option<u64>,
+        /// Time speech recognition took, in milliseconds.
+        #[serde(default)]
+        asr_ms: u32,
+    },
+    /// Voice settings or devices changed.
+    VoiceChanged {
+        voice: Box<VoiceStatus>,
     },
     /// Sent to one client only, when it fell behind: `missed` events were dropped.
     /// It should re-read state (`status`, `get_conversation`) to resync.

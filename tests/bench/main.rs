@@ -1,11 +1,14 @@
 //! `vtuber-bench`: prints the daemon's measured figures.
 //!
 //! Run with `cargo run --release -p vtuber-e2e --bin vtuber-bench [-- WHAT...]` where
-//! WHAT is any of `startup rss rtt overhead fanout llm mcp` (default: all). Build the
+//! WHAT is any of `startup rss rtt overhead fanout llm mcp speech first-audio barge-in voice-rss web`
+//! (default: all). Build the
 //! binaries in the same profile first (`cargo build --release --bins`).
 
 mod llm;
 mod mcp;
+mod voice;
+mod web;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -29,7 +32,7 @@ fn quiet_daemon(config: &str) -> anyhow::Result<TestDaemon> {
     Ok(d)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -37,12 +40,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+pub(crate) fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v.sort_by(|a, b| a.total_cmp(b));
     v
 }
 
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
@@ -52,7 +55,7 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .context("VmRSS missing")
 }
 
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -392,6 +395,21 @@ async fn main() -> anyhow::Result<()> {
     }
     if want("mcp") {
         mcp::bench(&mock.base_url()).await?;
+    }
+    if want("speech") {
+        tokio::task::block_in_place(voice::bench_engines)?;
+    }
+    if want("first-audio") {
+        voice::bench_first_audio().await?;
+    }
+    if want("barge-in") {
+        voice::bench_barge_in().await?;
+    }
+    if want("voice-rss") {
+        voice::bench_voice_rss().await?;
+    }
+    if want("web") {
+        web::bench().await?;
     }
     Ok(())
 }

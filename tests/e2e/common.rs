@@ -37,3 +37,21 @@ pub fn stdout(o: &std::process::Output) -> String {
 pub fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// `http://127.0.0.1:PORT/` of a daemon's web server, from its status.
+pub async fn web_url(daemon: &TestDaemon) -> String {
+    let mut c = daemon.client("e2e-status").await.expect("client");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(vtuber_shared::Reply::Status(s)) = c
+            .request(vtuber_shared::Request::Status)
+            .await
+            .expect("status")
+            && let Some(url) = s.web_url
+        {
+            return url;
+        }
+        assert!(std::time::Instant::now() < deadline, "no web_url in status");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -25,6 +25,79 @@ pub fn bin(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// `yaml` plus the test defaults for the top-level sections it leaves out.
+pub fn with_test_defaults(yaml: &str) -> String {
+    // JSON is YAML too; keys are added to the object rather than appended as lines.
+    if yaml.trim_start().starts_with('{')
+        && let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str(yaml)
+    {
+        let defaults = [
+            ("speech", serde_json::json!({"enabled": false})),
+            (
+                "audio",
+                serde_json::json!({"input": "none", "output": "none"}),
+            ),
+            ("web", serde_json::json!({"port": 0})),
+        ];
+        for (key, value) in defaults {
+            map.entry(key).or_insert(value);
+        }
+        return serde_json::Value::Object(map).to_string();
+    }
+    let has = |key: &str| yaml.lines().any(|l| l.starts_with(&format!("{key}:")));
+    let mut out = yaml.to_owned();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    if !has("speech") {
+        out.push_str("speech: {enabled: false}\n");
+    }
+    if !has("audio") {
+        out.push_str("audio: {input: none, output: none}\n");
+    }
+    if !has("web") {
+        out.push_str("web: {port: 0}\n");
+    }
+    out
+}
+
+/// Links the real model files of this machine (from `scripts/fetch-model.sh`) into a
+/// test daemon's models folder. Fails, saying how to get them, when they are missing.
+pub fn link_models(models_dir: &Path) -> anyhow::Result<()> {
+    let source = std::env::var_os("VTUBER_DATA_DIR")
+        .map(|d| PathBuf::from(d).join("models"))
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            std::env::var_os("XDG_DATA_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| home.join(".local/share"))
+                .join("vtuber/models")
+        });
+    std::fs::create_dir_all(models_dir)?;
+    for name in [
+        "whisper-tiny.en",
+        "piper",
+        "silero_vad.onnx",
+        "onnxruntime",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+    ] {
+        let src = source.join(name);
+        if !src.exists() {
+            bail!(
+                "{} is missing: run scripts/setup.sh (it downloads the default models)",
+                src.display()
+            );
+        }
+        let dst = models_dir.join(name);
+        if !dst.exists() {
+            std::os::unix::fs::symlink(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
 /// A daemon with its own folders, stopped (SIGKILL) on drop if still running.
 pub struct TestDaemon {
     pub dir: tempfile::TempDir,
@@ -40,10 +113,14 @@ pub struct TestDaemon {
 
 impl TestDaemon {
     /// A fresh isolated home with `config_yaml` as its config file; not started.
+    ///
+    /// Tests run many daemons side by side, so sections the config does not mention get
+    /// test defaults: no speech engines (tests that need them say `speech:`), no audio
+    /// devices, and the web server on a free port.
     pub fn new(config_yaml: &str) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("vtuber-e2e").tempdir()?;
         let config = dir.path().join("conf.yaml");
-        std::fs::write(&config, config_yaml)?;
+        std::fs::write(&config, with_test_defaults(config_yaml))?;
         for sub in ["config/vtuber/characters", "data", "runtime"] {
             std::fs::create_dir_all(dir.path().join(sub))?;
         }
@@ -341,5 +418,28 @@ impl TestClient {
                 return Ok(out);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_defaults_fill_missing_sections_in_yaml_and_json() {
+        let y = with_test_defaults("llm:\n  provider: embedded");
+        assert!(
+            y.contains("speech: {enabled: false}\n") && y.contains("web: {port: 0}\n"),
+            "{y}"
+        );
+        let y = with_test_defaults("web:\n  port: 5\n");
+        assert!(!y.contains("web: {port: 0}"), "{y}");
+        let j = with_test_defaults(
+            "{\n  \"llm\": {\"model\": \"m\"},\n  \"speech\": {\"enabled\": true}\n}",
+        );
+        let v: serde_json::Value = serde_json::from_str(&j).expect("still JSON");
+        assert_eq!(v["speech"]["enabled"], true);
+        assert_eq!(v["web"]["port"], 0);
+        assert_eq!(v["audio"]["input"], "none");
     }
 }

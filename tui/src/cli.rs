@@ -45,6 +45,17 @@ pub enum Command {
     ///
     /// Exits 0 when the reply finished, 1 when it failed, 2 when it was interrupted.
     Say(SayArgs),
+    /// Feed a WAV file to the character as if spoken, and print the reply
+    ///
+    /// The audio is transcribed by the daemon's speech recognition; what was heard
+    /// goes to standard error, the reply to standard output. Works without any audio
+    /// device. Exit codes as for `say`.
+    Listen(ListenArgs),
+    /// Synthesize TEXT in the current character's voice into a WAV file
+    Speak(SpeakArgs),
+    /// Show the speech and language model files: where, how big, intact or not
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Show what the daemon is doing (exits 3 when it is not running)
     Status(JsonFlag),
     /// List or switch characters
@@ -97,6 +108,39 @@ pub struct SayArgs {
     /// terminal, another client answers or the request times out (denied).
     #[arg(long)]
     pub approve: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// WAV file (any sample rate, mono or stereo, 16-bit or float)
+    #[arg(value_name = "FILE.wav")]
+    pub file: PathBuf,
+    /// Print the response and each event of the turn as raw protocol JSON lines
+    #[arg(long)]
+    pub json: bool,
+    /// Allow every tool call of this turn that asks for approval, once each
+    #[arg(long)]
+    pub approve: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SpeakArgs {
+    /// What to say; `-` reads it from standard input
+    #[arg(required = true, num_args = 1.., value_name = "TEXT")]
+    pub text: Vec<String>,
+    /// WAV file to write (16-bit mono); `-` writes to standard output
+    #[arg(short, long, value_name = "FILE.wav")]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// List model files with their role, state, size and path
+    List(JsonFlag),
+    /// Check every model file's SHA-256 (exits 1 when one is missing or damaged)
+    Verify(JsonFlag),
+    /// Print the models folder
+    Path(JsonFlag),
 }
 
 #[derive(Debug, Subcommand)]

@@ -468,6 +468,8 @@ pub(crate) mod fake {
             socket: "/tmp/x.sock".into(),
             config_file: None,
             last_error: None,
+            voice: None,
+            web_url: None,
         }
     }
 

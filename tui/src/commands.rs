@@ -7,11 +7,14 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use tokio::sync::mpsc;
 use vtuber_shared::{
-    ApprovalDecision, ApprovalResolution, CharacterInfo, ConversationSummary, ErrorBody, Event,
-    ModelLoad, Reply, Request, Status, TurnOutcome,
+    ApprovalDecision, ApprovalResolution, CharacterInfo, ConversationSummary, ErrorBody, ErrorCode,
+    Event, ModelLoad, Reply, Request, Status, TurnOutcome,
 };
 
-use crate::cli::{CharactersCommand, DaemonCommand, ExportFormat, HistoryCommand, SayArgs};
+use crate::cli::{
+    CharactersCommand, DaemonCommand, ExportFormat, HistoryCommand, ListenArgs, ModelsCommand,
+    SayArgs, SpeakArgs,
+};
 use crate::client::{self, Client, Connection, EventFrame, Hello, REQUEST_TIMEOUT, reply_kind};
 use crate::daemon::{self, Target};
 use crate::exit;
@@ -74,18 +77,37 @@ pub async fn say(target: &Target, args: &SayArgs) -> Result<ExitCode> {
     } else {
         Approval::Leave
     };
-    let mut conn = daemon::connect_or_start(target, Hello::new("say", true)).await?;
+    one_turn(
+        target,
+        "say",
+        Request::SendText { text },
+        args.json,
+        approval,
+    )
+    .await
+}
+
+/// Sends `request` (which starts a turn), prints the turn as `say` does, and maps how it
+/// ended to the exit code.
+async fn one_turn(
+    target: &Target,
+    label: &str,
+    request: Request,
+    json: bool,
+    approval: Approval,
+) -> Result<ExitCode> {
+    let mut conn = daemon::connect_or_start(target, Hello::new(label, true)).await?;
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr();
     let end = stream_turn(
         &conn.client,
         &mut conn.events,
-        text,
+        request,
         &mut Outputs {
             out: &mut stdout,
             diag: &mut stderr,
         },
-        args.json,
+        json,
         approval,
     )
     .await?;
@@ -100,6 +122,94 @@ pub async fn say(target: &Target, args: &SayArgs) -> Result<ExitCode> {
             eprintln!("note: the reply was interrupted before it finished");
             ExitCode::from(exit::TURN_INTERRUPTED)
         }
+    })
+}
+
+/// `vtuber listen FILE.wav`: the file as if spoken, then the reply as `say` prints it.
+pub async fn listen(target: &Target, args: &ListenArgs) -> Result<ExitCode> {
+    use base64::Engine as _;
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    if bytes.len() > MAX_AUDIO_BYTES {
+        bail!(
+            "{} is {} bytes; the limit is {} (about 2 minutes of 16 kHz 16-bit mono): cut it shorter",
+            args.file.display(),
+            bytes.len(),
+            MAX_AUDIO_BYTES
+        );
+    }
+    let wav_base64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    let approval = if args.approve {
+        Approval::Auto
+    } else {
+        Approval::Leave
+    };
+    one_turn(
+        target,
+        "listen",
+        Request::SendAudio { wav_base64 },
+        args.json,
+        approval,
+    )
+    .await
+}
+
+/// Largest audio file `listen` sends (the socket's frame limit, after base64).
+const MAX_AUDIO_BYTES: usize = 3 * 1024 * 1024 - 64 * 1024;
+
+/// `vtuber speak TEXT -o FILE`: the current character's voice, to a WAV file.
+pub async fn speak(target: &Target, args: &SpeakArgs) -> Result<ExitCode> {
+    use base64::Engine as _;
+    let text = say_text(&args.text)?;
+    let conn = daemon::connect_or_start(target, Hello::new("speak", false)).await?;
+    let audio = match conn.client.request(Request::Speak { text }).await {
+        Ok(Reply::Speech { audio }) => audio,
+        Ok(other) => return Err(unexpected(&other)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let wav = base64::engine::general_purpose::STANDARD
+        .decode(audio.wav_base64.as_bytes())
+        .context("the daemon sent audio that is not base64")?;
+    if args.output.as_os_str() == "-" {
+        std::io::stdout().write_all(&wav)?;
+    } else {
+        std::fs::write(&args.output, &wav)
+            .with_context(|| format!("cannot write {}", args.output.display()))?;
+        eprintln!(
+            "wrote {} ({:.2} s, {} Hz)",
+            args.output.display(),
+            f64::from(audio.duration_ms) / 1000.0,
+            audio.sample_rate
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vtuber models ...`: the daemon binary reports, with the same config rules it runs by.
+pub fn models(target: &Target, cmd: &ModelsCommand) -> Result<ExitCode> {
+    let program = daemon::find_vtuberd()?;
+    let mut command = std::process::Command::new(&program);
+    let (action, json) = match cmd {
+        ModelsCommand::List(f) => ("list", f.json),
+        ModelsCommand::Verify(f) => ("verify", f.json),
+        ModelsCommand::Path(f) => ("path", f.json),
+    };
+    command.arg("--models").arg(action);
+    if json {
+        command.arg("--json");
+    }
+    if let Some(config) = &target.config {
+        command.arg("--config").arg(config);
+    }
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {}", program.display()))?;
+    Ok(match status.code() {
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => ExitCode::FAILURE,
     })
 }
 
@@ -159,15 +269,12 @@ async fn next_line(lines: &mut Option<mpsc::UnboundedReceiver<String>>) -> Optio
 pub async fn stream_turn<W: Write, E: Write>(
     client: &Client,
     events: &mut client::Events,
-    text: String,
+    request: Request,
     io: &mut Outputs<'_, W, E>,
     json: bool,
     approval: Approval,
 ) -> Result<TurnEnd> {
-    let mut response = client
-        .send(Request::SendText { text })
-        .await
-        .map_err(|e| anyhow!("{e}"))?;
+    let mut response = client.send(request).await.map_err(|e| anyhow!("{e}"))?;
     let (mode, mut answers) = match approval {
         Approval::Auto => (Mode::Auto, None),
         Approval::Prompt(rx) => (Mode::Prompt, Some(rx)),
@@ -193,6 +300,18 @@ pub async fn stream_turn<W: Write, E: Write>(
                 }
                 match frame.into_result() {
                     Ok(Reply::TurnAccepted { turn_id, .. }) => state.turn = Some(turn_id),
+                    Ok(Reply::Heard { transcript, turn_id: Some(turn_id), .. }) => {
+                        if !json {
+                            writeln!(io.diag, "heard: {transcript}")?;
+                        }
+                        state.turn = Some(turn_id);
+                    }
+                    Ok(Reply::Heard { turn_id: None, .. }) => {
+                        return Ok(TurnEnd::Failed(ErrorBody::new(
+                            ErrorCode::InvalidArgument,
+                            "nothing intelligible was heard in the audio",
+                        ).with_hint("check the recording: speech, not silence or noise")));
+                    }
                     Ok(other) => return Err(unexpected(&other)),
                     Err(error) => return Ok(TurnEnd::Failed(error)),
                 }
@@ -579,6 +698,33 @@ pub fn status_table(status: &Status) -> String {
         ),
         ("socket", status.socket.clone()),
     ];
+    if let Some(url) = &status.web_url {
+        rows.push(("web", url.clone()));
+    }
+    if let Some(v) = &status.voice {
+        let engine = |e: &vtuber_shared::EngineStatus| {
+            format!("{} · {} ({})", e.backend, e.model, model_load_text(&e.load))
+        };
+        rows.push(("audio", v.audio.clone()));
+        rows.push((
+            "listening",
+            match (&v.input_device, v.listening) {
+                (None, _) => "no microphone".to_owned(),
+                (Some(d), true) => format!("on ({d})"),
+                (Some(d), false) => format!("off ({d})"),
+            },
+        ));
+        rows.push((
+            "voice io",
+            format!(
+                "playback {} · barge-in {} · echo cancellation {}",
+                v.playback, v.barge_in, v.echo_cancellation
+            ),
+        ));
+        rows.push(("vad", engine(&v.vad)));
+        rows.push(("asr", engine(&v.asr)));
+        rows.push(("tts", engine(&v.tts)));
+    }
     if let Some(config) = &status.config_file {
         rows.push(("config", config.clone()));
     }
@@ -900,7 +1046,7 @@ mod tests {
         let end = stream_turn(
             &conn.client,
             &mut conn.events,
-            text.into(),
+            Request::SendText { text: text.into() },
             &mut Outputs {
                 out: &mut out,
                 diag: &mut diag,

@@ -52,6 +52,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             generated::write_man_pages(&dir)?;
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Models(cmd) => {
+            return commands::models(&target, &cmd);
+        }
         Command::Config(ConfigCommand::Check { file }) => {
             return commands::config_check(&target, file);
         }
@@ -74,7 +77,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Command::History(cmd) => commands::history(&target, cmd).await,
             Command::Daemon(cmd) => commands::daemon(&target, cmd).await,
             Command::Mcp(cmd) => mcp::run(&target, cmd).await,
-            Command::Completions { .. } | Command::Man { .. } | Command::Config(_) => {
+            Command::Listen(args) => commands::listen(&target, &args).await,
+            Command::Speak(args) => commands::speak(&target, &args).await,
+            Command::Completions { .. }
+            | Command::Man { .. }
+            | Command::Config(_)
+            | Command::Models(_) => {
                 unreachable!("handled without a runtime above")
             }
         }

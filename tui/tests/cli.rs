@@ -32,6 +32,8 @@ fn status() -> Status {
         socket: "/tmp/fake.sock".into(),
         config_file: None,
         last_error: None,
+        voice: None,
+        web_url: None,
     }
 }
 

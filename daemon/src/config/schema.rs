@@ -14,6 +14,9 @@ pub struct Config {
     pub history: HistoryConfig,
     pub daemon: DaemonConfig,
     pub mcp: crate::mcp::config::McpConfig,
+    pub speech: SpeechConfig,
+    pub audio: AudioConfig,
+    pub web: WebConfig,
 }
 
 /// Which LLM implementation serves the character.
@@ -174,4 +177,253 @@ impl Default for DaemonConfig {
     fn default() -> Self {
         Self { client_queue: 1024 }
     }
+}
+
+/// `speech:` section: voice detection, recognition and synthesis engines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpeechConfig {
+    /// `false`: text only; no speech model is loaded.
+    pub enabled: bool,
+    /// Folder of model files; default `$XDG_DATA_HOME/vtuber/models`.
+    pub models_dir: Option<PathBuf>,
+    /// ONNX Runtime shared library (VAD, Piper); default
+    /// `<models_dir>/onnxruntime/libonnxruntime.so`, or `$ORT_DYLIB_PATH`.
+    pub onnxruntime: Option<PathBuf>,
+    pub vad: VadConfig,
+    pub asr: AsrConfig,
+    pub tts: TtsConfig,
+}
+
+impl Default for SpeechConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            models_dir: None,
+            onnxruntime: None,
+            vad: VadConfig::default(),
+            asr: AsrConfig::default(),
+            tts: TtsConfig::default(),
+        }
+    }
+}
+
+/// `speech.vad:` Silero voice activity detection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VadConfig {
+    /// Silero ONNX model; default `<models_dir>/silero_vad.onnx`.
+    pub model: Option<PathBuf>,
+    /// Speech probability (0..1) above which a frame counts as speech.
+    pub threshold: f32,
+    /// Speech shorter than this is ignored (coughs, clicks).
+    pub min_speech_ms: u32,
+    /// Silence that ends the utterance (end of turn).
+    pub min_silence_ms: u32,
+    /// Audio kept from before speech was detected, so first syllables are not cut.
+    pub pre_roll_ms: u32,
+    /// Longest utterance; longer speech is cut and sent.
+    pub max_utterance_secs: u32,
+}
+
+impl Default for VadConfig {
+    fn default() -> Self {
+        Self {
+            model: None,
+            threshold: 0.5,
+            min_speech_ms: 250,
+            min_silence_ms: 600,
+            pre_roll_ms: 300,
+            max_utterance_secs: 30,
+        }
+    }
+}
+
+/// Speech recognition engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AsrBackend {
+    /// Whisper run in process (CTranslate2-format weights, candle).
+    #[default]
+    Whisper,
+    /// A server with OpenAI's `/v1/audio/transcriptions` API.
+    OpenaiCompatible,
+}
+
+/// `speech.asr:` speech recognition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AsrConfig {
+    pub backend: AsrBackend,
+    /// whisper: folder with model.bin, config.json, vocabulary.txt (faster-whisper /
+    /// CTranslate2 format); default `<models_dir>/whisper-tiny.en`.
+    pub model_dir: Option<PathBuf>,
+    /// whisper: CPU threads; unset means all available cores.
+    pub threads: Option<u32>,
+    /// openai_compatible: base URL up to and including `/v1`.
+    pub base_url: String,
+    /// openai_compatible: model name (`whisper-1`, `Systran/faster-whisper-small`, ...).
+    pub model: String,
+    /// openai_compatible: NAME of the environment variable holding the API key.
+    pub api_key_env: Option<String>,
+    /// Spoken language hint (ISO 639-1), for backends that take one.
+    pub language: Option<String>,
+    pub timeout_secs: u64,
+}
+
+impl Default for AsrConfig {
+    fn default() -> Self {
+        Self {
+            backend: AsrBackend::Whisper,
+            model_dir: None,
+            threads: None,
+            base_url: "http://127.0.0.1:8000/v1".into(),
+            model: "whisper-1".into(),
+            api_key_env: None,
+            language: None,
+            timeout_secs: 30,
+        }
+    }
+}
+
+/// `speech.tts:` speech synthesis. Each character picks its engine and voice in its
+/// `[voice]` table; this section says where those live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TtsConfig {
+    /// piper: folder of voices (`<voice>.onnx` + `<voice>.onnx.json`); default
+    /// `<models_dir>/piper`.
+    pub piper_dir: Option<PathBuf>,
+    /// piper: CPU threads.
+    pub threads: u32,
+    /// openai: base URL up to and including `/v1`.
+    pub base_url: String,
+    /// openai: model name (`tts-1`, `kokoro`, ...).
+    pub model: String,
+    /// openai: NAME of the environment variable holding the API key.
+    pub api_key_env: Option<String>,
+    pub timeout_secs: u64,
+    /// The first sentence may be cut at a comma once it is this long, to speak sooner.
+    pub first_sentence_min_chars: usize,
+    /// Longer sentences are cut at a word boundary.
+    pub max_sentence_chars: usize,
+}
+
+impl Default for TtsConfig {
+    fn default() -> Self {
+        Self {
+            piper_dir: None,
+            threads: 2,
+            base_url: "http://127.0.0.1:8880/v1".into(),
+            model: "tts-1".into(),
+            api_key_env: None,
+            timeout_secs: 30,
+            first_sentence_min_chars: 24,
+            max_sentence_chars: 240,
+        }
+    }
+}
+
+/// Where replies are played.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Playback {
+    /// The daemon's speaker only.
+    Local,
+    /// Clients only (browser page, scripts); the daemon stays silent.
+    Clients,
+    /// Both.
+    #[default]
+    Both,
+}
+
+/// What may interrupt the character while it speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BargeIn {
+    Off,
+    /// Any detected speech.
+    #[default]
+    Voice,
+    /// Only pressing the push-to-talk key.
+    PushToTalk,
+}
+
+/// `audio:` section: the daemon's own microphone and speaker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudioConfig {
+    /// Microphone: `default`, a device name, or `none`.
+    pub input: String,
+    /// Speaker: `default`, a device name, `none`, or `virtual` (plays into nothing in
+    /// real time: headless tests and benchmarks).
+    pub output: String,
+    pub playback: Playback,
+    /// Start listening hands-free as soon as the daemon starts.
+    pub listen_on_start: bool,
+    pub barge_in: BargeIn,
+    /// Cancel the daemon's own voice from the microphone (WebRTC audio processing), so
+    /// the character does not interrupt itself without headphones.
+    pub echo_cancellation: bool,
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        Self {
+            input: "default".into(),
+            output: "default".into(),
+            playback: Playback::Both,
+            listen_on_start: true,
+            barge_in: BargeIn::Voice,
+            echo_cancellation: true,
+        }
+    }
+}
+
+/// `web:` section: the browser page and its WebSocket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    pub enabled: bool,
+    /// Address to bind. Anything but loopback requires `tls` and `token`.
+    pub host: String,
+    /// 0 picks a free port (reported in the log and `vtuber status --json`).
+    pub port: u16,
+    /// Extra origins allowed to open the WebSocket (the page's own origin always is).
+    pub allowed_origins: Vec<String>,
+    /// Access token clients must present (`?token=` or `Authorization: Bearer`); may be
+    /// `${VAR}` or `secret:NAME`.
+    pub token: Option<String>,
+    pub tls: Option<TlsConfig>,
+    /// Folder of installed web assets (Live2D runtime, pixi, models); default
+    /// `$XDG_DATA_HOME/vtuber/web`.
+    pub assets_dir: Option<PathBuf>,
+    /// Largest WebSocket message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Messages per second one connection may send (bursts up to twice that).
+    pub max_messages_per_sec: u32,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            host: "127.0.0.1".into(),
+            port: 12393,
+            allowed_origins: Vec::new(),
+            token: None,
+            tls: None,
+            assets_dir: None,
+            max_message_bytes: 4 * 1024 * 1024,
+            max_messages_per_sec: 200,
+        }
+    }
+}
+
+/// `web.tls:` certificate and key (PEM).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }

@@ -1,7 +1,76 @@
-//! Speech: turning a streamed reply into something a voice can read.
+//! Speech: voice activity detection, speech recognition and synthesis.
 //!
 //! The voice feature speaks a reply sentence by sentence while the LLM is still writing,
 //! so the first audio starts early. [`text`] holds the pure-text half of that pipeline
-//! (sentence splitting, cleaning for TTS, expression tags); the audio half builds on it.
+//! (sentence splitting, cleaning for TTS, expression tags); [`audio`] the sample buffers,
+//! WAV and resampling every engine shares. Engines are blocking and CPU-heavy: the daemon
+//! runs them on dedicated threads, never on the async runtime.
 
+pub mod audio;
+pub mod engines;
+pub mod espeak;
+pub mod onnx;
+pub mod openai;
+pub mod piper;
+pub mod speaker;
 pub mod text;
+pub mod vad;
+pub mod whisper;
+
+use std::path::PathBuf;
+
+pub use audio::Pcm;
+
+/// Sample rate every input engine (VAD, ASR) works at.
+pub const INPUT_RATE: u32 = 16_000;
+
+/// Why a speech engine could not load or run. Each says what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum SpeechError {
+    /// A model file is not where the configuration says.
+    #[error("{what} not found at {}", path.display())]
+    Missing {
+        what: &'static str,
+        path: PathBuf,
+        hint: String,
+    },
+    /// The file is there but could not be used (wrong format, unsupported version).
+    #[error("could not load {what} from {}: {reason}", path.display())]
+    Load {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    /// Running the model or program failed.
+    #[error("{what} failed: {reason}")]
+    Inference { what: &'static str, reason: String },
+    /// Audio given to an engine was unusable (empty, wrong format).
+    #[error("bad audio: {0}")]
+    BadAudio(String),
+    /// A remote speech service failed.
+    #[error("{what}: {reason}")]
+    Remote {
+        what: &'static str,
+        reason: String,
+        hint: String,
+    },
+}
+
+impl SpeechError {
+    /// What the user should do, for error bodies and logs.
+    pub fn hint(&self) -> String {
+        match self {
+            Self::Missing { hint, .. } | Self::Remote { hint, .. } => hint.clone(),
+            Self::Load { .. } => "check that the file is a complete, supported model (re-run scripts/fetch-model.sh for the defaults)".into(),
+            Self::Inference { .. } => "see the daemon log for details".into(),
+            Self::BadAudio(_) => "send 16-bit or float WAV, mono or stereo, any sample rate".into(),
+        }
+    }
+
+    pub fn inference(what: &'static str, reason: impl std::fmt::Display) -> Self {
+        Self::Inference {
+            what,
+            reason: reason.to_string(),
+        }
+    }
+}

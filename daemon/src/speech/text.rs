@@ -16,7 +16,10 @@
 //! * CJK `。！？` end a sentence right away (CJK text has no spaces).
 //! * A line break ends a sentence (once it has any content).
 //! * Closing quotes/brackets after the terminator stay in the sentence; whitespace after a
-//!   sentence belongs to it too, so the next sentence starts at its first visible character.
+//!   sentence belongs to it too, so the next sentence starts at its first visible character
+//!   — except after `!`/`?`, where the sentence ends with the first whitespace character
+//!   (the next word cannot change the decision, so waiting for it would only add a token
+//!   of latency) and further whitespace leads the next sentence.
 //! * The first sentence of a reply may be cut early, after `,`/`;`/`:` + whitespace or
 //!   after `、`/`，`/`；`/`：`, once it is [`SplitterConfig::first_min_chars`] long: the first
 //!   audio starts sooner.
@@ -268,11 +271,16 @@ fn terminator(chars: &[char], start: usize, i: usize) -> Step {
     if !cjk && !chars[k].is_whitespace() {
         return Step::Skip(j);
     }
+    let soft = run.iter().all(|&c| c == '.' || c == '…');
+    if !cjk && !soft {
+        // `!` and `?` end the sentence whatever comes next: cut after the first space
+        // instead of waiting for the next word (that wait is a whole LLM token).
+        return Step::Cut(k + 1);
+    }
     let Some(m) = absorb_ws(chars, k) else {
         return Step::NeedMore;
     };
     if !cjk {
-        let soft = run.iter().all(|&c| c == '.' || c == '…');
         if soft && chars[m].is_lowercase() {
             return Step::Skip(j);
         }
@@ -851,9 +859,21 @@ mod tests {
     #[test]
     fn splits_at_terminators_and_keeps_whitespace_with_the_sentence() {
         assert_eq!(
-            split("Hello there. How are you? Great!  Bye"),
-            ["Hello there. ", "How are you? ", "Great!  ", "Bye"]
+            split("Hello there.  How are you? Great!  Bye"),
+            ["Hello there.  ", "How are you? ", "Great! ", " Bye"]
         );
+    }
+
+    #[test]
+    fn exclamations_and_questions_end_at_the_first_space_without_waiting() {
+        let mut s = SentenceSplitter::new(SplitterConfig::default());
+        assert_eq!(s.push("Hello there, my friend!"), vec![]);
+        let got = s.push(" ");
+        assert_eq!(got.len(), 1, "cut as soon as the space arrives");
+        assert_eq!(got[0].raw, "Hello there, my friend! ");
+        // A period still waits for the next word (`U.S.A. is` must not split).
+        assert_eq!(s.push("It is the U.S.A. "), vec![]);
+        assert_eq!(s.push("is"), vec![]);
     }
 
     #[test]

@@ -176,6 +176,10 @@ pub enum Action {
         request_id: u64,
         decision: ApprovalDecision,
     },
+    /// Hands-free listening on the daemon's microphone on or off.
+    SetListening(bool),
+    /// Push-to-talk: start (`true`) or finish (`false`) an utterance.
+    PushToTalk(bool),
     Quit,
 }
 
@@ -220,6 +224,8 @@ pub struct App {
     pub mcp: BTreeMap<String, McpServerInfo>,
     /// Server and tool of calls announced by an approval request.
     call_names: HashMap<String, (String, String)>,
+    /// Microphone level (0..1) while listening.
+    pub input_level: f32,
 }
 
 impl Default for App {
@@ -248,6 +254,7 @@ impl App {
             now: Instant::now(),
             mcp: BTreeMap::new(),
             call_names: HashMap::new(),
+            input_level: 0.0,
         }
     }
 
@@ -571,6 +578,16 @@ impl App {
 
     pub fn apply_event(&mut self, event: Event) -> Vec<Action> {
         match event {
+            Event::VoiceChanged { voice } => {
+                if let Some(s) = &mut self.status {
+                    s.voice = Some(voice);
+                }
+            }
+            Event::InputLevel { level } => self.input_level = level.clamp(0.0, 1.0),
+            Event::VoiceActivity { .. }
+            | Event::Sentence { .. }
+            | Event::SpeechFinished { .. }
+            | Event::Transcript { .. } => {}
             Event::StateChanged { state } => {
                 if let Some(s) = &mut self.status {
                     s.state = state;
@@ -820,6 +837,44 @@ impl App {
         self.input.insert(text);
     }
 
+    /// F2: hands-free listening on/off, when the daemon has a microphone.
+    fn toggle_listening(&mut self) -> Option<Action> {
+        let voice = self.status.as_ref().and_then(|s| s.voice.as_ref());
+        match voice {
+            Some(v) if v.input_device.is_some() => Some(Action::SetListening(!v.listening)),
+            Some(v) => {
+                let note = format!(
+                    "cannot listen: {} (send audio with `vtuber listen FILE.wav` or the browser page)",
+                    v.audio
+                );
+                self.push_system(&note);
+                None
+            }
+            None => {
+                self.push_system("voice is disabled on the daemon (speech.enabled in conf.yaml)");
+                None
+            }
+        }
+    }
+
+    /// F3: push-to-talk. Terminals do not report key releases, so it toggles: press to
+    /// talk, press again to send.
+    fn toggle_push_to_talk(&mut self) -> Option<Action> {
+        let voice = self.status.as_ref().and_then(|s| s.voice.as_ref());
+        match voice {
+            Some(v) if v.input_device.is_some() => Some(Action::PushToTalk(!v.push_to_talk)),
+            Some(v) => {
+                let note = format!("cannot talk: {}", v.audio);
+                self.push_system(&note);
+                None
+            }
+            None => {
+                self.push_system("voice is disabled on the daemon (speech.enabled in conf.yaml)");
+                None
+            }
+        }
+    }
+
     pub fn handle_key(&mut self, key: KeyEvent) -> Option<Action> {
         if key.kind == KeyEventKind::Release {
             return None;
@@ -845,6 +900,8 @@ impl App {
             KeyCode::Char('j') if ctrl => self.input.insert("\n"),
             KeyCode::Enter => return self.submit(),
             KeyCode::Esc => return Some(Action::Interrupt),
+            KeyCode::F(2) => return self.toggle_listening(),
+            KeyCode::F(3) => return self.toggle_push_to_talk(),
             KeyCode::Char('d') if ctrl && self.input.is_empty() => return Some(Action::Quit),
             KeyCode::Char('n') if ctrl => return Some(Action::NewConversation),
             KeyCode::Char('u') if ctrl => self.input.kill_line_before(),

@@ -40,6 +40,7 @@ enum Purpose {
     Status,
     McpServers,
     Approve,
+    Voice,
 }
 
 enum Msg {
@@ -315,6 +316,11 @@ impl Runner {
                     self.perform(action).await;
                 }
             }
+            Reply::Voice { voice } => {
+                if let Some(s) = &mut self.app.status {
+                    s.voice = Some(voice);
+                }
+            }
             // Interrupted, etc.: the events that follow tell the story.
             _ => {}
         }
@@ -348,6 +354,8 @@ impl Runner {
                 },
             ),
             Action::Resync => (Purpose::Status, Request::Status),
+            Action::SetListening(on) => (Purpose::Voice, Request::SetListening { on }),
+            Action::PushToTalk(pressed) => (Purpose::Voice, Request::PushToTalk { pressed }),
         };
         let Some(client) = &self.client else {
             if let Purpose::Send(text) = &purpose {

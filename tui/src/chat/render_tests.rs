@@ -9,7 +9,7 @@ use vtuber_shared::{
     McpServerState, ModelLoad, SandboxLevel, ToolOutcome, TurnOutcome,
 };
 
-use super::app::{App, Conn, Kind, Message};
+use super::app::{Action, App, Conn, Kind, Message};
 use super::view;
 use super::wrap::str_width;
 use crate::client::fake;
@@ -471,4 +471,83 @@ fn approval_dialog() {
     find(&terminal, "28 s");
     find(&terminal, "1 more waiting");
     find(&terminal, "⚙ filesystem · delete_file");
+}
+
+fn voice_status(input: Option<&str>, listening: bool) -> vtuber_shared::VoiceStatus {
+    let engine = |backend: &str| vtuber_shared::EngineStatus {
+        backend: backend.into(),
+        model: "m".into(),
+        load: ModelLoad::Ready,
+    };
+    vtuber_shared::VoiceStatus {
+        audio: if input.is_some() {
+            "ready".into()
+        } else {
+            "no audio device".into()
+        },
+        input_device: input.map(str::to_owned),
+        output_device: None,
+        listening,
+        push_to_talk: false,
+        barge_in: "voice".into(),
+        playback: "both".into(),
+        echo_cancellation: "webrtc".into(),
+        vad: engine("silero"),
+        asr: engine("whisper"),
+        tts: engine("piper"),
+    }
+}
+
+#[test]
+fn status_line_shows_voice_state_and_level() {
+    let mut lines = Vec::new();
+    let mut show = |label: &str, app: &App| {
+        lines.push(format!("{label:<12}|{}|", view::status_line(app, 80)));
+    };
+    let mut app = app();
+    app.apply_event(Event::VoiceChanged {
+        voice: Box::new(voice_status(None, false)),
+    });
+    show("no mic", &app);
+    // F2 without a microphone explains instead of sending a request.
+    assert_eq!(
+        app.handle_key(crossterm::event::KeyEvent::new(
+            crossterm::event::KeyCode::F(2),
+            crossterm::event::KeyModifiers::NONE
+        )),
+        None
+    );
+    assert!(
+        app.messages
+            .last()
+            .is_some_and(|m| m.text.contains("cannot listen"))
+    );
+    app.apply_event(Event::VoiceChanged {
+        voice: Box::new(voice_status(Some("USB mic"), true)),
+    });
+    app.apply_event(Event::StateChanged {
+        state: DaemonState::Listening,
+    });
+    app.apply_event(Event::InputLevel { level: 0.1 });
+    show("listening", &app);
+    app.apply_event(Event::StateChanged {
+        state: DaemonState::Hearing,
+    });
+    app.apply_event(Event::InputLevel { level: 0.9 });
+    show("hearing", &app);
+    assert_eq!(
+        app.handle_key(crossterm::event::KeyEvent::new(
+            crossterm::event::KeyCode::F(2),
+            crossterm::event::KeyModifiers::NONE
+        )),
+        Some(Action::SetListening(false))
+    );
+    assert_eq!(
+        app.handle_key(crossterm::event::KeyEvent::new(
+            crossterm::event::KeyCode::F(3),
+            crossterm::event::KeyModifiers::NONE
+        )),
+        Some(Action::PushToTalk(true))
+    );
+    insta::assert_snapshot!(lines.join("\n"));
 }

@@ -353,10 +353,43 @@ fn render_input(
     }
 }
 
+/// `mic ▃▅▇` while listening (the live input level), `talk ▃▅` while push-to-talk is
+/// held, `mic off`, or `no audio` on a machine without a microphone.
+fn voice_span(voice: &vtuber_shared::VoiceStatus, level: f32) -> Span<'static> {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let meter = || {
+        let n = (level.clamp(0.0, 1.0) * 3.0).round() as usize;
+        (0..3)
+            .map(|i| {
+                if i < n {
+                    BARS[(2 + i * 2).min(7)]
+                } else {
+                    '▁'
+                }
+            })
+            .collect::<String>()
+    };
+    if voice.input_device.is_none() {
+        return Span::styled("no mic", DIM);
+    }
+    if voice.push_to_talk {
+        return Span::styled(
+            format!("talk {}", meter()),
+            Style::new().fg(Color::LightBlue),
+        );
+    }
+    if voice.listening {
+        Span::styled(format!("mic {}", meter()), Style::new().fg(Color::Blue))
+    } else {
+        Span::styled("mic off", DIM)
+    }
+}
+
 fn state_style(state: DaemonState) -> Style {
     match state {
         DaemonState::Idle => Style::new().fg(Color::Green),
         DaemonState::Listening => Style::new().fg(Color::Blue),
+        DaemonState::Hearing => Style::new().fg(Color::LightBlue),
         DaemonState::Loading => Style::new().fg(Color::Yellow),
         DaemonState::Thinking => Style::new().fg(Color::Magenta),
         DaemonState::Speaking => Style::new().fg(Color::Cyan),
@@ -430,6 +463,10 @@ fn status_spans(app: &App, with_llm: bool) -> Vec<Span<'static>> {
             }
         }
     }
+    if let Some(voice) = app.status.as_ref().and_then(|s| s.voice.as_ref()) {
+        spans.push(sep());
+        spans.push(voice_span(voice, app.input_level));
+    }
     if let Some(status) = &app.status {
         spans.push(sep());
         spans.push(Span::styled(
@@ -487,6 +524,8 @@ pub const HELP: &[(&str, &str)] = &[
     ("Enter", "send the message"),
     ("Alt+Enter", "new line (Shift+Enter where supported)"),
     ("Esc", "stop the reply"),
+    ("F2", "hands-free listening on / off"),
+    ("F3", "push to talk (press, speak, press again)"),
     ("PgUp / PgDn", "scroll (mouse wheel too)"),
     ("Ctrl+Home / End", "oldest / latest message"),
     ("Up / Down", "move in the input, else scroll"),

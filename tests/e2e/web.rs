@@ -1,0 +1,1109 @@
+//! The web server through the real daemon: the Open-LLM-VTuber WebSocket (greeting,
+//! spoken turns with their closing handshake, history, characters, errors, limits), the
+//! security checks (Origin, Host, token, exposed binds) and the static routes.
+//!
+//! Speech uses espeak-ng (the built-in `sage` character), so audio is real WAV.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::*;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+use tokio_tungstenite::tungstenite::{self, Message};
+use vtuber_e2e::daemon::{TestDaemon, link_models};
+use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm, MockReply};
+use vtuber_shared::{Event, Reply, Request, TurnOutcome};
+use vtuberd::speech::Pcm;
+
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A daemon with speech (espeak, no sound card) and the web server on a free port.
+fn web_daemon(mock: &MockLlm, web_extra: &str) -> TestDaemon {
+    let config = format!(
+        "{}character:\n  default: sage\nspeech:\n  enabled: true\naudio:\n  input: none\n  output: none\n  playback: clients\nweb:\n  port: 0\n{web_extra}",
+        openai_config(&mock.base_url())
+    );
+    let mut daemon = TestDaemon::new(&config).expect("daemon home");
+    link_models(&daemon.models_dir()).expect("models (run scripts/setup.sh)");
+    daemon.start().expect("daemon starts");
+    daemon
+}
+
+fn ws_url(base: &str) -> String {
+    format!("{}client-ws", base.replacen("http://", "ws://", 1))
+}
+
+fn host_port(base: &str) -> String {
+    base.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// A WebSocket client speaking JSON text frames.
+struct Ws {
+    stream: WsStream,
+}
+
+impl Ws {
+    async fn connect(base: &str) -> Self {
+        Self::connect_with(base, "", &[])
+            .await
+            .expect("websocket connects")
+    }
+
+    /// Connects with extra query text and headers; the error is the HTTP status of a refusal.
+    async fn connect_with(base: &str, query: &str, headers: &[(&str, &str)]) -> Result<Self, u16> {
+        let mut req = format!("{}{query}", ws_url(base))
+            .into_client_request()
+            .unwrap();
+        for (k, v) in headers {
+            req.headers_mut().insert(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        match tokio_tungstenite::connect_async(req).await {
+            Ok((stream, _)) => Ok(Self { stream }),
+            Err(tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(e) => panic!("websocket connect failed: {e}"),
+        }
+    }
+
+    async fn send(&mut self, v: Value) {
+        self.stream
+            .send(Message::text(v.to_string()))
+            .await
+            .expect("send");
+    }
+
+    async fn send_raw(&mut self, text: String) {
+        self.stream.send(Message::text(text)).await.expect("send");
+    }
+
+    /// Next JSON message; `Err` with the close frame's code when the server closes.
+    async fn next_raw(&mut self, limit: Duration) -> Result<Value, Option<u16>> {
+        loop {
+            let m = tokio::time::timeout(limit, self.stream.next())
+                .await
+                .expect("timed out waiting for a websocket message");
+            match m {
+                Some(Ok(Message::Text(t))) => {
+                    return Ok(serde_json::from_str(t.as_str()).expect("server sends JSON"));
+                }
+                Some(Ok(Message::Close(frame))) => return Err(frame.map(|f| u16::from(f.code))),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Err(None),
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Value {
+        self.next_raw(WAIT).await.expect("connection open")
+    }
+
+    /// Messages until one matches `stop` (included). `state` messages are left out.
+    async fn until(&mut self, stop: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let mut out = Vec::new();
+        loop {
+            let m = self.next().await;
+            let done = stop(&m);
+            if m["type"] != "state" {
+                out.push(m);
+            }
+            if done {
+                return out;
+            }
+        }
+    }
+
+    async fn expect(&mut self, kind: &str) -> Value {
+        self.until(|m| m["type"] == kind).await.pop().unwrap()
+    }
+
+    /// Reads the four greeting messages.
+    async fn greeting(&mut self) -> Vec<Value> {
+        let mut v = Vec::new();
+        for _ in 0..4 {
+            v.push(self.next().await);
+        }
+        v
+    }
+
+    /// Nothing but `state` messages for `d`.
+    async fn quiet_for(&mut self, d: Duration) -> Result<(), Value> {
+        let end = tokio::time::Instant::now() + d;
+        loop {
+            match tokio::time::timeout_at(end, self.stream.next()).await {
+                Err(_) => return Ok(()),
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                    if v["type"] != "state" {
+                        return Err(v);
+                    }
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+fn is_control(m: &Value, text: &str) -> bool {
+    m["type"] == "control" && m["text"] == text
+}
+
+fn kinds(v: &[Value]) -> Vec<String> {
+    v.iter()
+        .map(|m| match m["type"].as_str() {
+            Some("control") => format!("control:{}", m["text"].as_str().unwrap_or("")),
+            Some(t) => t.to_owned(),
+            None => "?".into(),
+        })
+        .collect()
+}
+
+/// The audio messages are real speech: WAV that decodes, volumes in 0..1 peaking at 1.
+fn check_audio(m: &Value) -> Pcm {
+    let b64 = m["audio"]
+        .as_str()
+        .unwrap_or_else(|| panic!("audio message without sound: {m}"));
+    let wav = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("base64");
+    let pcm = Pcm::from_wav(&wav).expect("WAV");
+    assert!(pcm.sample_rate > 0 && !pcm.samples.is_empty());
+    let volumes: Vec<f64> = m["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(!volumes.is_empty(), "{m}");
+    assert!(
+        volumes.iter().all(|v| (0.0..=1.0).contains(v)),
+        "{volumes:?}"
+    );
+    let max = volumes.iter().cloned().fold(0.0, f64::max);
+    assert!((max - 1.0).abs() < 1e-6, "loudest slice is 1.0: {max}");
+    assert_eq!(m["slice_length"], 20);
+    assert_eq!(m["forwarded"], false);
+    pcm
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn greeting_then_a_spoken_turn_with_the_playback_handshake() {
+    let mock = MockLlm::start_blocking(MockBehaviour::reply(
+        "Hello there, friend. [joy] I am glad you came!",
+    ))
+    .expect("mock");
+    let daemon = web_daemon(&mock, "");
+    let base = web_url(&daemon).await;
+    let mut local = daemon.client("e2e-local").await.unwrap();
+    let mut ws = Ws::connect(&base).await;
+
+    let hello = ws.greeting().await;
+    assert_eq!(
+        hello[0],
+        json!({"type": "full-text", "text": "Connection established"})
+    );
+    assert_eq!(hello[1]["type"], "set-model-and-conf");
+    assert_eq!(hello[1]["conf_uid"], "sage");
+    assert_eq!(hello[1]["conf_name"], "Sage");
+    assert!(
+        hello[1]["client_uid"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    let info = &hello[1]["model_info"];
+    assert_eq!(info["url"], "/live2d-models/shizuku/shizuku.model.json");
+    assert_eq!(info["kScale"], 0.3);
+    assert_eq!(info["idleMotionGroupName"], "idle");
+    assert_eq!(info["emotionMap"]["joy"], 1);
+    assert_eq!(
+        hello[2],
+        json!({"type": "group-update", "members": [], "is_owner": false})
+    );
+    assert_eq!(hello[3], json!({"type": "control", "text": "start-mic"}));
+
+    ws.send(json!({"type": "text-input", "text": "hi Sage", "images": []}))
+        .await;
+    let turn = ws.until(|m| m["type"] == "backend-synth-complete").await;
+    let k = kinds(&turn);
+    assert_eq!(
+        &k[..3],
+        [
+            "control:conversation-chain-start",
+            "full-text",
+            "user-input"
+        ],
+        "{k:?}"
+    );
+    assert_eq!(turn[1]["text"], "Thinking...");
+    assert_eq!(
+        turn[2],
+        json!({"type": "user-input", "text": "hi Sage", "origin": "web"})
+    );
+    let audio: Vec<&Value> = turn.iter().filter(|m| m["type"] == "audio").collect();
+    assert_eq!(audio.len(), 2, "{k:?}");
+    for a in &audio {
+        check_audio(a);
+        assert_eq!(a["display_text"]["name"], "Sage");
+    }
+    assert_eq!(audio[0]["display_text"]["text"], "Hello there, friend.");
+    assert_eq!(audio[1]["display_text"]["text"], "I am glad you came!");
+    assert_eq!(audio[1]["actions"], json!({"expressions": [1]}));
+    assert_eq!(audio[0]["actions"], Value::Null);
+    // Exactly one synth-complete, after the last audio.
+    assert_eq!(
+        k.iter().filter(|t| *t == "backend-synth-complete").count(),
+        1
+    );
+    assert_eq!(k.last().unwrap(), "backend-synth-complete");
+
+    // The server waits for this client's playback before closing the chain.
+    ws.quiet_for(Duration::from_millis(400))
+        .await
+        .expect("no force-new-message before playback completes");
+    ws.send(json!({"type": "frontend-playback-complete"})).await;
+    let end = ws.until(|m| is_control(m, "conversation-chain-end")).await;
+    assert_eq!(
+        kinds(&end),
+        ["force-new-message", "control:conversation-chain-end"]
+    );
+
+    // The local-socket client saw the same turn.
+    let events = local
+        .events_until(WAIT, |e| matches!(e, Event::TurnEnded { .. }))
+        .await
+        .unwrap();
+    assert!(
+        events.iter().any(|(_, e)| matches!(e, Event::TurnStarted { origin, text, .. } if origin == "web" && text == "hi Sage")),
+        "{events:?}"
+    );
+    assert!(matches!(
+        &events.last().unwrap().1,
+        Event::TurnEnded { text, .. } if text.contains("glad you came")
+    ));
+
+    // Input typed elsewhere shows on the page as `user-input`, then speech.
+    let reply = local
+        .request(Request::SendText {
+            text: "from the terminal".into(),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(reply, Ok(Reply::TurnAccepted { .. })), "{reply:?}");
+    let turn = ws.until(|m| m["type"] == "backend-synth-complete").await;
+    assert_eq!(turn[0]["text"], "conversation-chain-start");
+    let input = turn
+        .iter()
+        .find(|m| m["type"] == "user-input")
+        .expect("user-input");
+    assert_eq!(input["text"], "from the terminal");
+    assert_eq!(input["origin"], "e2e-local");
+    assert!(
+        turn.iter()
+            .filter(|m| m["type"] == "audio")
+            .all(|a| check_audio(a).duration_ms() > 100)
+    );
+    ws.send(json!({"type": "frontend-playback-complete"})).await;
+    ws.expect("force-new-message").await;
+    assert!(is_control(
+        &ws.next_non_state().await,
+        "conversation-chain-end"
+    ));
+}
+
+impl Ws {
+    async fn next_non_state(&mut self) -> Value {
+        loop {
+            let m = self.next().await;
+            if m["type"] != "state" {
+                return m;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_clients_both_get_the_turn_and_a_silent_one_times_out() {
+    let mock = MockLlm::start_blocking(MockBehaviour::reply("Short reply.")).expect("mock");
+    let daemon = web_daemon(&mock, "");
+    let base = web_url(&daemon).await;
+    let mut a = Ws::connect(&base).await;
+    let mut b = Ws::connect(&base).await;
+    a.greeting().await;
+    b.greeting().await;
+    a.send(json!({"type": "text-input", "text": "hello both"}))
+        .await;
+    for ws in [&mut a, &mut b] {
+        let turn = ws.until(|m| m["type"] == "backend-synth-complete").await;
+        let audio: Vec<&Value> = turn.iter().filter(|m| m["type"] == "audio").collect();
+        assert_eq!(audio.len(), 1, "{:?}", kinds(&turn));
+        check_audio(audio[0]);
+        assert!(
+            turn.iter()
+                .any(|m| m["type"] == "user-input" && m["text"] == "hello both")
+        );
+    }
+    a.send(json!({"type": "frontend-playback-complete"})).await;
+    a.expect("force-new-message").await;
+    // `b` never reports playback: its chain still ends, after the audio's length + 5 s.
+    let started = Instant::now();
+    b.expect("force-new-message").await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(is_control(
+        &b.next_non_state().await,
+        "conversation-chain-end"
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_and_characters() {
+    let mock = MockLlm::start_blocking(MockBehaviour::reply("Noted.")).expect("mock");
+    let daemon = web_daemon(&mock, "");
+    let base = web_url(&daemon).await;
+    let mut ws = Ws::connect(&base).await;
+    let mut other = Ws::connect(&base).await;
+    ws.greeting().await;
+    other.greeting().await;
+
+    ws.send(json!({"type": "text-input", "text": "remember this"}))
+        .await;
+    ws.expect("backend-synth-complete").await;
+    ws.send(json!({"type": "frontend-playback-complete"})).await;
+    ws.until(|m| is_control(m, "conversation-chain-end")).await;
+
+    ws.send(json!({"type": "fetch-history-list"})).await;
+    let list = ws.expect("history-list").await;
+    let histories = list["histories"].as_array().unwrap();
+    assert_eq!(histories.len(), 1, "{list}");
+    let first = histories[0]["uid"].as_str().unwrap().to_owned();
+    assert_eq!(histories[0]["latest_message"]["role"], "ai");
+    assert_eq!(histories[0]["latest_message"]["content"], "Noted.");
+    assert!(histories[0]["timestamp"].as_str().unwrap().ends_with('Z'));
+
+    ws.send(json!({"type": "create-new-history"})).await;
+    let created = ws.expect("new-history-created").await;
+    let second = created["history_uid"].as_str().unwrap().to_owned();
+    assert_ne!(first, second);
+
+    ws.send(json!({"type": "fetch-and-set-history", "history_uid": first}))
+        .await;
+    let data = ws.expect("history-data").await;
+    let messages = data["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "{data}");
+    assert_eq!(messages[0]["role"], "human");
+    assert_eq!(messages[0]["content"], "remember this");
+    assert_eq!(messages[1]["role"], "ai");
+    assert_eq!(messages[1]["name"], "Sage");
+    assert!(messages[1]["timestamp"].as_str().unwrap().contains('T'));
+
+    ws.send(json!({"type": "delete-history", "history_uid": second}))
+        .await;
+    assert_eq!(
+        ws.expect("history-deleted").await,
+        json!({"type": "history-deleted", "success": true, "history_uid": second})
+    );
+    ws.send(json!({"type": "delete-history", "history_uid": "99999"}))
+        .await;
+    assert_eq!(ws.expect("history-deleted").await["success"], false);
+    ws.send(json!({"type": "fetch-and-set-history", "history_uid": "not-a-number"}))
+        .await;
+    assert!(
+        ws.expect("error").await["message"]
+            .as_str()
+            .unwrap()
+            .contains("not-a-number")
+    );
+
+    ws.send(json!({"type": "fetch-configs"})).await;
+    let configs = ws.expect("config-files").await;
+    let configs = configs["configs"].as_array().unwrap();
+    assert!(
+        configs.contains(&json!({"filename": "mao", "name": "Mao"})),
+        "{configs:?}"
+    );
+    assert!(
+        configs.contains(&json!({"filename": "sage", "name": "Sage"})),
+        "{configs:?}"
+    );
+
+    ws.send(json!({"type": "switch-config", "file": "mao"}))
+        .await;
+    let got = ws.until(|m| m["type"] == "config-switched").await;
+    let confs: Vec<&Value> = got
+        .iter()
+        .filter(|m| m["type"] == "set-model-and-conf")
+        .collect();
+    // The switcher gets the new model once, whichever path brought it first.
+    let rest = ws.quiet_for(Duration::from_millis(300)).await;
+    let n = confs.len()
+        + usize::from(
+            rest.as_ref()
+                .is_err_and(|m| m["type"] == "set-model-and-conf"),
+        );
+    assert_eq!(n, 1, "{got:?} {rest:?}");
+    if let Some(c) = confs.first() {
+        assert_eq!(c["conf_uid"], "mao");
+    }
+    // Every other page follows the shared stage.
+    let m = other.expect("set-model-and-conf").await;
+    assert_eq!(m["conf_uid"], "mao");
+    assert_eq!(m["conf_name"], "Mao");
+    ws.send(json!({"type": "request-init-config"})).await;
+    assert_eq!(ws.expect("set-model-and-conf").await["conf_uid"], "mao");
+    ws.send(json!({"type": "switch-config", "file": "nobody"}))
+        .await;
+    assert!(
+        ws.expect("error").await["message"]
+            .as_str()
+            .unwrap()
+            .contains("nobody")
+    );
+    ws.send(json!({"type": "fetch-backgrounds"})).await;
+    assert_eq!(
+        ws.expect("background-files").await,
+        json!({"type": "background-files", "files": []})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_messages_get_errors_and_the_connection_goes_on() {
+    let mock = MockLlm::start_blocking(MockBehaviour::reply("Ok.")).expect("mock");
+    let daemon = web_daemon(&mock, "  max_message_bytes: 65536\n");
+    let base = web_url(&daemon).await;
+    let mut ws = Ws::connect(&base).await;
+    let mut bystander = Ws::connect(&base).await;
+    ws.greeting().await;
+    bystander.greeting().await;
+
+    ws.send(json!({"type": "heartbeat"})).await;
+    assert_eq!(ws.next_non_state().await, json!({"type": "heartbeat-ack"}));
+    ws.send_raw("{not json".into()).await;
+    assert!(
+        ws.expect("error").await["message"]
+            .as_str()
+            .unwrap()
+            .contains("JSON")
+    );
+    ws.send(json!({"type": "moonwalk"})).await;
+    assert!(
+        ws.expect("error").await["message"]
+            .as_str()
+            .unwrap()
+            .contains("moonwalk")
+    );
+    ws.send(json!({"type": "switch-config"})).await;
+    assert!(
+        ws.expect("error").await["message"]
+            .as_str()
+            .unwrap()
+            .contains("file")
+    );
+    ws.send(json!({"type": "ai-speak-signal"})).await;
+    assert!(
+        ws.expect("error").await["message"]
+            .as_str()
+            .unwrap()
+            .contains("proactive")
+    );
+    ws.send(json!({"type": "request-group-info"})).await;
+    let g = ws.expect("group-update").await;
+    assert!(g["error"].as_str().unwrap().contains("not supported"));
+    ws.send(json!({"type": "approval-response", "request_id": 1, "decision": "deny"}))
+        .await;
+    ws.expect("error").await;
+    ws.send(json!({"type": "heartbeat"})).await;
+    assert_eq!(ws.next_non_state().await, json!({"type": "heartbeat-ack"}));
+
+    // Over the limit: an error, and the connection stays.
+    let big = format!(
+        r#"{{"type":"text-input","text":"{}"}}"#,
+        "a".repeat(100_000)
+    );
+    ws.send_raw(big).await;
+    let e = ws.expect("error").await;
+    assert!(
+        e["message"].as_str().unwrap().contains("max_message_bytes"),
+        "{e}"
+    );
+    ws.send(json!({"type": "heartbeat"})).await;
+    assert_eq!(ws.next_non_state().await, json!({"type": "heartbeat-ack"}));
+    // Far over it (more than twice): the connection is closed with 1009.
+    ws.send_raw(format!(
+        r#"{{"type":"text-input","text":"{}"}}"#,
+        "b".repeat(200_000)
+    ))
+    .await;
+    let closed = loop {
+        match ws.next_raw(WAIT).await {
+            Ok(_) => continue,
+            Err(code) => break code,
+        }
+    };
+    assert_eq!(closed, Some(1009));
+    // Nobody else noticed.
+    bystander.send(json!({"type": "heartbeat"})).await;
+    assert_eq!(
+        bystander.next_non_state().await,
+        json!({"type": "heartbeat-ack"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn message_rate_is_limited_per_connection() {
+    let mock = MockLlm::start_blocking(MockBehaviour::reply("Ok.")).expect("mock");
+    let daemon = web_daemon(&mock, "  max_messages_per_sec: 5\n");
+    let base = web_url(&daemon).await;
+    let mut ws = Ws::connect(&base).await;
+    ws.greeting().await;
+    for _ in 0..40 {
+        ws.send(json!({"type": "heartbeat"})).await;
+    }
+    let mut acks = 0;
+    let mut limited = false;
+    while let Ok(m) = tokio::time::timeout(Duration::from_millis(500), ws.next()).await {
+        match m["type"].as_str() {
+            Some("heartbeat-ack") => acks += 1,
+            Some("error") => {
+                assert!(
+                    m["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("max_messages_per_sec"),
+                    "{m}"
+                );
+                limited = true;
+            }
+            _ => {}
+        }
+    }
+    assert!(limited);
+    assert!(
+        (10..=13).contains(&acks),
+        "a burst of twice the rate: {acks}"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    ws.send(json!({"type": "heartbeat"})).await;
+    assert_eq!(ws.next_non_state().await, json!({"type": "heartbeat-ack"}));
+}
+
+/// One raw HTTP/1.1 GET; returns (status, body).
+async fn raw_get(base: &str, path: &str, host: Option<&str>) -> (u16, String) {
+    let hp = host_port(base);
+    let mut s = tokio::net::TcpStream::connect(&hp).await.unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        host.unwrap_or(&hp)
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn origin_and_host_are_checked() {
+    let mock = MockLlm::start_blocking(MockBehaviour::reply("Ok.")).expect("mock");
+    let daemon = web_daemon(&mock, "  allowed_origins: [\"https://friend.example\"]\n");
+    let base = web_url(&daemon).await;
+    let hp = host_port(&base);
+
+    assert_eq!(
+        Ws::connect_with(&base, "", &[("Origin", "http://evil.example")])
+            .await
+            .err(),
+        Some(403)
+    );
+    assert_eq!(
+        Ws::connect_with(&base, "", &[("Origin", "null")])
+            .await
+            .err(),
+        Some(403)
+    );
+    let same = format!("http://{hp}");
+    assert!(
+        Ws::connect_with(&base, "", &[("Origin", &same)])
+            .await
+            .is_ok()
+    );
+    assert!(
+        Ws::connect_with(&base, "", &[("Origin", "https://friend.example")])
+            .await
+            .is_ok()
+    );
+    // DNS rebinding: a foreign name for our address.
+    let port = hp.rsplit(':').next().unwrap();
+    let evil_host = format!("evil.example:{port}");
+    assert_eq!(
+        Ws::connect_with(
+            &base,
+            "",
+            &[
+                ("Host", &evil_host),
+                ("Origin", &format!("http://{evil_host}"))
+            ]
+        )
+        .await
+        .err(),
+        Some(403)
+    );
+    assert_eq!(raw_get(&base, "/", Some(&evil_host)).await.0, 403);
+    assert_eq!(
+        raw_get(&base, "/", Some(&format!("localhost:{port}")))
+            .await
+            .0,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_is_required_when_configured() {
+    let mock = MockLlm::start_blocking(MockBehaviour::reply("Ok.")).expect("mock");
+    let mut daemon = TestDaemon::new(&format!(
+        "{}character:\n  default: sage\nspeech:\n  enabled: false\nweb:\n  port: 0\n  token: ${{E2E_WEB_TOKEN}}\n",
+        openai_config(&mock.base_url())
+    ))
+    .unwrap();
+    daemon
+        .extra_env
+        .push(("E2E_WEB_TOKEN".into(), "s3cret token".into()));
+    daemon.start().unwrap();
+    let base = web_url(&daemon).await;
+    assert_eq!(Ws::connect_with(&base, "", &[]).await.err(), Some(401));
+    assert_eq!(
+        Ws::connect_with(&base, "?token=wrong", &[]).await.err(),
+        Some(401)
+    );
+    let mut ws = Ws::connect_with(&base, "?token=s3cret%20token", &[])
+        .await
+        .expect("query token");
+    assert_eq!(ws.greeting().await[0]["text"], "Connection established");
+    assert!(
+        Ws::connect_with(&base, "", &[("Authorization", "Bearer s3cret token")])
+            .await
+            .is_ok()
+    );
+    let (status, body) = raw_get(&base, "/api/page-config", None).await;
+    assert_eq!(status, 200);
+    let cfg: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(cfg["token_required"], true);
+    assert!(
+        !daemon.log_text().contains("s3cret"),
+        "the token must never be logged"
+    );
+
+    // Without speech the reply still shows, as text.
+    ws.send(json!({"type": "text-input", "text": "typed"}))
+        .await;
+    let turn = ws.until(|m| m["type"] == "backend-synth-complete").await;
+    let audio: Vec<&Value> = turn.iter().filter(|m| m["type"] == "audio").collect();
+    assert_eq!(audio.len(), 1, "{:?}", kinds(&turn));
+    assert_eq!(audio[0]["audio"], Value::Null);
+    assert_eq!(audio[0]["display_text"]["text"], "Ok.");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exposed_bind_without_tls_and_token_is_refused() {
+    let mut daemon =
+        TestDaemon::new("speech:\n  enabled: false\nweb:\n  host: 0.0.0.0\n  port: 0\n").unwrap();
+    let err = daemon
+        .start()
+        .expect_err("the daemon must refuse to start")
+        .to_string();
+    for key in ["web.tls.cert", "web.tls.key", "web.token"] {
+        assert!(err.contains(key), "{key} missing from: {err}");
+    }
+    let status = daemon.wait_exit(Duration::from_secs(5));
+    assert!(status.is_err() || !status.unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn port_in_use_is_reported_and_the_daemon_runs_on() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let daemon = TestDaemon::spawn(&format!(
+        "speech:\n  enabled: false\nweb:\n  port: {port}\n"
+    ))
+    .unwrap();
+    let mut c = daemon.client("e2e").await.unwrap();
+    let Ok(Reply::Status(s)) = c.request(Request::Status).await.unwrap() else {
+        panic!("status");
+    };
+    assert_eq!(s.web_url, None);
+    let log = daemon.log_text();
+    assert!(
+        log.contains(&format!("port {port} is already in use")) && log.contains("web.port"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn static_routes() {
+    let mock = MockLlm::start_blocking(MockBehaviour::reply("Ok.")).expect("mock");
+    let daemon = web_daemon(&mock, "");
+    let base = web_url(&daemon).await;
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        let url = format!("{}{}", base, path.trim_start_matches('/'));
+        let http = http.clone();
+        async move { http.get(url).send().await.expect("GET") }
+    };
+
+    let r = get("/").await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    assert!(r.text().await.unwrap().contains("/assets/app.js"));
+    let r = get("/assets/app.js").await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert_eq!(
+        get("/assets/style.css").await.headers()["content-type"],
+        "text/css; charset=utf-8"
+    );
+    assert_eq!(get("/assets/nope.js").await.status(), 404);
+
+    let cfg: Value = get("/api/page-config").await.json().await.unwrap();
+    assert_eq!(cfg["live2d_runtime"], false);
+    assert_eq!(cfg["token_required"], false);
+    assert!(cfg["version"].is_string());
+    assert_eq!(get("/libs/live2d.core.js").await.status(), 404);
+
+    // Install some assets where the default assets folder is.
+    let assets = daemon.dir.path().join("data/vtuber/web");
+    std::fs::create_dir_all(assets.join("libs")).unwrap();
+    std::fs::create_dir_all(assets.join("live2d-models/shizuku")).unwrap();
+    std::fs::create_dir_all(assets.join("bg")).unwrap();
+    std::fs::write(assets.join("libs/live2d.core.js"), "export default 1;").unwrap();
+    std::fs::write(
+        assets.join("live2d-models/shizuku/shizuku.model.json"),
+        "{}",
+    )
+    .unwrap();
+    std::fs::write(assets.join("live2d-models/shizuku/shizuku.png"), "png").unwrap();
+    std::fs::write(assets.join("bg/room.jpg"), "jpg").unwrap();
+    std::fs::write(
+        daemon.dir.path().join("data/vtuber/secret.txt"),
+        "top secret",
+    )
+    .unwrap();
+
+    let cfg: Value = get("/api/page-config").await.json().await.unwrap();
+    assert_eq!(cfg["live2d_runtime"], true);
+    let r = get("/libs/live2d.core.js").await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let r = get("/live2d-models/shizuku/shizuku.model.json").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let info: Value = get("/live2d-models/info").await.json().await.unwrap();
+    assert_eq!(
+        info,
+        json!({"type": "live2d-models/info", "count": 1, "characters": [{
+            "name": "shizuku",
+            "avatar": "/live2d-models/shizuku/shizuku.png",
+            "model_path": "/live2d-models/shizuku/shizuku.model.json"}]})
+    );
+    assert_eq!(get("/bg/room.jpg").await.status(), 200);
+    let mut ws = Ws::connect(&base).await;
+    ws.greeting().await;
+    ws.send(json!({"type": "fetch-backgrounds"})).await;
+    assert_eq!(
+        ws.expect("background-files").await["files"],
+        json!(["room.jpg"])
+    );
+
+    // Traversal, encoded so no client library normalises it away.
+    for path in [
+        "/libs/..%2f..%2fsecret.txt",
+        "/libs/%2e%2e/%2e%2e/secret.txt",
+        "/live2d-models/.%2e/.%2e/secret.txt",
+    ] {
+        let (status, body) = raw_get(&base, path, None).await;
+        assert!(status == 400 || status == 404, "{path}: {status}");
+        assert!(!body.contains("top secret"), "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn microphone_audio_is_transcribed_and_answered() {
+    let mock = MockLlm::start_blocking(MockBehaviour::reply("I heard you.")).expect("mock");
+    let daemon = web_daemon(&mock, "");
+    let base = web_url(&daemon).await;
+    let mut ws = Ws::connect(&base).await;
+    ws.greeting().await;
+
+    let wav = daemon.dir.path().join("speech.wav");
+    let status = std::process::Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "150", "-w"])
+        .arg(&wav)
+        .arg("What is the weather like today?")
+        .status()
+        .expect("espeak-ng runs");
+    assert!(status.success());
+    let pcm = Pcm::from_wav(&std::fs::read(&wav).unwrap())
+        .unwrap()
+        .resampled(16_000)
+        .unwrap();
+    for chunk in pcm.samples.chunks(4096) {
+        ws.send(json!({"type": "mic-audio-data", "audio": chunk}))
+            .await;
+    }
+    ws.send(json!({"type": "mic-audio-end"})).await;
+    let turn = ws.until(|m| m["type"] == "backend-synth-complete").await;
+    let k = kinds(&turn);
+    let heard = turn
+        .iter()
+        .find(|m| m["type"] == "user-input-transcription")
+        .unwrap_or_else(|| panic!("no transcription: {k:?}"));
+    assert!(
+        heard["text"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("weather"),
+        "{heard}"
+    );
+    // A spoken turn is listed once, as a transcription, not also as `user-input`.
+    assert!(!k.contains(&"user-input".to_owned()), "{k:?}");
+    let audio: Vec<&Value> = turn.iter().filter(|m| m["type"] == "audio").collect();
+    assert_eq!(audio.len(), 1);
+    check_audio(audio[0]);
+    let reqs = mock.requests();
+    assert!(
+        reqs.last()
+            .unwrap()
+            .last_user_message()
+            .unwrap()
+            .to_lowercase()
+            .contains("weather")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exposed_bind_with_tls_and_token_serves_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs (it makes the test certificate)");
+    assert!(status.success());
+    let config = format!(
+        "speech:\n  enabled: false\nweb:\n  host: 0.0.0.0\n  port: 0\n  token: tls-test-token\n  tls:\n    cert: {}\n    key: {}\n",
+        cert.display(),
+        key.display()
+    );
+    let daemon = TestDaemon::spawn(&config).expect("daemon starts with TLS and a token");
+    let url = web_url(&daemon).await;
+    assert!(url.starts_with("https://localhost:"), "{url}");
+    let port = url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let http = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let cfg: Value = http
+        .get(format!("https://127.0.0.1:{port}/api/page-config"))
+        .send()
+        .await
+        .expect("HTTPS answers")
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cfg["token_required"], true);
+
+    // A certificate that cannot be read stops the daemon with the setting to fix.
+    let mut bad = TestDaemon::new(&format!(
+        "speech:\n  enabled: false\nweb:\n  port: 0\n  tls:\n    cert: {}/missing.pem\n    key: {}\n",
+        dir.path().display(),
+        key.display()
+    ))
+    .unwrap();
+    let err = bad.start().expect_err("must refuse").to_string();
+    assert!(
+        err.contains("web.tls") && err.contains("missing.pem"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interrupt_ends_the_chain_at_once() {
+    let reply = MockReply::text(
+        "This first sentence arrives quickly. Then the rest of this reply trickles in word by word so it can be cut.",
+    )
+    .with_rate(6.0);
+    let mock = MockLlm::start_blocking(MockBehaviour::Reply(reply)).expect("mock");
+    let daemon = web_daemon(&mock, "");
+    let base = web_url(&daemon).await;
+    let mut local = daemon.client("e2e-local").await.unwrap();
+    let mut ws = Ws::connect(&base).await;
+    ws.greeting().await;
+    ws.send(json!({"type": "text-input", "text": "talk for a while"}))
+        .await;
+    let first = ws.expect("audio").await;
+    check_audio(&first);
+    ws.send(json!({"type": "interrupt-signal", "text": "This first sentence"}))
+        .await;
+    let end = ws.until(|m| is_control(m, "conversation-chain-end")).await;
+    let k = kinds(&end);
+    assert!(k.contains(&"control:interrupt".to_owned()), "{k:?}");
+    assert!(!k.contains(&"backend-synth-complete".to_owned()), "{k:?}");
+    assert_eq!(
+        &k[k.len() - 2..],
+        ["force-new-message", "control:conversation-chain-end"]
+    );
+    let events = local
+        .events_until(WAIT, |e| matches!(e, Event::TurnEnded { .. }))
+        .await
+        .unwrap();
+    assert!(matches!(
+        events.last().unwrap().1,
+        Event::TurnEnded {
+            outcome: TurnOutcome::Interrupted,
+            ..
+        }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_turn_reports_the_error_and_still_ends() {
+    let mock = MockLlm::start_blocking(MockBehaviour::status(401)).expect("mock");
+    let daemon = web_daemon(&mock, "");
+    let base = web_url(&daemon).await;
+    let mut ws = Ws::connect(&base).await;
+    ws.greeting().await;
+    ws.send(json!({"type": "text-input", "text": "hello?"}))
+        .await;
+    let turn = ws.until(|m| m["type"] == "backend-synth-complete").await;
+    let error = turn
+        .iter()
+        .find(|m| m["type"] == "error")
+        .unwrap_or_else(|| panic!("{:?}", kinds(&turn)));
+    assert!(
+        error["message"].as_str().unwrap().contains("401"),
+        "{error}"
+    );
+    ws.send(json!({"type": "frontend-playback-complete"})).await;
+    ws.until(|m| is_control(m, "conversation-chain-end")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_clients_follow_one_turn_and_shutdown_closes_them() {
+    let mock = MockLlm::start_blocking(MockBehaviour::reply(
+        "Hello, everyone. Nice to see you all.",
+    ))
+    .expect("mock");
+    let mut daemon = web_daemon(&mock, "");
+    let base = web_url(&daemon).await;
+    let mut clients = Vec::new();
+    for _ in 0..40 {
+        let mut ws = Ws::connect(&base).await;
+        ws.greeting().await;
+        clients.push(ws);
+    }
+    clients[0]
+        .send(json!({"type": "text-input", "text": "hi all"}))
+        .await;
+    let turns = futures::future::join_all(clients.iter_mut().map(|ws| async move {
+        let turn = ws.until(|m| m["type"] == "backend-synth-complete").await;
+        ws.send(json!({"type": "frontend-playback-complete"})).await;
+        ws.until(|m| is_control(m, "conversation-chain-end")).await;
+        turn
+    }))
+    .await;
+    let first: Vec<Value> = turns[0]
+        .iter()
+        .filter(|m| m["type"] == "audio")
+        .cloned()
+        .collect();
+    assert_eq!(first.len(), 2);
+    for turn in &turns {
+        let audio: Vec<Value> = turn
+            .iter()
+            .filter(|m| m["type"] == "audio")
+            .cloned()
+            .collect();
+        assert_eq!(audio, first, "every client gets the same audio");
+    }
+    // Shutdown closes every page with 1001 and the daemon exits cleanly.
+    let status = tokio::task::spawn_blocking(move || {
+        let s = daemon.terminate();
+        (s, daemon)
+    })
+    .await
+    .unwrap();
+    assert!(status.0.expect("terminates").success());
+    for ws in clients.iter_mut().take(3) {
+        let mut notices = Vec::new();
+        let code = loop {
+            match ws.next_raw(WAIT).await {
+                Ok(m) => notices.push(m),
+                Err(code) => break code,
+            }
+        };
+        assert_eq!(code, Some(1001));
+        assert!(
+            notices.contains(&json!({"type": "full-text", "text": "The daemon is shutting down"})),
+            "{notices:?}"
+        );
+    }
+}
