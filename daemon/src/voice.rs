@@ -87,12 +87,14 @@ impl Voice {
         let devices = audio::open(&config.audio);
         let out = SpeechOut {
             tts: tts.clone(),
+            // Replies play on the daemon's speaker unless they are for clients only.
             player: match config.audio.playback {
                 Playback::Clients => None,
                 _ => devices.player.clone(),
             },
             playback: config.audio.playback,
         };
+        let player = out.player.clone();
         Ok(Some((
             out,
             PreparedVoice {
@@ -100,6 +102,7 @@ impl Voice {
                 paths,
                 asr,
                 tts,
+                player,
                 devices,
             },
         )))
@@ -289,6 +292,8 @@ pub struct PreparedVoice {
     paths: ModelPaths,
     asr: Asr,
     tts: Tts,
+    /// The speaker replies play on ([`SpeechOut::player`]).
+    player: Option<Player>,
     devices: AudioDevices,
 }
 
@@ -300,15 +305,12 @@ impl PreparedVoice {
             paths,
             asr,
             tts,
+            player,
             mut devices,
         } = self;
         let (tx, rx) = mpsc::channel::<Input>(512);
         let input_device = devices.microphone.as_ref().map(|m| m.name().to_owned());
         let mic_rate = devices.microphone.as_ref().map(|m| m.sample_rate());
-        let player = match config.audio.playback {
-            Playback::Clients => None,
-            _ => devices.player.clone(),
-        };
         // Echo cancellation needs the speaker's signal and both ends at 48 kHz.
         let mut echo_state = "off".to_owned();
         let mut canceller = None;

@@ -141,7 +141,7 @@ impl<T: 'static> Worker<T> {
         let job: Job<T> = Box::new(move |model| {
             let out = match model {
                 Ok(m) => f(m),
-                Err(e) => Err(clone_error(e)),
+                Err(e) => Err(e.clone()),
             };
             let _ = tx.send(out);
         });
@@ -150,32 +150,6 @@ impl<T: 'static> Worker<T> {
             .map_err(|_| SpeechError::inference("speech engine", "its thread has stopped"))?;
         rx.await
             .map_err(|_| SpeechError::inference("speech engine", "its thread has stopped"))?
-    }
-}
-
-/// Errors are reported to every caller; they are plain data, so rebuild them.
-fn clone_error(e: &SpeechError) -> SpeechError {
-    match e {
-        SpeechError::Missing { what, path, hint } => SpeechError::Missing {
-            what,
-            path: path.clone(),
-            hint: hint.clone(),
-        },
-        SpeechError::Load { what, path, reason } => SpeechError::Load {
-            what,
-            path: path.clone(),
-            reason: reason.clone(),
-        },
-        SpeechError::Inference { what, reason } => SpeechError::Inference {
-            what,
-            reason: reason.clone(),
-        },
-        SpeechError::BadAudio(s) => SpeechError::BadAudio(s.clone()),
-        SpeechError::Remote { what, reason, hint } => SpeechError::Remote {
-            what,
-            reason: reason.clone(),
-            hint: hint.clone(),
-        },
     }
 }
 
@@ -249,15 +223,16 @@ impl Asr {
 
 /// Loaded Piper voices by file, on one thread (synthesis is serial anyway: the next
 /// sentence is made while the current one plays).
-#[derive(Default)]
 pub struct PiperVoices {
     voices: HashMap<PathBuf, PiperVoice>,
+    /// Inference threads for each voice (`speech.tts.threads`).
+    threads: usize,
 }
 
 impl PiperVoices {
     fn voice(&mut self, path: &Path) -> Result<&mut PiperVoice, SpeechError> {
         if !self.voices.contains_key(path) {
-            let v = PiperVoice::load(path, None)?;
+            let v = PiperVoice::load_with_threads(path, None, self.threads)?;
             self.voices.insert(path.to_path_buf(), v);
         }
         self.voices
@@ -279,13 +254,15 @@ pub struct Tts {
 impl Tts {
     pub fn new(cfg: &SpeechConfig, paths: &ModelPaths) -> Result<Self, SpeechError> {
         let runtime = paths.onnxruntime.clone();
-        let threads = cfg.tts.threads;
-        let _ = threads;
+        let threads = (cfg.tts.threads as usize).max(1);
         Ok(Self {
             paths: paths.clone(),
             piper: Worker::spawn("tts-piper", move || {
                 super::onnx::init_runtime(runtime.as_deref())?;
-                Ok(PiperVoices::default())
+                Ok(PiperVoices {
+                    voices: HashMap::new(),
+                    threads,
+                })
             }),
             remote: Endpoint::new(
                 &cfg.tts.base_url,

@@ -24,8 +24,9 @@ pub use audio::Pcm;
 /// Sample rate every input engine (VAD, ASR) works at.
 pub const INPUT_RATE: u32 = 16_000;
 
-/// Why a speech engine could not load or run. Each says what to do about it.
-#[derive(Debug, thiserror::Error)]
+/// Why a speech engine could not load or run. Each says what to do about it. Plain
+/// data, so an engine that failed to load can report the same error to every caller.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SpeechError {
     /// A model file is not where the configuration says.
     #[error("{what} not found at {}", path.display())]

@@ -78,6 +78,21 @@ impl Endpoint {
         }
     }
 
+    /// Sends `req` with the API key, mapping failures and error statuses to errors
+    /// that say what to check.
+    async fn send(
+        &self,
+        what: &'static str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, SpeechError> {
+        let resp = self
+            .authorize(req)
+            .send()
+            .await
+            .map_err(|e| self.remote_error(what, e))?;
+        self.check(what, resp).await
+    }
+
     async fn check(
         &self,
         what: &'static str,
@@ -130,12 +145,7 @@ impl Endpoint {
             .client
             .post(format!("{}/audio/transcriptions", self.base_url))
             .multipart(form);
-        let resp = self
-            .authorize(req)
-            .send()
-            .await
-            .map_err(|e| self.remote_error(WHAT, e))?;
-        let resp = self.check(WHAT, resp).await?;
+        let resp = self.send(WHAT, req).await?;
         #[derive(serde::Deserialize)]
         struct Transcription {
             text: String,
@@ -161,12 +171,7 @@ impl Endpoint {
                 "speed": speed,
                 "response_format": "wav",
             }));
-        let resp = self
-            .authorize(req)
-            .send()
-            .await
-            .map_err(|e| self.remote_error(WHAT, e))?;
-        let resp = self.check(WHAT, resp).await?;
+        let resp = self.send(WHAT, req).await?;
         let bytes = resp.bytes().await.map_err(|e| self.remote_error(WHAT, e))?;
         Pcm::from_wav(&fix_streamed_wav(&bytes)).map_err(|e| SpeechError::Remote {
             what: WHAT,
