@@ -7,11 +7,9 @@
 //! Needs what `scripts/setup.sh --for-tests` installs: node modules in `tests/browser`,
 //! chromium, the web assets and the models.
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::*;
+use crate::common::*;
 use vtuber_e2e::daemon::{TestDaemon, link_models};
 use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm, MockReply};
 use vtuber_shared::Event;

@@ -1,7 +1,5 @@
 //! Helpers shared by the end-to-end test files.
 
-#![allow(dead_code)]
-
 use std::time::Duration;
 
 use vtuber_e2e::daemon::TestDaemon;

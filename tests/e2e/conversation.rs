@@ -1,11 +1,9 @@
 //! Conversations through the real binaries: `vtuber say`, interruption, history across
 //! restarts and crashes, several clients at once, LLM failures.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use vtuber_e2e::daemon::TestClient;
 use vtuber_e2e::mock_llm::{MockBehaviour, MockReply};
 use vtuber_shared::{Event, Reply, Request, Role, TurnOutcome};

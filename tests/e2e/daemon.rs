@@ -1,12 +1,10 @@
 //! The daemon as a process and a socket server: framing errors, handshake, single
 //! instance, stale sockets, signals, status, config errors, characters.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use vtuber_e2e::daemon::{TestClient, TestDaemon};
 use vtuber_e2e::mock_llm::MockBehaviour;
 use vtuber_shared::{

@@ -1,11 +1,9 @@
 //! The embedded llama.cpp model through the real daemon: a real prompt gets a real
 //! answer, and a missing model file is reported with the command that fetches it.
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::*;
+use crate::common::*;
 use vtuber_e2e::daemon::TestDaemon;
 
 fn installed_model() -> Option<PathBuf> {

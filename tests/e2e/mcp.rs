@@ -3,13 +3,11 @@
 //! Covers the tool loop, concurrency, timeouts, crashes and restarts, policy and
 //! approval, sandboxing, the audit log and secret hygiene.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{WAIT, run, stderr, stdout};
+use crate::common::{WAIT, run, stderr, stdout};
 use serde_json::{Value, json};
 use vtuber_e2e::mcp::{
     JsonClient, McpConfig, McpDaemon, ServerSpec, assert_no_secret, call, landlock_abi,

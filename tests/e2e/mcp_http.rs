@@ -2,11 +2,9 @@
 //! --http` runs as a child process, vtuberd connects to it by `url` with a secret header
 //! from the environment, and the mock LLM calls its tools.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::WAIT;
+use crate::common::WAIT;
 use serde_json::json;
 use vtuber_e2e::mcp::{
     HttpTestServer, JsonClient, McpConfig, McpDaemon, ServerSpec, assert_no_secret, call,

@@ -4,13 +4,11 @@
 //!
 //! These use the default models (`scripts/setup.sh` installs them) and espeak-ng.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use base64::Engine as _;
-use common::*;
 use vtuber_e2e::daemon::{TestClient, TestDaemon, link_models};
 use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm, MockReply};
 use vtuber_shared::{Event, Reply, Request, TurnOutcome};

@@ -4,12 +4,10 @@
 //!
 //! Speech uses espeak-ng (the built-in `sage` character), so audio is real WAV.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use base64::Engine as _;
-use common::*;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

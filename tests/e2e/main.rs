@@ -1,0 +1,17 @@
+//! End-to-end tests of the real `vtuberd` and `vtuber` binaries.
+//!
+//! They are one test binary on purpose: every test binary links the whole daemon
+//! library (llama.cpp, candle, ONNX Runtime bindings), so one binary per file cost
+//! gigabytes of disk and minutes of linking in CI. nextest still runs each test in
+//! its own process; filter by module (`voice::`, `web::`, ...).
+
+mod common;
+
+mod browser;
+mod conversation;
+mod daemon;
+mod embedded;
+mod mcp;
+mod mcp_http;
+mod voice;
+mod web;
