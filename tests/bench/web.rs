@@ -33,12 +33,15 @@ async fn start(base_url: &str, character: &str) -> anyhow::Result<(TestDaemon, S
     loop {
         if let Ok(Reply::Status(s)) = c.request(Request::Status).await?
             && let (Some(url), Some(v)) = (&s.web_url, &s.voice)
-            && matches!(v.tts.load, vtuber_shared::ModelLoad::Ready)
+            // Every engine loaded, so model loading is not counted as the turn's memory.
+            && [&v.vad, &v.asr, &v.tts]
+                .iter()
+                .all(|e| matches!(e.load, vtuber_shared::ModelLoad::Ready))
         {
             return Ok((d, url.clone()));
         }
         if Instant::now() > deadline {
-            bail!("web server or TTS not ready within 60 s");
+            bail!("web server or speech engines not ready within 60 s");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -90,7 +93,34 @@ async fn follow_turn(mut ws: Ws) -> anyhow::Result<(Vec<String>, usize)> {
     }
 }
 
-pub async fn bench() -> anyhow::Result<()> {
+/// Resident memory split: anonymous (heap, model weights) and file-backed (mapped
+/// files and the binary), in KiB.
+fn rss_split(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .with_context(|| format!("{name} missing"))
+    };
+    Ok((field("RssAnon:")?, field("RssFile:")?))
+}
+
+struct Fanout {
+    in_order: usize,
+    audio_messages: usize,
+    messages: usize,
+    wall: f64,
+    cpu: f64,
+    rss_before: u64,
+    peak_rss: u64,
+    peak_anon: u64,
+}
+
+/// One 500-token spoken reply watched by `n` WebSocket clients on a fresh daemon.
+async fn fanout(n: usize) -> anyhow::Result<Fanout> {
     // 500 tokens, spoken with espeak so synthesis keeps up with 100 clients on 2 cores.
     let words: Vec<String> = (0..500)
         .map(|i| {
@@ -108,7 +138,7 @@ pub async fn bench() -> anyhow::Result<()> {
     let (d, url) = start(&mock.base_url(), "sage").await?;
     let pid = d.pid().context("pid")?;
     let mut clients = Vec::new();
-    for _ in 0..100 {
+    for _ in 0..n {
         let mut ws = connect(&url).await?;
         // The four connect messages.
         for _ in 0..4 {
@@ -129,10 +159,13 @@ pub async fn bench() -> anyhow::Result<()> {
         .await?
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut peak_rss = rss_before;
+    let mut peak_anon = 0;
     let mut results = Vec::new();
     for t in tasks {
         while !t.is_finished() {
-            peak_rss = peak_rss.max(rss_kib(pid)?);
+            let (anon, file) = rss_split(pid)?;
+            peak_rss = peak_rss.max(anon + file);
+            peak_anon = peak_anon.max(anon);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         results.push(t.await??);
@@ -140,24 +173,45 @@ pub async fn bench() -> anyhow::Result<()> {
     let wall = t0.elapsed().as_secs_f64();
     let cpu = (cpu_ticks(pid)? - cpu_before) as f64 / 100.0;
     let reference = &results[0].0;
-    let all_same = results.iter().all(|(texts, _)| texts == reference);
-    let messages: usize = results.iter().map(|(_, m)| m).sum();
-    println!(
-        "web fanout: 100 WebSocket clients, 500-token spoken reply: {}/100 got all {} audio messages in the same order ({} messages in all); {:.1} s wall, daemon CPU {:.2} s ({:.0} % of one core), RSS {:.1} MB → peak {:.1} MB",
-        if all_same {
-            100
-        } else {
-            results.iter().filter(|(t, _)| t == reference).count()
-        },
-        reference.len(),
-        messages,
+    drop(d);
+    Ok(Fanout {
+        in_order: results.iter().filter(|(t, _)| t == reference).count(),
+        audio_messages: reference.len(),
+        messages: results.iter().map(|(_, m)| m).sum(),
         wall,
         cpu,
-        cpu / wall * 100.0,
-        rss_before as f64 / 1024.0,
-        peak_rss as f64 / 1024.0
+        rss_before,
+        peak_rss,
+        peak_anon,
+    })
+}
+
+pub async fn bench() -> anyhow::Result<()> {
+    let one = fanout(1).await?;
+    let many = fanout(100).await?;
+    let mb = |kib: u64| kib as f64 / 1024.0;
+    println!(
+        "web fanout: 100 WebSocket clients, 500-token spoken reply: {}/100 got all {} audio messages in the same order ({} messages in all); {:.1} s wall, daemon CPU {:.2} s ({:.0} % of one core), RSS {:.1} MB → peak {:.1} MB (anonymous peak {:.1} MB)",
+        many.in_order,
+        many.audio_messages,
+        many.messages,
+        many.wall,
+        many.cpu,
+        many.cpu / many.wall * 100.0,
+        mb(many.rss_before),
+        mb(many.peak_rss),
+        mb(many.peak_anon),
     );
-    drop(d);
+    println!(
+        "web fanout baseline: the same reply to 1 client: RSS {:.1} MB → peak {:.1} MB (anonymous peak {:.1} MB); memory per extra client at peak: {:.0} KB",
+        mb(one.rss_before),
+        mb(one.peak_rss),
+        mb(one.peak_anon),
+        (many.peak_rss.saturating_sub(many.rss_before) as f64
+            - one.peak_rss.saturating_sub(one.rss_before) as f64)
+            / 99.0
+            * 1.024,
+    );
 
     // First audio: WebSocket text-input vs local socket send_text, Piper voice.
     let reply = "Hello there, my friend! It is a lovely day.";
