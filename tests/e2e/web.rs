@@ -1105,3 +1105,119 @@ async fn many_clients_follow_one_turn_and_shutdown_closes_them() {
         );
     }
 }
+
+/// One frame read off the wire by hand: (final, opcode, payload).
+async fn read_frame(tcp: &mut tokio::net::TcpStream) -> (bool, u8, Vec<u8>) {
+    let mut head = [0u8; 2];
+    tcp.read_exact(&mut head).await.expect("frame header");
+    assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            tcp.read_exact(&mut b).await.expect("length");
+            u64::from(u16::from_be_bytes(b))
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            tcp.read_exact(&mut b).await.expect("length");
+            u64::from_be_bytes(b)
+        }
+        n => u64::from(n),
+    };
+    let mut payload = vec![0u8; usize::try_from(len).expect("length fits")];
+    tcp.read_exact(&mut payload).await.expect("payload");
+    (head[0] & 0x80 != 0, head[0] & 0x0f, payload)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn long_messages_go_out_as_fragments_that_join_back() {
+    // One long sentence: its audio message is several times the 64 KiB frame size.
+    let sentence = "This sentence is long on purpose, so that the sound of it, written out as base sixty four inside a single message, is several times larger than one frame.";
+    let mock = MockLlm::start_blocking(MockBehaviour::reply(sentence)).expect("mock");
+    let daemon = web_daemon(&mock, "");
+    let base = web_url(&daemon).await;
+    let host = host_port(&base);
+    let mut tcp = tokio::net::TcpStream::connect(&host).await.expect("tcp");
+    let request = format!(
+        "GET /client-ws HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.expect("upgrade");
+    let mut response = Vec::new();
+    while !response.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        tcp.read_exact(&mut b).await.expect("response");
+        response.push(b[0]);
+    }
+    let response = String::from_utf8_lossy(&response).to_lowercase();
+    assert!(response.starts_with("http/1.1 101"), "{response}");
+    // RFC 6455's own example key and answer.
+    assert!(
+        response.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{response}"
+    );
+
+    // A masked client text frame.
+    let text = json!({"type": "text-input", "text": "go on"}).to_string();
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let mut frame = vec![0x81, 0x80 | u8::try_from(text.len()).expect("short")];
+    frame.extend_from_slice(&mask);
+    frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    tcp.write_all(&frame).await.expect("send");
+
+    let mut message = Vec::new();
+    let mut frames_in_message = 0;
+    let mut fragmented = 0;
+    let mut texts = Vec::new();
+    let mut spoken_ms = 0;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "no backend-synth-complete");
+        let (fin, opcode, payload) = read_frame(&mut tcp).await;
+        assert!(
+            payload.len() <= 64 * 1024,
+            "frame of {} bytes",
+            payload.len()
+        );
+        match opcode {
+            0x1 => assert!(message.is_empty(), "a new message inside a fragmented one"),
+            0x0 => assert!(
+                !message.is_empty(),
+                "a continuation with nothing to continue"
+            ),
+            0x9 | 0xA => continue,
+            other => panic!("unexpected opcode {other}"),
+        }
+        message.extend_from_slice(&payload);
+        frames_in_message += 1;
+        if !fin {
+            continue;
+        }
+        // Full frames until the last: as few frames as the size allows.
+        assert_eq!(
+            frames_in_message,
+            message.len().div_ceil(64 * 1024).max(1),
+            "{} bytes",
+            message.len()
+        );
+        if frames_in_message > 1 {
+            fragmented += 1;
+        }
+        let m: Value = serde_json::from_slice(&message).expect("whole JSON once joined");
+        if m["type"] == "audio" {
+            spoken_ms += check_audio(&m).duration_ms();
+            texts.push(
+                m["display_text"]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+        } else if m["type"] == "backend-synth-complete" {
+            break;
+        }
+        message.clear();
+        frames_in_message = 0;
+    }
+    assert!(fragmented >= 1, "no message was long enough to fragment");
+    assert_eq!(texts.join(" "), sentence);
+    assert!(spoken_ms > 3000, "{spoken_ms} ms");
+}

@@ -9,6 +9,7 @@
 
 pub mod olv;
 pub mod session;
+pub mod socket;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -17,7 +18,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{ConnectInfo, Path as UrlPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -684,7 +684,7 @@ async fn client_ws(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     uri: axum::http::Uri,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    ws: Result<socket::Upgrade, socket::Rejection>,
 ) -> Response {
     let host = host_of(&headers, &uri).unwrap_or_default();
     let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
@@ -720,9 +720,9 @@ async fn client_ws(
     // Messages up to the limit are read; up to twice it they are answered with an
     // `error` and dropped; larger ones close the connection (1009).
     let hard = web.max_message_bytes.saturating_mul(2);
-    ws.max_message_size(hard)
-        .max_frame_size(hard)
-        .on_upgrade(move |socket| session::run(socket, web, peer.to_string()))
+    ws.accept(hard, move |socket| {
+        session::run(socket, web, peer.to_string())
+    })
 }
 
 #[cfg(test)]

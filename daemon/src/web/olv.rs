@@ -11,9 +11,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use vtuber_shared::{
     ApprovalDecision, ApprovalResolution, CharacterInfo, Event, SpeechAudio, ToolOutcome,
     TurnOutcome,

@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use tokio::sync::{broadcast, mpsc};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 use vtuber_shared::{ErrorBody, Event};
 
@@ -24,6 +25,7 @@ use super::olv::{
     ClientMessage, ConfigFile, HistoryEntry, HistoryMessage, LatestMessage, ModelConf,
     ServerMessage, Signal, Translator, WebEvent, control, iso8601, olv_role, parse_client,
 };
+use super::socket::{FRAGMENT_BYTES, Socket, text_frames};
 use crate::speech::{INPUT_RATE, Pcm};
 use crate::stage::Stage;
 
@@ -128,7 +130,7 @@ impl Out {
 }
 
 /// Runs one connection until either side closes it.
-pub(super) async fn run(socket: WebSocket, web: Arc<WebState>, peer: String) {
+pub(super) async fn run(socket: Socket, web: Arc<WebState>, peer: String) {
     let conn = crate::ipc::NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
     let client_uid = format!("web-{conn}");
     // Subscribe before anything else, so no event between now and the greeting is lost.
@@ -247,7 +249,7 @@ impl Reader {
 
     /// Reads until the client leaves or the writer closes the connection (which it does
     /// on shutdown, after the last notices).
-    async fn run(&mut self, mut stream: SplitStream<WebSocket>, closed: &CancellationToken) {
+    async fn run(&mut self, mut stream: SplitStream<Socket>, closed: &CancellationToken) {
         loop {
             let msg = tokio::select! {
                 _ = closed.cancelled() => break,
@@ -255,24 +257,23 @@ impl Reader {
             };
             let text = match msg {
                 None | Some(Ok(Message::Close(_))) => break,
-                Some(Err(e)) => {
-                    let e = e.to_string();
-                    if e.contains("too long") || e.contains("too big") {
-                        tracing::warn!(
-                            conn = self.conn,
-                            "web client sent a message over the hard size limit; closing: {e}"
-                        );
-                        self.send(Out::Close(
-                            1009,
-                            "message too big (see web.max_message_bytes)",
-                        ))
-                        .await;
-                    } else {
-                        tracing::debug!(conn = self.conn, "web client read failed: {e}");
-                    }
+                Some(Err(WsError::Capacity(e))) => {
+                    tracing::warn!(
+                        conn = self.conn,
+                        "web client sent a message over the hard size limit; closing: {e}"
+                    );
+                    self.send(Out::Close(
+                        1009,
+                        "message too big (see web.max_message_bytes)",
+                    ))
+                    .await;
                     break;
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Err(e)) => {
+                    tracing::debug!(conn = self.conn, "web client read failed: {e}");
+                    break;
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                 Some(Ok(Message::Binary(b))) => {
                     if self.admit(b.len()).await {
                         self.error("binary messages are not part of the protocol: send JSON text")
@@ -652,8 +653,16 @@ struct TurnTrack {
     waiting_until: Option<tokio::time::Instant>,
 }
 
+/// Sends one text message, in fragments when it is long (see `socket`).
+async fn write_text(sink: &mut SplitSink<Socket, Message>, m: Utf8Bytes) -> Result<(), WsError> {
+    for frame in text_frames(m, FRAGMENT_BYTES) {
+        sink.send(frame).await?;
+    }
+    Ok(())
+}
+
 struct Writer {
-    sink: SplitSink<WebSocket, Message>,
+    sink: SplitSink<Socket, Message>,
     client_uid: String,
     last_conf: Option<Arc<ModelConf>>,
     /// The open turn, if any.
@@ -757,7 +766,7 @@ impl Writer {
     async fn flush(&mut self, out: &mut mpsc::Receiver<Out>) {
         while let Ok(o) = out.try_recv() {
             if let Out::Msg(m) = o {
-                let send = self.sink.send(Message::Text(m));
+                let send = write_text(&mut self.sink, m);
                 if !matches!(
                     tokio::time::timeout(Duration::from_secs(1), send).await,
                     Ok(Ok(()))
@@ -772,7 +781,7 @@ impl Writer {
     async fn flush_events(&mut self, events: &mut broadcast::Receiver<Arc<WebEvent>>) {
         while let Ok(ev) = events.try_recv() {
             for m in &ev.messages {
-                let send = self.sink.send(Message::Text(m.clone()));
+                let send = write_text(&mut self.sink, m.clone());
                 if !matches!(
                     tokio::time::timeout(Duration::from_secs(1), send).await,
                     Ok(Ok(()))
@@ -785,7 +794,7 @@ impl Writer {
 
     async fn close(&mut self, code: u16, reason: &'static str) -> Result<(), Stop> {
         let frame = Message::Close(Some(CloseFrame {
-            code,
+            code: code.into(),
             reason: Utf8Bytes::from_static(reason),
         }));
         match tokio::time::timeout(Duration::from_secs(1), self.sink.send(frame)).await {
@@ -795,7 +804,7 @@ impl Writer {
     }
 
     async fn send(&mut self, m: Utf8Bytes) -> Result<(), Stop> {
-        match tokio::time::timeout(WRITE_STALL_LIMIT, self.sink.send(Message::Text(m))).await {
+        match tokio::time::timeout(WRITE_STALL_LIMIT, write_text(&mut self.sink, m)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
                 tracing::debug!(conn = self.conn, "web client write failed: {e}");
