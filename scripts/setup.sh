@@ -29,6 +29,10 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 "$(dirname "$0")/fetch-model.sh"
+# The tests also check a multilingual Whisper model (optional for users).
+if $for_tests; then
+  "$(dirname "$0")/fetch-model.sh" --only asr-base
+fi
 
 # The browser page's third-party assets (pixi.js, the Live2D runtime and model) from npm;
 # for the tests also the Playwright driver (never a downloaded browser).

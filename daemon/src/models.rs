@@ -19,12 +19,14 @@ struct Known<'a> {
     /// Path under the models folder.
     file: &'a str,
     sha256: &'a str,
-    /// Registry package it comes from.
+    /// Registry package(s) it comes from (`a+b` for a file split across two).
     package: &'a str,
+    /// Installed only on request; listed once present.
+    optional: bool,
 }
 
 /// The manifest's entries. It is compiled in and checked by a test, so a line that does
-/// not have the five fields is a build defect, skipped rather than trusted.
+/// not have the six fields is a build defect, skipped rather than trusted.
 fn known() -> impl Iterator<Item = Known<'static>> {
     MANIFEST
         .lines()
@@ -33,11 +35,12 @@ fn known() -> impl Iterator<Item = Known<'static>> {
         .filter_map(|line| {
             let f: Vec<&str> = line.split('|').collect();
             match f[..] {
-                [role, package, _member, file, sha256] => Some(Known {
+                [role, package, _member, file, sha256, when] => Some(Known {
                     role,
                     file,
                     sha256,
                     package,
+                    optional: when == "optional",
                 }),
                 _ => None,
             }
@@ -87,6 +90,9 @@ pub fn inventory(config: &Config) -> (PathBuf, Vec<ModelFile>) {
     ];
     for k in known() {
         let default_path = dir.join(k.file);
+        if k.optional && !default_path.is_file() {
+            continue;
+        }
         let overridden = moved
             .iter()
             .find(|(_, p, f)| *f == k.file && *p != default_path);
@@ -231,7 +237,20 @@ mod tests {
         std::fs::write(dir.path().join("silero_vad.onnx"), b"not the model").expect("write");
         let (d, mut files) = inventory(&config);
         assert_eq!(d, dir.path());
-        assert_eq!(files.len(), known().count());
+        // Optional models are listed only once installed.
+        assert_eq!(files.len(), known().filter(|k| !k.optional).count());
+        assert!(files.iter().all(|f| f.role != "asr-base"));
+        std::fs::create_dir_all(dir.path().join("whisper-base")).expect("mkdir");
+        std::fs::write(dir.path().join("whisper-base/model.bin"), b"x").expect("write");
+        let (_, with_base) = inventory(&config);
+        assert_eq!(
+            with_base
+                .iter()
+                .filter(|f| f.role == "asr-base")
+                .map(|f| f.path.clone())
+                .collect::<Vec<_>>(),
+            [dir.path().join("whisper-base/model.bin")]
+        );
         let vad = files.iter().find(|f| f.role == "vad").expect("vad listed");
         assert!(vad.present);
         verify(&mut files);
@@ -254,9 +273,22 @@ mod tests {
             .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
             .count();
         assert_eq!(known().count(), lines, "a manifest line lacks fields");
+        for line in MANIFEST
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        {
+            let when = line.rsplit('|').next().unwrap_or_default();
+            assert!(["default", "optional"].contains(&when), "{line}");
+            let f: Vec<&str> = line.split('|').collect();
+            assert_eq!(
+                f[1].split('+').count(),
+                f[2].split('+').count(),
+                "one member per package: {line}"
+            );
+        }
         for k in known() {
             assert!(
-                ["llm", "asr", "tts", "vad", "onnxruntime"].contains(&k.role),
+                ["llm", "asr", "tts", "vad", "onnxruntime", "asr-base"].contains(&k.role),
                 "{}",
                 k.role
             );
@@ -266,7 +298,11 @@ mod tests {
                 "{}",
                 k.file
             );
-            assert!(k.package.contains("=="), "pinned: {}", k.package);
+            assert!(
+                k.package.split('+').all(|p| p.contains("==")),
+                "pinned: {}",
+                k.package
+            );
             assert!(
                 !k.file.starts_with('/') && !k.file.contains(".."),
                 "{}",

@@ -32,7 +32,7 @@ pub fn bench_engines() -> anyhow::Result<()> {
 
     // ASR: Whisper tiny.en.
     let t = Instant::now();
-    let mut whisper = WhisperModel::load(&models().join("whisper-tiny.en"), 0)?;
+    let mut whisper = WhisperModel::load(&models().join("whisper-tiny.en"), 0, None)?;
     let load_ms = t.elapsed().as_secs_f64() * 1000.0;
     for text in [
         "What is the weather like in Paris today?",

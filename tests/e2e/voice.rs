@@ -29,9 +29,14 @@ fn voice_daemon(mock: &MockLlm, character: &str, speaker: &str, extra: &str) -> 
 
 /// Speech from espeak-ng as a WAV file (22050 Hz mono).
 fn espeak_wav(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    espeak_wav_in(dir, name, "en-us", text)
+}
+
+/// The same in another of espeak-ng's voices (`es`, `de`, ...).
+fn espeak_wav_in(dir: &Path, name: &str, voice: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     let status = std::process::Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "150", "-w"])
+        .args(["-v", voice, "-s", "150", "-w"])
         .arg(&path)
         .arg(text)
         .status()
@@ -85,6 +90,49 @@ async fn listen_transcribes_real_speech_and_prints_the_reply() {
         .unwrap_or_default()
         .to_lowercase();
     assert!(user.contains("weather"), "{user}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_multilingual_model_hears_other_languages() {
+    let mock = MockLlm::start(MockBehaviour::echo_last_user())
+        .await
+        .expect("mock");
+    let home = tempfile::tempdir().expect("tempdir");
+    let models = home.path().join("models");
+    link_models(&models).expect("models");
+    // The multilingual base model told the language (detection is checked on longer
+    // speech in the engine's own tests).
+    let config = format!(
+        "{}speech:\n  enabled: true\n  models_dir: {}\n  asr:\n    model_dir: {}\n    language: es\naudio:\n  input: none\n  output: none\n",
+        openai_config(&mock.base_url()),
+        models.display(),
+        models.join("whisper-base").display()
+    );
+    let mut daemon = TestDaemon::new(&config).expect("daemon home");
+    daemon.start().expect("daemon starts");
+    let wav = espeak_wav_in(
+        daemon.dir.path(),
+        "pregunta.wav",
+        "es",
+        "Buenos días, me gustaría comprar dos billetes de tren para Madrid.",
+    );
+    let mut cmd = daemon.vtuber();
+    cmd.arg("listen").arg(&wav);
+    let out = run(cmd).await;
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let heard = words(&stderr(&out));
+    // espeak-ng's Spanish is robotic: the clear words are checked, not the place names.
+    for w in ["buenos", "días", "gustaría", "comprar"] {
+        assert!(heard.contains(w), "`{w}` not heard: {}", stderr(&out));
+    }
+    let user = mock.requests()[0]
+        .last_user_message()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(
+        user.contains("gustaría") && user.contains("comprar"),
+        "{user}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

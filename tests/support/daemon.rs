@@ -78,6 +78,7 @@ pub fn link_models(models_dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(models_dir)?;
     for name in [
         "whisper-tiny.en",
+        "whisper-base",
         "piper",
         "silero_vad.onnx",
         "onnxruntime",
@@ -86,7 +87,7 @@ pub fn link_models(models_dir: &Path) -> anyhow::Result<()> {
         let src = source.join(name);
         if !src.exists() {
             bail!(
-                "{} is missing: run scripts/setup.sh (it downloads the default models)",
+                "{} is missing: run scripts/setup.sh --for-tests (it downloads the models the tests use)",
                 src.display()
             );
         }

@@ -266,7 +266,8 @@ pub struct AsrConfig {
     pub model: String,
     /// openai_compatible: NAME of the environment variable holding the API key.
     pub api_key_env: Option<String>,
-    /// Spoken language hint (ISO 639-1), for backends that take one.
+    /// Spoken language (ISO 639-1). Multilingual Whisper models transcribe it, or detect
+    /// it per utterance when unset or `auto`; remote backends get it as a hint.
     pub language: Option<String>,
     pub timeout_secs: u64,
 }

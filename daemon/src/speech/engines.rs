@@ -172,12 +172,15 @@ impl Asr {
             AsrBackend::Whisper => {
                 let dir = paths.whisper.clone();
                 let threads = cfg.asr.threads.map_or(0, |t| t as usize);
+                let language = cfg.asr.language.clone();
                 let model = dir
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_else(|| dir.display().to_string());
                 Self::Whisper {
-                    worker: Worker::spawn("asr-whisper", move || WhisperModel::load(&dir, threads)),
+                    worker: Worker::spawn("asr-whisper", move || {
+                        WhisperModel::load(&dir, threads, language.as_deref())
+                    }),
                     model,
                 }
             }
@@ -188,7 +191,12 @@ impl Asr {
                     cfg.asr.api_key_env.as_deref(),
                     Duration::from_secs(cfg.asr.timeout_secs.max(1)),
                 )?,
-                language: cfg.asr.language.clone(),
+                // `auto` means no hint: the service detects the language.
+                language: cfg
+                    .asr
+                    .language
+                    .clone()
+                    .filter(|l| !l.eq_ignore_ascii_case("auto")),
             },
         })
     }

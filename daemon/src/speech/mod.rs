@@ -48,6 +48,13 @@ pub enum SpeechError {
     /// Audio given to an engine was unusable (empty, wrong format).
     #[error("bad audio: {0}")]
     BadAudio(String),
+    /// The configuration asks a model for something it cannot do.
+    #[error("{what}: {reason}")]
+    Unsupported {
+        what: &'static str,
+        reason: String,
+        hint: String,
+    },
     /// A remote speech service failed.
     #[error("{what}: {reason}")]
     Remote {
@@ -61,7 +68,9 @@ impl SpeechError {
     /// What the user should do, for error bodies and logs.
     pub fn hint(&self) -> String {
         match self {
-            Self::Missing { hint, .. } | Self::Remote { hint, .. } => hint.clone(),
+            Self::Missing { hint, .. }
+            | Self::Remote { hint, .. }
+            | Self::Unsupported { hint, .. } => hint.clone(),
             Self::Load { .. } => "check that the file is a complete, supported model (re-run scripts/fetch-model.sh for the defaults)".into(),
             Self::Inference { .. } => "see the daemon log for details".into(),
             Self::BadAudio(_) => "send 16-bit or float WAV, mono or stereo, any sample rate".into(),

@@ -62,6 +62,8 @@ pub struct WhisperModel {
     device: Device,
     /// Decoder prompt: `<|startoftranscript|>` [language, task] `<|notimestamps|>`.
     prompt: Vec<u32>,
+    /// Multilingual model without a configured language: detect it in each window.
+    detect: bool,
     /// Per token id: never sampled (non-speech symbols, every special token but EOT).
     suppress: Vec<bool>,
     /// Also not sampled as the first token (a bare space, EOT).
@@ -120,10 +122,57 @@ fn model_name(cfg: &Config, english_only: bool) -> String {
     format!("{size}{}", if english_only { ".en" } else { "" })
 }
 
+/// The decoder prompt for `language` on this vocabulary, and whether to detect the
+/// language in each window (multilingual model, no language configured). The prompt
+/// then holds English as a placeholder.
+fn prompt_for(
+    vocab: &Vocabulary,
+    language: Option<&str>,
+    name: &str,
+) -> Result<(Vec<u32>, bool), SpeechError> {
+    let s = &vocab.specials;
+    let language = language.filter(|l| !l.eq_ignore_ascii_case("auto"));
+    if vocab.english_only {
+        return match language {
+            Some(l) if !l.eq_ignore_ascii_case("en") => Err(SpeechError::Unsupported {
+                what: WHAT,
+                reason: format!(
+                    "whisper {name} only transcribes English, but speech.asr.language is `{l}`"
+                ),
+                hint: "point speech.asr.model_dir at a multilingual Whisper model (a faster-whisper folder such as whisper-base), or set speech.asr.language to en or auto".into(),
+            }),
+            _ => Ok((vec![s.sot, s.no_timestamps], false)),
+        };
+    }
+    let (language, detect) = match language {
+        Some(code) => {
+            let token = vocab
+                .language_token(&code.to_ascii_lowercase())
+                .ok_or_else(|| SpeechError::Unsupported {
+                    what: WHAT,
+                    reason: format!("whisper {name} does not know the language `{code}`"),
+                    hint: "set speech.asr.language to an ISO 639-1 code the model knows (en, zh, ja, ko, es, de, fr, ...) or to auto".into(),
+                })?;
+            (token, false)
+        }
+        // Not English-only means `<|en|>` is there (see `Vocabulary`).
+        None => match s.english {
+            Some(en) => (en, !vocab.languages.is_empty()),
+            None => return Ok((vec![s.sot, s.no_timestamps], false)),
+        },
+    };
+    let mut prompt = vec![s.sot, language];
+    prompt.extend(s.transcribe);
+    prompt.push(s.no_timestamps);
+    Ok((prompt, detect))
+}
+
 impl WhisperModel {
     /// `dir` holds CTranslate2 files: model.bin, config.json, vocabulary.txt (tokenizer.json may be there but is not needed).
     /// `threads`: CPU threads to use (0 = all cores).
-    pub fn load(dir: &Path, threads: usize) -> Result<Self, SpeechError> {
+    /// `language`: ISO 639-1 code to transcribe, or `None`/`auto` to detect it (multilingual
+    /// models only; English-only ones accept `en`).
+    pub fn load(dir: &Path, threads: usize, language: Option<&str>) -> Result<Self, SpeechError> {
         let model_path = required(dir, "model.bin")?;
         let config_path = required(dir, "config.json")?;
         let vocab_path = required(dir, "vocabulary.txt")?;
@@ -180,14 +229,8 @@ impl WhisperModel {
         let decoder = TextDecoder::load(vb.pp("model.decoder"), &cfg)
             .map_err(|e| load_err(&model_path, e))?;
 
-        let s = &vocab.specials;
-        let mut prompt = vec![s.sot];
-        if !vocab.english_only {
-            // Multilingual models: transcribe English (the daemon's input language).
-            prompt.extend(s.english);
-            prompt.extend(s.transcribe);
-        }
-        prompt.push(s.no_timestamps);
+        let name = model_name(&cfg, vocab.english_only);
+        let (prompt, detect) = prompt_for(&vocab, language, &name)?;
 
         let mut suppress = vec![false; cfg.vocab_size];
         for &id in &suppress_ids {
@@ -197,7 +240,7 @@ impl WhisperModel {
         }
         // Everything after EOT is a special token (start, language, task, no-speech,
         // timestamps): none of them is text.
-        for x in suppress.iter_mut().skip(s.eot as usize + 1) {
+        for x in suppress.iter_mut().skip(vocab.specials.eot as usize + 1) {
             *x = true;
         }
 
@@ -212,7 +255,6 @@ impl WhisperModel {
             .build()
             .map_err(|e| load_err(dir, format!("cannot start {threads} threads: {e}")))?;
 
-        let name = model_name(&cfg, vocab.english_only);
         Ok(Self {
             mel: MelComputer::new(cfg.num_mel_bins),
             encoder,
@@ -222,6 +264,7 @@ impl WhisperModel {
             pool,
             device,
             prompt,
+            detect,
             suppress,
             suppress_begin,
             name,
@@ -235,7 +278,16 @@ impl WhisperModel {
 
     /// e.g. "whisper tiny.en (ctranslate2 weights, candle)"
     pub fn describe(&self) -> String {
-        format!("whisper {} (ctranslate2 weights, candle)", self.name)
+        let language = match (self.vocab.english_only, self.detect, self.prompt.get(1)) {
+            (true, ..) => String::new(),
+            (false, true, _) => ", language detected".into(),
+            (false, false, Some(&id)) => format!(", language {}", self.vocab.language_code(id)),
+            (false, false, None) => String::new(),
+        };
+        format!(
+            "whisper {}{language} (ctranslate2 weights, candle)",
+            self.name
+        )
     }
 
     fn transcribe_timed(&mut self, pcm: &[f32]) -> Result<(String, Timings), SpeechError> {
@@ -256,6 +308,7 @@ impl WhisperModel {
             mel: &self.mel,
             device: &self.device,
             prompt: &self.prompt,
+            detect: self.detect,
             suppress: &self.suppress,
             suppress_begin: &self.suppress_begin,
         };
@@ -272,6 +325,7 @@ struct Worker<'a> {
     mel: &'a MelComputer,
     device: &'a Device,
     prompt: &'a [u32],
+    detect: bool,
     suppress: &'a [bool],
     suppress_begin: &'a [u32],
 }
@@ -374,25 +428,50 @@ impl Worker<'_> {
         max_tokens: usize,
         early: bool,
     ) -> candle_core::Result<Decoded> {
-        let step = Cached {
+        let mut step = Cached {
             decoder: self.decoder,
             cache: self.decoder.start(features)?,
         };
-        self.greedy(step, max_tokens, early)
+        let mut prompt = self.prompt.to_vec();
+        let mut no_speech = None;
+        if self.detect {
+            // As OpenAI's detect_language: the most likely language token after
+            // <|startoftranscript|>, whose position also gives P(no speech).
+            let s = &self.vocab.specials;
+            let hidden = step.run(&[s.sot])?;
+            let logits = step.logits(&hidden, 0)?.to_vec1::<f32>()?;
+            if let Some(&l) = s.no_speech.and_then(|ns| logits.get(ns as usize)) {
+                no_speech = Some((l - log_sum_exp(&logits)).exp());
+            }
+            if let (Some(lang), Some(slot)) =
+                (best_of(&logits, &self.vocab.languages), prompt.get_mut(1))
+            {
+                *slot = lang;
+                tracing::debug!(
+                    language = self.vocab.language_code(lang),
+                    "whisper detected the language"
+                );
+            }
+        }
+        self.greedy(step, prompt, no_speech, max_tokens, early)
     }
 
     /// Greedy decoding, `decoder` run on the tokens so far.
+    /// `no_speech`: P(no speech) when already read (language detection ran the first
+    /// position); otherwise it is read at the first step.
     fn greedy(
         &self,
         mut decoder: impl Step,
+        prompt: Vec<u32>,
+        no_speech: Option<f32>,
         max_tokens: usize,
         early: bool,
     ) -> candle_core::Result<Decoded> {
         let eot = self.vocab.specials.eot;
-        let mut tokens = self.prompt.to_vec();
+        let mut tokens = prompt;
         let mut sampled = Vec::new();
         let mut sum_logprob = 0.0f32;
-        let mut no_speech_prob = 0.0f32;
+        let mut no_speech_prob = no_speech.unwrap_or(0.0);
         let mut finished = false;
         let mut looped = false;
         let mut steps = 0;
@@ -401,7 +480,7 @@ impl Worker<'_> {
             // The whole prompt at the first step, then the last token; only the last
             // position is projected to logits.
             let hidden = decoder.run(&tokens)?;
-            if let (0, Some(ns)) = (step, self.vocab.specials.no_speech) {
+            if let (0, None, Some(ns)) = (step, no_speech, self.vocab.specials.no_speech) {
                 // OpenAI reads P(no speech) at the <|startoftranscript|> position.
                 let first = decoder.logits(&hidden, 0)?;
                 let probs = candle_nn::ops::softmax_last_dim(&first)?;
@@ -451,6 +530,15 @@ impl Worker<'_> {
             steps,
         })
     }
+}
+
+/// The id among `ids` with the highest logit.
+fn best_of(logits: &[f32], ids: &[u32]) -> Option<u32> {
+    ids.iter()
+        .copied()
+        .filter_map(|id| logits.get(id as usize).map(|&l| (id, l)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(id, _)| id)
 }
 
 /// A text decoder as greedy decoding drives it.
@@ -566,7 +654,9 @@ mod tests {
     #[test]
     fn missing_files_say_how_to_fetch() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let err = WhisperModel::load(dir.path(), 1).err().expect("fails");
+        let err = WhisperModel::load(dir.path(), 1, None)
+            .err()
+            .expect("fails");
         assert!(matches!(err, SpeechError::Missing { .. }), "{err}");
         assert!(err.hint().contains("fetch-model.sh"));
     }
@@ -588,13 +678,17 @@ mod tests {
         std::fs::write(dir.path().join("vocabulary.txt"), vocab).expect("write");
         std::fs::write(dir.path().join("config.json"), "{}").expect("write");
         std::fs::write(dir.path().join("model.bin"), b"\x06\x00\x00\x00garbage").expect("write");
-        let err = WhisperModel::load(dir.path(), 1).err().expect("fails");
+        let err = WhisperModel::load(dir.path(), 1, None)
+            .err()
+            .expect("fails");
         assert!(matches!(err, SpeechError::Load { .. }), "{err}");
         // A well-formed file that is not a complete Whisper model.
         let mut w = ct2::tests::Ct2Writer::new(6, "WhisperSpec");
         w.f32("encoder/conv1/weight", &[4, 2, 3], &[0.0; 24]);
         std::fs::write(dir.path().join("model.bin"), w.finish(&[])).expect("write");
-        let err = WhisperModel::load(dir.path(), 1).err().expect("fails");
+        let err = WhisperModel::load(dir.path(), 1, None)
+            .err()
+            .expect("fails");
         assert!(
             matches!(&err, SpeechError::Load { reason, .. } if reason.contains("missing tensor")),
             "{err}"
@@ -604,18 +698,125 @@ mod tests {
     /// The model directory: `$VTUBER_DATA_DIR/models/whisper-tiny.en`, else the default
     /// data dir.
     fn model_dir() -> PathBuf {
+        models_dir().join("whisper-tiny.en")
+    }
+
+    fn models_dir() -> PathBuf {
         let data = std::env::var_os("VTUBER_DATA_DIR")
             .map(PathBuf::from)
             .or_else(|| {
                 std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/vtuber"))
             })
             .unwrap_or_default();
-        data.join("models/whisper-tiny.en")
+        data.join("models")
+    }
+
+    /// The multilingual base model (`scripts/fetch-model.sh --only asr-base`, which
+    /// `scripts/setup.sh --for-tests` runs) detects the language, or uses the one set.
+    #[test]
+    fn multilingual_models_detect_or_take_the_language() {
+        let dir = models_dir().join("whisper-base");
+        let load = |language| match WhisperModel::load(&dir, 0, language) {
+            Ok(m) => m,
+            Err(e) => panic!(
+                "cannot load the multilingual Whisper model from {} ({e}); run scripts/setup.sh --for-tests, which installs it",
+                dir.display()
+            ),
+        };
+        let spanish = speak_in(
+            "es",
+            "Buenos días, me gustaría comprar dos billetes de tren para Madrid.",
+        );
+        let mut auto = load(None);
+        assert!(
+            auto.describe().contains("base, language detected"),
+            "{}",
+            auto.describe()
+        );
+        let heard = words(&auto.transcribe(&spanish).expect("transcribes"));
+        for w in ["buenos", "días", "gustaría", "comprar", "madrid"] {
+            assert!(heard.iter().any(|h| h == w), "{w} not in {heard:?}");
+        }
+        // Told the language, it transcribes it; told another, the hint is English text.
+        let mut es = load(Some("es"));
+        let heard_es = words(&es.transcribe(&spanish).expect("transcribes"));
+        assert!(heard_es.iter().any(|h| h == "madrid"), "{heard_es:?}");
+        let english = speak("I would like two train tickets to Madrid, please.");
+        let heard_en = words(&auto.transcribe(&english).expect("transcribes"));
+        for w in ["train", "tickets", "madrid"] {
+            assert!(heard_en.iter().any(|h| h == w), "{w} not in {heard_en:?}");
+        }
+    }
+
+    fn vocabulary(multilingual: bool) -> Vocabulary {
+        let mut t = vec!["a", "<|endoftext|>", "<|startoftranscript|>"];
+        if multilingual {
+            t.extend([
+                "<|en|>",
+                "<|es|>",
+                "<|ja|>",
+                "<|translate|>",
+                "<|transcribe|>",
+            ]);
+        }
+        t.push("<|notimestamps|>");
+        Vocabulary::from_tokens(t.into_iter().map(String::from).collect()).expect("parses")
+    }
+
+    #[test]
+    fn prompts_follow_the_configured_language() {
+        let en = vocabulary(false);
+        for l in [None, Some("auto"), Some("en"), Some("EN")] {
+            assert_eq!(
+                prompt_for(&en, l, "tiny.en").expect("ok"),
+                (vec![2, 3], false)
+            );
+        }
+        let err = prompt_for(&en, Some("ja"), "tiny.en").expect_err("English only");
+        assert!(
+            err.to_string().contains("only transcribes English"),
+            "{err}"
+        );
+        assert!(
+            err.hint().contains("speech.asr.model_dir"),
+            "{}",
+            err.hint()
+        );
+
+        let multi = vocabulary(true);
+        // sot, language, transcribe, notimestamps
+        assert_eq!(
+            prompt_for(&multi, Some("ja"), "base").expect("ok"),
+            (vec![2, 5, 7, 8], false)
+        );
+        assert_eq!(
+            prompt_for(&multi, Some("Es"), "base").expect("ok"),
+            (vec![2, 4, 7, 8], false)
+        );
+        // No language: detected per window, English until then.
+        for l in [None, Some("auto")] {
+            assert_eq!(
+                prompt_for(&multi, l, "base").expect("ok"),
+                (vec![2, 3, 7, 8], true)
+            );
+        }
+        let err = prompt_for(&multi, Some("xx"), "base").expect_err("unknown");
+        assert!(err.to_string().contains("`xx`"), "{err}");
+        assert!(err.hint().contains("ISO 639-1"), "{}", err.hint());
+    }
+
+    #[test]
+    fn the_likeliest_of_the_given_tokens_wins() {
+        let logits = [9.0, 1.0, 3.0, 2.5, -1.0];
+        assert_eq!(best_of(&logits, &[1, 2, 3]), Some(2));
+        assert_eq!(best_of(&logits, &[4]), Some(4));
+        assert_eq!(best_of(&logits, &[]), None);
+        assert_eq!(best_of(&logits, &[99]), None);
     }
 
     fn load_real() -> WhisperModel {
         let dir = model_dir();
-        match WhisperModel::load(&dir, 0) {
+        match WhisperModel::load(&dir, 0, None) {
             Ok(m) => m,
             Err(e) => panic!(
                 "cannot load the Whisper model from {} ({e}); run scripts/setup.sh, which installs it",
@@ -626,10 +827,15 @@ mod tests {
 
     /// Speech from espeak-ng, at 16 kHz.
     fn speak(text: &str) -> Vec<f32> {
+        speak_in("en-us", text)
+    }
+
+    /// Speech from espeak-ng in one of its voices (`es`, `de`, ...), at 16 kHz.
+    fn speak_in(voice: &str, text: &str) -> Vec<f32> {
         let dir = tempfile::tempdir().expect("tempdir");
         let wav = dir.path().join("speech.wav");
         let status = std::process::Command::new("espeak-ng")
-            .args(["-v", "en-us", "-w"])
+            .args(["-v", voice, "-w"])
             .arg(&wav)
             .arg(text)
             .status();
@@ -743,7 +949,9 @@ mod tests {
                 features: &features,
                 first: true,
             };
-            let theirs = worker.greedy(full, budget, early).expect("decodes");
+            let theirs = worker
+                .greedy(full, worker.prompt.to_vec(), None, budget, early)
+                .expect("decodes");
             let said = worker.vocab.decode(&ours.tokens);
             eprintln!(
                 "{text:?} ({frames} frames): {} tokens; avg log-prob {} vs {}, P(no speech) {} vs {}",
@@ -837,7 +1045,7 @@ mod tests {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let started = std::time::Instant::now();
-        let mut model = WhisperModel::load(&model_dir(), threads).expect("model loads");
+        let mut model = WhisperModel::load(&model_dir(), threads, None).expect("model loads");
         eprintln!("load: {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
         let clips = [
             "Please turn on the lights in the kitchen, it is dark.",

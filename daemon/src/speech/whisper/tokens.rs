@@ -36,6 +36,7 @@ pub struct Specials {
     /// Language and task tokens, which only multilingual models' prompts use.
     pub english: Option<u32>,
     pub transcribe: Option<u32>,
+    pub translate: Option<u32>,
     /// The single space token, which OpenAI suppresses as the first sampled token.
     pub space: Option<u32>,
 }
@@ -48,6 +49,9 @@ pub struct Vocabulary {
     pub specials: Specials,
     /// True for the English-only models (tiny.en etc.), whose prompt has no language or task.
     pub english_only: bool,
+    /// The language tokens (`<|en|>` ... ) of a multilingual vocabulary, in id order:
+    /// those between `<|startoftranscript|>` and `<|translate|>`.
+    pub languages: Vec<u32>,
 }
 
 impl Vocabulary {
@@ -80,18 +84,47 @@ impl Vocabulary {
             timestamp_begin: find("<|0.00|>"),
             english: find("<|en|>"),
             transcribe: find("<|transcribe|>"),
+            translate: find("<|translate|>"),
             space: find("\u{120}"),
         };
         // English-only vocabularies put <|startoftranscript|> right after <|endoftext|>
         // (50256, 50257); multilingual ones have eot 50257. OpenAI tells them apart by
         // vocabulary size, which amounts to the same test.
         let english_only = specials.eot == 50256 || specials.english.is_none();
+        let languages = match (english_only, specials.translate) {
+            (false, Some(translate)) => (specials.sot + 1..translate)
+                .filter(|&id| {
+                    tokens
+                        .get(id as usize)
+                        .is_some_and(|t| t.starts_with("<|") && t.ends_with("|>"))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         Ok(Self {
             tokens,
             bytes: unicode_to_bytes(),
             specials,
             english_only,
+            languages,
         })
+    }
+
+    /// The token of language `code` (`ja`, `en`, ...), if the model knows it.
+    pub fn language_token(&self, code: &str) -> Option<u32> {
+        let name = format!("<|{code}|>");
+        self.languages
+            .iter()
+            .copied()
+            .find(|&id| self.tokens.get(id as usize).is_some_and(|t| *t == name))
+    }
+
+    /// The code of a language token (`<|ja|>` → `ja`).
+    pub fn language_code(&self, id: u32) -> &str {
+        self.tokens
+            .get(id as usize)
+            .map(|t| t.trim_start_matches("<|").trim_end_matches("|>"))
+            .unwrap_or("?")
     }
 
     pub fn len(&self) -> usize {
@@ -153,6 +186,33 @@ mod tests {
             .map(String::from),
         );
         Vocabulary::from_tokens(t).expect("has specials")
+    }
+
+    #[test]
+    fn multilingual_vocabularies_list_their_languages() {
+        let t: Vec<String> = [
+            "a",
+            "<|endoftext|>",
+            "<|startoftranscript|>",
+            "<|en|>",
+            "<|es|>",
+            "<|ja|>",
+            "<|translate|>",
+            "<|transcribe|>",
+            "<|notimestamps|>",
+        ]
+        .map(String::from)
+        .to_vec();
+        let v = Vocabulary::from_tokens(t).expect("parses");
+        assert!(!v.english_only);
+        assert_eq!(v.languages, [3, 4, 5]);
+        assert_eq!(v.language_token("es"), Some(4));
+        assert_eq!(v.language_token("xx"), None);
+        // Only language tokens count, not other specials by the same spelling.
+        assert_eq!(v.language_token("transcribe"), None);
+        assert_eq!(v.language_code(5), "ja");
+        // English-only vocabularies have none.
+        assert!(vocab(&[]).languages.is_empty());
     }
 
     #[test]
