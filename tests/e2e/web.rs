@@ -125,6 +125,15 @@ impl Ws {
         self.until(|m| m["type"] == kind).await.pop().unwrap()
     }
 
+    /// The next `error` message, which must mention `needle`.
+    async fn expect_error(&mut self, needle: &str) {
+        let m = self.expect("error").await;
+        assert!(
+            m["message"].as_str().is_some_and(|t| t.contains(needle)),
+            "error without `{needle}`: {m}"
+        );
+    }
+
     /// Reads the four greeting messages.
     async fn greeting(&mut self) -> Vec<Value> {
         let mut v = Vec::new();
@@ -418,12 +427,7 @@ async fn history_and_characters() {
     assert_eq!(ws.expect("history-deleted").await["success"], false);
     ws.send(json!({"type": "fetch-and-set-history", "history_uid": "not-a-number"}))
         .await;
-    assert!(
-        ws.expect("error").await["message"]
-            .as_str()
-            .unwrap()
-            .contains("not-a-number")
-    );
+    ws.expect_error("not-a-number").await;
 
     ws.send(json!({"type": "fetch-configs"})).await;
     let configs = ws.expect("config-files").await;
@@ -463,12 +467,7 @@ async fn history_and_characters() {
     assert_eq!(ws.expect("set-model-and-conf").await["conf_uid"], "mao");
     ws.send(json!({"type": "switch-config", "file": "nobody"}))
         .await;
-    assert!(
-        ws.expect("error").await["message"]
-            .as_str()
-            .unwrap()
-            .contains("nobody")
-    );
+    ws.expect_error("nobody").await;
     ws.send(json!({"type": "fetch-backgrounds"})).await;
     assert_eq!(
         ws.expect("background-files").await,
@@ -489,33 +488,13 @@ async fn bad_messages_get_errors_and_the_connection_goes_on() {
     ws.send(json!({"type": "heartbeat"})).await;
     assert_eq!(ws.next_non_state().await, json!({"type": "heartbeat-ack"}));
     ws.send_raw("{not json".into()).await;
-    assert!(
-        ws.expect("error").await["message"]
-            .as_str()
-            .unwrap()
-            .contains("JSON")
-    );
+    ws.expect_error("JSON").await;
     ws.send(json!({"type": "moonwalk"})).await;
-    assert!(
-        ws.expect("error").await["message"]
-            .as_str()
-            .unwrap()
-            .contains("moonwalk")
-    );
+    ws.expect_error("moonwalk").await;
     ws.send(json!({"type": "switch-config"})).await;
-    assert!(
-        ws.expect("error").await["message"]
-            .as_str()
-            .unwrap()
-            .contains("file")
-    );
+    ws.expect_error("file").await;
     ws.send(json!({"type": "ai-speak-signal"})).await;
-    assert!(
-        ws.expect("error").await["message"]
-            .as_str()
-            .unwrap()
-            .contains("proactive")
-    );
+    ws.expect_error("proactive").await;
     ws.send(json!({"type": "request-group-info"})).await;
     let g = ws.expect("group-update").await;
     assert!(g["error"].as_str().unwrap().contains("not supported"));
