@@ -1,45 +1,75 @@
 #!/usr/bin/env bash
-# Installs what a fresh Debian machine lacks to build and run vtuber: the C toolchain
-# pieces llama.cpp needs (cmake, libclang), the audio libraries (ALSA, WebRTC audio
-# processing for echo cancellation), espeak-ng (phonemes for Piper, fallback voice), then
-# the default models and web assets. Safe to re-run.
+# Installs what a fresh Debian machine lacks to build and run vtuber, then the default
+# models and web assets. Safe to re-run.
+#
+# The Debian packages come from scripts/debian-packages.txt, asked for by exact name
+# (`dpkg-query`), never inferred from files on disk: a neighbour package's file (the
+# image's libclang-cpp14 matched a libclang glob) must not stand in for the real one.
+#   setup.sh               build + run packages, default models, web assets
+#   setup.sh --for-tests   also the test packages, the multilingual Whisper model and
+#                          the browser driver
+#   setup.sh --print-missing [--for-tests]
+#                          only print the packages that would be installed
 set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+
+for_tests=false
+print_only=false
+for arg in "$@"; do
+  case "$arg" in
+    --for-tests) for_tests=true ;;
+    --print-missing) print_only=true ;;
+    *) echo "setup.sh: unknown option '$arg' (expected --for-tests or --print-missing)" >&2; exit 2 ;;
+  esac
+done
+
+# Packages wanted for this run, in list order.
+wanted_packages() {
+  local name when
+  while read -r name when _; do
+    case "$name" in ''|'#'*) continue ;; esac
+    if [ "$when" = test ] && ! $for_tests; then continue; fi
+    echo "$name"
+  done <"$here/debian-packages.txt"
+}
+
+installed() {
+  [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
+}
 
 need=()
-command -v cmake >/dev/null 2>&1 || need+=(cmake)
-[ -n "$(ls /usr/lib/llvm-*/lib/libclang*.so* 2>/dev/null | head -n1)" ] || need+=(libclang-dev clang)
-command -v tmux >/dev/null 2>&1 || need+=(tmux)
-command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
-pkg-config --exists alsa 2>/dev/null || need+=(libasound2-dev)
-pkg-config --exists webrtc-audio-processing 2>/dev/null || need+=(libwebrtc-audio-processing-dev)
-command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
-# `--for-tests`: sox (speech fixtures) and chromium (the real-browser test) as well.
-for_tests=false
-[ "${1:-}" = "--for-tests" ] && for_tests=true
-if $for_tests; then
-  command -v sox >/dev/null 2>&1 || need+=(sox)
-  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+while read -r pkg; do
+  installed "$pkg" || need+=("$pkg")
+done < <(wanted_packages)
+
+if $print_only; then
+  [ ${#need[@]} -eq 0 ] || printf '%s\n' "${need[@]}"
+  exit 0
 fi
+
 if [ ${#need[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-  echo "installing: ${need[*]}"
+  echo "installing Debian packages: ${need[*]}"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
+  for pkg in "${need[@]}"; do
+    installed "$pkg" || { echo "setup.sh: apt-get did not install '$pkg'; install it by hand and re-run" >&2; exit 1; }
+  done
 fi
 
-"$(dirname "$0")/fetch-model.sh"
+"$here/fetch-model.sh"
 # The tests also check a multilingual Whisper model (optional for users).
 if $for_tests; then
-  "$(dirname "$0")/fetch-model.sh" --only asr-base
+  "$here/fetch-model.sh" --only asr-base
 fi
 
 # The browser page's third-party assets (pixi.js, the Live2D runtime and model) from npm;
 # for the tests also the Playwright driver (never a downloaded browser).
 if $for_tests; then
-  "$(dirname "$0")/fetch-web-assets.sh"
+  "$here/fetch-web-assets.sh"
 else
-  "$(dirname "$0")/fetch-web-assets.sh" --assets-only
+  "$here/fetch-web-assets.sh" --assets-only
 fi
 
 # A real third-party MCP server from PyPI, used by the integration tests and handy as a
