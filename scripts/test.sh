@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh --for-tests
 cargo build --workspace --bins
+# The Debian package list must match what the build and the programs really use.
+./scripts/check-packages.sh --for-tests
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
 else

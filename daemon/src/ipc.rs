@@ -45,6 +45,11 @@ pub enum BindError {
         socket: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot write the socket cookie {path}: {source}")]
+    Cookie {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl BindError {
@@ -53,26 +58,53 @@ impl BindError {
             Self::AlreadyRunning { .. } => {
                 "stop it with `vtuber daemon stop`, or pass another --socket"
             }
-            Self::Dir { .. } | Self::Bind { .. } => {
+            Self::Dir { .. } | Self::Bind { .. } | Self::Cookie { .. } => {
                 "check permissions, or pass --socket / set $VTUBER_SOCKET to a writable path"
             }
         }
     }
 }
 
-/// The bound socket plus the lock that proves this daemon owns it.
+/// The bound socket plus the lock that proves this daemon owns it, and the cookie
+/// clients must present (see [`vtuber_shared::cookie`]).
 pub struct BoundSocket {
     pub listener: ls::Listener,
     pub path: PathBuf,
+    pub cookie: Cookie,
     _lock: File,
     lock_path: PathBuf,
 }
 
 impl BoundSocket {
-    /// Removes the socket and lock files (on clean exit).
+    /// Removes the socket, lock and cookie files (on clean exit).
     pub fn cleanup(&self) {
         let _ = std::fs::remove_file(&self.path);
         let _ = std::fs::remove_file(&self.lock_path);
+        let _ = std::fs::remove_file(vtuber_shared::cookie::cookie_path(&self.path));
+    }
+}
+
+/// The secret this daemon's clients present in `hello`.
+#[derive(Clone)]
+pub struct Cookie(Arc<str>);
+
+impl Cookie {
+    /// A fresh random cookie.
+    pub fn generate() -> std::io::Result<Self> {
+        Ok(Self(
+            crate::private::random_hex(vtuber_shared::cookie::COOKIE_BYTES)?.into(),
+        ))
+    }
+
+    /// Whether `presented` is this cookie (constant time).
+    pub fn matches(&self, presented: Option<&str>) -> bool {
+        presented.is_some_and(|p| vtuber_shared::cookie::same_secret(p.trim(), &self.0))
+    }
+}
+
+impl std::fmt::Debug for Cookie {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cookie(..)")
     }
 }
 
@@ -129,6 +161,16 @@ pub fn bind(path: &Path) -> Result<BoundSocket, BindError> {
         tracing::info!(socket = %path.display(), "removing stale socket left by a previous daemon");
         let _ = std::fs::remove_file(path);
     }
+    // A new cookie at every start, so one read from an earlier run is worth nothing;
+    // written before the socket exists, so a client that finds the socket finds it.
+    let cookie_path = vtuber_shared::cookie::cookie_path(path);
+    let cookie_err = |source| BindError::Cookie {
+        path: cookie_path.clone(),
+        source,
+    };
+    let cookie = Cookie::generate().map_err(cookie_err)?;
+    crate::private::write_atomic(&cookie_path, format!("{}\n", cookie.0).as_bytes())
+        .map_err(cookie_err)?;
     let name = path
         .to_fs_name::<GenericFilePath>()
         .map_err(|source| BindError::Bind {
@@ -149,13 +191,19 @@ pub fn bind(path: &Path) -> Result<BoundSocket, BindError> {
     Ok(BoundSocket {
         listener,
         path: path.to_path_buf(),
+        cookie,
         _lock: lock,
         lock_path,
     })
 }
 
 /// Accepts clients until `shutdown` fires.
-pub async fn serve(listener: ls::Listener, stage: Stage, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: ls::Listener,
+    cookie: Cookie,
+    stage: Stage,
+    shutdown: CancellationToken,
+) {
     let my_uid = vtuber_shared::paths::current_uid();
     loop {
         let conn = tokio::select! {
@@ -177,7 +225,12 @@ pub async fn serve(listener: ls::Listener, stage: Stage, shutdown: CancellationT
             tokio::spawn(refuse(stream));
             continue;
         }
-        tokio::spawn(session(stream, stage.clone(), shutdown.clone()));
+        tokio::spawn(session(
+            stream,
+            cookie.clone(),
+            stage.clone(),
+            shutdown.clone(),
+        ));
     }
 }
 
@@ -214,7 +267,7 @@ enum Outgoing {
     Close,
 }
 
-async fn session(stream: ls::Stream, stage: Stage, shutdown: CancellationToken) {
+async fn session(stream: ls::Stream, cookie: Cookie, stage: Stage, shutdown: CancellationToken) {
     // `&Stream` reads and writes independently, so the two tasks share one stream.
     let stream = Arc::new(stream);
     let mut rx = &*stream;
@@ -263,7 +316,7 @@ async fn session(stream: ls::Stream, stage: Stage, shutdown: CancellationToken) 
                     Ok(frame) => {
                         let mut subscription = None;
                         let (reply, close) =
-                            handle(&stage, conn, &mut client, frame, &mut subscription).await;
+                            handle(&stage, &cookie, conn, &mut client, frame, &mut subscription).await;
                         if out_tx.send(Outgoing::Frame(Box::new(reply))).await.is_err() {
                             break 'read;
                         }
@@ -312,6 +365,7 @@ pub static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::At
 
 async fn handle(
     stage: &Stage,
+    cookie: &Cookie,
     conn: u64,
     client: &mut Option<String>,
     frame: ClientFrame,
@@ -324,6 +378,7 @@ async fn handle(
                 protocol,
                 client: name,
                 subscribe,
+                cookie: presented,
             } => {
                 if protocol != PROTOCOL_VERSION {
                     return (
@@ -336,6 +391,24 @@ async fn handle(
                                 ),
                             )
                             .with_hint("use the vtuber client from the same release as vtuberd")),
+                        ),
+                        true,
+                    );
+                }
+                if !cookie.matches(presented.as_deref()) {
+                    tracing::warn!(client = %name, "refused a client without the socket cookie");
+                    let what = if presented.is_some() {
+                        "the cookie in `hello` is not this daemon's"
+                    } else {
+                        "`hello` carries no cookie"
+                    };
+                    return (
+                        response(
+                            id,
+                            Err(ErrorBody::new(ErrorCode::Handshake, what).with_hint(format!(
+                                "send the content of {} as `cookie` (the vtuber client does this); it changes at every daemon start",
+                                vtuber_shared::cookie::cookie_path(&stage.info.socket).display()
+                            ))),
                         ),
                         true,
                     );

@@ -10,6 +10,7 @@ pub mod ipc;
 pub mod llm;
 pub mod mcp;
 pub mod models;
+pub mod private;
 pub mod speech;
 pub mod stage;
 pub mod store;

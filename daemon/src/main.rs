@@ -32,6 +32,12 @@ fn main() -> ExitCode {
         return models_report(&args, action);
     }
     init_logging(&args);
+    // Private by default: nothing the daemon creates is readable by other users, and
+    // other processes of this user (tool servers) cannot read its memory or /proc files.
+    vtuberd::private::restrict_umask();
+    if let Err(e) = vtuberd::private::make_non_dumpable() {
+        tracing::warn!(error = %e, "cannot make the daemon non-dumpable; processes of this user can read its environment through /proc");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("vtuberd-rt")
@@ -175,6 +181,11 @@ async fn run(args: Args, started: Instant) -> anyhow::Result<()> {
         .database
         .clone()
         .unwrap_or_else(|| vtuber_shared::paths::data_dir().join("history.sqlite3"));
+    // The log `vtuber daemon start` appends to, as an older version may have left it.
+    let log = vtuber_shared::paths::data_dir().join("vtuberd.log");
+    if let Err(e) = vtuberd::private::tighten(&log, vtuberd::private::FILE_MODE) {
+        tracing::warn!(path = %log.display(), error = %e, "cannot make the log private");
+    }
     let store = match Store::open(&db) {
         Ok(s) => s,
         Err(e) => {
@@ -220,8 +231,22 @@ async fn run(args: Args, started: Instant) -> anyhow::Result<()> {
 
     let bus = EventBus::new(cfg.daemon.client_queue);
     // Tool servers start in the background; the conversation does not wait for them.
-    let mcp = (!cfg.mcp.servers.is_empty())
-        .then(|| McpManager::start(cfg.mcp.clone(), bus.clone(), store.clone()));
+    let mcp = (!cfg.mcp.servers.is_empty()).then(|| {
+        let protected = vec![
+            vtuber_shared::cookie::cookie_path(&socket),
+            vtuber_shared::paths::data_dir(),
+            db.clone(),
+        ];
+        McpManager::start_with(
+            cfg.mcp.clone(),
+            bus.clone(),
+            store.clone(),
+            vtuberd::mcp::StartOptions {
+                protected,
+                ..Default::default()
+            },
+        )
+    });
     let info = Arc::new(DaemonInfo {
         started,
         socket: socket.clone(),
@@ -269,6 +294,7 @@ async fn run(args: Args, started: Instant) -> anyhow::Result<()> {
     let stop_serving = CancellationToken::new();
     let server = tokio::spawn(ipc::serve(
         bound.listener,
+        bound.cookie.clone(),
         stage.clone(),
         stop_serving.clone(),
     ));
@@ -311,6 +337,7 @@ async fn run(args: Args, started: Instant) -> anyhow::Result<()> {
     let mut lock = socket.as_os_str().to_owned();
     lock.push(".lock");
     std::fs::remove_file(lock).ok();
+    std::fs::remove_file(vtuber_shared::cookie::cookie_path(&socket)).ok();
     tracing::info!("stopped");
     Ok(())
 }

@@ -94,16 +94,21 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path`, with its parent folder.
+    /// Opens (creating if needed) the database at `path`, with its parent folder. The
+    /// database and its -wal/-shm files are private (0600); a folder we create is 0700,
+    /// and the daemon's own data folder is tightened to 0700 if it is wider.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let open_err = |source| StoreError::Open {
             path: path.to_path_buf(),
             source,
         };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| open_err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        let io_err = |e: std::io::Error| open_err(rusqlite::Error::ToSqlConversionFailure(Box::new(e)));
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() || dir == vtuber_shared::paths::data_dir() {
+                crate::private::ensure_dir(dir).map_err(io_err)?;
+            }
         }
+        crate::private::tighten_database(path).map_err(io_err)?;
         let conn = Connection::open(path).map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
@@ -114,6 +119,9 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
+        // WAL mode has created -wal/-shm by now; SQLite gives them the database's mode,
+        // but one left by an older version may be wider.
+        crate::private::tighten_database(path).map_err(io_err)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })

@@ -3,6 +3,7 @@
 //! Kept free of runtime and I/O policy so the daemon, the terminal client and test
 //! harnesses can all depend on it without pulling each other's choices in.
 
+pub mod cookie;
 pub mod framing;
 pub mod paths;
 pub mod protocol;

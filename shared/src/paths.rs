@@ -22,10 +22,11 @@ fn home() -> PathBuf {
     non_empty_env("HOME").unwrap_or_else(|| PathBuf::from("/"))
 }
 
-/// The current user's numeric id, read without linking libc.
+/// The current user's (effective) numeric id. Not read from `/proc/self`: a
+/// non-dumpable process (the daemon) sees its `/proc` entries owned by root.
 pub fn current_uid() -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    Some(unsafe { libc::geteuid() })
 }
 
 /// `$XDG_RUNTIME_DIR/vtuber`, or `/tmp/vtuber-$UID` where no runtime dir is set.

@@ -30,6 +30,10 @@ pub enum Request {
         /// `false` for one-shot commands that want no broadcast events.
         #[serde(default = "default_true")]
         subscribe: bool,
+        /// The daemon's cookie (see [`crate::cookie`]): proves the client may read the
+        /// daemon's private runtime folder, which tool servers may not.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cookie: Option<String>,
     },
     Ping,
     Status,

@@ -8,7 +8,8 @@ use crate::common::*;
 use vtuber_e2e::daemon::{TestClient, TestDaemon};
 use vtuber_e2e::mock_llm::MockBehaviour;
 use vtuber_shared::{
-    DaemonState, ErrorCode, Event, Outcome, Reply, Request, ServerFrame, framing::MAX_FRAME_BYTES,
+    DaemonState, ErrorCode, Event, Outcome, PROTOCOL_VERSION, Reply, Request, ServerFrame,
+    framing::MAX_FRAME_BYTES,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -59,12 +60,74 @@ async fn hello_comes_first_and_versions_are_checked() {
             protocol: 999,
             client: "future".into(),
             subscribe: true,
+            cookie: vtuber_shared::cookie::read_cookie(&daemon.socket).ok(),
         })
         .await
         .unwrap()
         .unwrap_err();
     assert_eq!(r.code, ErrorCode::Handshake);
     assert!(r.message.contains("999"));
+}
+
+/// Same user is not enough: a client must present the cookie the daemon wrote beside its
+/// socket (tool servers run as the same user but cannot read it).
+#[tokio::test(flavor = "multi_thread")]
+async fn hello_needs_the_socket_cookie() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_mock, daemon) = daemon_with_mock(MockBehaviour::reply("ok"));
+    let cookie_file = vtuber_shared::cookie::cookie_path(&daemon.socket);
+    let mode = std::fs::metadata(&cookie_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "cookie file mode {mode:o}");
+    let cookie = vtuber_shared::cookie::read_cookie(&daemon.socket).unwrap();
+
+    for (presented, why) in [
+        (None, "no cookie"),
+        (Some("0".repeat(64)), "not this daemon's"),
+        (Some(format!("{}x", &cookie[..63])), "not this daemon's"),
+    ] {
+        let mut raw = TestClient::connect_raw(&daemon.socket).await.unwrap();
+        let r = raw
+            .request(Request::Hello {
+                protocol: PROTOCOL_VERSION,
+                client: "intruder".into(),
+                subscribe: true,
+                cookie: presented,
+            })
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(r.code, ErrorCode::Handshake);
+        assert!(r.message.contains(why), "{r:?}");
+        assert!(
+            r.hint.as_deref().unwrap_or_default().contains(".cookie"),
+            "{r:?}"
+        );
+        // Refused for good: the connection is closed, nothing else is served.
+        assert!(raw.request(Request::Status).await.is_err());
+    }
+    let mut ok = TestClient::connect(&daemon.socket, "owner", false).await.unwrap();
+    assert_eq!(ok.request(Request::Ping).await.unwrap(), Ok(Reply::Pong));
+
+    drop(ok);
+
+    // A new cookie at every start; the old one is worthless.
+    let mut daemon = daemon;
+    assert!(daemon.terminate().unwrap().success());
+    assert!(!cookie_file.exists(), "cookie removed on a clean stop");
+    daemon.start().unwrap();
+    let fresh = vtuber_shared::cookie::read_cookie(&daemon.socket).unwrap();
+    assert_ne!(fresh, cookie);
+    let mut raw = TestClient::connect_raw(&daemon.socket).await.unwrap();
+    let r = raw
+        .request(Request::Hello {
+            protocol: PROTOCOL_VERSION,
+            client: "replay".into(),
+            subscribe: false,
+            cookie: Some(cookie),
+        })
+        .await
+        .unwrap();
+    assert!(r.is_err(), "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

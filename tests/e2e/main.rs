@@ -13,5 +13,6 @@ mod daemon;
 mod embedded;
 mod mcp;
 mod mcp_http;
+mod privacy;
 mod voice;
 mod web;

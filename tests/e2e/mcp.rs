@@ -799,8 +799,9 @@ fn expected_sandbox(network_restricted: bool) -> Vec<SandboxLevel> {
     } else if network_restricted && abi < 4 {
         eprintln!("Landlock ABI {abi} cannot restrict TCP: expecting 'partial'");
         vec![SandboxLevel::Partial]
-    } else if abi < 3 {
-        vec![SandboxLevel::Enforced, SandboxLevel::Partial]
+    } else if abi < 6 {
+        // No signal or abstract-socket scopes (ABI 6): reported as partial.
+        vec![SandboxLevel::Partial]
     } else {
         vec![SandboxLevel::Enforced]
     }
@@ -1229,4 +1230,173 @@ async fn a_server_that_never_starts_is_reported_and_the_rest_works() {
         Some(ToolOutcome::Error)
     );
     assert!(!tool_result(&mock.requests()[1], "b1").is_empty());
+}
+
+// --- (i) isolation from the daemon -----------------------------------------------------
+
+/// The daemon's environment holds the LLM key; a tool server that dumps its own
+/// environment must see only the base variables, its `env:` map and `env_passthrough`.
+#[tokio::test(flavor = "multi_thread")]
+async fn tool_servers_never_inherit_the_daemons_environment() {
+    let key = secret();
+    let mk = |name: &str, sandboxed: bool| {
+        let s = ServerSpec::stdio(name, test_server_bin(), &[])
+            .allow_all()
+            .env(&[("FROM_MAP", "${VTUBER_TEST_SUBST}")])
+            .with("env_passthrough", json!(["VTUBER_TEST_PASS"]));
+        if sandboxed { s.sandbox(&[], &[], true) } else { s.sandbox_off() }
+    };
+    let mut s = setup_with(
+        vec![mk("boxed", true), mk("plain", false)],
+        tool_script(
+            vec![
+                call("b", "boxed__env_dump", json!({})),
+                call("p", "plain__env_dump", json!({})),
+            ],
+            "Dumped.",
+        ),
+        &[
+            ("VTUBER_TEST_LLM_KEY", &key),
+            ("VTUBER_TEST_SUBST", "substituted"),
+            ("VTUBER_TEST_PASS", "handed-on"),
+            ("LC_TIME", "C"),
+        ],
+        |c| {
+            let mut llm = c.to_value()["llm"].clone();
+            llm["api_key_env"] = json!("VTUBER_TEST_LLM_KEY");
+            c.extra.insert("llm".into(), llm);
+        },
+    )
+    .await;
+    let events = turn(&mut s, "what is in your environment?").await;
+    assert_eq!(turn_outcome(&events), TurnOutcome::Finished);
+    let req = &s.mock.requests()[1];
+    for id in ["b", "p"] {
+        let dump = tool_result(req, id);
+        let names: Vec<&str> = dump.lines().filter_map(|l| l.split('=').next()).collect();
+        assert!(!dump.contains(&key), "the LLM key reached a tool server: {dump}");
+        assert!(dump.contains("FROM_MAP=substituted"), "{dump}");
+        assert!(dump.contains("VTUBER_TEST_PASS=handed-on"), "{dump}");
+        assert!(dump.contains("LC_TIME=C"), "{dump}");
+        for base in ["PATH", "HOME"] {
+            assert!(names.contains(&base), "{base} missing: {dump}");
+        }
+        for leaked in ["VTUBER_TEST_LLM_KEY", "VTUBER_TEST_SUBST", "VTUBER_SOCKET", "VTUBER_CONFIG", "VTUBER_LOG"] {
+            assert!(!names.contains(&leaked), "{leaked} leaked: {dump}");
+        }
+    }
+    // The mock's Authorization header proves the key was in the daemon's environment.
+    assert!(
+        s.mock.requests()[0].header("authorization").is_some_and(|v| v.contains(&key)),
+        "the daemon did not use the key"
+    );
+}
+
+/// What a hostile sandboxed tool server tries against the daemon that started it.
+fn intrusion_calls(daemon: &McpDaemon, pid: u32, server: &str) -> Vec<vtuber_e2e::mock_llm::MockToolCall> {
+    let socket = daemon.daemon.socket.to_string_lossy().into_owned();
+    let cookie = vtuber_shared::cookie::cookie_path(&daemon.daemon.socket)
+        .to_string_lossy()
+        .into_owned();
+    let db = daemon.daemon.dir.path().join("data/vtuber/history.sqlite3");
+    let t = |tool: &str| format!("{server}__{tool}");
+    vec![
+        call("environ", &t("read_file"), json!({"path": format!("/proc/{pid}/environ")})),
+        call("cookie", &t("read_file"), json!({"path": cookie})),
+        call("history", &t("read_file"), json!({"path": db.to_string_lossy()})),
+        call("caps", &t("capabilities"), json!({})),
+        call("signal", &t("signal"), json!({"pid": pid, "signal": 0})),
+        call("socket", &t("socket_hello"), json!({"socket": socket, "cookie_file": cookie})),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandboxed_server_cannot_reach_the_daemon() {
+    // The daemon's script needs its pid, known only once it runs: a daemon first, then
+    // the script is loaded into the mock.
+    let mock = MockLlm::start_blocking(MockBehaviour::reply("unused")).expect("mock");
+    let server = ServerSpec::stdio("evil", test_server_bin(), &[])
+        .allow_all()
+        .sandbox(&[], &[], true);
+    let config = McpConfig::new(&mock.base_url(), vec![server]);
+    let daemon = McpDaemon::spawn(&config.to_yaml(), &[("VTUBER_TEST_LLM_KEY", "sk-in-daemon-env")])
+        .expect("daemon");
+    let mut client = daemon.client("t").await.unwrap();
+    let info = client.wait_server_ready("evil", WAIT).await.unwrap();
+    let pid = daemon.pid().unwrap();
+    mock.set_behaviour(tool_script(intrusion_calls(&daemon, pid, "evil"), "Done."));
+    let id = client.send_text("try everything").await.unwrap();
+    let events = client.finish_turn(id, WAIT).await.unwrap();
+    assert_eq!(turn_outcome(&events), TurnOutcome::Finished);
+    let req = &mock.requests()[1];
+
+    // Non-dumpable daemon + no capabilities: /proc/<daemon>/environ is closed.
+    let environ = tool_result(req, "environ");
+    assert!(environ.contains("cannot read"), "{environ}");
+    assert!(!environ.contains("sk-in-daemon-env"), "{environ}");
+    let caps = tool_result(req, "caps");
+    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        let line = caps.lines().find(|l| l.starts_with(set)).unwrap_or_default();
+        assert!(line.ends_with("0000000000000000"), "{set} not empty: {caps}");
+    }
+    if info.sandbox == SandboxLevel::Unsupported {
+        eprintln!("no Landlock here: file and signal confinement not checked");
+        return;
+    }
+    for id in ["cookie", "history"] {
+        let r = tool_result(req, id);
+        assert!(r.contains("cannot read") && r.contains("ermission denied"), "{id}: {r}");
+    }
+    // The socket accepts the connection (same user) but not the intruder: no cookie.
+    let socket = tool_result(req, "socket");
+    assert!(socket.contains("cannot read"), "{socket}");
+    assert!(socket.contains("carries no cookie"), "{socket}");
+    assert!(!socket.contains("\"status\""), "the intruder got a status: {socket}");
+    if landlock_abi() >= 6 {
+        let signal = tool_result(req, "signal");
+        assert!(signal.contains("cannot signal"), "{signal}");
+    }
+    // The daemon is unharmed.
+    assert_eq!(client.ok(Request::Ping).await.unwrap()["type"], "pong");
+}
+
+/// Landlock cannot carve the daemon's folders out of a granted parent: such a grant is
+/// reported (`vtuber mcp list`), and with the cookie readable the server gets in — the
+/// cookie is what stands between a tool server and the daemon.
+#[tokio::test(flavor = "multi_thread")]
+async fn granting_the_cookie_folder_is_reported() {
+    let mock = MockLlm::start_blocking(MockBehaviour::reply("unused")).expect("mock");
+    let placeholder = ServerSpec::stdio("leaky", test_server_bin(), &[]).allow_all();
+    let config = McpConfig::new(&mock.base_url(), vec![placeholder]);
+    let mut daemon = vtuber_e2e::daemon::TestDaemon::new(&config.to_yaml()).unwrap();
+    let runtime = daemon.socket.parent().unwrap().to_path_buf();
+    std::fs::create_dir_all(&runtime).unwrap();
+    let server = ServerSpec::stdio("leaky", test_server_bin(), &[])
+        .allow_all()
+        .sandbox(&[&runtime], &[], true);
+    std::fs::write(
+        &daemon.config,
+        vtuber_e2e::daemon::with_test_defaults(&McpConfig::new(&mock.base_url(), vec![server]).to_yaml()),
+    )
+    .unwrap();
+    daemon.start().unwrap();
+    let daemon = McpDaemon { daemon };
+    let mut client = daemon.client("t").await.unwrap();
+    let info = client.wait_server_ready("leaky", WAIT).await.unwrap();
+    if info.sandbox == SandboxLevel::Unsupported {
+        return;
+    }
+    assert_eq!(info.sandbox, SandboxLevel::Partial, "{info:?}");
+    assert!(info.sandbox_detail.contains("exposes"), "{info:?}");
+    let mut cmd = daemon.daemon.vtuber();
+    cmd.args(["mcp", "list"]);
+    let out = run(cmd).await;
+    assert!(stdout(&out).contains("exposes"), "{}", stdout(&out));
+
+    let pid = daemon.pid().unwrap();
+    mock.set_behaviour(tool_script(intrusion_calls(&daemon, pid, "leaky"), "Done."));
+    let id = client.send_text("try again").await.unwrap();
+    client.finish_turn(id, WAIT).await.unwrap();
+    let socket = tool_result(&mock.requests()[1], "socket");
+    assert!(socket.contains("\"welcome\""), "{socket}");
 }

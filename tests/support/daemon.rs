@@ -312,6 +312,7 @@ impl TestClient {
                 protocol: PROTOCOL_VERSION,
                 client: label.to_owned(),
                 subscribe,
+                cookie: vtuber_shared::cookie::read_cookie(socket).ok(),
             })
             .await?
             .map_err(|e| anyhow::anyhow!("hello refused: {e}"))?;

@@ -305,6 +305,7 @@ impl JsonClient {
             protocol: PROTOCOL_VERSION,
             client: label.to_owned(),
             subscribe: true,
+            cookie: vtuber_shared::cookie::read_cookie(socket).ok(),
         })
         .await?
         .map_err(|e| anyhow::anyhow!("hello refused: {e}"))?;

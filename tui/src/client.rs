@@ -177,16 +177,28 @@ pub async fn connect(socket: &Path, hello: Hello) -> Result<Connection, ConnectE
         .map_err(io_err)?;
     let stream = Stream::connect(name).await.map_err(io_err)?;
     let (client, events) = Client::start(stream);
+    // Without the cookie the daemon refuses us; it then says what to do, and we add why
+    // the file could not be read.
+    let (cookie, cookie_problem) = match vtuber_shared::cookie::read_cookie(socket) {
+        Ok(c) => (Some(c), None),
+        Err(e) => (None, Some(e)),
+    };
     let request = Request::Hello {
         protocol: PROTOCOL_VERSION,
         client: hello.client,
         subscribe: hello.subscribe,
+        cookie,
     };
     let reply = client
         .request_timeout(request, HANDSHAKE_TIMEOUT)
         .await
-        .map_err(|body| match body.code {
-            ErrorCode::Handshake => ConnectError::Handshake(body),
+        .map_err(|mut body| match body.code {
+            ErrorCode::Handshake => {
+                if let Some(problem) = &cookie_problem {
+                    body.message = format!("{} ({problem})", body.message);
+                }
+                ConnectError::Handshake(body)
+            }
             _ => ConnectError::Io {
                 socket: socket.to_owned(),
                 source: io::Error::other(body.to_string()),
@@ -559,9 +571,12 @@ mod tests {
     use super::fake::{self, Peer};
     use super::*;
 
+    const COOKIE: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
     #[tokio::test]
     async fn hello_is_sent_first_and_welcome_is_checked() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("vtuberd.sock.cookie"), format!("{COOKIE}\n")).unwrap();
         let (path, server) = fake::serve(dir.path(), |mut peer: Peer| async move {
             let hello = peer.handshake(PROTOCOL_VERSION).await;
             assert_eq!(
@@ -570,6 +585,7 @@ mod tests {
                     protocol: PROTOCOL_VERSION,
                     client: format!("vtuber-test/{}", env!("CARGO_PKG_VERSION")),
                     subscribe: false,
+                    cookie: Some(COOKIE.into()),
                 }
             );
         });

@@ -916,7 +916,7 @@ pub async fn history(target: &Target, cmd: HistoryCommand) -> Result<ExitCode> {
             }
             match output {
                 Some(path) => {
-                    std::fs::write(&path, text)
+                    write_private(&path, text.as_bytes())
                         .with_context(|| format!("cannot write {}", path.display()))?;
                     eprintln!("wrote conversation {id} to {}", path.display());
                 }
@@ -1519,4 +1519,18 @@ socket        /tmp/x.sock
         );
         assert!(diag.ends_with("⏱ tool timed out\n"), "{diag}");
     }
+}
+
+/// Writes a file only its owner can read (conversations are private); an existing file
+/// is truncated and narrowed to 0600.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(bytes)
 }

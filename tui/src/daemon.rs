@@ -106,14 +106,26 @@ fn spawn(target: &Target) -> Result<Child> {
     let program = find_vtuberd()?;
     let log = log_path();
     if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir)
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
             .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     }
-    let mut out = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .with_context(|| format!("cannot open the daemon log {}", log.display()))?;
+    // The log holds what the daemon says about conversations: private, like the history.
+    let mut out = {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&log)
+            .with_context(|| format!("cannot open the daemon log {}", log.display()))?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot make the daemon log {} private", log.display()))?;
+        f
+    };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);

@@ -5,6 +5,7 @@
 //! cpal streams are not `Send` on every platform, so each lives on a thread of its own
 //! that keeps it alive until the handle is dropped.
 
+pub mod alsa_log;
 pub mod echo;
 pub mod input;
 pub mod output;
@@ -28,6 +29,8 @@ pub struct AudioDevices {
 /// Opens the configured devices. `none` skips a device; `virtual` gives a speaker
 /// that plays in real time into nothing (tests and headless benchmarks).
 pub fn open(cfg: &AudioConfig) -> AudioDevices {
+    alsa_log::install();
+    let alsa_before = alsa_log::messages_seen();
     let mut problems = Vec::new();
     let player = match cfg.output.as_str() {
         "none" => None,
@@ -59,8 +62,16 @@ pub fn open(cfg: &AudioConfig) -> AudioDevices {
     } else {
         problems.join("; ")
     };
-    for p in &problems {
-        tracing::info!("local audio: {p}");
+    let alsa_messages = alsa_log::messages_seen() - alsa_before;
+    if problems.is_empty() {
+        if alsa_messages > 0 {
+            tracing::debug!(alsa_messages, "local audio opened; ALSA complained on the way");
+        }
+    } else {
+        tracing::info!(
+            "local audio: {} ({alsa_messages} ALSA messages hidden; VTUBER_LOG=alsa=debug shows them)",
+            problems.join("; ")
+        );
     }
     AudioDevices {
         player,

@@ -861,6 +861,52 @@ mod tests {
         assert_eq!(warm_reply.usage, fresh_reply.usage);
     }
 
+    /// Regression: after an interrupted reply, later answers in that conversation
+    /// repeated the interrupted one. The next prompt holds the partial reply; the warm
+    /// provider must answer it exactly as a fresh one does (the KV cache kept after a
+    /// cancelled job matches its bookkeeping), and the answer must be a new one.
+    #[tokio::test]
+    async fn an_interrupted_reply_is_not_repeated() {
+        let Some(model) = test_model() else { return };
+        let warm = EmbeddedProvider::new(&config(&model), PathBuf::from("/unused"));
+        let mut request = chat("Tell me a long story about a brave dragon.", 300);
+        let cancel = CancellationToken::new();
+        let mut rx = warm.stream(request.clone(), cancel.clone());
+        let mut partial = String::new();
+        let mut deltas = 0;
+        while deltas < 24 {
+            match tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {
+                Ok(Some(Ok(LlmEvent::TextDelta(t)))) => {
+                    partial.push_str(&t);
+                    deltas += 1;
+                }
+                other => panic!("story ended early: {other:?} after {partial:?}"),
+            }
+        }
+        cancel.cancel();
+        let rest = collect(rx).await;
+        assert_eq!(rest.finish, Some(FinishReason::Cancelled));
+
+        request.messages.push(ChatMessage::new(
+            Role::Assistant,
+            crate::llm::interrupted_reply_text(&partial),
+        ));
+        request
+            .messages
+            .push(ChatMessage::new(Role::User, "What is the capital of France?"));
+        request.max_tokens = Some(24);
+        let warm_reply = collect(warm.stream(request.clone(), CancellationToken::new())).await;
+        let fresh = EmbeddedProvider::new(&config(&model), PathBuf::from("/unused"));
+        let fresh_reply = collect(fresh.stream(request, CancellationToken::new())).await;
+        assert_eq!(warm_reply.text, fresh_reply.text, "the warm cache changed the answer");
+        let head: String = partial.trim().chars().take(24).collect();
+        assert!(
+            !warm_reply.text.trim().starts_with(&head),
+            "the interrupted reply was repeated: {:?} (interrupted: {partial:?})",
+            warm_reply.text
+        );
+    }
+
     #[tokio::test]
     async fn cancellation_stops_promptly() {
         let Some(model) = test_model() else { return };

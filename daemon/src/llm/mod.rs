@@ -16,6 +16,11 @@ use vtuber_shared::{ErrorBody, ErrorCode, LlmInfo, ModelLoad, Usage};
 
 pub use vtuber_shared::Role;
 
+/// How a reply the user interrupted appears in later prompts.
+pub fn interrupted_reply_text(partial: &str) -> String {
+    partial.to_owned()
+}
+
 /// One message of the prompt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatMessage {

@@ -40,8 +40,12 @@ impl Default for McpConfig {
 pub struct ServerConfig {
     pub command: Option<String>,
     pub args: Vec<String>,
-    /// Extra environment; values may be `secret:NAME`.
+    /// Extra environment; values may be `secret:NAME`. A stdio server gets only
+    /// [`BASE_ENV`], this map and `env_passthrough`, never the daemon's whole environment
+    /// (which holds API keys).
     pub env: BTreeMap<String, String>,
+    /// Names of the daemon's environment variables to hand on as they are.
+    pub env_passthrough: Vec<String>,
     pub cwd: Option<PathBuf>,
     pub url: Option<String>,
     /// Extra HTTP headers; values may be `secret:NAME`.
@@ -59,6 +63,7 @@ impl Default for ServerConfig {
             command: None,
             args: Vec::new(),
             env: BTreeMap::new(),
+            env_passthrough: Vec::new(),
             cwd: None,
             url: None,
             headers: BTreeMap::new(),
@@ -68,6 +73,37 @@ impl Default for ServerConfig {
             sandbox: SandboxConfig::default(),
         }
     }
+}
+
+/// Variables a stdio server inherits from the daemon, as the official MCP SDKs do:
+/// enough to find programs, the home folder, the locale and the terminal.
+pub const BASE_ENV: &[&str] = &["HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "TZ"];
+/// Prefixes of inherited variables (locale categories, XDG folders).
+pub const BASE_ENV_PREFIXES: &[&str] = &["LC_", "XDG_"];
+
+/// Whether the daemon's variable `name` is handed to every stdio server.
+pub fn is_base_env(name: &str) -> bool {
+    BASE_ENV.contains(&name) || BASE_ENV_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// The environment a stdio server starts with: the base variables and the named
+/// pass-through ones taken from `inherited`, then `env` (already resolved) on top.
+pub fn server_environment(
+    inherited: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    passthrough: &[String],
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    let mut out: BTreeMap<std::ffi::OsString, std::ffi::OsString> = inherited
+        .into_iter()
+        .filter(|(k, _)| {
+            k.to_str()
+                .is_some_and(|k| is_base_env(k) || passthrough.iter().any(|p| p == k))
+        })
+        .collect();
+    for (k, v) in env {
+        out.insert(k.into(), v.into());
+    }
+    out.into_iter().collect()
 }
 
 /// How a server is reached, as decided by [`ServerConfig::transport`].
@@ -100,11 +136,21 @@ impl ServerConfig {
             }
         }
         if self.url.is_some()
-            && (!self.args.is_empty() || !self.env.is_empty() || self.cwd.is_some())
+            && (!self.args.is_empty()
+                || !self.env.is_empty()
+                || !self.env_passthrough.is_empty()
+                || self.cwd.is_some())
         {
             return Err(format!(
-                "mcp server `{name}`: `args`, `env` and `cwd` apply to `command` servers only"
+                "mcp server `{name}`: `args`, `env`, `env_passthrough` and `cwd` apply to `command` servers only"
             ));
+        }
+        for var in self.env.keys().chain(&self.env_passthrough) {
+            if var.is_empty() || var.contains('=') || var.contains('\0') {
+                return Err(format!(
+                    "mcp server `{name}`: `{var}` is not an environment variable name (no `=`, not empty)"
+                ));
+            }
         }
         if self.command.is_some() && !self.headers.is_empty() {
             return Err(format!(
@@ -256,6 +302,42 @@ mod tests {
         assert_eq!(time.args, ["-m", "mcp_server_time"]);
         assert!(time.enabled && time.sandbox.enabled && time.sandbox.network);
         assert_eq!(c.mcp.max_rounds, 5);
+    }
+
+    #[test]
+    fn servers_get_a_minimal_environment() {
+        let daemon_env = [
+            ("PATH", "/usr/bin"),
+            ("HOME", "/home/u"),
+            ("LC_ALL", "C.UTF-8"),
+            ("XDG_RUNTIME_DIR", "/run/user/1"),
+            ("OPENAI_API_KEY", "sk-secret"),
+            ("AWS_SECRET_ACCESS_KEY", "aws"),
+            ("GITHUB_TOKEN", "gh"),
+            ("LANGUAGE", "x"),
+        ]
+        .map(|(k, v)| (k.into(), v.into()));
+        let env = server_environment(
+            daemon_env,
+            &["GITHUB_TOKEN".to_owned()],
+            [("TZ".to_owned(), "Europe/Berlin".to_owned())],
+        );
+        let names: Vec<_> = env.iter().map(|(k, _)| k.to_string_lossy().into_owned()).collect();
+        assert_eq!(
+            names,
+            ["GITHUB_TOKEN", "HOME", "LC_ALL", "PATH", "TZ", "XDG_RUNTIME_DIR"]
+        );
+        assert!(!names.iter().any(|n| n.contains("API_KEY") || n.starts_with("AWS")));
+    }
+
+    #[test]
+    fn env_names_are_checked() {
+        let bad = "mcp:\n  servers:\n    s:\n      command: x\n      env_passthrough: [\"A=B\"]\n";
+        let err = parse(bad, "c.yaml").unwrap_err().to_string();
+        assert!(err.contains("A=B") && err.contains("`s`"), "{err}");
+        let http = "mcp:\n  servers:\n    w:\n      url: http://h/mcp\n      env_passthrough: [X]\n";
+        let err = parse(http, "c.yaml").unwrap_err().to_string();
+        assert!(err.contains("env_passthrough"), "{err}");
     }
 
     #[test]

@@ -59,6 +59,9 @@ pub struct StartOptions {
     /// Program run as `PROGRAM --sandbox-exec ...` for sandboxed servers; default: this
     /// executable (`$VTUBERD_SANDBOX_LAUNCHER` overrides).
     pub launcher: Option<PathBuf>,
+    /// The daemon's private files (socket cookie, history, web token): a sandbox grant
+    /// that covers one is reported, since it lets the server drive the daemon.
+    pub protected: Vec<PathBuf>,
 }
 
 /// Handle to all MCP servers; cheap to clone.
@@ -75,6 +78,7 @@ struct Inner {
     secrets_error: Option<String>,
     redactor: Redactor,
     launcher: Option<PathBuf>,
+    protected: Vec<PathBuf>,
     slots: BTreeMap<String, Arc<Slot>>,
     index: Mutex<Index>,
     pending: Mutex<HashMap<u64, oneshot::Sender<ApprovalDecision>>>,
@@ -198,6 +202,7 @@ impl McpManager {
             secrets_error,
             redactor,
             launcher,
+            protected: opts.protected,
             slots,
             index: Mutex::new(Index::default()),
             pending: Mutex::new(HashMap::new()),
@@ -1113,12 +1118,20 @@ async fn connect(
     };
     match cfg.transport() {
         Transport::Stdio { command } => {
-            let mut env = Vec::new();
+            let mut own = Vec::new();
             for (k, v) in &cfg.env {
-                env.push((k.clone(), resolve(v)?));
+                own.push((k.clone(), resolve(v)?));
             }
+            let env = super::config::server_environment(
+                std::env::vars_os(),
+                &cfg.env_passthrough,
+                own,
+            );
             let sandboxed = cfg.sandbox.enabled;
-            let mut cmd = if sandboxed {
+            // Every server goes through the launcher, which drops capabilities; only a
+            // sandboxed one is also confined by Landlock.
+            let launched = sandboxed || inner.launcher.is_some();
+            let mut cmd = if launched {
                 let launcher = inner
                     .launcher
                     .clone()
@@ -1129,6 +1142,7 @@ async fn connect(
                     network: cfg.sandbox.network,
                     cwd: cfg.cwd.clone(),
                     scratch: slot.scratch.clone(),
+                    confine: sandboxed,
                 };
                 let spec = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
                 let mut c = tokio::process::Command::new(launcher);
@@ -1137,7 +1151,7 @@ async fn connect(
             } else {
                 tokio::process::Command::new(command)
             };
-            cmd.args(&cfg.args).envs(env);
+            cmd.args(&cfg.args).env_clear().envs(env);
             if let Some(cwd) = &cfg.cwd {
                 cmd.current_dir(cwd);
             }
@@ -1155,7 +1169,7 @@ async fn connect(
                 tokio::spawn(read_stderr(slot.name.clone(), stderr, report_tx));
             }
             let served = tokio::time::timeout(timeout, handler.serve(transport)).await;
-            let report = if sandboxed {
+            let report = if launched {
                 // The launcher reports before `exec`, so by now the line is in the pipe.
                 tokio::time::timeout(Duration::from_secs(2), report_rx)
                     .await
@@ -1176,14 +1190,28 @@ async fn connect(
                 }
                 Err(_) => return Err(format!("no MCP handshake within {} s", timeout.as_secs())),
             };
-            let (level, detail) = match (sandboxed, report.and_then(|r| r.to_level())) {
-                (false, _) => (SandboxLevel::Off, String::new()),
+            let (level, mut detail) = match (sandboxed, report.and_then(|r| r.to_level())) {
+                (false, Some((_, detail))) => (SandboxLevel::Off, detail),
+                (false, None) => (SandboxLevel::Off, String::new()),
                 (true, Some(l)) => l,
                 (true, None) => (
                     SandboxLevel::Unsupported,
                     "the sandbox launcher did not report".into(),
                 ),
             };
+            let mut level = level;
+            if sandboxed {
+                let exposed = exposed_private_paths(cfg, &inner.protected);
+                if !exposed.is_empty() {
+                    tracing::warn!(target: "mcp", server = %slot.name, "{exposed}");
+                    if level == SandboxLevel::Enforced {
+                        level = SandboxLevel::Partial;
+                        detail = exposed;
+                    } else {
+                        detail = format!("{detail}; {exposed}");
+                    }
+                }
+            }
             slot.info.send_modify(|i| {
                 i.sandbox = level;
                 i.sandbox_detail = detail;
@@ -1218,6 +1246,33 @@ async fn connect(
             Ok((running, tools))
         }
     }
+}
+
+/// What a sandboxed server's grants expose of the daemon's private files (its cookie,
+/// history, web token): Landlock cannot carve a folder out of a granted one, so a grant
+/// of a parent lets the server read them. Empty when nothing is exposed.
+fn exposed_private_paths(cfg: &ServerConfig, protected: &[std::path::PathBuf]) -> String {
+    let grants = cfg
+        .sandbox
+        .read
+        .iter()
+        .chain(&cfg.sandbox.write)
+        .chain(cfg.cwd.iter());
+    let mut out = Vec::new();
+    for grant in grants {
+        let grant_c = std::fs::canonicalize(grant).unwrap_or_else(|_| grant.clone());
+        for p in protected {
+            let p_c = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+            if p_c.starts_with(&grant_c) {
+                out.push(format!(
+                    "the grant {} exposes the daemon's private {} (its socket cookie, history or web token): the server can drive the daemon; grant a narrower folder",
+                    grant.display(),
+                    p.display()
+                ));
+            }
+        }
+    }
+    out.join("; ")
 }
 
 fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {

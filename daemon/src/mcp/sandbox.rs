@@ -5,16 +5,28 @@
 //! ruleset, restricts itself, reports the result on stderr, and `exec`s the server. This
 //! avoids `pre_exec` in a multi-threaded parent, where only async-signal-safe code may run.
 //!
+//! Every stdio server, sandboxed or not, starts through the launcher with no
+//! capabilities (bounding, ambient, inheritable, permitted and effective sets cleared,
+//! `no_new_privs` set): a server started by a root daemon must not bypass the daemon
+//! being non-dumpable (reading its `/proc/<pid>/environ` needs `CAP_SYS_PTRACE`) or file
+//! permissions.
+//!
 //! What a sandboxed server gets:
 //! - read + execute: system trees (`/usr`, `/lib*`, `/bin`, `/sbin`, `/etc`, `/opt`,
 //!   `/proc`, `/sys/devices/system/cpu`, `/run/systemd/resolve`, `/nix/store`; missing
 //!   ones are skipped), the command's folder and install prefix (its
-//!   canonical target too, so venvs and nvm installs work), `~/.local` for Python tools
-//!   (user site-packages), the configured `read` folders and the server's `cwd`;
+//!   canonical target too, so venvs and nvm installs work), for Python tools the
+//!   user's `~/.local/lib` and `~/.local/bin` (user site-packages) and the pipx/uv tool
+//!   folders — never all of `~/.local`, which holds vtuber's history — the configured
+//!   `read` folders and the server's `cwd`;
 //! - read + write: `/dev/null`, `/dev/zero`, `/dev/urandom`, `/dev/random`, the configured
 //!   `write` folders, and a private scratch folder that `TMPDIR` points at. The shared
 //!   `/tmp` is deliberately not granted: other programs' files live there;
-//! - TCP bind/connect only when `network: true` (denial needs Landlock ABI 4).
+//! - TCP bind/connect only when `network: true` (denial needs Landlock ABI 4);
+//! - no signals to processes outside the sandbox (the daemon, the user's other
+//!   programs) and no abstract unix sockets made outside it (Landlock ABI 6 scopes).
+//!
+//! Whatever the kernel cannot enforce is named in the report (`vtuber mcp list`).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -26,7 +38,7 @@ use vtuber_shared::SandboxLevel;
 pub const REPORT_MARKER: &str = "VTUBERD-SANDBOX ";
 
 /// What the daemon asks the launcher to enforce.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SandboxSpec {
     pub read: Vec<PathBuf>,
     pub write: Vec<PathBuf>,
@@ -35,6 +47,14 @@ pub struct SandboxSpec {
     pub cwd: Option<PathBuf>,
     /// Private scratch folder, granted read-write.
     pub scratch: Option<PathBuf>,
+    /// `false`: no Landlock (the server's `sandbox.enabled: false`); capabilities are
+    /// dropped all the same.
+    #[serde(default = "yes")]
+    pub confine: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What the launcher achieved, sent back on stderr.
@@ -52,6 +72,7 @@ impl SandboxReport {
             "enforced" => SandboxLevel::Enforced,
             "partial" => SandboxLevel::Partial,
             "unsupported" => SandboxLevel::Unsupported,
+            "off" => SandboxLevel::Off,
             _ => return None,
         };
         Some((level, self.detail.clone()))
@@ -79,6 +100,15 @@ const SYSTEM_READ: &[&str] = &[
     "/nix/store",
 ];
 const DEVICES_RW: &[&str] = &["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"];
+/// Under `$HOME`: where Python tools keep user site-packages, scripts and tool venvs.
+const PYTHON_USER_FOLDERS: &[&str] = &[
+    ".local/lib",
+    ".local/bin",
+    ".local/pipx",
+    ".local/share/pipx",
+    ".local/share/uv",
+    ".cache/uv",
+];
 
 /// `command` resolved through `PATH` the way `execvp` would.
 pub fn resolve_command(command: &str) -> Option<PathBuf> {
@@ -152,7 +182,7 @@ fn restrict(
 ) -> Result<(String, String), String> {
     use landlock::{
         ABI, Access, AccessFs, AccessNet, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
-        path_beneath_rules,
+        Scope, path_beneath_rules,
     };
     let kabi = kernel_abi();
     if kabi < 1 {
@@ -176,7 +206,13 @@ fn restrict(
     if (base.starts_with("python") || matches!(base.as_str(), "uv" | "uvx" | "pipx"))
         && let Some(home) = std::env::var_os("HOME")
     {
-        read.push(PathBuf::from(home).join(".local"));
+        let home = PathBuf::from(home);
+        read.extend(
+            PYTHON_USER_FOLDERS
+                .iter()
+                .map(|rel| home.join(rel))
+                .filter(|p| p.exists()),
+        );
     }
     read.extend(spec.read.iter().cloned());
     read.extend(spec.cwd.iter().cloned());
@@ -194,6 +230,9 @@ fn restrict(
             .handle_access(AccessNet::from_all(abi))
             .map_err(err)?;
     }
+    if kabi >= 6 {
+        ruleset = ruleset.scope(Scope::from_all(abi)).map_err(err)?;
+    }
     let status = ruleset
         .create()
         .map_err(err)?
@@ -207,6 +246,11 @@ fn restrict(
     if deny_net && kabi < 4 {
         gaps.push(format!(
             "network not restricted (kernel Landlock ABI {kabi}, needs 4)"
+        ));
+    }
+    if kabi < 6 {
+        gaps.push(format!(
+            "can signal the daemon and other processes of the user, and reach abstract unix sockets (kernel Landlock ABI {kabi}, needs 6)"
         ));
     }
     Ok(match status.ruleset {
@@ -246,12 +290,70 @@ pub fn exec_sandboxed(spec_json: &str, command: &[OsString]) -> std::process::Ex
     let Some(resolved) = resolve_command(&program_str) else {
         return fail(format!("command `{program_str}` not found in PATH"));
     };
-    match restrict(&spec, &resolved, &program_str) {
-        Ok((level, detail)) => report(&level, detail),
+    // The server's files get ordinary modes; the daemon's own umask is 077.
+    // SAFETY: umask has no preconditions.
+    unsafe { libc::umask(0o022) };
+    // Landlock first (opening the granted folders may still need the capabilities a
+    // root daemon has), then the capabilities go.
+    let confined = if spec.confine {
+        match restrict(&spec, &resolved, &program_str) {
+            Ok(c) => Some(c),
+            Err(e) => return fail(e),
+        }
+    } else {
+        None
+    };
+    let caps_gap = match drop_capabilities() {
+        Ok(gap) => gap,
         Err(e) => return fail(e),
+    };
+    match confined {
+        None => report("off", caps_gap.unwrap_or_default()),
+        Some((mut level, mut detail)) => {
+            if let Some(gap) = caps_gap {
+                if level == "enforced" {
+                    level = "partial".into();
+                    detail = gap;
+                } else {
+                    detail = format!("{detail}; {gap}");
+                }
+            }
+            report(&level, detail)
+        }
     }
     let err = std::process::Command::new(&resolved).args(args).exec();
     fail(format!("cannot run `{}`: {err}", resolved.display()))
+}
+
+/// Clears every capability set and sets `no_new_privs`, so neither this process nor
+/// what it `exec`s holds or can regain a capability. Returns a note when some remain
+/// (only possible for a process that had capabilities but not `CAP_SETPCAP`); errors
+/// when `no_new_privs` cannot be set.
+fn drop_capabilities() -> Result<Option<String>, String> {
+    use caps::CapSet;
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes no pointers.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(format!(
+            "cannot set no_new_privs: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // The bounding set first: dropping from it needs CAP_SETPCAP, which the clears
+    // below take away. Without CAP_SETPCAP (an ordinary user) it fails harmlessly: such
+    // a process has no permitted capabilities, and no_new_privs keeps it that way.
+    // Every index the kernel may know, not only those this crate names (EINVAL past the
+    // last one is ignored).
+    for cap in 0..64 {
+        // SAFETY: PR_CAPBSET_DROP takes a capability number, no pointers.
+        unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
+    }
+    let _ = caps::clear(None, CapSet::Ambient);
+    for set in [CapSet::Inheritable, CapSet::Effective, CapSet::Permitted] {
+        caps::clear(None, set).map_err(|e| format!("cannot drop capabilities: {e}"))?;
+    }
+    let left = caps::read(None, CapSet::Permitted)
+        .map_err(|e| format!("cannot read capabilities: {e}"))?;
+    Ok((!left.is_empty()).then(|| format!("{} capabilities kept", left.len())))
 }
 
 #[cfg(test)]

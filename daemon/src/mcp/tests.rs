@@ -134,6 +134,7 @@ async fn real_server_end_to_end() {
         store,
         StartOptions {
             launcher: Some(launcher),
+            ..StartOptions::default()
         },
     );
 
@@ -349,6 +350,7 @@ async fn sandboxed_and_plain_start_times() {
     };
     let opts = StartOptions {
         launcher: Some(launcher),
+        ..StartOptions::default()
     };
     let mut times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
     for round in 0..10 {
@@ -393,6 +395,7 @@ async fn python_time_server() {
             store.clone(),
             StartOptions {
                 launcher: Some(launcher.clone()),
+                ..StartOptions::default()
             },
         );
         let info = m.wait_settled("time", DEADLINE).await.unwrap();
@@ -486,6 +489,7 @@ async fn start_failures_are_explained() {
         store,
         StartOptions {
             launcher: Some(launcher),
+            ..StartOptions::default()
         },
     );
     for (name, want) in [

@@ -40,7 +40,10 @@ impl ModelPaths {
     pub fn new(cfg: &SpeechConfig) -> Self {
         let dir = models_dir(cfg);
         Self {
-            onnxruntime: cfg.onnxruntime.clone(),
+            onnxruntime: Some(super::onnx::configured_library(
+                cfg.onnxruntime.as_deref(),
+                &dir,
+            )),
             vad: cfg
                 .vad
                 .model
@@ -375,5 +378,32 @@ fn espeak_voice_for(language: &str) -> String {
     match language {
         "" | "en" => "en-us".into(),
         other => other.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `speech.models_dir` set, `speech.onnxruntime` unset: the library is looked for in
+    /// that folder (it used to be looked for in the default one, so Piper and the VAD
+    /// failed to load).
+    #[test]
+    fn onnx_runtime_follows_the_models_folder() {
+        if std::env::var_os(super::super::onnx::DYLIB_ENV).is_some() {
+            return; // $ORT_DYLIB_PATH rightly wins over the folder
+        }
+        let cfg = SpeechConfig {
+            models_dir: Some(PathBuf::from("/srv/vtuber-models")),
+            ..SpeechConfig::default()
+        };
+        let paths = ModelPaths::new(&cfg);
+        assert_eq!(
+            paths.onnxruntime.as_deref(),
+            Some(std::path::Path::new(
+                "/srv/vtuber-models/onnxruntime/libonnxruntime.so"
+            ))
+        );
+        assert_eq!(paths.vad, PathBuf::from("/srv/vtuber-models/silero_vad.onnx"));
     }
 }

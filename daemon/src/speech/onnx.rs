@@ -27,13 +27,30 @@ static INIT: Mutex<()> = Mutex::new(());
 
 /// Where the setup script installs the library: `<models dir>/onnxruntime/libonnxruntime.so`.
 pub fn default_library_path() -> PathBuf {
-    vtuber_shared::paths::models_dir()
-        .join("onnxruntime")
-        .join(format!(
-            "{}onnxruntime{}",
-            std::env::consts::DLL_PREFIX,
-            std::env::consts::DLL_SUFFIX
-        ))
+    library_in(&vtuber_shared::paths::models_dir())
+}
+
+/// `<models_dir>/onnxruntime/libonnxruntime.so`.
+pub fn library_in(models_dir: &Path) -> PathBuf {
+    models_dir.join("onnxruntime").join(format!(
+        "{}onnxruntime{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ))
+}
+
+/// The library for a configuration: `speech.onnxruntime`, else `$ORT_DYLIB_PATH`, else
+/// the one in the configured models folder (not the default folder: a user who moved
+/// the models moved the library with them, as `conf.yaml` documents).
+pub fn configured_library(explicit: Option<&Path>, models_dir: &Path) -> PathBuf {
+    explicit
+        .map(Path::to_path_buf)
+        .or_else(|| {
+            std::env::var_os(DYLIB_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| library_in(models_dir))
 }
 
 /// The library [`init_runtime`] would load: `explicit`, else `$ORT_DYLIB_PATH`, else the
@@ -205,6 +222,18 @@ mod tests {
         let p = Path::new("/some/where/libonnxruntime.so");
         assert_eq!(library_path(Some(p)), p);
         assert!(default_library_path().ends_with("models/onnxruntime/libonnxruntime.so"));
+        assert_eq!(configured_library(Some(p), Path::new("/m")), p);
+    }
+
+    #[test]
+    fn configured_models_folder_holds_the_library() {
+        if std::env::var_os(DYLIB_ENV).is_some() {
+            return; // the environment variable rightly wins; nothing to check here
+        }
+        assert_eq!(
+            configured_library(None, Path::new("/srv/models")),
+            Path::new("/srv/models/onnxruntime/libonnxruntime.so")
+        );
     }
 
     #[test]

@@ -8,8 +8,11 @@
 //!
 //! Tools: `add`, `echo`, `echo_time`, `slow` (progress, honours cancellation), `crash`
 //! (exits with code 3 without replying), `change_tools` (adds `late_tool` and announces
-//! it), `read_file` / `write_file` (sandbox probes), `env_has` (never reveals a value) and
-//! `connect` (network probe). It writes `ready` to stderr when it starts.
+//! it), `read_file` / `write_file` (sandbox probes), `env_has` (never reveals a value),
+//! `connect` (network probe), and the hostile probes a malicious server would try:
+//! `env_dump` (its whole environment), `capabilities` (its Cap* lines), `signal` (kill a
+//! pid), `socket_hello` (drive vtuberd through its socket) and `ws_upgrade` (open the
+//! daemon's WebSocket). It writes `ready` to stderr when it starts.
 
 use std::convert::Infallible;
 use std::io::Write as _;
@@ -86,6 +89,44 @@ struct NameArgs {
 struct AddrArgs {
     /// `host:port`.
     addr: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+struct SignalArgs {
+    pid: i32,
+    /// Signal number; 0 only checks whether signalling is allowed.
+    signal: i32,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+struct SocketHelloArgs {
+    /// The daemon's socket path.
+    socket: String,
+    /// A file to read the cookie from (sent in `hello` when readable).
+    #[serde(default)]
+    cookie_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+struct WsArgs {
+    /// `host:port`.
+    addr: String,
+    /// Request path, e.g. `/client-ws`.
+    path: String,
+    /// A file to read a token from, appended as `?token=`.
+    #[serde(default)]
+    token_file: Option<String>,
+}
+
+/// Reads a secret the way an intruder would; the error text when it cannot.
+async fn try_read_secret(path: Option<&str>) -> (Option<String>, String) {
+    match path {
+        None => (None, String::new()),
+        Some(p) => match tokio::fs::read_to_string(p).await {
+            Ok(t) => (Some(t.trim().to_owned()), format!("read {p}; ")),
+            Err(e) => (None, format!("cannot read {p}: {e}; ")),
+        },
+    }
 }
 
 fn ok(text: impl Into<String>) -> CallToolResult {
@@ -221,6 +262,116 @@ impl TestServer {
             Some(v) if !v.is_empty() => ok(format!("{name} is set")),
             Some(_) => ok(format!("{name} is empty")),
             None => ok(format!("{name} is not set")),
+        }
+    }
+
+    /// Every environment variable, `NAME=value` per line, sorted.
+    #[tool(annotations(read_only_hint = true))]
+    async fn env_dump(&self) -> CallToolResult {
+        let mut vars: Vec<String> = std::env::vars_os()
+            .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+            .collect();
+        vars.sort();
+        ok(vars.join("\n"))
+    }
+
+    /// This process's capability sets (`Cap*` lines of /proc/self/status).
+    #[tool(annotations(read_only_hint = true))]
+    async fn capabilities(&self) -> CallToolResult {
+        match tokio::fs::read_to_string("/proc/self/status").await {
+            Ok(status) => ok(status
+                .lines()
+                .filter(|l| l.starts_with("Cap"))
+                .collect::<Vec<_>>()
+                .join("\n")),
+            Err(e) => fail(format!("cannot read /proc/self/status: {e}")),
+        }
+    }
+
+    /// Sends `signal` to `pid`.
+    #[tool(annotations(destructive_hint = true))]
+    async fn signal(&self, args: Parameters<SignalArgs>) -> CallToolResult {
+        let SignalArgs { pid, signal } = args.0;
+        // SAFETY: kill takes no pointers; a bad pid or signal is an error return.
+        let rc = unsafe { libc::kill(pid, signal) };
+        if rc == 0 {
+            ok(format!("signal {signal} delivered to {pid}"))
+        } else {
+            fail(format!(
+                "cannot signal {pid}: {}",
+                std::io::Error::last_os_error()
+            ))
+        }
+    }
+
+    /// Connects to vtuberd's socket, says `hello` (with the cookie from `cookie_file` if
+    /// it can be read) and asks for `status`; returns what the daemon answered.
+    #[tool(annotations(destructive_hint = true))]
+    async fn socket_hello(&self, args: Parameters<SocketHelloArgs>) -> CallToolResult {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let SocketHelloArgs {
+            socket,
+            cookie_file,
+        } = args.0;
+        let (cookie, mut note) = try_read_secret(cookie_file.as_deref()).await;
+        let attempt = async {
+            let stream = tokio::net::UnixStream::connect(&socket).await?;
+            let (r, mut w) = stream.into_split();
+            let hello = serde_json::json!({"id": 1, "request": {
+                "type": "hello", "protocol": 1, "client": "intruder", "subscribe": false,
+                "cookie": cookie,
+            }});
+            let status = serde_json::json!({"id": 2, "request": {"type": "status"}});
+            w.write_all(format!("{hello}\n{status}\n").as_bytes()).await?;
+            let mut lines = BufReader::new(r).lines();
+            let mut out = Vec::new();
+            while out.len() < 2 {
+                match lines.next_line().await? {
+                    Some(l) => out.push(l.chars().take(300).collect::<String>()),
+                    None => break,
+                }
+            }
+            Ok::<_, std::io::Error>(out.join("\n"))
+        };
+        match tokio::time::timeout(Duration::from_secs(5), attempt).await {
+            Ok(Ok(text)) => {
+                note.push_str(&text);
+                ok(note)
+            }
+            Ok(Err(e)) => fail(format!("{note}cannot talk to {socket}: {e}")),
+            Err(_) => fail(format!("{note}no answer from {socket}")),
+        }
+    }
+
+    /// Asks `addr` to upgrade `path` to a WebSocket (with `?token=` read from
+    /// `token_file` when readable) and returns the HTTP status line.
+    #[tool(annotations(destructive_hint = true))]
+    async fn ws_upgrade(&self, args: Parameters<WsArgs>) -> CallToolResult {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let WsArgs {
+            addr,
+            path,
+            token_file,
+        } = args.0;
+        let (token, note) = try_read_secret(token_file.as_deref()).await;
+        let target = match token {
+            Some(t) => format!("{path}?token={t}"),
+            None => path,
+        };
+        let attempt = async {
+            let mut stream = tokio::net::TcpStream::connect(&addr).await?;
+            let request = format!(
+                "GET {target} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            );
+            stream.write_all(request.as_bytes()).await?;
+            let mut line = String::new();
+            BufReader::new(stream).read_line(&mut line).await?;
+            Ok::<_, std::io::Error>(line.trim().to_owned())
+        };
+        match tokio::time::timeout(Duration::from_secs(5), attempt).await {
+            Ok(Ok(status)) => ok(format!("{note}{status}")),
+            Ok(Err(e)) => fail(format!("{note}cannot connect to {addr}: {e}")),
+            Err(_) => fail(format!("{note}no answer from {addr}")),
         }
     }
 
