@@ -45,6 +45,10 @@ pub const DELTA_MAX_BYTES: usize = 64 * 1024;
 /// (`text_omitted`), as clients already have it from the deltas.
 pub const TURN_ENDED_TEXT_MAX_BYTES: usize = 1024 * 1024;
 
+/// Tool calls read from one LLM reply; the index a server sends sizes a table, so it is
+/// checked first.
+const MAX_TOOL_CALLS: usize = 128;
+
 /// Longest input `send_text` accepts: it is repeated in `turn_started`, which must fit a
 /// frame, and no model's context holds more anyway.
 pub const MAX_INPUT_BYTES: usize = 1024 * 1024;
@@ -1166,7 +1170,7 @@ impl Turn {
                 item = stream.recv() => item,
             };
             match item {
-                Some(Ok(LlmEvent::TextDelta(mut delta))) => {
+                Some(Ok(LlmEvent::TextDelta(delta))) => {
                     if delta.is_empty() {
                         continue;
                     }
@@ -1189,7 +1193,7 @@ impl Turn {
                         held = false;
                         self.emit_text(reply, text.clone());
                     } else {
-                        self.emit_text(reply, std::mem::take(&mut delta));
+                        self.emit_text(reply, delta);
                     }
                 }
                 Some(Ok(LlmEvent::ToolCallDelta {
@@ -1203,6 +1207,12 @@ impl Turn {
                         + name.as_ref().map_or(0, String::len);
                     if let Err((limit, _)) = budget.take(len) {
                         break Ok(self.cut(limit, &mut text, held, reply));
+                    }
+                    if index >= MAX_TOOL_CALLS {
+                        break Err(LlmError::Protocol(format!(
+                            "the LLM server sent tool call number {index}; at most {MAX_TOOL_CALLS} are read per reply"
+                        ))
+                        .to_body());
                     }
                     if partial.len() <= index {
                         partial.resize(index + 1, (None, None, String::new()));

@@ -361,7 +361,7 @@ impl Store {
                 let cost = json_str_len(&m.text[start..]) + MESSAGE_OVERHEAD;
                 if used + cost <= budget {
                     used += cost;
-                    m.text.drain(..start);
+                    m.text.replace_range(..start, "");
                     m.text_offset = start as u64;
                     page.push(m);
                     continue;
@@ -383,7 +383,7 @@ impl Store {
                 }
                 let end = start + take;
                 m.text.truncate(end);
-                m.text.drain(..start);
+                m.text.replace_range(..start, "");
                 m.text_offset = start as u64;
                 m.text_continues = take < rest_len;
                 page.push(m.clone());

@@ -1424,6 +1424,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_line_without_end_fails_once_it_passes_the_limit() {
+        let mock = MockLlm::start(MockBehaviour::LongLine {
+            bytes: 8 * MAX_LINE_BYTES,
+        })
+        .await
+        .unwrap();
+        let err =
+            only_error(collect(provider(&config(&mock.base_url())).stream(user("hi"), CancellationToken::new())).await);
+        assert!(matches!(err, LlmError::LineTooLong { .. }), "{err:?}");
+        assert!(err.to_body().hint.unwrap_or_default().contains("llm.base_url"));
+        assert_eq!(mock.request_count(), 1, "not retried");
+    }
+
+    #[tokio::test]
     async fn echo_shows_the_prompt_reached_the_server() {
         let mock = MockLlm::start(MockBehaviour::echo_last_user())
             .await
