@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
-use vtuber_shared::{Event, ServerFrame, framing};
+use vtuber_shared::{ErrorBody, ErrorCode, Event, ServerFrame, framing};
 
 /// An event ready to write: its sequence number and its encoded line.
 #[derive(Debug)]
@@ -61,7 +61,28 @@ impl EventBus {
                     event,
                 }));
             }
-            Err(e) => tracing::error!(error = %e, "event could not be encoded; dropped"),
+            Err(e) => {
+                // Senders keep events small (replies go out in pieces); should one slip
+                // through anyway, clients hear about it instead of missing it silently.
+                tracing::error!(error = %e, "event could not be encoded; sending an error instead");
+                let note = Event::Error {
+                    error: ErrorBody::new(
+                        ErrorCode::Internal,
+                        format!("an event could not be sent: {e}"),
+                    )
+                    .with_hint("re-read the conversation with `vtuber history show`"),
+                };
+                if let Ok(line) = framing::encode(&ServerFrame::Event {
+                    seq: *seq,
+                    event: note.clone(),
+                }) {
+                    let _ = self.inner.tx.send(Arc::new(EncodedEvent {
+                        seq: *seq,
+                        line,
+                        event: note,
+                    }));
+                }
+            }
         }
         *seq
     }
@@ -102,5 +123,23 @@ mod tests {
             other => panic!("expected lag, got {other:?}"),
         }
         assert_eq!(rx.recv().await.unwrap().seq, 28);
+    }
+
+    #[tokio::test]
+    async fn an_event_too_large_for_a_frame_becomes_an_error_event() {
+        let bus = EventBus::new(16);
+        let (mut rx, _) = bus.subscribe();
+        let seq = bus.emit(Event::Delta {
+            turn_id: 1,
+            text: "x".repeat(framing::MAX_FRAME_BYTES + 1),
+        });
+        let got = rx.recv().await.unwrap();
+        assert_eq!(got.seq, seq);
+        assert!(got.line.len() < 1024);
+        assert!(
+            matches!(&got.event, Event::Error { error } if error.code == ErrorCode::Internal),
+            "{:?}",
+            got.event
+        );
     }
 }

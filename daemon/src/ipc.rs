@@ -493,13 +493,19 @@ async fn handle(
                 .await
                 .map(|conversations| Reply::Conversations { conversations })
                 .map_err(|e| e.to_body()),
-            Request::GetConversation { id } => stage
+            Request::GetConversation { id, page } => stage
                 .store
-                .conversation(id)
+                .conversation_page(
+                    id,
+                    page,
+                    crate::store::PAGE_TEXT_BUDGET,
+                    crate::store::PAGE_MAX_MESSAGES,
+                )
                 .await
-                .map(|(conversation, messages)| Reply::Conversation {
+                .map(|(conversation, messages, next)| Reply::Conversation {
                     conversation,
                     messages,
+                    next,
                 })
                 .map_err(|e| e.to_body()),
             Request::NewConversation => stage

@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use vtuber_shared::framing::{json_chunks, json_str_len};
 use vtuber_shared::{
-    CharacterInfo, DaemonState, ErrorBody, ErrorCode, Event, LlmInfo, ModelLoad, Role, Status,
-    TurnOutcome, Usage,
+    CharacterInfo, CutReason, DaemonState, ErrorBody, ErrorCode, Event, LlmInfo, ModelLoad,
+    ReplyCut, Role, Status, TurnOutcome, Usage,
 };
 
 use crate::characters::{Character, Roster};
-use crate::config::{Config, LlmConfig, ProviderKind};
+use crate::config::{Config, LlmConfig, ProviderKind, ReplyLimits};
 use crate::events::EventBus;
 use crate::llm::{
     ChatMessage, ChatRequest, FinishReason, LlmError, LlmEvent, SharedProvider, ToolCall,
@@ -34,6 +35,23 @@ pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 /// Most messages read back from history when building a prompt; the token budget
 /// usually stops earlier.
 const HISTORY_SCAN_LIMIT: usize = 200;
+
+/// Largest piece of reply text in one `delta` event (JSON-escaped bytes). A provider may
+/// hand over any amount at once (a non-streaming server, held-back JSON-mode text);
+/// events stay far below the frame limit.
+pub const DELTA_MAX_BYTES: usize = 64 * 1024;
+
+/// Largest reply repeated in `turn_ended` (JSON-escaped bytes); a larger one is left out
+/// (`text_omitted`), as clients already have it from the deltas.
+pub const TURN_ENDED_TEXT_MAX_BYTES: usize = 1024 * 1024;
+
+/// Tool calls read from one LLM reply; the index a server sends sizes a table, so it is
+/// checked first.
+const MAX_TOOL_CALLS: usize = 128;
+
+/// Longest input `send_text` accepts: it is repeated in `turn_started`, which must fit a
+/// frame, and no model's context holds more anyway.
+pub const MAX_INPUT_BYTES: usize = 1024 * 1024;
 
 /// Snapshot of what clients see in `status`, kept current by the actor.
 #[derive(Debug, Clone)]
@@ -273,6 +291,16 @@ impl Stage {
                 ErrorBody::new(ErrorCode::InvalidArgument, "the message is empty")
                     .with_hint("type something to say"),
             );
+        }
+        if json_str_len(&text) > MAX_INPUT_BYTES {
+            return Err(ErrorBody::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "the message is {} bytes; the limit is {MAX_INPUT_BYTES}",
+                    text.len()
+                ),
+            )
+            .with_hint("send a shorter message"));
         }
         self.ask(|reply| Command::SendText {
             text,
@@ -784,6 +812,7 @@ impl Actor {
             conversation,
             system_prompt: self.character.system_prompt(),
             provider,
+            limits: llm.reply_limits(),
             llm,
             token_budget: self.config.history.token_budget,
             cancel: cancel.clone(),
@@ -823,8 +852,9 @@ pub fn character_dir(config: &Config) -> Option<PathBuf> {
 /// How one LLM request of a turn ended.
 enum Step {
     Cancelled,
+    /// A per-turn limit was reached; what came before it was emitted.
+    Cut(Limit),
     Finished {
-        reason: FinishReason,
         /// The text of this request.
         text: String,
         calls: Vec<ToolCall>,
@@ -833,12 +863,112 @@ enum Step {
     },
 }
 
+/// How a turn's generation ended, short of an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Finished,
+    Cancelled,
+    Cut(Limit),
+}
+
+/// Which of the per-turn limits (`llm.max_reply_*`) a reply reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    Tokens(u64),
+    Bytes(u64),
+    Time(Duration),
+}
+
+impl Limit {
+    fn reason(self) -> CutReason {
+        match self {
+            Self::Tokens(_) | Self::Bytes(_) => CutReason::Length,
+            Self::Time(_) => CutReason::Time,
+        }
+    }
+
+    /// The note clients show: what happened and which setting to change.
+    fn note(self) -> ReplyCut {
+        let message = match self {
+            Self::Tokens(n) => format!(
+                "the reply reached the daemon's limit of {n} tokens and was cut there \
+                 (raise llm.max_reply_tokens in conf.yaml for longer replies)"
+            ),
+            Self::Bytes(n) => format!(
+                "the reply reached the daemon's limit of {n} bytes and was cut there \
+                 (raise llm.max_reply_bytes in conf.yaml for longer replies)"
+            ),
+            Self::Time(d) => format!(
+                "the reply took longer than the daemon's limit of {} s and was cut there \
+                 (raise llm.max_reply_secs in conf.yaml, or check the LLM server)",
+                d.as_secs()
+            ),
+        };
+        ReplyCut {
+            reason: self.reason(),
+            message,
+        }
+    }
+}
+
+/// What a turn has received so far, against its [`ReplyLimits`]. Counted as the stream
+/// arrives, whatever the provider and the server do with `max_tokens`.
+struct Budget {
+    limits: ReplyLimits,
+    /// Streamed pieces (text and tool-call fragments), about one token each.
+    tokens: u64,
+    /// Bytes of text and tool-call arguments.
+    bytes: u64,
+    /// Receiving time left; tool calls do not spend it.
+    time_left: Duration,
+}
+
+impl Budget {
+    fn new(limits: ReplyLimits) -> Self {
+        Self {
+            limits,
+            tokens: 0,
+            bytes: 0,
+            time_left: limits.time,
+        }
+    }
+
+    /// Counts one streamed piece of `len` bytes. `Ok(())` when it fits whole; otherwise
+    /// the limit reached and how many of its bytes still fit.
+    fn take(&mut self, len: usize) -> Result<(), (Limit, usize)> {
+        if self.tokens >= self.limits.tokens {
+            return Err((Limit::Tokens(self.limits.tokens), 0));
+        }
+        let room = self.limits.bytes.saturating_sub(self.bytes);
+        if len as u64 > room {
+            self.bytes = self.limits.bytes;
+            return Err((
+                Limit::Bytes(self.limits.bytes),
+                usize::try_from(room).unwrap_or(usize::MAX),
+            ));
+        }
+        self.tokens += 1;
+        self.bytes += len as u64;
+        Ok(())
+    }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn floor_prefix(s: &str, max: usize) -> &str {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// One reply being generated.
 struct Turn {
     id: u64,
     conversation: i64,
     system_prompt: String,
     provider: SharedProvider,
+    limits: ReplyLimits,
     llm: LlmConfig,
     token_budget: usize,
     cancel: CancellationToken,
@@ -869,10 +999,18 @@ impl Turn {
         self.set_state(DaemonState::Thinking);
         let mut reply = String::new();
         let mut usage: Option<Usage> = None;
-        let result = self.generate(&mut reply, &mut usage).await;
-        let interrupted = matches!(result, Ok(FinishReason::Cancelled));
+        let mut budget = Budget::new(self.limits);
+        let result = self.generate(&mut reply, &mut usage, &mut budget).await;
+        let interrupted = matches!(result, Ok(Ended::Cancelled));
+        let cut = match result {
+            Ok(Ended::Cut(limit)) => {
+                tracing::info!(turn = self.id, ?limit, bytes = reply.len(), "reply cut at a per-turn limit");
+                Some(limit.note())
+            }
+            _ => None,
+        };
         let outcome = match result {
-            Ok(FinishReason::Cancelled) => TurnOutcome::Interrupted,
+            Ok(Ended::Cancelled) => TurnOutcome::Interrupted,
             Ok(_) => TurnOutcome::Finished,
             Err(e) => TurnOutcome::Failed { error: e },
         };
@@ -882,7 +1020,13 @@ impl Turn {
             let partial = interrupted || matches!(outcome, TurnOutcome::Failed { .. });
             if let Err(e) = self
                 .store
-                .add_message(self.conversation, Role::Assistant, &reply, partial)
+                .add_reply(
+                    self.conversation,
+                    Role::Assistant,
+                    &reply,
+                    partial,
+                    cut.as_ref().map(|c| c.reason),
+                )
                 .await
             {
                 tracing::error!(error = %e, "could not store the reply");
@@ -895,11 +1039,19 @@ impl Turn {
                 v.last_error = Some(error.clone());
             }
         }
+        // Clients have the reply from the deltas; only a size that surely fits a frame
+        // is repeated here.
+        let text_omitted = json_str_len(&reply) > TURN_ENDED_TEXT_MAX_BYTES;
+        if text_omitted {
+            reply = String::new();
+        }
         self.bus.emit(Event::TurnEnded {
             turn_id: self.id,
             outcome,
             text: reply,
             usage,
+            cut,
+            text_omitted,
         });
     }
 
@@ -907,7 +1059,8 @@ impl Turn {
         &self,
         reply: &mut String,
         usage: &mut Option<Usage>,
-    ) -> Result<FinishReason, ErrorBody> {
+        budget: &mut Budget,
+    ) -> Result<Ended, ErrorBody> {
         let mut messages = self.prompt().await?;
         let specs = self.tools.as_ref().map(|t| t.specs()).unwrap_or_default();
         let native = self.provider.supports_native_tools();
@@ -932,16 +1085,16 @@ impl Turn {
                 max_tokens: self.llm.max_tokens,
             };
             let step = self
-                .stream_step(request, reply, usage, offer && !native)
+                .stream_step(request, reply, usage, offer && !native, budget)
                 .await?;
-            let Step::Finished {
-                reason,
-                text,
-                mut calls,
-                emitted,
-            } = step
-            else {
-                return Ok(FinishReason::Cancelled);
+            let (text, mut calls, emitted) = match step {
+                Step::Cancelled => return Ok(Ended::Cancelled),
+                Step::Cut(limit) => return Ok(Ended::Cut(limit)),
+                Step::Finished {
+                    text,
+                    calls,
+                    emitted,
+                } => (text, calls, emitted),
             };
             if offer
                 && !native
@@ -957,12 +1110,12 @@ impl Turn {
                 self.emit_text(reply, text.clone());
             }
             if calls.is_empty() || !offer {
-                return Ok(reason);
+                return Ok(Ended::Finished);
             }
             rounds += 1;
             self.set_state(DaemonState::Thinking);
             let Some(results) = self.run_tools(&calls).await else {
-                return Ok(FinishReason::Cancelled);
+                return Ok(Ended::Cancelled);
             };
             if native {
                 let mut assistant = ChatMessage::new(Role::Assistant, text);
@@ -996,21 +1149,40 @@ impl Turn {
         reply: &mut String,
         usage: &mut Option<Usage>,
         hold_json: bool,
+        budget: &mut Budget,
     ) -> Result<Step, ErrorBody> {
-        let mut stream = self.provider.stream(request, self.cancel.child_token());
+        let started = tokio::time::Instant::now();
+        let deadline = started + budget.time_left;
+        let stream_cancel = self.cancel.child_token();
+        // Dropping the receiver or cancelling stops the provider; both happen on a cut.
+        let _stop_on_exit = stream_cancel.clone().drop_guard();
+        let mut stream = self.provider.stream(request, stream_cancel);
         let mut text = String::new();
         let mut held = hold_json;
         let mut partial: Vec<(Option<String>, Option<String>, String)> = Vec::new();
-        loop {
+        let result = loop {
             let item = tokio::select! {
                 biased;
-                _ = self.cancel.cancelled() => return Ok(Step::Cancelled),
+                _ = self.cancel.cancelled() => break Ok(Step::Cancelled),
+                () = tokio::time::sleep_until(deadline) => {
+                    break Ok(self.cut(Limit::Time(budget.limits.time), &mut text, held, reply));
+                }
                 item = stream.recv() => item,
             };
             match item {
                 Some(Ok(LlmEvent::TextDelta(delta))) => {
                     if delta.is_empty() {
                         continue;
+                    }
+                    if let Err((limit, fits)) = budget.take(delta.len()) {
+                        let kept = floor_prefix(&delta, fits).to_owned();
+                        if !kept.is_empty() {
+                            text.push_str(&kept);
+                            if !held {
+                                self.emit_text(reply, kept);
+                            }
+                        }
+                        break Ok(self.cut(limit, &mut text, held, reply));
                     }
                     text.push_str(&delta);
                     if held {
@@ -1030,6 +1202,18 @@ impl Turn {
                     name,
                     arguments,
                 })) => {
+                    let len = arguments.len()
+                        + id.as_ref().map_or(0, String::len)
+                        + name.as_ref().map_or(0, String::len);
+                    if let Err((limit, _)) = budget.take(len) {
+                        break Ok(self.cut(limit, &mut text, held, reply));
+                    }
+                    if index >= MAX_TOOL_CALLS {
+                        break Err(LlmError::Protocol(format!(
+                            "the LLM server sent tool call number {index}; at most {MAX_TOOL_CALLS} are read per reply"
+                        ))
+                        .to_body());
+                    }
                     if partial.len() <= index {
                         partial.resize(index + 1, (None, None, String::new()));
                     }
@@ -1043,8 +1227,8 @@ impl Turn {
                     slot.2.push_str(&arguments);
                 }
                 Some(Ok(LlmEvent::Usage(u))) => *usage = Some(u),
-                Some(Ok(LlmEvent::Finish(FinishReason::Cancelled))) => return Ok(Step::Cancelled),
-                Some(Ok(LlmEvent::Finish(reason))) => {
+                Some(Ok(LlmEvent::Finish(FinishReason::Cancelled))) => break Ok(Step::Cancelled),
+                Some(Ok(LlmEvent::Finish(_))) => {
                     let calls = partial
                         .into_iter()
                         .enumerate()
@@ -1056,16 +1240,15 @@ impl Turn {
                             })
                         })
                         .collect();
-                    return Ok(Step::Finished {
-                        reason,
+                    break Ok(Step::Finished {
                         text,
                         calls,
                         emitted: !held,
                     });
                 }
-                Some(Err(e)) => return Err(e.to_body()),
+                Some(Err(e)) => break Err(e.to_body()),
                 None => {
-                    return if self.cancel.is_cancelled() {
+                    break if self.cancel.is_cancelled() {
                         Ok(Step::Cancelled)
                     } else {
                         Err(
@@ -1075,10 +1258,26 @@ impl Turn {
                     };
                 }
             }
-        }
+        };
+        budget.time_left = budget.time_left.saturating_sub(started.elapsed());
+        result
     }
 
+    /// Ends a step at a limit. Text held back in JSON tool mode is shown after all: it
+    /// is the reply so far, and a cut tool call will not run.
+    fn cut(&self, limit: Limit, text: &mut String, held: bool, reply: &mut String) -> Step {
+        if held && !text.is_empty() {
+            self.emit_text(reply, std::mem::take(text));
+        }
+        Step::Cut(limit)
+    }
+
+    /// Sends reply text out: to the speaker and, in pieces that always fit a frame, to
+    /// clients as `delta` events.
     fn emit_text(&self, reply: &mut String, text: String) {
+        if text.is_empty() {
+            return;
+        }
         if reply.is_empty() {
             self.set_state(DaemonState::Speaking);
         }
@@ -1086,10 +1285,19 @@ impl Turn {
         if let Some(s) = &self.speaker {
             s.push(&text);
         }
-        self.bus.emit(Event::Delta {
-            turn_id: self.id,
-            text,
-        });
+        if json_str_len(&text) <= DELTA_MAX_BYTES {
+            self.bus.emit(Event::Delta {
+                turn_id: self.id,
+                text,
+            });
+            return;
+        }
+        for piece in json_chunks(&text, DELTA_MAX_BYTES) {
+            self.bus.emit(Event::Delta {
+                turn_id: self.id,
+                text: piece.to_owned(),
+            });
+        }
     }
 
     /// Runs one step's calls concurrently. `None` when the turn was cancelled.
@@ -1204,12 +1412,21 @@ mod tests {
     }
 
     async fn stage_with(mock: &MockLlm, tools: Arc<FakeTools>) -> (Stage, tempfile::TempDir) {
+        stage_configured(mock, tools, |_| {}).await
+    }
+
+    async fn stage_configured(
+        mock: &MockLlm,
+        tools: Arc<FakeTools>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> (Stage, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
         config.llm.provider = ProviderKind::OpenaiCompatible;
         config.llm.base_url = mock.base_url();
         config.llm.model = Some("mock-model".into());
         config.llm.retries = 0;
+        tweak(&mut config);
         let (roster, _) = Roster::load(None);
         let character = roster.get("mao").unwrap().clone();
         let store = Store::open(&dir.path().join("h.sqlite3")).unwrap();
@@ -1426,6 +1643,7 @@ mod tests {
             conversation: conv,
             system_prompt: roster.get("mao").unwrap().system_prompt(),
             provider: provider.clone(),
+            limits: LlmConfig::default().reply_limits(),
             llm: LlmConfig::default(),
             token_budget: 2048,
             cancel: CancellationToken::new(),
@@ -1470,5 +1688,112 @@ mod tests {
         let last = prompts[1].last().unwrap();
         assert_eq!(last.role, Role::User);
         assert!(last.content.contains("42"), "{}", last.content);
+    }
+
+    #[test]
+    fn budget_counts_pieces_and_bytes() {
+        let mut b = Budget::new(ReplyLimits {
+            tokens: 3,
+            bytes: 10,
+            time: Duration::from_secs(1),
+        });
+        assert_eq!(b.take(4), Ok(()));
+        assert_eq!(b.take(4), Ok(()));
+        // Only two of these five bytes fit.
+        assert_eq!(b.take(5), Err((Limit::Bytes(10), 2)));
+        let mut b = Budget::new(ReplyLimits {
+            tokens: 2,
+            bytes: 100,
+            time: Duration::from_secs(1),
+        });
+        assert_eq!(b.take(1), Ok(()));
+        assert_eq!(b.take(1), Ok(()));
+        assert_eq!(b.take(1), Err((Limit::Tokens(2), 0)));
+        assert_eq!(floor_prefix("aé", 2), "a");
+        assert!(Limit::Time(Duration::from_secs(5)).note().message.contains("llm.max_reply_secs"));
+    }
+
+    /// Runs one turn and returns its deltas joined, and its `turn_ended`.
+    async fn turn_events(stage: &Stage, text: &str) -> (String, Event) {
+        let (mut rx, _) = stage.bus.subscribe();
+        stage.send_text(text.into(), "test".into()).await.unwrap();
+        let mut deltas = String::new();
+        loop {
+            let ev = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(ev.line.len() <= vtuber_shared::framing::MAX_FRAME_BYTES + 1);
+            match &ev.event {
+                Event::Delta { text, .. } => deltas.push_str(text),
+                Event::TurnEnded { .. } => return (deltas, ev.event.clone()),
+                _ => {}
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_reply_over_the_token_limit_is_cut_and_stored_as_cut() {
+        let words: Vec<String> = (0..100).map(|i| format!(" w{i}")).collect();
+        let mock = MockLlm::start(MockBehaviour::Reply(MockReply::tokens(words.clone())))
+            .await
+            .unwrap();
+        let tools = Arc::new(FakeTools {
+            calls: AtomicUsize::new(0),
+        });
+        let (stage, _dir) = stage_configured(&mock, tools, |c| {
+            c.llm.max_reply_tokens = Some(10);
+        })
+        .await;
+        let (deltas, ended) = turn_events(&stage, "talk").await;
+        assert_eq!(deltas, words[..10].concat());
+        let Event::TurnEnded {
+            outcome, text, cut, ..
+        } = ended
+        else {
+            unreachable!()
+        };
+        assert_eq!(outcome, TurnOutcome::Finished);
+        assert_eq!(text, deltas);
+        let cut = cut.expect("a cut note");
+        assert_eq!(cut.reason, CutReason::Length);
+        assert!(cut.message.contains("llm.max_reply_tokens"), "{}", cut.message);
+        let id = stage.view().conversation_id.unwrap();
+        let (_, msgs) = stage.store.conversation(id).await.unwrap();
+        assert_eq!(msgs[1].text, deltas);
+        assert_eq!(msgs[1].cut, Some(CutReason::Length));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_large_reply_goes_out_in_pieces_that_fit_frames() {
+        // Two huge pieces, as a non-streaming server or a big chunk would hand over.
+        let piece = "\u{1}\"ab".repeat(100_000);
+        let mock = MockLlm::start(MockBehaviour::Reply(MockReply::tokens([
+            piece.clone(),
+            piece.clone(),
+        ])))
+        .await
+        .unwrap();
+        let tools = Arc::new(FakeTools {
+            calls: AtomicUsize::new(0),
+        });
+        let (stage, _dir) = stage_configured(&mock, tools, |c| {
+            c.llm.max_reply_bytes = Some(64 * 1024 * 1024);
+        })
+        .await;
+        let (deltas, ended) = turn_events(&stage, "talk").await;
+        assert_eq!(deltas, piece.repeat(2));
+        let Event::TurnEnded {
+            text,
+            text_omitted,
+            cut,
+            ..
+        } = ended
+        else {
+            unreachable!()
+        };
+        assert!(text_omitted, "a reply this large is not repeated");
+        assert!(text.is_empty());
+        assert_eq!(cut, None);
     }
 }

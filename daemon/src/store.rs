@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use vtuber_shared::{ConversationSummary, ErrorBody, ErrorCode, Role, StoredMessage};
+use vtuber_shared::framing::{json_prefix_len, json_str_len};
+use vtuber_shared::{
+    ConversationSummary, CutReason, ErrorBody, ErrorCode, PageCursor, Role, StoredMessage,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -59,8 +62,42 @@ CREATE TABLE IF NOT EXISTS messages (
     interrupted     INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation_id, id);
-PRAGMA user_version = 1;
 ";
+
+/// Schema version written after [`migrate`]: 2 added `messages.cut`.
+const SCHEMA_VERSION: i64 = 2;
+
+/// Brings a database made by an older daemon up to date. Only adds columns, so an older
+/// daemon can still read (and write) the file afterwards.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has_cut = conn
+        .prepare("SELECT 1 FROM pragma_table_info('messages') WHERE name = 'cut'")?
+        .exists([])?;
+    if !has_cut {
+        conn.execute_batch("ALTER TABLE messages ADD COLUMN cut TEXT")?;
+    }
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+}
+
+/// Text budget of one `get_conversation` page, in bytes as JSON-escaped: a page frame
+/// stays far below the 4 MiB frame limit whatever the messages hold.
+pub const PAGE_TEXT_BUDGET: usize = 1024 * 1024;
+/// Most messages in one page.
+pub const PAGE_MAX_MESSAGES: usize = 500;
+/// What a message's other fields add to its frame, counted against the budget.
+const MESSAGE_OVERHEAD: usize = 200;
+
+fn cut_str(cut: CutReason) -> &'static str {
+    cut.as_str()
+}
+
+fn parse_cut(s: Option<String>) -> Option<CutReason> {
+    match s.as_deref() {
+        Some("length") => Some(CutReason::Length),
+        Some("time") => Some(CutReason::Time),
+        _ => None,
+    }
+}
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -119,6 +156,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
+        migrate(&conn).map_err(open_err)?;
         // WAL mode has created -wal/-shm by now; SQLite gives them the database's mode,
         // but one left by an older version may be wider.
         crate::private::tighten_database(path).map_err(io_err)?;
@@ -175,6 +213,19 @@ impl Store {
         text: &str,
         interrupted: bool,
     ) -> Result<StoredMessage, StoreError> {
+        self.add_reply(conversation, role, text, interrupted, None)
+            .await
+    }
+
+    /// [`Store::add_message`] for a reply a per-turn limit may have cut.
+    pub async fn add_reply(
+        &self,
+        conversation: i64,
+        role: Role,
+        text: &str,
+        interrupted: bool,
+        cut: Option<CutReason>,
+    ) -> Result<StoredMessage, StoreError> {
         let text = text.to_owned();
         self.with(move |c| {
             let tx = c.transaction()?;
@@ -189,17 +240,15 @@ impl Store {
                 return Err(StoreError::NoSuchConversation(conversation));
             }
             tx.execute(
-                "INSERT INTO messages (conversation_id, role, text, created_ms, interrupted) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![conversation, role_str(role), text, now, interrupted],
+                "INSERT INTO messages (conversation_id, role, text, created_ms, interrupted, cut) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![conversation, role_str(role), text, now, interrupted, cut.map(cut_str)],
             )?;
             let id = tx.last_insert_rowid();
             tx.commit()?;
             Ok(StoredMessage {
-                id,
-                role,
-                text,
-                created_ms: now,
                 interrupted,
+                cut,
+                ..StoredMessage::new(id, role, text, now)
             })
         })
         .await
@@ -213,7 +262,7 @@ impl Store {
     ) -> Result<Vec<StoredMessage>, StoreError> {
         self.with(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, role, text, created_ms, interrupted FROM messages
+                "SELECT id, role, text, created_ms, interrupted, cut FROM messages
                  WHERE conversation_id = ?1 ORDER BY id DESC LIMIT ?2",
             )?;
             let mut rows: Vec<StoredMessage> = stmt
@@ -261,13 +310,101 @@ impl Store {
                 .optional()?
                 .ok_or(StoreError::NoSuchConversation(id))?;
             let mut stmt = c.prepare_cached(
-                "SELECT id, role, text, created_ms, interrupted FROM messages
+                "SELECT id, role, text, created_ms, interrupted, cut FROM messages
                  WHERE conversation_id = ?1 ORDER BY id",
             )?;
             let messages = stmt
                 .query_map(params![id], row_to_message)?
                 .collect::<Result<_, _>>()?;
             Ok((summary, messages))
+        })
+        .await
+    }
+
+    /// One page of a conversation's messages, oldest first, from `from` (the start when
+    /// `None`): as many messages as fit `budget` bytes of JSON-escaped text (and at most
+    /// `max_messages`), splitting a message that alone exceeds the page. Returns where
+    /// the next page starts, if anything is left.
+    pub async fn conversation_page(
+        &self,
+        id: i64,
+        from: Option<PageCursor>,
+        budget: usize,
+        max_messages: usize,
+    ) -> Result<(ConversationSummary, Vec<StoredMessage>, Option<PageCursor>), StoreError> {
+        self.with(move |c| {
+            let summary = c
+                .query_row(
+                    "SELECT c.id, c.character, c.title, c.created_ms, c.updated_ms,
+                            (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id)
+                     FROM conversations c WHERE c.id = ?1",
+                    params![id],
+                    row_to_summary,
+                )
+                .optional()?
+                .ok_or(StoreError::NoSuchConversation(id))?;
+            let from_id = from.map_or(i64::MIN, |f| f.message_id);
+            let mut stmt = c.prepare_cached(
+                "SELECT id, role, text, created_ms, interrupted, cut FROM messages
+                 WHERE conversation_id = ?1 AND id >= ?2 ORDER BY id",
+            )?;
+            let mut rows = stmt.query(params![id, from_id])?;
+            let mut page = Vec::new();
+            let mut used = 0usize;
+            let mut next = None;
+            while let Some(row) = rows.next()? {
+                let mut m = row_to_message(row)?;
+                if page.len() >= max_messages.max(1) {
+                    next = Some(PageCursor {
+                        message_id: m.id,
+                        text_offset: 0,
+                    });
+                    break;
+                }
+                let start = match from {
+                    Some(f) if f.message_id == m.id => floor_char_boundary(&m.text, f.text_offset),
+                    _ => 0,
+                };
+                let rest_len = m.text.len() - start;
+                let cost = json_str_len(&m.text[start..]) + MESSAGE_OVERHEAD;
+                if used + cost <= budget {
+                    used += cost;
+                    m.text.replace_range(..start, "");
+                    m.text_offset = start as u64;
+                    page.push(m);
+                    continue;
+                }
+                // It does not fit what is left. A message that fits a page of its own
+                // waits for the next one; a larger one is split, starting here.
+                let room = budget.saturating_sub(used + MESSAGE_OVERHEAD);
+                let mut take = json_prefix_len(&m.text[start..], room);
+                if !page.is_empty() && (cost <= budget || take == 0) {
+                    next = Some(PageCursor {
+                        message_id: m.id,
+                        text_offset: start as u64,
+                    });
+                    break;
+                }
+                if take == 0 {
+                    // Always make progress, even with a tiny budget.
+                    take = m.text[start..].chars().next().map_or(0, char::len_utf8);
+                }
+                let end = start + take;
+                m.text.truncate(end);
+                m.text.replace_range(..start, "");
+                m.text_offset = start as u64;
+                m.text_continues = take < rest_len;
+                page.push(m.clone());
+                if m.text_continues {
+                    next = Some(PageCursor {
+                        message_id: m.id,
+                        text_offset: end as u64,
+                    });
+                    break;
+                }
+                used = budget;
+            }
+            Ok((summary, page, next))
         })
         .await
     }
@@ -301,12 +438,25 @@ impl Store {
 
 fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
     Ok(StoredMessage {
-        id: r.get(0)?,
-        role: parse_role(&r.get::<_, String>(1)?),
-        text: r.get(2)?,
-        created_ms: r.get(3)?,
         interrupted: r.get(4)?,
+        cut: parse_cut(r.get(5)?),
+        ..StoredMessage::new(
+            r.get(0)?,
+            parse_role(&r.get::<_, String>(1)?),
+            r.get::<_, String>(2)?,
+            r.get(3)?,
+        )
     })
+}
+
+/// `offset` moved back to a character boundary of `text` (and to its end at most), so
+/// a cursor a client altered cannot split a character.
+fn floor_char_boundary(text: &str, offset: u64) -> usize {
+    let mut at = usize::try_from(offset).unwrap_or(usize::MAX).min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
 }
 
 fn row_to_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConversationSummary> {
@@ -378,5 +528,90 @@ mod tests {
         // Reopening sees the same data.
         let store = Store::open(&path).unwrap();
         assert_eq!(store.conversation(conv.id).await.unwrap().1.len(), 2);
+    }
+
+    /// Reads every page from the start, checking each against the budget.
+    async fn read_paged(store: &Store, id: i64, budget: usize, max: usize) -> Vec<StoredMessage> {
+        let mut all = Vec::new();
+        let mut from = None;
+        for _ in 0..10_000 {
+            let (_, page, next) = store.conversation_page(id, from, budget, max).await.unwrap();
+            assert!(!page.is_empty(), "an empty page with more to come");
+            assert!(page.len() <= max);
+            let text: usize = page
+                .iter()
+                .map(|m| json_str_len(&m.text) + MESSAGE_OVERHEAD)
+                .sum();
+            // One character may pass a tiny budget.
+            assert!(text <= budget.max(MESSAGE_OVERHEAD + 4), "{text} > {budget}");
+            vtuber_shared::append_page(&mut all, page);
+            match next {
+                Some(n) => from = Some(n),
+                None => return all,
+            }
+        }
+        panic!("paging never ended");
+    }
+
+    #[tokio::test]
+    async fn pages_split_large_messages_and_join_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("h.sqlite3")).unwrap();
+        let conv = store.create_conversation("mao").await.unwrap();
+        let big = "ab\"é世🎉\n".repeat(5000);
+        let texts = ["first".to_owned(), big.clone(), "x".repeat(300), big];
+        for (i, t) in texts.iter().enumerate() {
+            let role = if i % 2 == 0 { Role::User } else { Role::Assistant };
+            store.add_message(conv.id, role, t, false).await.unwrap();
+        }
+        for (budget, max) in [(4096, 500), (1000, 2), (PAGE_TEXT_BUDGET, PAGE_MAX_MESSAGES)] {
+            let all = read_paged(&store, conv.id, budget, max).await;
+            let got: Vec<&str> = all.iter().map(|m| m.text.as_str()).collect();
+            assert_eq!(got, texts.iter().map(String::as_str).collect::<Vec<_>>());
+            assert!(all.iter().all(|m| !m.text_continues));
+        }
+        // A cursor pointing inside a character is moved back to its start.
+        let (_, page, _) = store
+            .conversation_page(
+                conv.id,
+                Some(PageCursor {
+                    message_id: 2,
+                    text_offset: 4,
+                }),
+                PAGE_TEXT_BUDGET,
+                1,
+            )
+            .await
+            .unwrap();
+        assert_eq!(page[0].text_offset, 3);
+        assert!(page[0].text.starts_with('é'));
+    }
+
+    #[tokio::test]
+    async fn cut_replies_are_marked_and_old_databases_migrate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite3");
+        {
+            // A database as the previous schema made it.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute_batch(
+                "INSERT INTO conversations (character, title, created_ms, updated_ms) VALUES ('mao', 't', 1, 1);
+                 INSERT INTO messages (conversation_id, role, text, created_ms, interrupted) VALUES (1, 'user', 'old', 1, 0);",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        store
+            .add_reply(1, Role::Assistant, "long…", false, Some(CutReason::Time))
+            .await
+            .unwrap();
+        let (_, msgs) = store.conversation(1).await.unwrap();
+        assert_eq!(msgs[0].cut, None);
+        assert_eq!(msgs[1].cut, Some(CutReason::Time));
+        drop(store);
+        // Opening again is a no-op for the migration.
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.recent_messages(1, 5).await.unwrap().len(), 2);
     }
 }

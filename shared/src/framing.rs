@@ -2,9 +2,63 @@
 
 use serde::{Serialize, de::DeserializeOwned};
 
-/// Largest frame either side accepts, newline excluded. Big enough for a long
-/// history export, small enough that a runaway client cannot exhaust memory.
+/// Largest frame either side accepts, newline excluded. Big enough for a page of
+/// history, small enough that a runaway client cannot exhaust memory. Anything that
+/// could grow past it (a reply, a stored message) is split over several frames; see
+/// [`json_chunks`].
 pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
+
+/// Bytes `s` takes inside a JSON string literal (quotes excluded), exactly as
+/// `serde_json` writes it: text is measured before it goes into a frame, so nothing
+/// built from it can outgrow [`MAX_FRAME_BYTES`].
+pub fn json_str_len(s: &str) -> usize {
+    s.bytes().map(escaped_len).sum()
+}
+
+/// Escaped length of one byte: non-ASCII bytes are written as they are.
+fn escaped_len(b: u8) -> usize {
+    match b {
+        b'"' | b'\\' | 0x08 | 0x0c | b'\n' | b'\r' | b'\t' => 2,
+        0..0x20 => 6,
+        _ => 1,
+    }
+}
+
+/// The longest prefix of `s` (ending on a character boundary) whose escaped length is at
+/// most `budget`; its byte length. Linear in the prefix.
+pub fn json_prefix_len(s: &str, budget: usize) -> usize {
+    let mut used = 0;
+    for (i, b) in s.bytes().enumerate() {
+        used += escaped_len(b);
+        if used > budget {
+            let mut end = i;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            return end;
+        }
+    }
+    s.len()
+}
+
+/// Splits `s` into pieces whose escaped length is at most `budget` each (at least one
+/// character per piece, so a budget under 12 bytes may be exceeded by one character).
+/// Concatenating the pieces gives `s`; an empty `s` gives no pieces.
+pub fn json_chunks(s: &str, budget: usize) -> impl Iterator<Item = &str> {
+    let mut rest = s;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = json_prefix_len(rest, budget);
+        if end == 0 {
+            end = rest.chars().next().map_or(rest.len(), char::len_utf8);
+        }
+        let (head, tail) = rest.split_at(end);
+        rest = tail;
+        Some(head)
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -146,6 +200,42 @@ mod tests {
                 Line::Frame(b"{}".to_vec())
             ]
         );
+    }
+
+    #[test]
+    fn json_lengths_match_serde() {
+        let samples = [
+            "",
+            "plain",
+            "quote \" and \\ backslash",
+            "tab\tnew\nline\r\u{8}\u{c}",
+            "\u{1}\u{1f}\u{7f} control",
+            "héllo 世界 ☺ 🎉",
+        ];
+        for s in samples {
+            let serde_len = serde_json::to_string(s).unwrap().len() - 2;
+            assert_eq!(json_str_len(s), serde_len, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn json_chunks_respect_the_budget_and_characters() {
+        let text = "aé\"世\u{1}🎉x".repeat(50);
+        for budget in [1, 6, 7, 12, 13, 100, 10_000] {
+            let pieces: Vec<&str> = json_chunks(&text, budget).collect();
+            assert_eq!(pieces.concat(), text, "budget {budget}");
+            for p in &pieces {
+                assert!(!p.is_empty());
+                assert!(
+                    json_str_len(p) <= budget.max(6),
+                    "budget {budget}: piece of {}",
+                    json_str_len(p)
+                );
+            }
+        }
+        assert_eq!(json_chunks("", 10).count(), 0);
+        assert_eq!(json_prefix_len("abc", 2), 2);
+        assert_eq!(json_prefix_len("é", 1), 0);
     }
 
     #[test]

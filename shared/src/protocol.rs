@@ -52,9 +52,12 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         character: Option<String>,
     },
-    /// One conversation with its messages.
+    /// One conversation with its messages, a page at a time: the reply's `next` says
+    /// where the following page starts; pass it back as `page` until it is absent.
     GetConversation {
         id: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        page: Option<PageCursor>,
     },
     /// Starts a fresh conversation for the current character.
     NewConversation,
@@ -180,9 +183,13 @@ pub enum Reply {
     Conversations {
         conversations: Vec<ConversationSummary>,
     },
+    /// One page of a conversation. `next` is set when more follows; a message too
+    /// large for one page is split (see [`StoredMessage::text_offset`]).
     Conversation {
         conversation: ConversationSummary,
         messages: Vec<StoredMessage>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<PageCursor>,
     },
     ConversationChanged {
         conversation_id: i64,
@@ -440,9 +447,93 @@ pub struct StoredMessage {
     pub text: String,
     /// Unix milliseconds.
     pub created_ms: i64,
-    /// The reply was cut short (barge-in, new input, shutdown) and is partial.
+    /// The reply was cut short (barge-in, new input, shutdown, failure) and is partial.
     #[serde(default)]
     pub interrupted: bool,
+    /// The daemon stopped the reply at a per-turn limit; `text` is the part received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut: Option<CutReason>,
+    /// In a paged read: this entry carries the message's text from this byte offset on
+    /// (the earlier bytes came in the previous page, under the same `id`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub text_offset: u64,
+    /// In a paged read: more of this message's text follows in the next page.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub text_continues: bool,
+}
+
+impl StoredMessage {
+    /// A whole message, as stored.
+    pub fn new(id: i64, role: Role, text: impl Into<String>, created_ms: i64) -> Self {
+        Self {
+            id,
+            role,
+            text: text.into(),
+            created_ms,
+            interrupted: false,
+            cut: None,
+            text_offset: 0,
+            text_continues: false,
+        }
+    }
+}
+
+/// Where a page of `get_conversation` starts: a message id and a byte offset into that
+/// message's text (non-zero only when the previous page ended inside it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageCursor {
+    pub message_id: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub text_offset: u64,
+}
+
+/// Appends one page of `get_conversation` to the messages read so far, joining a
+/// message that was split across pages back into one.
+pub fn append_page(messages: &mut Vec<StoredMessage>, page: Vec<StoredMessage>) {
+    for m in page {
+        match messages.last_mut() {
+            Some(last) if m.text_offset > 0 && last.id == m.id => {
+                last.text.push_str(&m.text);
+                last.text_continues = m.text_continues;
+            }
+            _ => messages.push(m),
+        }
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Which per-turn limit stopped a reply (`llm.max_reply_*` in the daemon's config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CutReason {
+    /// The reply reached `llm.max_reply_tokens` or `llm.max_reply_bytes`.
+    Length,
+    /// The reply took longer than `llm.max_reply_secs`.
+    Time,
+}
+
+impl CutReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Length => "length",
+            Self::Time => "time",
+        }
+    }
+}
+
+/// Why and where the daemon stopped a reply, for clients to show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyCut {
+    pub reason: CutReason,
+    /// A sentence for people, naming the limit and the setting that raises it.
+    pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -497,10 +588,18 @@ pub enum Event {
         turn_id: u64,
         #[serde(flatten)]
         outcome: TurnOutcome,
-        /// The reply as stored (partial when interrupted).
+        /// The reply as stored (partial when interrupted or cut). Empty when
+        /// `text_omitted`: a reply too large to repeat in one frame.
         text: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         usage: Option<Usage>,
+        /// Set when a daemon limit stopped the reply (the outcome is still `finished`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cut: Option<ReplyCut>,
+        /// The reply was too large to repeat here: the turn's `delta` events carry it,
+        /// and `get_conversation` reads it back.
+        #[serde(default, skip_serializing_if = "is_false")]
+        text_omitted: bool,
     },
     CharacterChanged {
         character: CharacterInfo,
@@ -695,6 +794,8 @@ mod tests {
                 },
                 text: "par".into(),
                 usage: None,
+                cut: None,
+                text_omitted: false,
             },
         };
         let v = serde_json::to_value(&ev).unwrap();
@@ -704,6 +805,50 @@ mod tests {
                    "outcome": "failed", "error": {"code": "llm", "message": "boom"}, "text": "par"}})
         );
         assert_eq!(serde_json::from_value::<ServerFrame>(v).unwrap(), ev);
+    }
+
+    #[test]
+    fn cut_and_omitted_turn_end_wire_shape() {
+        let ev = Event::TurnEnded {
+            turn_id: 4,
+            outcome: TurnOutcome::Finished,
+            text: String::new(),
+            usage: None,
+            cut: Some(ReplyCut {
+                reason: CutReason::Time,
+                message: "stopped".into(),
+            }),
+            text_omitted: true,
+        };
+        let v = serde_json::to_value(&ev).unwrap();
+        assert_eq!(
+            v,
+            json!({"type": "turn_ended", "turn_id": 4, "outcome": "finished", "text": "",
+                   "cut": {"reason": "time", "message": "stopped"}, "text_omitted": true})
+        );
+        assert_eq!(serde_json::from_value::<Event>(v).unwrap(), ev);
+    }
+
+    #[test]
+    fn pages_join_split_messages() {
+        let mut all = Vec::new();
+        let mut a = StoredMessage::new(1, Role::User, "hi", 0);
+        a.text_continues = false;
+        let mut b = StoredMessage::new(2, Role::Assistant, "abc", 0);
+        b.text_continues = true;
+        append_page(&mut all, vec![a, b]);
+        let mut c = StoredMessage::new(2, Role::Assistant, "def", 0);
+        c.text_offset = 3;
+        append_page(&mut all, vec![c, StoredMessage::new(3, Role::User, "x", 0)]);
+        let texts: Vec<&str> = all.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["hi", "abcdef", "x"]);
+        assert!(!all[1].text_continues);
+        // An old daemon's reply (no paging fields) still decodes.
+        let old: StoredMessage = serde_json::from_value(
+            json!({"id": 1, "role": "user", "text": "t", "created_ms": 0, "interrupted": false}),
+        )
+        .unwrap();
+        assert_eq!(old, StoredMessage::new(1, Role::User, "t", 0));
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! `vtuber-bench`: prints the daemon's measured figures.
 //!
 //! Run with `cargo run --release -p vtuber-e2e --bin vtuber-bench [-- WHAT...]` where
-//! WHAT is any of `startup rss rtt overhead fanout llm mcp speech first-audio barge-in voice-rss web`
-//! (default: all). Build the
+//! WHAT is any of `startup rss rtt overhead fanout llm mcp speech first-audio barge-in voice-rss web
+//! long-line big-reply` (default: all). Build the
 //! binaries in the same profile first (`cargo build --release --bins`).
 
+mod bounds;
 mod llm;
 mod mcp;
 mod voice;
@@ -410,6 +411,12 @@ async fn main() -> anyhow::Result<()> {
     }
     if want("web") {
         web::bench().await?;
+    }
+    if want("long-line") {
+        bounds::bench_long_line().await?;
+    }
+    if want("big-reply") {
+        bounds::bench_big_reply().await?;
     }
     Ok(())
 }

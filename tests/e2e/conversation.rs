@@ -158,6 +158,7 @@ async fn new_input_interrupts_and_keeps_the_partial_reply() {
     let Ok(Reply::Conversation { messages, .. }) = a
         .request(Request::GetConversation {
             id: conversation_id,
+            page: None,
         })
         .await
         .unwrap()

@@ -7,6 +7,7 @@
 
 mod common;
 
+mod bounds;
 mod browser;
 mod conversation;
 mod daemon;

@@ -408,7 +408,7 @@ async fn speaking_over_the_character_interrupts_it() {
     };
     let id = status.conversation_id.expect("conversation");
     let Ok(Reply::Conversation { messages, .. }) = client
-        .request(Request::GetConversation { id })
+        .request(Request::GetConversation { id, page: None })
         .await
         .expect("conversation")
     else {

@@ -16,6 +16,10 @@ use vtuber_shared::{
 
 /// Path of a workspace binary, built next to the running test executable.
 pub fn bin(name: &str) -> PathBuf {
+    // Benchmarks compare builds by pointing this at another build's folder.
+    if let Some(dir) = std::env::var_os("VTUBER_BIN_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join(name);
+    }
     let exe = std::env::current_exe().unwrap_or_default();
     // target/<profile>/deps/test-xxxx → target/<profile>/<name>
     let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();

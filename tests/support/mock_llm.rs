@@ -165,6 +165,12 @@ pub enum MockBehaviour {
     /// Request n (counting from 0, over the server's lifetime) gets entry n; later
     /// requests get the last entry. Entries are resolved with the same count.
     Script(Vec<MockBehaviour>),
+    /// Stream `token` over and over, never finishing, at this pace (0 = as fast as
+    /// possible), until the client goes away: a server ignoring `max_tokens`.
+    Endless { token: String, tokens_per_sec: f64 },
+    /// Open a `data:` line and send `bytes` more bytes on it without a line end (in
+    /// 64 KiB writes), then close the connection: a server that is not streaming SSE.
+    LongLine { bytes: usize },
 }
 
 impl MockBehaviour {
@@ -186,6 +192,14 @@ impl MockBehaviour {
         let mut script = vec![Self::status(status); failures];
         script.push(then);
         Self::Script(script)
+    }
+
+    /// [`MockBehaviour::Endless`] with `" word"` tokens.
+    pub fn endless(tokens_per_sec: f64) -> Self {
+        Self::Endless {
+            token: " word".into(),
+            tokens_per_sec,
+        }
     }
 
     /// Echo the last user message after "You said: ".
@@ -503,6 +517,22 @@ async fn handle(
     let n = shared.completions.fetch_add(1, Ordering::SeqCst);
     let behaviour = lock(&shared.behaviour).resolve(n).clone();
     let request = RequestInfo::new(&body, n);
+    match behaviour {
+        MockBehaviour::Endless {
+            token,
+            tokens_per_sec,
+        } => {
+            let (tx, rx) = mpsc::channel(16);
+            tokio::spawn(stream_endless(request, token, tokens_per_sec, tx, shutdown));
+            return Ok(sse_response(rx));
+        }
+        MockBehaviour::LongLine { bytes } => {
+            let (tx, rx) = mpsc::channel(4);
+            tokio::spawn(stream_long_line(bytes, tx, shutdown));
+            return Ok(sse_response(rx));
+        }
+        _ => {}
+    }
     let (reply, cut) = match behaviour {
         MockBehaviour::Reply(reply) => (reply, Cut::None),
         MockBehaviour::EchoLastUser {
@@ -528,7 +558,9 @@ async fn handle(
             reply,
             after_tokens,
         } => (reply, Cut::Close(after_tokens)),
-        MockBehaviour::Script(_) => (MockReply::text(""), Cut::None),
+        MockBehaviour::Script(_) | MockBehaviour::Endless { .. } | MockBehaviour::LongLine { .. } => {
+            (MockReply::text(""), Cut::None)
+        }
     };
 
     if !request.stream {
@@ -552,12 +584,71 @@ async fn handle(
 
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(stream_reply(request, reply, cut, tx, shutdown));
+    Ok(sse_response(rx))
+}
+
+/// A `text/event-stream` response fed from `rx`.
+fn sse_response(rx: mpsc::Receiver<BodyItem>) -> Response<MockBody> {
     let mut resp = Response::new(ChannelBody::new(rx).boxed_unsync());
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     resp.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    Ok(resp)
+    resp
+}
+
+/// Streams `token` until the client disconnects or the server stops.
+async fn stream_endless(
+    request: RequestInfo,
+    token: String,
+    tokens_per_sec: f64,
+    tx: mpsc::Sender<BodyItem>,
+    shutdown: CancellationToken,
+) {
+    let mut pace = (tokens_per_sec > 0.0).then(|| {
+        let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / tokens_per_sec));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    });
+    let chunk = Bytes::from(request.delta(json!({ "content": token }), None));
+    loop {
+        if let Some(pace) = pace.as_mut() {
+            tokio::select! {
+                _ = pace.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+        let sent = tokio::select! {
+            sent = tx.send(BodyItem::Data(chunk.clone())) => sent.is_ok(),
+            () = shutdown.cancelled() => return,
+        };
+        if !sent {
+            return;
+        }
+    }
+}
+
+/// Sends one `data:` line of `bytes` bytes and no line end, then cuts the connection.
+async fn stream_long_line(bytes: usize, tx: mpsc::Sender<BodyItem>, shutdown: CancellationToken) {
+    const PIECE: usize = 64 * 1024;
+    let opening = Bytes::from_static(b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"");
+    let piece = Bytes::from(vec![b'x'; PIECE]);
+    if tx.send(BodyItem::Data(opening)).await.is_err() {
+        return;
+    }
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(PIECE);
+        let sent = tokio::select! {
+            sent = tx.send(BodyItem::Data(piece.slice(..n))) => sent.is_ok(),
+            () = shutdown.cancelled() => return,
+        };
+        if !sent {
+            return;
+        }
+        left -= n;
+    }
+    let _ = tx.send(BodyItem::Cut).await;
 }
 
 /// Where a streamed reply stops early.

@@ -19,8 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use vtuber_shared::framing::{self, Line, LineSplitter};
 use vtuber_shared::{
-    ClientFrame, ErrorBody, ErrorCode, Event, Outcome, PROTOCOL_VERSION, Reply, Request,
-    ServerFrame, Status,
+    ClientFrame, ConversationSummary, ErrorBody, ErrorCode, Event, Outcome, PROTOCOL_VERSION,
+    Reply, Request, ServerFrame, Status, StoredMessage, append_page,
 };
 
 /// How long the daemon gets to answer `hello`; a live daemon answers at once, so a
@@ -315,6 +315,49 @@ impl Client {
                 "vtuberd did not answer within {} s",
                 timeout.as_secs()
             ))),
+        }
+    }
+
+    /// A whole conversation, read page by page (`get_conversation` with `page`), with
+    /// messages split across pages joined again. `timeout` bounds each page.
+    pub async fn conversation(
+        &self,
+        id: i64,
+        timeout: Duration,
+    ) -> Result<(ConversationSummary, Vec<StoredMessage>), ErrorBody> {
+        let mut messages = Vec::new();
+        let mut page = None;
+        loop {
+            match self
+                .request_timeout(Request::GetConversation { id, page }, timeout)
+                .await?
+            {
+                Reply::Conversation {
+                    conversation,
+                    messages: part,
+                    next,
+                } => {
+                    let progressed = !part.is_empty();
+                    append_page(&mut messages, part);
+                    match next {
+                        // An empty page that points on would loop forever; stop there.
+                        Some(cursor) if progressed && Some(cursor) != page => {
+                            page = Some(cursor);
+                        }
+                        _ => return Ok((conversation, messages)),
+                    }
+                }
+                other => {
+                    return Err(ErrorBody::new(
+                        ErrorCode::Internal,
+                        format!(
+                            "vtuberd answered get_conversation with {}",
+                            reply_kind(&other)
+                        ),
+                    )
+                    .with_hint("are vtuber and vtuberd the same version?"));
+                }
+            }
         }
     }
 

@@ -609,10 +609,14 @@ impl TurnState {
             Event::TurnEnded {
                 outcome,
                 text: final_text,
+                cut,
                 ..
             } => {
                 if !json {
                     self.finish_text(&final_text, io)?;
+                    if let Some(cut) = &cut {
+                        writeln!(io.diag, "note: {}", cut.message)?;
+                    }
                 }
                 return Ok(Some(match outcome {
                     TurnOutcome::Finished => TurnEnd::Finished,
@@ -848,17 +852,15 @@ pub fn conversations_table(conversations: &[ConversationSummary]) -> String {
     out
 }
 
+/// The whole conversation, however many pages it takes.
 async fn get_conversation(
     client: &Client,
     id: i64,
 ) -> Result<(ConversationSummary, Vec<vtuber_shared::StoredMessage>)> {
-    match ask(client, Request::GetConversation { id }).await? {
-        Reply::Conversation {
-            conversation,
-            messages,
-        } => Ok((conversation, messages)),
-        other => Err(unexpected(&other)),
-    }
+    client
+        .conversation(id, REQUEST_TIMEOUT)
+        .await
+        .map_err(|e| anyhow!("{e}"))
 }
 
 pub async fn history(target: &Target, cmd: HistoryCommand) -> Result<ExitCode> {
@@ -1167,6 +1169,8 @@ socket        /tmp/x.sock
                     outcome: TurnOutcome::Finished,
                     text: "Hi 世界".into(),
                     usage: Some(Usage::default()),
+                    cut: None,
+                    text_omitted: false,
                 },
             )
             .await;
@@ -1214,6 +1218,8 @@ socket        /tmp/x.sock
                     },
                     text: "par".into(),
                     usage: None,
+                    cut: None,
+                    text_omitted: false,
                 },
             )
             .await;
@@ -1357,6 +1363,8 @@ socket        /tmp/x.sock
                     outcome: TurnOutcome::Finished,
                     text: "Done.".into(),
                     usage: None,
+                    cut: None,
+                    text_omitted: false,
                 },
             )
             .await;
@@ -1432,6 +1440,8 @@ socket        /tmp/x.sock
                     outcome: TurnOutcome::Finished,
                     text: "ok".into(),
                     usage: None,
+                    cut: None,
+                    text_omitted: false,
                 },
             )
             .await;
@@ -1496,6 +1506,8 @@ socket        /tmp/x.sock
                     outcome: TurnOutcome::Finished,
                     text: "no".into(),
                     usage: None,
+                    cut: None,
+                    text_omitted: false,
                 },
             )
             .await;

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use vtuber_shared::{ConversationSummary, Role, StoredMessage};
+use vtuber_shared::{ConversationSummary, CutReason, Role, StoredMessage};
 
 use crate::time::format_ms;
 
@@ -66,8 +66,21 @@ pub fn markdown(conversation: &ConversationSummary, messages: &[StoredMessage]) 
             }
             let _ = writeln!(out, "*(interrupted)*");
         }
+        if let Some(cut) = message.cut {
+            if !text.is_empty() {
+                out.push('\n');
+            }
+            let _ = writeln!(out, "*(cut at the {} limit)*", cut_word(cut));
+        }
     }
     out
+}
+
+fn cut_word(cut: CutReason) -> &'static str {
+    match cut {
+        CutReason::Length => "reply length",
+        CutReason::Time => "reply time",
+    }
 }
 
 /// The conversation and its messages, as the daemon sent them.
@@ -98,11 +111,8 @@ mod tests {
 
     fn message(id: i64, role: Role, text: &str, interrupted: bool) -> StoredMessage {
         StoredMessage {
-            id,
-            role,
-            text: text.into(),
-            created_ms: 1_700_000_000_000 + id * 1000,
             interrupted,
+            ..StoredMessage::new(id, role, text, 1_700_000_000_000 + id * 1000)
         }
     }
 

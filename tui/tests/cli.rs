@@ -226,6 +226,8 @@ fn say_script(outcome: TurnOutcome) -> Script {
                     outcome: outcome.clone(),
                     text: format!("You said: {text}"),
                     usage: None,
+                    cut: None,
+                    text_omitted: false,
                 },
             ));
             frames
@@ -458,6 +460,8 @@ fn tool_script(approved: bool) -> Script {
                     outcome: TurnOutcome::Finished,
                     text: "It is noon.".into(),
                     usage: None,
+                    cut: None,
+                    text_omitted: false,
                 },
             ),
         ]

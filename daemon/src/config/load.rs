@@ -415,6 +415,35 @@ mod tests {
     }
 
     #[test]
+    fn reply_limits_must_be_positive_and_default_from_max_tokens() {
+        for (key, want) in [
+            ("max_reply_tokens: 0", "at least 1"),
+            ("max_reply_bytes: 0", "at least 1"),
+            ("max_reply_secs: 0", "at least 1"),
+            ("max_reply_secs: soon", ""),
+        ] {
+            let text = format!("llm:\n  provider: embedded\n  {key}\n");
+            let err = parse_with_env(&text, "conf.yaml", &env).unwrap_err();
+            let p = &err.problems[0];
+            let name = key.split(':').next().unwrap();
+            assert_eq!(p.key.as_deref(), Some(format!("llm.{name}").as_str()), "{p}");
+            assert_eq!(p.line, Some(3), "{p}");
+            assert!(p.message.contains(want), "{p}");
+        }
+        let c = parse_with_env("llm:\n  max_tokens: 100\n", "conf.yaml", &env).unwrap();
+        let limits = c.llm.reply_limits();
+        assert_eq!((limits.tokens, limits.bytes, limits.time.as_secs()), (400, 6400, 300));
+        let c = parse_with_env(
+            "llm:\n  max_tokens: null\n  max_reply_bytes: 7\n  max_reply_secs: 9\n",
+            "conf.yaml",
+            &env,
+        )
+        .unwrap();
+        let limits = c.llm.reply_limits();
+        assert_eq!((limits.tokens, limits.bytes, limits.time.as_secs()), (2048, 7, 9));
+    }
+
+    #[test]
     fn key_path_from_indentation() {
         let text = "a:\n  b:\n    c: 1\n  d: 2\n";
         assert_eq!(key_path_at(text, 3).as_deref(), Some("a.b.c"));

@@ -64,6 +64,67 @@ pub struct LlmConfig {
     /// Retries (with exponential backoff) on connection errors, 429 and 5xx before the
     /// first token.
     pub retries: u32,
+    /// The daemon's own bound on one turn's reply, in streamed pieces (about tokens),
+    /// whatever the server does with `max_tokens`. Unset: 4 × `max_tokens`.
+    #[serde(deserialize_with = "at_least_one")]
+    pub max_reply_tokens: Option<u64>,
+    /// The same bound in bytes of reply text (tool-call arguments included). Unset:
+    /// 16 × the token limit.
+    #[serde(deserialize_with = "at_least_one")]
+    pub max_reply_bytes: Option<u64>,
+    /// Longest time one turn may spend receiving its reply (tool calls not counted).
+    #[serde(deserialize_with = "secs_at_least_one")]
+    pub max_reply_secs: u64,
+}
+
+/// What `max_reply_tokens` means when `max_tokens` is unset too.
+const DEFAULT_MAX_TOKENS: u64 = 512;
+
+/// A turn's effective reply limits (see [`LlmConfig::reply_limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyLimits {
+    pub tokens: u64,
+    pub bytes: u64,
+    pub time: std::time::Duration,
+}
+
+impl LlmConfig {
+    /// The per-turn bounds with their defaults filled in.
+    pub fn reply_limits(&self) -> ReplyLimits {
+        let tokens = self.max_reply_tokens.unwrap_or_else(|| {
+            4 * self
+                .max_tokens
+                .map_or(DEFAULT_MAX_TOKENS, u64::from)
+                .max(1)
+        });
+        ReplyLimits {
+            tokens,
+            bytes: self
+                .max_reply_bytes
+                .unwrap_or_else(|| tokens.saturating_mul(16)),
+            time: std::time::Duration::from_secs(self.max_reply_secs.max(1)),
+        }
+    }
+}
+
+/// An optional count that must be at least 1 when given.
+fn at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match Option::<u64>::deserialize(d)? {
+        Some(0) => Err(serde::de::Error::custom(
+            "must be a whole number of at least 1, or null for the default",
+        )),
+        other => Ok(other),
+    }
+}
+
+/// A number of seconds that must be at least 1.
+fn secs_at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match u64::deserialize(d)? {
+        0 => Err(serde::de::Error::custom(
+            "must be a whole number of seconds, at least 1 (default 300)",
+        )),
+        n => Ok(n),
+    }
 }
 
 impl Default for LlmConfig {
@@ -80,6 +141,9 @@ impl Default for LlmConfig {
             max_tokens: Some(512),
             timeout_secs: 60,
             retries: 2,
+            max_reply_tokens: None,
+            max_reply_bytes: None,
+            max_reply_secs: 300,
         }
     }
 }

@@ -113,6 +113,10 @@ pub enum LlmError {
     Server { status: u16, body: String },
     #[error("the LLM server sent a stream this client cannot read: {0}")]
     Protocol(String),
+    #[error("the LLM server sent a line over {} MiB without a newline", limit / (1024 * 1024))]
+    LineTooLong { limit: usize },
+    #[error("the LLM server sent a non-streamed reply over {} MiB", limit / (1024 * 1024))]
+    BodyTooLarge { limit: usize },
     #[error("no reply from the LLM server within {secs} s")]
     Timeout { secs: u64 },
     #[error("model file not found: {path}")]
@@ -154,6 +158,14 @@ impl LlmError {
             Self::Protocol(_) => (
                 ErrorCode::Llm,
                 "is llm.base_url an OpenAI-compatible /v1 endpoint?".into(),
+            ),
+            Self::LineTooLong { .. } => (
+                ErrorCode::Llm,
+                "the reply was stopped; check that llm.base_url is an OpenAI-compatible /v1 endpoint that streams server-sent events".into(),
+            ),
+            Self::BodyTooLarge { .. } => (
+                ErrorCode::Llm,
+                "the reply was stopped; lower llm.max_tokens, or use a server that streams (stream: true)".into(),
             ),
             Self::Timeout { .. } => (
                 ErrorCode::Llm,

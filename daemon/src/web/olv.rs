@@ -662,11 +662,19 @@ impl Translator {
                 };
             }
             Event::TurnEnded {
-                turn_id, outcome, ..
+                turn_id,
+                outcome,
+                cut,
+                ..
             } => {
                 if let TurnOutcome::Failed { error } = outcome {
                     out.messages
                         .push(ServerMessage::error(error.to_string()).encode());
+                }
+                // The page has no notice of its own; its error toast carries the note.
+                if let Some(cut) = cut {
+                    out.messages
+                        .push(ServerMessage::error(cut.message.clone()).encode());
                 }
                 let interrupted = matches!(outcome, TurnOutcome::Interrupted);
                 if let Some(mut t) = self.text_turn.take_if(|t| t.turn_id == *turn_id) {
@@ -1068,7 +1076,9 @@ mod tests {
                     turn_id: 4,
                     outcome: TurnOutcome::Finished,
                     text: "Hello!".into(),
-                    usage: None
+                    usage: None,
+                    cut: None,
+                    text_omitted: false,
                 }
             )
             .await
@@ -1149,6 +1159,8 @@ mod tests {
                     outcome: TurnOutcome::Finished,
                     text: String::new(),
                     usage: None,
+                    cut: None,
+                    text_omitted: false,
                 },
             )
             .await
@@ -1175,6 +1187,8 @@ mod tests {
                     },
                     text: String::new(),
                     usage: None,
+                    cut: None,
+                    text_omitted: false,
                 },
             )
             .await

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 use vtuber_shared::{
-    ApprovalDecision, CharacterInfo, ConversationSummary, DaemonState, ErrorBody, Event,
-    McpServerInfo, McpServerState, Role, Status, StoredMessage, ToolOutcome, TurnOutcome,
+    ApprovalDecision, CharacterInfo, ConversationSummary, CutReason, DaemonState, ErrorBody,
+    Event, McpServerInfo, McpServerState, Role, Status, StoredMessage, ToolOutcome, TurnOutcome,
 };
 
 use crate::tools;
@@ -39,6 +39,8 @@ pub struct Message {
     /// A reply still streaming in.
     pub streaming: bool,
     pub interrupted: bool,
+    /// For replies: the daemon stopped it at a per-turn limit.
+    pub cut: Option<CutReason>,
     /// For replies: the tool calls made for it, in order.
     pub tools: Vec<ToolCall>,
 }
@@ -126,6 +128,7 @@ impl Message {
             origin: None,
             streaming: false,
             interrupted: false,
+            cut: None,
             tools: Vec::new(),
         }
     }
@@ -145,6 +148,7 @@ impl Message {
         };
         Self {
             interrupted: m.interrupted,
+            cut: m.cut,
             ..Self::new(kind, &m.text)
         }
     }
@@ -636,6 +640,7 @@ impl App {
                 turn_id,
                 outcome,
                 text,
+                cut,
                 ..
             } => {
                 let i = match self.reply_index(turn_id) {
@@ -667,9 +672,17 @@ impl App {
                         Some(error)
                     }
                 };
+                reply.cut = cut.as_ref().map(|c| c.reason);
                 // An empty reply with nothing to mark says nothing: drop it.
-                if reply.text.is_empty() && !reply.interrupted && reply.tools.is_empty() {
+                if reply.text.is_empty()
+                    && !reply.interrupted
+                    && reply.cut.is_none()
+                    && reply.tools.is_empty()
+                {
                     self.messages.remove(i);
+                }
+                if let Some(cut) = cut {
+                    self.push_system(&cut.message);
                 }
                 if let Some(error) = error {
                     self.push_error(&error);
@@ -1116,6 +1129,8 @@ pub(crate) mod tests {
             outcome: TurnOutcome::Finished,
             text: "Hi there!".into(),
             usage: None,
+            cut: None,
+            text_omitted: false,
         });
         assert_eq!(app.messages[1].text, "Hi there!");
         assert!(!app.messages[1].streaming);
@@ -1135,6 +1150,8 @@ pub(crate) mod tests {
             outcome: TurnOutcome::Interrupted,
             text: "par".into(),
             usage: None,
+            cut: None,
+            text_omitted: false,
         });
         assert!(app.messages[1].interrupted);
 
@@ -1146,6 +1163,8 @@ pub(crate) mod tests {
             },
             text: String::new(),
             usage: None,
+            cut: None,
+            text_omitted: false,
         });
         // The empty reply placeholder is replaced by the error.
         let last = app.messages.last().unwrap();
@@ -1174,6 +1193,8 @@ pub(crate) mod tests {
             outcome: TurnOutcome::Finished,
             text: "hi".into(),
             usage: None,
+            cut: None,
+            text_omitted: false,
         });
         // Another conversation going away changes nothing here.
         app.apply_event(Event::ConversationDeleted {
@@ -1224,20 +1245,8 @@ pub(crate) mod tests {
             text: "part".into(),
         });
         let stored = vec![
-            StoredMessage {
-                id: 1,
-                role: Role::User,
-                text: "old".into(),
-                created_ms: 0,
-                interrupted: false,
-            },
-            StoredMessage {
-                id: 2,
-                role: Role::User,
-                text: "live".into(),
-                created_ms: 0,
-                interrupted: false,
-            },
+            StoredMessage::new(1, Role::User, "old", 0),
+            StoredMessage::new(2, Role::User, "live", 0),
         ];
         app.set_conversation(&summary(7), &stored);
         let texts: Vec<&str> = app.messages.iter().map(|m| m.text.as_str()).collect();
@@ -1398,6 +1407,8 @@ pub(crate) mod tests {
             outcome: TurnOutcome::Finished,
             text: String::new(),
             usage: None,
+            cut: None,
+            text_omitted: false,
         });
         // A reply with no text but a tool call stays, so the call is not lost.
         assert_eq!(app.messages.len(), 2);

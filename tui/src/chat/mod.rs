@@ -306,6 +306,7 @@ impl Runner {
             Reply::Conversation {
                 conversation,
                 messages,
+                ..
             } => self.app.set_conversation(&conversation, &messages),
             Reply::Characters {
                 current,
@@ -326,9 +327,39 @@ impl Runner {
         }
     }
 
+    /// Reads a conversation page by page in the background; the whole of it arrives as
+    /// one answer, as a single `get_conversation` reply used to.
+    fn load_conversation(&mut self, id: i64) {
+        self.app.loading_conversation(id);
+        let Some(client) = self.client.clone() else {
+            return;
+        };
+        let generation = self.generation;
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let result = client
+                .conversation(id, REQUEST_TIMEOUT)
+                .await
+                .map(|(conversation, messages)| Reply::Conversation {
+                    conversation,
+                    messages,
+                    next: None,
+                });
+            let _ = tx.send(Msg::Answer {
+                generation,
+                purpose: Purpose::LoadConversation,
+                result: Box::new(result),
+            });
+        });
+    }
+
     /// Carries out an action; requests are written now (keeping their order) and
     /// answered later through the message channel.
     async fn perform(&mut self, action: Action) {
+        if let Action::LoadConversation(id) = action {
+            self.load_conversation(id);
+            return;
+        }
         let (purpose, request) = match action {
             Action::Quit => {
                 self.quit = true;
@@ -337,10 +368,7 @@ impl Runner {
             Action::Send(text) => (Purpose::Send(text.clone()), Request::SendText { text }),
             Action::Interrupt => (Purpose::Interrupt, Request::Interrupt),
             Action::NewConversation => (Purpose::NewConversation, Request::NewConversation),
-            Action::LoadConversation(id) => {
-                self.app.loading_conversation(id);
-                (Purpose::LoadConversation, Request::GetConversation { id })
-            }
+            Action::LoadConversation(_) => return,
             Action::LoadCharacters => (Purpose::Characters, Request::ListCharacters),
             Action::LoadMcpServers => (Purpose::McpServers, Request::ListMcpServers),
             Action::Approve {

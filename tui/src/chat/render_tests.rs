@@ -48,6 +48,8 @@ fn turn(app: &mut App, id: u64, prompt: &str, reply: &str, outcome: Option<TurnO
             outcome,
             text: reply.into(),
             usage: None,
+            cut: None,
+            text_omitted: false,
         });
     }
 }
@@ -433,6 +435,8 @@ fn finished_denied_and_timed_out_tool_calls() {
         outcome: TurnOutcome::Interrupted,
         text: "It is 07:08.".into(),
         usage: None,
+        cut: None,
+        text_omitted: false,
     });
     assert!(app.approvals.is_empty());
     assert!(!app.tool_running());

@@ -12,7 +12,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Scrollbar, ScrollbarOrientation, ScrollbarState};
-use vtuber_shared::{DaemonState, ModelLoad};
+use vtuber_shared::{CutReason, DaemonState, ModelLoad};
 
 use super::app::{App, Conn, Ended, Kind, Message, PendingApproval, ToolCall, ToolState, Viewport};
 use super::markup;
@@ -145,6 +145,14 @@ fn window(blocks: &[Arc<Vec<Line<'static>>>], top: usize, height: usize) -> Vec<
 }
 
 /// All lines of the message list at `width`, in order.
+/// The mark under a reply the daemon stopped at a per-turn limit.
+fn cut_label(cut: CutReason) -> &'static str {
+    match cut {
+        CutReason::Length => "(cut: reply length limit)",
+        CutReason::Time => "(cut: reply time limit)",
+    }
+}
+
 #[cfg(test)]
 pub fn message_list(app: &App, width: usize) -> Vec<Line<'static>> {
     let blocks = message_blocks(app, width, &mut LineCache::default());
@@ -206,6 +214,9 @@ fn message_lines(app: &App, m: &Message, width: usize) -> Vec<Line<'static>> {
             }
             if m.interrupted {
                 body.push(Line::from(Span::styled("(interrupted)", NOTE)));
+            }
+            if let Some(cut) = m.cut {
+                body.push(Line::from(Span::styled(cut_label(cut), NOTE)));
             }
             out.extend(indent(body));
         }
