@@ -256,6 +256,8 @@ async fn run(args: Args, started: Instant) -> anyhow::Result<()> {
         mcp: mcp.clone(),
         voice: Default::default(),
         web_url: Default::default(),
+        web_auth: Default::default(),
+        web_error: Default::default(),
     });
     // Speech engines load in the background; devices are opened now (an absent sound
     // card is reported, not fatal).
@@ -299,16 +301,25 @@ async fn run(args: Args, started: Instant) -> anyhow::Result<()> {
         stop_serving.clone(),
     ));
     let web = if cfg.web.enabled {
-        match vtuberd::web::serve(&cfg, stage.clone(), stop_serving.clone()) {
-            Ok((addr, task)) => {
-                let url = vtuberd::web::url(&cfg.web, addr);
-                tracing::info!(url = %url, "web page");
-                let _ = info.web_url.set(url);
-                Some(task)
+        match vtuberd::web::serve(&cfg, stage.clone(), stop_serving.clone()).await {
+            Ok(serving) => {
+                // The address without its token: logs are not for secrets.
+                tracing::info!(url = %serving.url, "web page (`vtuber web url` prints it with its access token)");
+                if cfg.web.auth == config::WebAuth::None {
+                    tracing::warn!(
+                        "web.auth is none: anyone who can reach {} drives the character, and through it the MCP tools, without a token (set web.auth: token)",
+                        serving.url
+                    );
+                }
+                let _ = info.web_url.set(serving.page_url);
+                let _ = info.web_auth.set(cfg.web.auth.as_str().to_owned());
+                Some(serving.task)
             }
             Err(e) => {
-                // The terminal and local clients still work; the page is what is missing.
+                // The terminal and local clients still work; the page is what is missing,
+                // and `status` says why.
                 tracing::error!("web page unavailable: {e}");
+                let _ = info.web_error.set(e.to_string());
                 None
             }
         }

@@ -84,8 +84,13 @@ pub struct DaemonInfo {
     pub mcp: Option<crate::mcp::McpManager>,
     /// Voice input and speech engines, once started.
     pub voice: std::sync::OnceLock<crate::voice::Voice>,
-    /// The browser page's address, once the web server listens.
+    /// The browser page's address (with `?token=` when one is needed), once the web
+    /// server listens.
     pub web_url: std::sync::OnceLock<String>,
+    /// `web.auth` of the running web server: `token` or `none`.
+    pub web_auth: std::sync::OnceLock<String>,
+    /// Why the web server is not running, when it failed to start.
+    pub web_error: std::sync::OnceLock<String>,
 }
 
 enum Command {
@@ -255,6 +260,8 @@ impl Stage {
             last_error: v.last_error,
             voice: self.info.voice.get().map(|voice| Box::new(voice.status())),
             web_url: self.info.web_url.get().cloned(),
+            web_auth: self.info.web_auth.get().cloned(),
+            web_error: self.info.web_error.get().cloned(),
         }
     }
 
@@ -1439,6 +1446,8 @@ mod tests {
             mcp: None,
             voice: Default::default(),
             web_url: Default::default(),
+            web_auth: Default::default(),
+            web_error: Default::default(),
         });
         let stage = Stage::start(
             StageSetup {

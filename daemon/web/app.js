@@ -74,6 +74,7 @@ const hooks = {
   micUtterances: 0,
   micChunksSent: 0,
   version: null,
+  authorized: null, // false: the daemon wants its access token and has none from us
 };
 window.__vtuber = new Proxy(hooks, {
   get(target, key) {
@@ -88,21 +89,30 @@ window.__vtuber = new Proxy(hooks, {
 
 // ---------------------------------------------------------------- small helpers
 
-function readToken() {
+// The access token comes in the address: `?token=` (what `vtuber web url` prints) or
+// `#token=`. The daemon swaps `?token=` for an HttpOnly, SameSite=Strict cookie and sends
+// the browser on to the clean address, so this script never holds the token and the
+// WebSocket presents the cookie by itself. A `#token=` never reaches a server, so it is
+// handed over the same way. Returns true when the page is leaving for that.
+function handOverToken() {
+  try { sessionStorage.removeItem('vtuber-token'); } catch { /* storage disabled */ }
   const hash = new URLSearchParams(location.hash.replace(/^#/, ''));
   const query = new URLSearchParams(location.search);
-  let token = hash.get('token') || query.get('token') || '';
-  try {
-    if (token) sessionStorage.setItem('vtuber-token', token);
-    else token = sessionStorage.getItem('vtuber-token') || '';
-  } catch { /* storage disabled */ }
-  if (hash.has('token')) {
-    // Keep the secret out of the address bar (and of screenshots); reloads use sessionStorage.
+  const token = hash.get('token');
+  if (token) {
     hash.delete('token');
+    query.set('token', token);
     const rest = hash.toString();
-    history.replaceState(null, '', location.pathname + location.search + (rest ? `#${rest}` : ''));
+    location.replace(`${location.pathname}?${query}${rest ? `#${rest}` : ''}`);
+    return true;
   }
-  return token;
+  if (query.has('token')) {
+    // Left here only when the daemon needs no token (web.auth: none): drop it anyway.
+    query.delete('token');
+    const q = query.toString();
+    history.replaceState(null, '', location.pathname + (q ? `?${q}` : '') + location.hash);
+  }
+  return false;
 }
 
 function pref(key, fallback) {
@@ -841,8 +851,8 @@ for (const b of el.approvalDialog.querySelectorAll('button[data-decision]')) {
 
 // ---------------------------------------------------------------- start
 
-const token = readToken();
-const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/client-ws${token ? `?token=${encodeURIComponent(token)}` : ''}`;
+const leaving = handOverToken();
+const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/client-ws`;
 
 const conn = new Connection(wsUrl, {
   onMessage(msg) {
@@ -880,8 +890,8 @@ async function fetchPageConfig() {
   try {
     const res = await fetch('/api/page-config', {
       cache: 'no-store',
+      credentials: 'same-origin',
       signal: ctl.signal,
-      headers: token ? { Authorization: `Bearer ${token}` } : {},
     });
     if (!res.ok) return null;
     return await res.json();
@@ -902,6 +912,13 @@ async function start() {
 
   const config = await fetchPageConfig();
   if (config && typeof config.version === 'string') hooks.version = config.version;
+  if (config && typeof config.authorized === 'boolean') hooks.authorized = config.authorized;
+  if (config && config.authorized === false) {
+    // Retrying cannot help: say how to get in.
+    stageMessage('This page needs the daemon\'s access token: run `vtuber web url` and open the address it prints.');
+    setConnStatus('closed', 'no access token (run `vtuber web url`)');
+    return;
+  }
   if (config && config.live2d_runtime === false) {
     live2dRuntime = 'no';
     showNotice('');
@@ -921,4 +938,4 @@ async function start() {
   conn.connect();
 }
 
-start();
+if (!leaving) start();

@@ -363,9 +363,16 @@ pub struct Status {
     /// Speech engines and audio devices; `None` when voice is disabled in the config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub voice: Option<Box<VoiceStatus>>,
-    /// The browser page's address when the web server runs.
+    /// The browser page's address when the web server runs, with `?token=` when the
+    /// page needs its access token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web_url: Option<String>,
+    /// `token` or `none` (`web.auth`) when the web server runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_auth: Option<String>,
+    /// Why the web server is not running, and what to do, when it failed to start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_error: Option<String>,
 }
 
 /// Voice input and output, as `status` shows it.

@@ -47,8 +47,9 @@ async fn start(base_url: &str, character: &str) -> anyhow::Result<(TestDaemon, S
     }
 }
 
+/// `url` is the page's address from `status` (with its token).
 async fn connect(url: &str) -> anyhow::Result<Ws> {
-    let ws = format!("{}client-ws", url.replacen("http://", "ws://", 1));
+    let ws = vtuber_e2e::web::PageUrl::parse(url).socket_url();
     let (stream, _) = tokio_tungstenite::connect_async(ws).await?;
     Ok(stream)
 }

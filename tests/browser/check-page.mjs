@@ -5,6 +5,10 @@
 //   node check-page.mjs --url http://127.0.0.1:PORT/ --text "hello" --out DIR
 //                       [--expect-live2d] [--mic] [--timeout SECONDS] [--chromium PATH]
 //
+// A --url with ?token= (what `vtuber web url` prints) is also checked for the access token:
+// without it the page must say so rather than connect; with it the token must leave the
+// address for a cookie scripts cannot read; and a #token= address must work too.
+//
 // --mic also talks into the page's microphone (Chromium's fake capture device playing a
 // generated WAV) and checks that an utterance went to the server and was answered.
 // Prints one JSON line of observations; writes DIR/page.png (after the turn),
@@ -159,8 +163,30 @@ try {
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text().slice(0, 500)); });
   page.on('pageerror', (e) => { pageErrors.push(String(e && e.message ? e.message : e).slice(0, 500)); });
 
-  await page.goto(args.url, { waitUntil: 'load', timeout: Math.max(1000, deadline - Date.now()) });
+  const goto = (url) => page.goto(url, { waitUntil: 'load', timeout: Math.max(1000, deadline - Date.now()) });
+  const tokened = new URL(args.url);
+  const token = tokened.searchParams.get('token');
+  if (token) {
+    // Without the token the page is served but must not get in, and must say why.
+    const bare = new URL(tokened);
+    bare.searchParams.delete('token');
+    await goto(bare.href);
+    const refused = await waitFor(page, 'refused without the token',
+      () => window.__vtuber && window.__vtuber.authorized === false, null, 15_000);
+    obs.without_token = await page.evaluate(() => ({
+      connected: window.__vtuber.connected,
+      message: document.querySelector('#stage-message')?.textContent || '',
+    }));
+    checks.refused_without_token = !!refused && !obs.without_token.connected
+      && obs.without_token.message.includes('vtuber web url');
+  }
+  await goto(args.url);
   obs.connected = !!(await waitFor(page, 'connected', () => window.__vtuber && window.__vtuber.connected, null, 30_000));
+  if (token) {
+    obs.address = page.url();
+    checks.token_left_the_address = !obs.address.includes('token');
+    checks.cookie_hidden_from_scripts = !(await page.evaluate(() => document.cookie.includes('vtuber-auth')));
+  }
   // The avatar: Live2D loads after `set-model-and-conf`; the built-in one at once.
   await waitFor(page, 'avatar', (expect) => window.__vtuber && window.__vtuber.avatarReady
     && (!expect || window.__vtuber.live2d || (window.__vtuber.avatarKind === 'fallback')), args.expectLive2d, 45_000);
@@ -246,6 +272,17 @@ try {
   checks.no_server_error = !h.lastError;
   checks.no_page_errors = pageErrors.length === 0;
   if (args.expectLive2d) checks.live2d = !!h.live2d;
+  if (token) {
+    // A #token= address (never sent to a server) gets in too, once the cookie is gone.
+    await context.clearCookies();
+    await page.goto('about:blank'); // a new document, not a same-page hash change
+    const hashed = new URL(tokened);
+    hashed.searchParams.delete('token');
+    hashed.hash = `token=${encodeURIComponent(token)}`;
+    await goto(hashed.href);
+    const again = await waitFor(page, 'connected by #token', () => window.__vtuber && window.__vtuber.connected, null, 30_000);
+    checks.hash_token = !!again && !page.url().includes('token');
+  }
   if (args.mic) checks.mic = !!micObs && micObs.chunks > 0 && micObs.utterances > 0 && micObs.answered;
 } catch (err) {
   obs.exception = String(err && err.stack ? err.stack : err).slice(0, 2000);

@@ -88,15 +88,28 @@ function safeJoin(root, rel) {
   return full.startsWith(path.resolve(root) + path.sep) ? full : null;
 }
 
+// Like the daemon: `?token=` on the page becomes an HttpOnly cookie (the test stand-in keeps
+// the token itself in it), then the browser goes on to the clean address.
+const COOKIE = 'vtuber-auth-fake';
+const hasCookie = (req) => (req.headers.cookie || '').split(';').some((c) => c.trim() === `${COOKIE}=${args.token}`);
+const authorized = (req, url) => !args.token || url.searchParams.get('token') === args.token || hasCookie(req);
+
 const live2dInstalled = () => args.live2d && fs.existsSync(path.join(args.assets, 'libs', 'live2d.core.js'));
 
 const server = http.createServer((req, res) => {
   const url = new URL(req.url, 'http://x');
   const p = url.pathname;
   if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'method not allowed\n');
+  if ((p === '/' || p === '/index.html') && args.token && url.searchParams.has('token')) {
+    if (url.searchParams.get('token') !== args.token) return send(res, 401, 'wrong token\n');
+    url.searchParams.delete('token');
+    res.writeHead(303, { Location: `${p}${url.search}`, 'Set-Cookie': `${COOKIE}=${args.token}; Path=/; HttpOnly; SameSite=Strict` });
+    return res.end();
+  }
   if (p === '/' || p === '/index.html') return sendFile(res, path.join(args.web, 'index.html'));
   if (p === '/api/page-config') {
-    return send(res, 200, JSON.stringify({ live2d_runtime: live2dInstalled(), token_required: !!args.token, version: 'fake-server' }), 'application/json');
+    return send(res, 200, JSON.stringify({ live2d_runtime: live2dInstalled(), token_required: !!args.token,
+      authorized: authorized(req, url), version: 'fake-server' }), 'application/json');
   }
   let m = /^\/assets\/([A-Za-z0-9_.-]+)$/.exec(p);
   if (m && !m[1].startsWith('.')) return sendFile(res, path.join(args.web, m[1]));
@@ -180,7 +193,7 @@ server.on('upgrade', (req, socket, head) => {
   const refuse = (code, why) => { socket.write(`HTTP/1.1 ${code} ${why}\r\nConnection: close\r\n\r\n`); socket.destroy(); };
   if (url.pathname !== '/client-ws') return refuse(404, 'Not Found');
   if (origin && origin !== `http://${host}`) return refuse(403, 'Forbidden');
-  if (args.token && url.searchParams.get('token') !== args.token) return refuse(401, 'Unauthorized');
+  if (!authorized(req, url)) return refuse(401, 'Unauthorized');
   wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws));
 });
 

@@ -1,7 +1,10 @@
 //! The avatar page in a real browser: headless Chromium (the system's, driven by
 //! Playwright from `tests/browser`) loads the page from a real daemon, sends a message,
 //! and checks subtitles, the chat log, a drawn avatar and a mouth that moves with the
-//! speech. The terminal side sees the same turn. Screenshots are kept in
+//! speech. The terminal side sees the same turn. The page is opened at the address
+//! `vtuber web url` prints, with its access token: the checks include that the page
+//! without it says so, that the token leaves the address for an HttpOnly cookie, and
+//! that a `#token=` address works too. Screenshots are kept in
 //! `target/test-artifacts/browser/`.
 //!
 //! Needs what `scripts/setup.sh --for-tests` installs: node modules in `tests/browser`,
@@ -27,6 +30,19 @@ fn assets_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(vtuber_shared::paths::data_dir);
     data.join("web")
+}
+
+/// The page's address as a user gets it: `vtuber web url`, once the page is served.
+async fn printed_url(daemon: &TestDaemon) -> String {
+    let from_status = web_url(daemon).await;
+    let mut cmd = daemon.vtuber();
+    cmd.args(["web", "url"]);
+    let out = run(cmd).await;
+    assert!(out.status.success(), "vtuber web url: {}", stderr(&out));
+    let url = stdout(&out).trim().to_owned();
+    assert_eq!(url, from_status);
+    assert!(url.contains("/?token="), "{url}");
+    url
 }
 
 async fn run_page_check(url: &str, out: &std::path::Path, live2d: bool) -> serde_json::Value {
@@ -93,11 +109,19 @@ async fn the_avatar_page_speaks_and_lip_syncs_in_a_real_browser() {
     daemon.start().expect("daemon starts");
     // The terminal side watches the same stage.
     let mut tui = daemon.client("tui").await.expect("client");
-    let url = web_url(&daemon).await;
+    let url = printed_url(&daemon).await;
     let out = repo_root().join("target/test-artifacts/browser");
     std::fs::create_dir_all(&out).expect("artefact dir");
     let result = run_page_check(&url, &out, true).await;
     assert_eq!(result["live2d"], true, "{result:#}");
+    for check in [
+        "refused_without_token",
+        "token_left_the_address",
+        "cookie_hidden_from_scripts",
+        "hash_token",
+    ] {
+        assert_eq!(result["checks"][check], true, "{check}: {result:#}");
+    }
     assert!(
         result["mouth_max"].as_f64().unwrap_or(0.0) > 0.1,
         "{result:#}"
@@ -133,7 +157,7 @@ async fn without_the_live2d_runtime_the_page_draws_its_own_avatar() {
     let mut daemon = TestDaemon::new(&config).expect("home");
     link_models(&daemon.models_dir()).expect("models (run scripts/setup.sh)");
     daemon.start().expect("daemon starts");
-    let url = web_url(&daemon).await;
+    let url = printed_url(&daemon).await;
     let out = repo_root().join("target/test-artifacts/browser-fallback");
     std::fs::create_dir_all(&out).expect("artefact dir");
     let result = run_page_check(&url, &out, false).await;

@@ -36,7 +36,8 @@ pub fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// `http://127.0.0.1:PORT/` of a daemon's web server, from its status.
+/// The page's address from a daemon's status, as a user gets it:
+/// `http://127.0.0.1:PORT/?token=...` (no token with `web.auth: none`).
 pub async fn web_url(daemon: &TestDaemon) -> String {
     let mut c = daemon.client("e2e-status").await.expect("client");
     let deadline = std::time::Instant::now() + WAIT;

@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::{self, Message};
 use vtuber_e2e::daemon::{TestDaemon, link_models};
 use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm, MockReply};
+use vtuber_e2e::web::PageUrl;
 use vtuber_shared::{Event, Reply, Request, TurnOutcome};
 use vtuberd::speech::Pcm;
 
@@ -34,14 +35,19 @@ fn web_daemon(mock: &MockLlm, web_extra: &str) -> TestDaemon {
     daemon
 }
 
-fn ws_url(base: &str) -> String {
-    format!("{}client-ws", base.replacen("http://", "ws://", 1))
+/// `HOST:PORT` of a page address.
+fn host_port(base: &str) -> String {
+    PageUrl::parse(base).host_port()
 }
 
-fn host_port(base: &str) -> String {
-    base.trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned()
+/// `?token=...` of a page address (what the WebSocket needs), or nothing.
+fn token_query(base: &str) -> String {
+    PageUrl::parse(base).token_query()
+}
+
+/// `http://HOST:PORT/` of a page address, without its token.
+fn root(base: &str) -> String {
+    PageUrl::parse(base).root
 }
 
 /// A WebSocket client speaking JSON text frames.
@@ -50,15 +56,17 @@ struct Ws {
 }
 
 impl Ws {
+    /// Connects as an Open-LLM-VTuber client does: `/client-ws` with the page's token.
     async fn connect(base: &str) -> Self {
-        Self::connect_with(base, "", &[])
+        Self::connect_with(base, &token_query(base), &[])
             .await
             .expect("websocket connects")
     }
 
-    /// Connects with extra query text and headers; the error is the HTTP status of a refusal.
+    /// Connects to `/client-ws` with `query` (no token unless it holds one) and extra
+    /// headers; the error is the HTTP status of a refusal.
     async fn connect_with(base: &str, query: &str, headers: &[(&str, &str)]) -> Result<Self, u16> {
-        let mut req = format!("{}{query}", ws_url(base))
+        let mut req = format!("{}{query}", PageUrl::parse(base).socket_url_bare())
             .into_client_request()
             .unwrap();
         for (k, v) in headers {
@@ -606,27 +614,29 @@ async fn origin_and_host_are_checked() {
     let daemon = web_daemon(&mock, "  allowed_origins: [\"https://friend.example\"]\n");
     let base = web_url(&daemon).await;
     let hp = host_port(&base);
+    // With the token, so a refusal is the Origin's or the Host's doing.
+    let tq = token_query(&base);
 
     assert_eq!(
-        Ws::connect_with(&base, "", &[("Origin", "http://evil.example")])
+        Ws::connect_with(&base, &tq, &[("Origin", "http://evil.example")])
             .await
             .err(),
         Some(403)
     );
     assert_eq!(
-        Ws::connect_with(&base, "", &[("Origin", "null")])
+        Ws::connect_with(&base, &tq, &[("Origin", "null")])
             .await
             .err(),
         Some(403)
     );
     let same = format!("http://{hp}");
     assert!(
-        Ws::connect_with(&base, "", &[("Origin", &same)])
+        Ws::connect_with(&base, &tq, &[("Origin", &same)])
             .await
             .is_ok()
     );
     assert!(
-        Ws::connect_with(&base, "", &[("Origin", "https://friend.example")])
+        Ws::connect_with(&base, &tq, &[("Origin", "https://friend.example")])
             .await
             .is_ok()
     );
@@ -636,7 +646,7 @@ async fn origin_and_host_are_checked() {
     assert_eq!(
         Ws::connect_with(
             &base,
-            "",
+            &tq,
             &[
                 ("Host", &evil_host),
                 ("Origin", &format!("http://{evil_host}"))
@@ -668,6 +678,16 @@ async fn token_is_required_when_configured() {
         .push(("E2E_WEB_TOKEN".into(), "s3cret token".into()));
     daemon.start().unwrap();
     let base = web_url(&daemon).await;
+    // The configured token is the one in the address, encoded.
+    assert!(base.ends_with("/?token=s3cret%20token"), "{base}");
+    assert!(
+        !daemon
+            .dir
+            .path()
+            .join("data/vtuber/private/web-token")
+            .exists(),
+        "no token file when web.token is set"
+    );
     assert_eq!(Ws::connect_with(&base, "", &[]).await.err(), Some(401));
     assert_eq!(
         Ws::connect_with(&base, "?token=wrong", &[]).await.err(),
@@ -703,17 +723,31 @@ async fn token_is_required_when_configured() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exposed_bind_without_tls_and_token_is_refused() {
+    // A token there is by default (generated); TLS is missing.
     let mut daemon =
         TestDaemon::new("speech:\n  enabled: false\nweb:\n  host: 0.0.0.0\n  port: 0\n").unwrap();
     let err = daemon
         .start()
         .expect_err("the daemon must refuse to start")
         .to_string();
-    for key in ["web.tls.cert", "web.tls.key", "web.token"] {
+    for key in ["web.tls.cert", "web.tls.key"] {
         assert!(err.contains(key), "{key} missing from: {err}");
     }
+    assert!(!err.contains("web.auth"), "{err}");
     let status = daemon.wait_exit(Duration::from_secs(5));
     assert!(status.is_err() || !status.unwrap().success());
+    // Without a token either, both are named.
+    let mut daemon = TestDaemon::new(
+        "speech:\n  enabled: false\nweb:\n  host: 0.0.0.0\n  port: 0\n  auth: none\n",
+    )
+    .unwrap();
+    let err = daemon
+        .start()
+        .expect_err("the daemon must refuse to start")
+        .to_string();
+    for key in ["web.tls.cert", "web.tls.key", "web.auth: token"] {
+        assert!(err.contains(key), "{key} missing from: {err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -734,6 +768,295 @@ async fn port_in_use_is_reported_and_the_daemon_runs_on() {
         log.contains(&format!("port {port} is already in use")) && log.contains("web.port"),
         "{log}"
     );
+    // `status` says it too, with what to do.
+    let why = s.web_error.expect("status carries why there is no page");
+    assert!(
+        why.contains(&format!("127.0.0.1:{port}"))
+            && why.contains("already in use")
+            && why.contains("set web.port"),
+        "{why}"
+    );
+    let mut cmd = daemon.vtuber();
+    cmd.arg("status");
+    let out = run(cmd).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.lines().any(|l| l.starts_with("web ")
+            && l.contains("unavailable")
+            && l.contains(&format!("port {port} is already in use"))),
+        "{text}"
+    );
+    let mut cmd = daemon.vtuber();
+    cmd.args(["status", "--json"]);
+    let json: Value = serde_json::from_str(&stdout(&run(cmd).await)).unwrap();
+    assert_eq!(json["web_error"], why.as_str());
+    assert!(json.get("web_url").is_none(), "{json}");
+    let mut cmd = daemon.vtuber();
+    cmd.args(["web", "url"]);
+    let out = run(cmd).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).is_empty());
+    assert!(
+        stderr(&out).contains("unavailable") && stderr(&out).contains("set web.port"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Unix permission bits of a path.
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_socket_needs_the_token_by_default_even_on_loopback() {
+    let mock = MockLlm::start_blocking(MockBehaviour::reply("Ok.")).expect("mock");
+    let daemon = TestDaemon::spawn(&format!(
+        "{}character:\n  default: sage\n",
+        openai_config(&mock.base_url())
+    ))
+    .unwrap();
+    let base = web_url(&daemon).await;
+    let page = PageUrl::parse(&base);
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    let token = page.token.clone().expect("the address carries the token");
+    assert_eq!(token.len(), 64, "{token}");
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+
+    // Kept in a file only this user can read, in a folder only this user can open.
+    let dir = daemon.dir.path().join("data/vtuber/private");
+    let file = dir.join("web-token");
+    assert_eq!(mode_of(&dir), 0o700);
+    assert_eq!(mode_of(&file), 0o600);
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), token);
+
+    // No token, a wrong one, one a digit off: refused.
+    assert_eq!(Ws::connect_with(&base, "", &[]).await.err(), Some(401));
+    assert_eq!(
+        Ws::connect_with(&base, "?token=wrong", &[]).await.err(),
+        Some(401)
+    );
+    let mut off_by_one = token.clone();
+    let last = if off_by_one.pop() == Some('0') {
+        '1'
+    } else {
+        '0'
+    };
+    off_by_one.push(last);
+    assert_eq!(
+        Ws::connect_with(&base, &format!("?token={off_by_one}"), &[])
+            .await
+            .err(),
+        Some(401)
+    );
+    // `?token=` (an Open-LLM-VTuber client's WebSocket URL) and a bearer header work.
+    let mut ws = Ws::connect_with(&base, &format!("?token={token}"), &[])
+        .await
+        .expect("query token");
+    assert_eq!(ws.greeting().await[0]["text"], "Connection established");
+    assert!(
+        Ws::connect_with(&base, "", &[("Authorization", &format!("Bearer {token}"))])
+            .await
+            .is_ok()
+    );
+
+    // The page opened with `?token=` sets an HttpOnly cookie (not the token itself) and
+    // sends the browser on to the clean address.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http.get(&base).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/");
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set.contains("; HttpOnly") && set.contains("; SameSite=Strict") && set.contains("Path=/"),
+        "{set}"
+    );
+    assert!(
+        !set.contains(&token),
+        "the cookie must not carry the token: {set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_owned();
+    assert!(
+        cookie.starts_with(&format!("vtuber-auth-{}=", page.port())),
+        "{cookie}"
+    );
+    let r = http
+        .get(format!("{}index.html?x=1&token={token}", page.root))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/index.html?x=1");
+    // A wrong token in the page's address: refused, saying what to do.
+    let r = http
+        .get(format!("{}?token={off_by_one}", page.root))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("vtuber web url"));
+
+    // The cookie opens the socket, as the browser sends it on the page's upgrade; a
+    // foreign origin is still refused with it; a forged one opens nothing.
+    let own_origin = format!("http://{}", page.host_port());
+    let mut by_cookie = Ws::connect_with(
+        &base,
+        "",
+        &[
+            ("Cookie", &format!("a=b; {cookie}")),
+            ("Origin", &own_origin),
+        ],
+    )
+    .await
+    .expect("the cookie opens the socket");
+    assert_eq!(
+        by_cookie.greeting().await[0]["text"],
+        "Connection established"
+    );
+    assert_eq!(
+        Ws::connect_with(
+            &base,
+            "",
+            &[("Cookie", &cookie), ("Origin", "http://evil.example")]
+        )
+        .await
+        .err(),
+        Some(403)
+    );
+    let forged = format!("vtuber-auth-{}={token}", page.port());
+    assert_eq!(
+        Ws::connect_with(&base, "", &[("Cookie", &forged)])
+            .await
+            .err(),
+        Some(401)
+    );
+    // The page's config says whether the page is let in.
+    let cfg = |cookie: Option<String>| {
+        let mut req = http.get(format!("{}api/page-config", page.root));
+        if let Some(c) = cookie {
+            req = req.header("Cookie", c);
+        }
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let without = cfg(None).await;
+    assert_eq!(
+        (&without["token_required"], &without["authorized"]),
+        (&json!(true), &json!(false))
+    );
+    assert_eq!(cfg(Some(cookie.clone())).await["authorized"], true);
+
+    // What the user runs: `status` and `web url` print the address with the token.
+    let mut cmd = daemon.vtuber();
+    cmd.arg("status");
+    let text = stdout(&run(cmd).await);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("web ") && l.ends_with(&base)),
+        "{text}"
+    );
+    let mut cmd = daemon.vtuber();
+    cmd.args(["status", "--json"]);
+    let status: Value = serde_json::from_str(&stdout(&run(cmd).await)).unwrap();
+    assert_eq!(status["web_url"], base.as_str());
+    assert_eq!(status["web_auth"], "token");
+    let mut cmd = daemon.vtuber();
+    cmd.args(["web", "url"]);
+    let out = run(cmd).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = stdout(&out).trim().to_owned();
+    assert_eq!(printed, base);
+    let mut ws = Ws::connect(&printed).await;
+    assert_eq!(ws.greeting().await[0]["text"], "Connection established");
+    let mut cmd = daemon.vtuber();
+    cmd.args(["web", "url", "--json"]);
+    let json: Value = serde_json::from_str(&stdout(&run(cmd).await)).unwrap();
+    assert_eq!(json, json!({"web_url": base, "web_auth": "token"}));
+
+    // Neither the token nor the cookie is ever logged.
+    let log = daemon.log_text();
+    let cookie_value = cookie.split_once('=').unwrap().1;
+    assert!(!log.contains(&token) && !log.contains(cookie_value));
+
+    // A restart keeps the token, so bookmarks keep working.
+    drop((ws, by_cookie));
+    let mut daemon = tokio::task::spawn_blocking(move || {
+        let mut daemon = daemon;
+        daemon.terminate().expect("stops");
+        daemon.start().expect("starts again");
+        daemon
+    })
+    .await
+    .unwrap();
+    let again = web_url(&daemon).await;
+    assert_eq!(
+        PageUrl::parse(&again).token.as_deref(),
+        Some(token.as_str())
+    );
+    assert_eq!(mode_of(&file), 0o600);
+    let mut ws = Ws::connect(&again).await;
+    assert_eq!(ws.greeting().await[0]["text"], "Connection established");
+    tokio::task::spawn_blocking(move || daemon.terminate())
+        .await
+        .unwrap()
+        .expect("stops");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn web_auth_none_opens_the_socket_to_anyone_and_status_warns() {
+    let mock = MockLlm::start_blocking(MockBehaviour::reply("Ok.")).expect("mock");
+    let daemon = TestDaemon::spawn(&format!(
+        "{}character:\n  default: sage\nweb:\n  port: 0\n  auth: none\n",
+        openai_config(&mock.base_url())
+    ))
+    .unwrap();
+    let base = web_url(&daemon).await;
+    assert!(!base.contains("token"), "{base}");
+    let mut ws = Ws::connect_with(&base, "", &[])
+        .await
+        .expect("no token needed");
+    assert_eq!(ws.greeting().await[0]["text"], "Connection established");
+    let (status, body) = raw_get(&base, "/api/page-config", None).await;
+    assert_eq!(status, 200);
+    let cfg: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(cfg["token_required"], false);
+    assert_eq!(cfg["authorized"], true);
+    // A token in the address is no use and no harm: the page is served.
+    assert_eq!(raw_get(&base, "/?token=whatever", None).await.0, 200);
+    // The Origin check stays.
+    assert_eq!(
+        Ws::connect_with(&base, "", &[("Origin", "http://evil.example")])
+            .await
+            .err(),
+        Some(403)
+    );
+    // No token file is made.
+    assert!(
+        !daemon
+            .dir
+            .path()
+            .join("data/vtuber/private/web-token")
+            .exists()
+    );
+
+    // Warned about in the log and in `status`.
+    assert!(daemon.log_text().contains("web.auth is none"));
+    let mut cmd = daemon.vtuber();
+    cmd.args(["status", "--json"]);
+    let json: Value = serde_json::from_str(&stdout(&run(cmd).await)).unwrap();
+    assert_eq!(json["web_auth"], "none");
+    let mut cmd = daemon.vtuber();
+    cmd.arg("status");
+    let text = stdout(&run(cmd).await);
+    assert!(
+        text.lines().any(|l| l.starts_with("web auth")
+            && l.contains("none")
+            && l.contains("web.auth: token")),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -743,7 +1066,7 @@ async fn static_routes() {
     let base = web_url(&daemon).await;
     let http = reqwest::Client::new();
     let get = |path: &str| {
-        let url = format!("{}{}", base, path.trim_start_matches('/'));
+        let url = format!("{}{}", root(&base), path.trim_start_matches('/'));
         let http = http.clone();
         async move { http.get(url).send().await.expect("GET") }
     };
@@ -772,9 +1095,12 @@ async fn static_routes() {
     );
     assert_eq!(get("/assets/nope.js").await.status(), 404);
 
+    // The page, its scripts and its config are public (no token asked for above); the
+    // config says a token is needed and that this request has none.
     let cfg: Value = get("/api/page-config").await.json().await.unwrap();
     assert_eq!(cfg["live2d_runtime"], false);
-    assert_eq!(cfg["token_required"], false);
+    assert_eq!(cfg["token_required"], true);
+    assert_eq!(cfg["authorized"], false);
     assert!(cfg["version"].is_string());
     assert_eq!(get("/libs/live2d.core.js").await.status(), 404);
 
@@ -928,12 +1254,8 @@ async fn exposed_bind_with_tls_and_token_serves_https() {
     let daemon = TestDaemon::spawn(&config).expect("daemon starts with TLS and a token");
     let url = web_url(&daemon).await;
     assert!(url.starts_with("https://localhost:"), "{url}");
-    let port = url
-        .trim_end_matches('/')
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .to_owned();
+    assert!(url.ends_with("/?token=tls-test-token"), "{url}");
+    let port = PageUrl::parse(&url).port();
     let http = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .build()
@@ -947,6 +1269,19 @@ async fn exposed_bind_with_tls_and_token_serves_https() {
         .await
         .unwrap();
     assert_eq!(cfg["token_required"], true);
+    // Over TLS the page's cookie is `Secure`.
+    let r = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("https://127.0.0.1:{port}/?token=tls-test-token"))
+        .send()
+        .await
+        .expect("HTTPS answers");
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
 
     // A certificate that cannot be read stops the daemon with the setting to fix.
     let mut bad = TestDaemon::new(&format!(
@@ -1118,7 +1453,8 @@ async fn long_messages_go_out_as_fragments_that_join_back() {
     let host = host_port(&base);
     let mut tcp = tokio::net::TcpStream::connect(&host).await.expect("tcp");
     let request = format!(
-        "GET /client-ws HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        "GET /client-ws{} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        token_query(&base)
     );
     tcp.write_all(request.as_bytes()).await.expect("upgrade");
     let mut response = Vec::new();

@@ -73,6 +73,9 @@ pub enum Command {
     /// Inspect the MCP tool servers, their tools and the tool-call audit log
     #[command(subcommand)]
     Mcp(McpCommand),
+    /// The browser page: print its address, with its access token
+    #[command(subcommand)]
+    Web(WebCommand),
     /// Print a shell completion script
     Completions {
         /// Shell to complete for
@@ -269,6 +272,23 @@ fn parse_since(text: &str) -> Result<i64, String> {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum WebCommand {
+    /// Print the page's address with its access token (exits 1 when there is no page)
+    ///
+    /// Open it in a browser on this machine: the page keeps the token in a cookie and
+    /// drops it from the address. The address is a password (whoever has it can drive
+    /// the character and the tools it may use), so share it with no one. Open-LLM-VTuber
+    /// clients connect to the same host and port at /client-ws with the same
+    /// `?token=...`. The address comes from the running daemon, so this also answers
+    /// for a daemon started with another config.
+    Url {
+        /// Print {"web_url": ..., "web_auth": ...} as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum DaemonCommand {
     /// Start vtuberd in the background
     Start,
@@ -341,5 +361,15 @@ mod tests {
             }))
         ));
         assert!(Cli::try_parse_from(["vtuber", "mcp", "audit", "--since", "soon"]).is_err());
+    }
+
+    #[test]
+    fn web_url_takes_json() {
+        let cli = Cli::try_parse_from(["vtuber", "web", "url", "--json"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Web(WebCommand::Url { json: true }))
+        ));
+        assert!(Cli::try_parse_from(["vtuber", "web"]).is_err());
     }
 }

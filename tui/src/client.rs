@@ -525,6 +525,8 @@ pub(crate) mod fake {
             last_error: None,
             voice: None,
             web_url: None,
+            web_auth: None,
+            web_error: None,
         }
     }
 

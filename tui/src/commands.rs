@@ -13,7 +13,7 @@ use vtuber_shared::{
 
 use crate::cli::{
     CharactersCommand, DaemonCommand, ExportFormat, HistoryCommand, ListenArgs, ModelsCommand,
-    SayArgs, SpeakArgs,
+    SayArgs, SpeakArgs, WebCommand,
 };
 use crate::client::{self, Client, Connection, EventFrame, Hello, REQUEST_TIMEOUT, reply_kind};
 use crate::daemon::{self, Target};
@@ -705,6 +705,15 @@ pub fn status_table(status: &Status) -> String {
     if let Some(url) = &status.web_url {
         rows.push(("web", url.clone()));
     }
+    if status.web_auth.as_deref() == Some("none") {
+        rows.push((
+            "web auth",
+            "none: anyone who can reach the page drives the character and its tools (set web.auth: token)".to_owned(),
+        ));
+    }
+    if let Some(err) = &status.web_error {
+        rows.push(("web", format!("unavailable: {err}")));
+    }
     if let Some(v) = &status.voice {
         let engine = |e: &vtuber_shared::EngineStatus| {
             format!("{} · {} ({})", e.backend, e.model, model_load_text(&e.load))
@@ -753,6 +762,44 @@ pub async fn status(target: &Target, json: bool) -> Result<ExitCode> {
         print!("{}", status_table(&status));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------- web
+
+pub async fn web(target: &Target, cmd: WebCommand) -> Result<ExitCode> {
+    match cmd {
+        WebCommand::Url { json } => web_url(target, json).await,
+    }
+}
+
+/// The page's address as the daemon reports it (it alone knows the token).
+async fn web_url(target: &Target, json: bool) -> Result<ExitCode> {
+    let conn = query(target, 1).await?;
+    let status = match ask(&conn.client, Request::Status).await? {
+        Reply::Status(status) => status,
+        other => return Err(unexpected(&other)),
+    };
+    let url = web_url_of(&status)?;
+    if json {
+        print_json(&serde_json::json!({
+            "web_url": url,
+            "web_auth": status.web_auth,
+        }))?;
+    } else {
+        println!("{url}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The address from a status, or why there is none and what to do.
+pub fn web_url_of(status: &Status) -> Result<&str> {
+    match (&status.web_url, &status.web_error) {
+        (Some(url), _) => Ok(url),
+        (None, Some(err)) => bail!("the web page is unavailable: {err}"),
+        (None, None) => bail!(
+            "vtuberd serves no web page: web.enabled is false in its config (set web.enabled: true and run `vtuber daemon restart`), or it is still starting (try again)"
+        ),
+    }
 }
 
 // --------------------------------------------------------------------- characters
@@ -1080,6 +1127,39 @@ daemon        vtuberd 0.1.0 (pid 4242, up 12s)
 socket        /tmp/x.sock
 "
         );
+    }
+
+    #[test]
+    fn status_table_shows_the_web_page_and_its_problems() {
+        let mut s = fake::status();
+        s.web_url = Some("http://127.0.0.1:1/?token=abc".into());
+        s.web_auth = Some("token".into());
+        let table = status_table(&s);
+        assert!(
+            table.contains("web           http://127.0.0.1:1/?token=abc\n"),
+            "{table}"
+        );
+        assert!(!table.contains("web auth"), "{table}");
+        assert_eq!(web_url_of(&s).unwrap(), "http://127.0.0.1:1/?token=abc");
+        s.web_auth = Some("none".into());
+        let table = status_table(&s);
+        assert!(
+            table.contains("web auth") && table.contains("set web.auth: token"),
+            "{table}"
+        );
+        s.web_url = None;
+        s.web_auth = None;
+        s.web_error = Some("port 1 is already in use; set web.port".into());
+        let table = status_table(&s);
+        assert!(
+            table.contains("web           unavailable: port 1 is already in use; set web.port"),
+            "{table}"
+        );
+        let e = web_url_of(&s).unwrap_err().to_string();
+        assert!(e.contains("already in use"), "{e}");
+        s.web_error = None;
+        let e = web_url_of(&s).unwrap_err().to_string();
+        assert!(e.contains("web.enabled"), "{e}");
     }
 
     #[test]

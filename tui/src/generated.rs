@@ -78,6 +78,10 @@ The daemon's socket.
 .TP
 \fI$XDG_DATA_HOME/vtuber/vtuberd.log\fR
 Output of a daemon started by vtuber.
+.TP
+\fI$XDG_DATA_HOME/vtuber/private/web\-token\fR
+The browser page's access token, made by the daemon at first start (mode 0600) unless
+\fBweb.token\fR is set; \fBweb url\fR prints the page's address with it.
 .SH "SEE ALSO"
 \fBvtuberd\fR(8)
 "#;
@@ -242,6 +246,7 @@ mod tests {
             "vtuber history export",
             "vtuber daemon restart",
             "vtuber config check",
+            "vtuber web url",
         ] {
             assert!(
                 page.contains(&format!(".SS \"{}\"", roff_escape(cmd))),

@@ -77,6 +77,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Command::History(cmd) => commands::history(&target, cmd).await,
             Command::Daemon(cmd) => commands::daemon(&target, cmd).await,
             Command::Mcp(cmd) => mcp::run(&target, cmd).await,
+            Command::Web(cmd) => commands::web(&target, cmd).await,
             Command::Listen(args) => commands::listen(&target, &args).await,
             Command::Speak(args) => commands::speak(&target, &args).await,
             Command::Completions { .. }

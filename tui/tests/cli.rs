@@ -34,6 +34,8 @@ fn status() -> Status {
         last_error: None,
         voice: None,
         web_url: None,
+        web_auth: None,
+        web_error: None,
     }
 }
 

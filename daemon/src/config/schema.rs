@@ -450,14 +450,18 @@ impl Default for AudioConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct WebConfig {
     pub enabled: bool,
-    /// Address to bind. Anything but loopback requires `tls` and `token`.
+    /// Address to bind. Anything but loopback requires `tls` and `auth: token`.
     pub host: String,
     /// 0 picks a free port (reported in the log and `vtuber status --json`).
     pub port: u16,
     /// Extra origins allowed to open the WebSocket (the page's own origin always is).
     pub allowed_origins: Vec<String>,
-    /// Access token clients must present (`?token=` or `Authorization: Bearer`); may be
-    /// `${VAR}` or `secret:NAME`.
+    /// `token` (the default): the page's WebSocket needs the access token; `none`: no
+    /// token (any local user can drive the character; warned in the log and `status`).
+    pub auth: WebAuth,
+    /// The access token clients must present (`?token=`, the page's cookie, or
+    /// `Authorization: Bearer`); may be `${VAR}` or `secret:NAME`. Unset: a random one
+    /// kept in `<data dir>/private/web-token`.
     pub token: Option<String>,
     pub tls: Option<TlsConfig>,
     /// Folder of installed web assets (Live2D runtime, pixi, models); default
@@ -476,11 +480,32 @@ impl Default for WebConfig {
             host: "127.0.0.1".into(),
             port: 12393,
             allowed_origins: Vec::new(),
+            auth: WebAuth::Token,
             token: None,
             tls: None,
             assets_dir: None,
             max_message_bytes: 4 * 1024 * 1024,
             max_messages_per_sec: 200,
+        }
+    }
+}
+
+/// `web.auth`: whether the page's WebSocket needs the access token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebAuth {
+    /// `web.token`, else a generated one kept in the data folder.
+    #[default]
+    Token,
+    /// No token: anyone who can reach the port drives the character.
+    None,
+}
+
+impl WebAuth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Token => "token",
+            Self::None => "none",
         }
     }
 }

@@ -3,10 +3,15 @@
 //!
 //! Loopback by default. Every request's `Host` is checked while bound to loopback (DNS
 //! rebinding), every WebSocket upgrade's `Origin` always (a page on the internet must
-//! not drive the daemon), and the access token when one is configured. Binding anything
-//! else needs TLS and a token. The page's own files are compiled in; the Live2D runtime
-//! and models come from the assets folder. See `docs/web-protocol.md`.
+//! not drive the daemon), and the access token unless `web.auth: none` (on loopback
+//! too: other users of this machine must not drive the character, nor the MCP tools
+//! behind it). The token is `web.token`, else a random one kept in
+//! `<data dir>/private/web-token`; a page opened with `?token=` gets it as an HttpOnly
+//! cookie and is sent on to its clean address. Binding anything else needs TLS and a
+//! token. The page's own files are compiled in; the Live2D runtime and models come
+//! from the assets folder. See `docs/web-protocol.md`.
 
+pub mod auth;
 pub mod olv;
 pub mod session;
 pub mod socket;
@@ -23,14 +28,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, TlsConfig, WebConfig};
+use crate::config::{Config, TlsConfig, WebAuth, WebConfig};
 use crate::speech::text::SplitterConfig;
 use crate::stage::Stage;
+use auth::{TokenAuth, load_or_create_token, page_url, query_token, token_dir, without_token};
 use olv::{Characters, Translator, WebEvent};
 
 /// Why the web server cannot start. Each message names the setting to change.
@@ -53,6 +58,17 @@ pub enum WebError {
     Tls(String),
     #[error("web.token: {0}")]
     Token(String),
+    #[error(
+        "cannot keep the web access token in {path}: {source} (check that folder's owner and permissions, or set web.token in conf.yaml)"
+    )]
+    TokenFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not a usable web access token: {why}; delete it and restart the daemon to make a new one, or set web.token in conf.yaml"
+    )]
+    BadTokenFile { path: String, why: String },
 }
 
 /// What every request handler shares.
@@ -61,8 +77,8 @@ pub struct WebState {
     pub(crate) hub: broadcast::Sender<Arc<WebEvent>>,
     pub characters: Arc<Characters>,
     pub assets_dir: PathBuf,
-    /// SHA-256 of the access token, compared in constant time; `None`: no token.
-    token: Option<[u8; 32]>,
+    /// The access token's checks; `None`: `web.auth: none`.
+    auth: Option<TokenAuth>,
     /// Bound to loopback: `Host` must name loopback (DNS-rebinding defence).
     loopback: bool,
     port: u16,
@@ -75,8 +91,18 @@ pub struct WebState {
 
 /// Checked settings, before anything is bound.
 struct Prepared {
-    token: Option<String>,
+    token: TokenSource,
     tls: Option<rustls::ServerConfig>,
+}
+
+/// Where the access token comes from.
+enum TokenSource {
+    /// `web.token`.
+    Configured(String),
+    /// The token file in the data folder, made at first start.
+    Generated,
+    /// `web.auth: none`.
+    Off,
 }
 
 /// Whether `host` (as written in `web.host`) only reaches this machine.
@@ -97,14 +123,23 @@ pub fn check(config: &Config) -> Result<(), WebError> {
 
 fn prepare(config: &Config) -> Result<Prepared, WebError> {
     let cfg = &config.web;
-    let token = resolve_token(config)?;
+    let token = match (cfg.auth, resolve_token(config)?) {
+        (WebAuth::Token, Some(t)) => TokenSource::Configured(t),
+        (WebAuth::Token, None) => TokenSource::Generated,
+        (WebAuth::None, None) => TokenSource::Off,
+        (WebAuth::None, Some(_)) => {
+            return Err(WebError::Token(
+                "web.auth is `none`, which turns the token off, but web.token is set: remove web.token, or set web.auth: token".into(),
+            ));
+        }
+    };
     if !is_loopback_host(&cfg.host) {
         let mut missing = Vec::new();
         if cfg.tls.is_none() {
             missing.push("web.tls.cert, web.tls.key");
         }
-        if token.is_none() {
-            missing.push("web.token");
+        if matches!(token, TokenSource::Off) {
+            missing.push("web.auth: token");
         }
         if !missing.is_empty() {
             return Err(WebError::Insecure {
@@ -178,15 +213,6 @@ fn load_tls(tls: &TlsConfig) -> Result<rustls::ServerConfig, WebError> {
     Ok(server)
 }
 
-fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
-
-/// Constant-time equality of two digests.
-fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// The address to show for a bound server.
 pub fn url(cfg: &WebConfig, addr: SocketAddr) -> String {
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
@@ -208,15 +234,41 @@ pub fn assets_dir(cfg: &WebConfig) -> PathBuf {
         .unwrap_or_else(|| vtuber_shared::paths::data_dir().join("web"))
 }
 
-/// Binds and starts serving; returns the bound address and the server task, which ends
-/// after `shutdown` fires. Must run inside the tokio runtime.
-pub fn serve(
+/// A running web server.
+pub struct Serving {
+    pub addr: SocketAddr,
+    /// The page's address, for the log: no token in it.
+    pub url: String,
+    /// The address to open: `url` with `?token=` when a token is needed. A secret, for
+    /// `status` on the local socket only.
+    pub page_url: String,
+    /// Ends after `shutdown` fires.
+    pub task: JoinHandle<()>,
+}
+
+/// Binds and starts serving. Must run inside the tokio runtime.
+pub async fn serve(
     config: &Config,
     stage: Stage,
     shutdown: CancellationToken,
-) -> Result<(SocketAddr, JoinHandle<()>), WebError> {
+) -> Result<Serving, WebError> {
     let cfg = &config.web;
     let prepared = prepare(config)?;
+    let token = match prepared.token {
+        TokenSource::Configured(t) => Some(t),
+        TokenSource::Off => None,
+        TokenSource::Generated => {
+            let dir = token_dir();
+            let shown = dir.display().to_string();
+            let made = tokio::task::spawn_blocking(move || load_or_create_token(&dir))
+                .await
+                .map_err(|e| WebError::TokenFile {
+                    path: shown,
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+            Some(made?)
+        }
+    };
     let host = cfg
         .host
         .trim()
@@ -271,7 +323,7 @@ pub fn serve(
         hub,
         characters,
         assets_dir,
-        token: prepared.token.as_deref().map(digest),
+        auth: token.as_deref().map(|t| TokenAuth::new(t, addr.port())),
         loopback: addr.ip().is_loopback(),
         port: addr.port(),
         tls: prepared.tls.is_some(),
@@ -318,7 +370,14 @@ pub fn serve(
         }
         stopper.abort();
     });
-    Ok((addr, task))
+    let shown = url(cfg, addr);
+    let page_url = page_url(&shown, token.as_deref());
+    Ok(Serving {
+        addr,
+        url: shown,
+        page_url,
+        task,
+    })
 }
 
 fn router(state: Arc<WebState>) -> Router {
@@ -481,7 +540,39 @@ fn bytes_response(name: &str, body: impl Into<Body>) -> Response {
         .into_response()
 }
 
-async fn index() -> Response {
+/// The page. Opened with `?token=`: a valid token becomes the cookie and the browser
+/// goes on to the same address without it (out of the address bar and history); a
+/// wrong one is refused with what to do.
+async fn index(
+    State(web): State<Arc<WebState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: axum::http::Uri,
+) -> Response {
+    if let (Some(auth), Some(token)) = (&web.auth, query_token(&uri)) {
+        if !auth.token_matches(&token) {
+            tracing::warn!(%peer, "refused to open the page with a wrong token");
+            return (
+                StatusCode::UNAUTHORIZED,
+                [
+                    (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                "The access token in this address is not this daemon's (it changes when web.token changes or its token file is deleted). Run `vtuber web url` for the current address.",
+            )
+                .into_response();
+        }
+        let clean = without_token(&uri);
+        let mut resp =
+            (StatusCode::SEE_OTHER, [(header::CACHE_CONTROL, "no-store")]).into_response();
+        let headers = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&clean) {
+            headers.insert(header::LOCATION, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&auth.set_cookie(web.tls)) {
+            headers.insert(header::SET_COOKIE, v);
+        }
+        return resp;
+    }
     match page_file("index.html") {
         Some(b) => bytes_response("index.html", b),
         None => plain(StatusCode::NOT_FOUND, "the page is missing from this build"),
@@ -614,14 +705,21 @@ async fn models_info(State(web): State<Arc<WebState>>) -> Response {
     json(info)
 }
 
-async fn page_config(State(web): State<Arc<WebState>>) -> Response {
+/// Public: what the page needs before it connects, including whether its cookie (or
+/// token) is good, so it can say how to get in rather than retry in vain.
+async fn page_config(
+    State(web): State<Arc<WebState>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
     let runtime = web.assets_dir.join("libs/live2d.core.js");
     let live2d_runtime = tokio::fs::metadata(&runtime)
         .await
         .is_ok_and(|m| m.is_file());
     json(serde_json::json!({
         "live2d_runtime": live2d_runtime,
-        "token_required": web.token.is_some(),
+        "token_required": web.auth.is_some(),
+        "authorized": web.auth.as_ref().is_none_or(|a| a.allows(&headers, &uri)),
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }
@@ -636,47 +734,6 @@ fn origin_allowed(web: &WebState, origin: Option<&str>, host: &str) -> bool {
     let scheme = if web.tls { "https" } else { "http" };
     origin == format!("{scheme}://{}", host.trim().to_ascii_lowercase())
         || web.allowed_origins.contains(&origin)
-}
-
-/// The token from `?token=` or `Authorization: Bearer`.
-fn presented_token(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<String> {
-    if let Some(q) = uri.query() {
-        for pair in q.split('&') {
-            if let Some(v) = pair.strip_prefix("token=") {
-                return Some(percent_decode(v));
-            }
-        }
-    }
-    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, value) = auth.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| value.trim().to_owned())
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn client_ws(
@@ -698,20 +755,19 @@ async fn client_ws(
             ),
         );
     }
-    if let Some(want) = &web.token {
-        let ok = presented_token(&headers, &uri).is_some_and(|t| same_digest(&digest(&t), want));
-        if !ok {
-            tracing::warn!(%peer, "refused a WebSocket without a valid token");
-            return (
-                StatusCode::UNAUTHORIZED,
-                [
-                    (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-                    (header::WWW_AUTHENTICATE, "Bearer"),
-                ],
-                "this daemon needs an access token: open the page with #token=... in its address, or send `Authorization: Bearer <token>` (web.token)",
-            )
-                .into_response();
-        }
+    if let Some(auth) = &web.auth
+        && !auth.allows(&headers, &uri)
+    {
+        tracing::warn!(%peer, "refused a WebSocket without a valid token");
+        return (
+            StatusCode::UNAUTHORIZED,
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::WWW_AUTHENTICATE, "Bearer"),
+            ],
+            "this daemon needs its access token: open the page at the address `vtuber web url` prints, or connect to /client-ws?token=<token> (or send `Authorization: Bearer <token>`)",
+        )
+            .into_response();
     }
     let ws = match ws {
         Ok(ws) => ws,
@@ -784,15 +840,27 @@ mod tests {
     fn insecure_binds_are_refused_with_what_to_set() {
         let mut config = Config::default();
         config.web.host = "0.0.0.0".into();
+        config.web.auth = WebAuth::None;
         let e = check(&config).unwrap_err().to_string();
         assert!(
-            e.contains("web.tls.cert") && e.contains("web.tls.key") && e.contains("web.token"),
+            e.contains("web.tls.cert")
+                && e.contains("web.tls.key")
+                && e.contains("web.auth: token"),
             "{e}"
         );
+        // The default, a token (generated when web.token is unset), leaves TLS.
+        config.web.auth = WebAuth::Token;
+        let e = check(&config).unwrap_err().to_string();
+        assert!(e.contains("web.tls.cert") && !e.contains("web.auth"), "{e}");
         config.web.token = Some("t0ken".into());
         let e = check(&config).unwrap_err().to_string();
+        assert!(e.contains("web.tls.cert") && !e.contains("web.auth"), "{e}");
+        // A token with auth off is a contradiction, named as such.
+        config.web.auth = WebAuth::None;
+        config.web.host = "127.0.0.1".into();
+        let e = check(&config).unwrap_err().to_string();
         assert!(
-            e.contains("web.tls.cert") && !e.contains("web.token"),
+            e.contains("web.auth") && e.contains("remove web.token"),
             "{e}"
         );
         config.web.enabled = false;
@@ -804,25 +872,6 @@ mod tests {
             e.starts_with("web.token:") && e.contains("VTUBER_SURELY_UNSET_TOKEN_42"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn tokens_and_digests() {
-        let uri: axum::http::Uri = "/client-ws?x=1&token=a%2Bb%20c".parse().unwrap();
-        assert_eq!(
-            presented_token(&HeaderMap::new(), &uri).as_deref(),
-            Some("a+b c")
-        );
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer s3cret"),
-        );
-        let plain_uri: axum::http::Uri = "/client-ws".parse().unwrap();
-        assert_eq!(presented_token(&h, &plain_uri).as_deref(), Some("s3cret"));
-        assert!(same_digest(&digest("abc"), &digest("abc")));
-        assert!(!same_digest(&digest("abc"), &digest("abd")));
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
     }
 
     #[test]
