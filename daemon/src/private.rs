@@ -71,7 +71,7 @@ pub fn tighten(path: &Path, mode: u32) -> std::io::Result<()> {
             path = %path.display(),
             was = %format_args!("{current:04o}"),
             now = %format_args!("{:04o}", current & mode),
-            "tightened permissions of a private file"
+            "tightened permissions of a private file or folder"
         );
     }
     Ok(())

@@ -1011,7 +1011,12 @@ impl Turn {
         let interrupted = matches!(result, Ok(Ended::Cancelled));
         let cut = match result {
             Ok(Ended::Cut(limit)) => {
-                tracing::info!(turn = self.id, ?limit, bytes = reply.len(), "reply cut at a per-turn limit");
+                tracing::info!(
+                    turn = self.id,
+                    ?limit,
+                    bytes = reply.len(),
+                    "reply cut at a per-turn limit"
+                );
                 Some(limit.note())
             }
             _ => None,
@@ -1351,7 +1356,12 @@ impl Turn {
                 break;
             }
             used += cost;
-            window.push(ChatMessage::new(m.role, m.text.clone()));
+            let text = if m.interrupted && m.role == Role::Assistant {
+                crate::llm::interrupted_reply_text(&m.text)
+            } else {
+                m.text.clone()
+            };
+            window.push(ChatMessage::new(m.role, text));
         }
         // A window must not open with the assistant's side of an exchange it cut.
         while window.len() > 1 && window.last().is_some_and(|m| m.role != Role::User) {
@@ -1719,7 +1729,12 @@ mod tests {
         assert_eq!(b.take(1), Ok(()));
         assert_eq!(b.take(1), Err((Limit::Tokens(2), 0)));
         assert_eq!(floor_prefix("aé", 2), "a");
-        assert!(Limit::Time(Duration::from_secs(5)).note().message.contains("llm.max_reply_secs"));
+        assert!(
+            Limit::Time(Duration::from_secs(5))
+                .note()
+                .message
+                .contains("llm.max_reply_secs")
+        );
     }
 
     /// Runs one turn and returns its deltas joined, and its `turn_ended`.
@@ -1766,7 +1781,11 @@ mod tests {
         assert_eq!(text, deltas);
         let cut = cut.expect("a cut note");
         assert_eq!(cut.reason, CutReason::Length);
-        assert!(cut.message.contains("llm.max_reply_tokens"), "{}", cut.message);
+        assert!(
+            cut.message.contains("llm.max_reply_tokens"),
+            "{}",
+            cut.message
+        );
         let id = stage.view().conversation_id.unwrap();
         let (_, msgs) = stage.store.conversation(id).await.unwrap();
         assert_eq!(msgs[1].text, deltas);

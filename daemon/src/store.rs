@@ -139,11 +139,12 @@ impl Store {
             path: path.to_path_buf(),
             source,
         };
-        let io_err = |e: std::io::Error| open_err(rusqlite::Error::ToSqlConversionFailure(Box::new(e)));
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.exists() || dir == vtuber_shared::paths::data_dir() {
-                crate::private::ensure_dir(dir).map_err(io_err)?;
-            }
+        let io_err =
+            |e: std::io::Error| open_err(rusqlite::Error::ToSqlConversionFailure(Box::new(e)));
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && (!dir.exists() || dir == vtuber_shared::paths::data_dir())
+        {
+            crate::private::ensure_dir(dir).map_err(io_err)?;
         }
         crate::private::tighten_database(path).map_err(io_err)?;
         let conn = Connection::open(path).map_err(open_err)?;
@@ -452,7 +453,9 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
 /// `offset` moved back to a character boundary of `text` (and to its end at most), so
 /// a cursor a client altered cannot split a character.
 fn floor_char_boundary(text: &str, offset: u64) -> usize {
-    let mut at = usize::try_from(offset).unwrap_or(usize::MAX).min(text.len());
+    let mut at = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(text.len());
     while !text.is_char_boundary(at) {
         at -= 1;
     }
@@ -535,7 +538,10 @@ mod tests {
         let mut all = Vec::new();
         let mut from = None;
         for _ in 0..10_000 {
-            let (_, page, next) = store.conversation_page(id, from, budget, max).await.unwrap();
+            let (_, page, next) = store
+                .conversation_page(id, from, budget, max)
+                .await
+                .unwrap();
             assert!(!page.is_empty(), "an empty page with more to come");
             assert!(page.len() <= max);
             let text: usize = page
@@ -543,7 +549,10 @@ mod tests {
                 .map(|m| json_str_len(&m.text) + MESSAGE_OVERHEAD)
                 .sum();
             // One character may pass a tiny budget.
-            assert!(text <= budget.max(MESSAGE_OVERHEAD + 4), "{text} > {budget}");
+            assert!(
+                text <= budget.max(MESSAGE_OVERHEAD + 4),
+                "{text} > {budget}"
+            );
             vtuber_shared::append_page(&mut all, page);
             match next {
                 Some(n) => from = Some(n),
@@ -561,10 +570,18 @@ mod tests {
         let big = "ab\"é世🎉\n".repeat(5000);
         let texts = ["first".to_owned(), big.clone(), "x".repeat(300), big];
         for (i, t) in texts.iter().enumerate() {
-            let role = if i % 2 == 0 { Role::User } else { Role::Assistant };
+            let role = if i % 2 == 0 {
+                Role::User
+            } else {
+                Role::Assistant
+            };
             store.add_message(conv.id, role, t, false).await.unwrap();
         }
-        for (budget, max) in [(4096, 500), (1000, 2), (PAGE_TEXT_BUDGET, PAGE_MAX_MESSAGES)] {
+        for (budget, max) in [
+            (4096, 500),
+            (1000, 2),
+            (PAGE_TEXT_BUDGET, PAGE_MAX_MESSAGES),
+        ] {
             let all = read_paged(&store, conv.id, budget, max).await;
             let got: Vec<&str> = all.iter().map(|m| m.text.as_str()).collect();
             assert_eq!(got, texts.iter().map(String::as_str).collect::<Vec<_>>());

@@ -84,7 +84,11 @@ async fn a_6_mb_reply_ends_the_turn_and_reads_back_in_pages() {
     let took = started.elapsed();
     assert!(out.status.success(), "stderr: {}", stderr(&out));
     let printed = stdout(&out);
-    assert_eq!(printed.len(), full.len() + 1, "the whole reply and a newline");
+    assert_eq!(
+        printed.len(),
+        full.len() + 1,
+        "the whole reply and a newline"
+    );
     assert!(printed == format!("{full}\n"), "say printed another text");
     assert!(!stderr(&out).contains("note:"), "{}", stderr(&out));
     eprintln!(
@@ -195,7 +199,10 @@ async fn an_endless_stream_is_cut_at_the_length_limit() {
 
     // The daemon stopped reading: it answers at once and is idle again.
     let mut c = daemon.client("after").await.unwrap();
-    assert!(matches!(c.request(Request::Ping).await.unwrap(), Ok(Reply::Pong)));
+    assert!(matches!(
+        c.request(Request::Ping).await.unwrap(),
+        Ok(Reply::Pong)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -209,7 +216,11 @@ async fn a_byte_limit_cuts_inside_a_piece() {
     let out = vtuber(&daemon, &["say", "letters"]).await;
     assert!(out.status.success(), "stderr: {}", stderr(&out));
     assert_eq!(stdout(&out).trim_end(), "abcdefghijabcdefghijabcde");
-    assert!(stderr(&out).contains("llm.max_reply_bytes"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("llm.max_reply_bytes"),
+        "{}",
+        stderr(&out)
+    );
     let messages = read_conversation(&daemon).await;
     assert_eq!(messages[1].cut, Some(CutReason::Length));
 }

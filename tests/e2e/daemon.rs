@@ -76,7 +76,11 @@ async fn hello_needs_the_socket_cookie() {
     use std::os::unix::fs::PermissionsExt;
     let (_mock, daemon) = daemon_with_mock(MockBehaviour::reply("ok"));
     let cookie_file = vtuber_shared::cookie::cookie_path(&daemon.socket);
-    let mode = std::fs::metadata(&cookie_file).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&cookie_file)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600, "cookie file mode {mode:o}");
     let cookie = vtuber_shared::cookie::read_cookie(&daemon.socket).unwrap();
 
@@ -105,7 +109,9 @@ async fn hello_needs_the_socket_cookie() {
         // Refused for good: the connection is closed, nothing else is served.
         assert!(raw.request(Request::Status).await.is_err());
     }
-    let mut ok = TestClient::connect(&daemon.socket, "owner", false).await.unwrap();
+    let mut ok = TestClient::connect(&daemon.socket, "owner", false)
+        .await
+        .unwrap();
     assert_eq!(ok.request(Request::Ping).await.unwrap(), Ok(Reply::Pong));
 
     drop(ok);

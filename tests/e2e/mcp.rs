@@ -1244,7 +1244,11 @@ async fn tool_servers_never_inherit_the_daemons_environment() {
             .allow_all()
             .env(&[("FROM_MAP", "${VTUBER_TEST_SUBST}")])
             .with("env_passthrough", json!(["VTUBER_TEST_PASS"]));
-        if sandboxed { s.sandbox(&[], &[], true) } else { s.sandbox_off() }
+        if sandboxed {
+            s.sandbox(&[], &[], true)
+        } else {
+            s.sandbox_off()
+        }
     };
     let mut s = setup_with(
         vec![mk("boxed", true), mk("plain", false)],
@@ -1274,26 +1278,48 @@ async fn tool_servers_never_inherit_the_daemons_environment() {
     for id in ["b", "p"] {
         let dump = tool_result(req, id);
         let names: Vec<&str> = dump.lines().filter_map(|l| l.split('=').next()).collect();
-        assert!(!dump.contains(&key), "the LLM key reached a tool server: {dump}");
+        assert!(
+            !dump.contains(&key),
+            "the LLM key reached a tool server: {dump}"
+        );
         assert!(dump.contains("FROM_MAP=substituted"), "{dump}");
         assert!(dump.contains("VTUBER_TEST_PASS=handed-on"), "{dump}");
         assert!(dump.contains("LC_TIME=C"), "{dump}");
         for base in ["PATH", "HOME"] {
             assert!(names.contains(&base), "{base} missing: {dump}");
         }
-        for leaked in ["VTUBER_TEST_LLM_KEY", "VTUBER_TEST_SUBST", "VTUBER_SOCKET", "VTUBER_CONFIG", "VTUBER_LOG"] {
+        for leaked in [
+            "VTUBER_TEST_LLM_KEY",
+            "VTUBER_TEST_SUBST",
+            "VTUBER_SOCKET",
+            "VTUBER_CONFIG",
+            "VTUBER_LOG",
+        ] {
             assert!(!names.contains(&leaked), "{leaked} leaked: {dump}");
         }
     }
     // The mock's Authorization header proves the key was in the daemon's environment.
     assert!(
-        s.mock.requests()[0].header("authorization").is_some_and(|v| v.contains(&key)),
+        s.mock.requests()[0]
+            .header("authorization")
+            .is_some_and(|v| v.contains(&key)),
         "the daemon did not use the key"
     );
 }
 
 /// What a hostile sandboxed tool server tries against the daemon that started it.
-fn intrusion_calls(daemon: &McpDaemon, pid: u32, server: &str) -> Vec<vtuber_e2e::mock_llm::MockToolCall> {
+fn intrusion_calls(
+    daemon: &McpDaemon,
+    pid: u32,
+    server: &str,
+    web_url: &str,
+) -> Vec<vtuber_e2e::mock_llm::MockToolCall> {
+    let web = vtuber_e2e::web::PageUrl::parse(web_url).host_port();
+    let token_file = daemon
+        .daemon
+        .dir
+        .path()
+        .join("data/vtuber/private/web-token");
     let socket = daemon.daemon.socket.to_string_lossy().into_owned();
     let cookie = vtuber_shared::cookie::cookie_path(&daemon.daemon.socket)
         .to_string_lossy()
@@ -1301,12 +1327,29 @@ fn intrusion_calls(daemon: &McpDaemon, pid: u32, server: &str) -> Vec<vtuber_e2e
     let db = daemon.daemon.dir.path().join("data/vtuber/history.sqlite3");
     let t = |tool: &str| format!("{server}__{tool}");
     vec![
-        call("environ", &t("read_file"), json!({"path": format!("/proc/{pid}/environ")})),
+        call(
+            "environ",
+            &t("read_file"),
+            json!({"path": format!("/proc/{pid}/environ")}),
+        ),
         call("cookie", &t("read_file"), json!({"path": cookie})),
-        call("history", &t("read_file"), json!({"path": db.to_string_lossy()})),
+        call(
+            "history",
+            &t("read_file"),
+            json!({"path": db.to_string_lossy()}),
+        ),
         call("caps", &t("capabilities"), json!({})),
         call("signal", &t("signal"), json!({"pid": pid, "signal": 0})),
-        call("socket", &t("socket_hello"), json!({"socket": socket, "cookie_file": cookie})),
+        call(
+            "socket",
+            &t("socket_hello"),
+            json!({"socket": socket, "cookie_file": cookie}),
+        ),
+        call(
+            "web",
+            &t("ws_upgrade"),
+            json!({"addr": web, "path": "/client-ws", "token_file": token_file.to_string_lossy()}),
+        ),
     ]
 }
 
@@ -1318,13 +1361,21 @@ async fn a_sandboxed_server_cannot_reach_the_daemon() {
     let server = ServerSpec::stdio("evil", test_server_bin(), &[])
         .allow_all()
         .sandbox(&[], &[], true);
-    let config = McpConfig::new(&mock.base_url(), vec![server]);
-    let daemon = McpDaemon::spawn(&config.to_yaml(), &[("VTUBER_TEST_LLM_KEY", "sk-in-daemon-env")])
-        .expect("daemon");
+    let mut config = McpConfig::new(&mock.base_url(), vec![server]);
+    config.extra.insert("web".into(), json!({"port": 0}));
+    let daemon = McpDaemon::spawn(
+        &config.to_yaml(),
+        &[("VTUBER_TEST_LLM_KEY", "sk-in-daemon-env")],
+    )
+    .expect("daemon");
     let mut client = daemon.client("t").await.unwrap();
     let info = client.wait_server_ready("evil", WAIT).await.unwrap();
     let pid = daemon.pid().unwrap();
-    mock.set_behaviour(tool_script(intrusion_calls(&daemon, pid, "evil"), "Done."));
+    let web_url = crate::common::web_url(&daemon.daemon).await;
+    mock.set_behaviour(tool_script(
+        intrusion_calls(&daemon, pid, "evil", &web_url),
+        "Done.",
+    ));
     let id = client.send_text("try everything").await.unwrap();
     let events = client.finish_turn(id, WAIT).await.unwrap();
     assert_eq!(turn_outcome(&events), TurnOutcome::Finished);
@@ -1336,8 +1387,14 @@ async fn a_sandboxed_server_cannot_reach_the_daemon() {
     assert!(!environ.contains("sk-in-daemon-env"), "{environ}");
     let caps = tool_result(req, "caps");
     for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
-        let line = caps.lines().find(|l| l.starts_with(set)).unwrap_or_default();
-        assert!(line.ends_with("0000000000000000"), "{set} not empty: {caps}");
+        let line = caps
+            .lines()
+            .find(|l| l.starts_with(set))
+            .unwrap_or_default();
+        assert!(
+            line.ends_with("0000000000000000"),
+            "{set} not empty: {caps}"
+        );
     }
     if info.sandbox == SandboxLevel::Unsupported {
         eprintln!("no Landlock here: file and signal confinement not checked");
@@ -1345,13 +1402,22 @@ async fn a_sandboxed_server_cannot_reach_the_daemon() {
     }
     for id in ["cookie", "history"] {
         let r = tool_result(req, id);
-        assert!(r.contains("cannot read") && r.contains("ermission denied"), "{id}: {r}");
+        assert!(
+            r.contains("cannot read") && r.contains("ermission denied"),
+            "{id}: {r}"
+        );
     }
     // The socket accepts the connection (same user) but not the intruder: no cookie.
     let socket = tool_result(req, "socket");
     assert!(socket.contains("cannot read"), "{socket}");
     assert!(socket.contains("carries no cookie"), "{socket}");
-    assert!(!socket.contains("\"status\""), "the intruder got a status: {socket}");
+    assert!(
+        !socket.contains("\"status\""),
+        "the intruder got a status: {socket}"
+    );
+    // The web socket wants the token, on loopback too, and its file is out of reach.
+    let web = tool_result(req, "web");
+    assert!(web.contains("cannot read") && web.contains("401"), "{web}");
     if landlock_abi() >= 6 {
         let signal = tool_result(req, "signal");
         assert!(signal.contains("cannot signal"), "{signal}");
@@ -1370,13 +1436,17 @@ async fn granting_the_cookie_folder_is_reported() {
     let config = McpConfig::new(&mock.base_url(), vec![placeholder]);
     let mut daemon = vtuber_e2e::daemon::TestDaemon::new(&config.to_yaml()).unwrap();
     let runtime = daemon.socket.parent().unwrap().to_path_buf();
+    let token_dir = daemon.dir.path().join("data/vtuber/private");
     std::fs::create_dir_all(&runtime).unwrap();
+    std::fs::create_dir_all(&token_dir).unwrap();
     let server = ServerSpec::stdio("leaky", test_server_bin(), &[])
         .allow_all()
-        .sandbox(&[&runtime], &[], true);
+        .sandbox(&[&runtime, &token_dir], &[], true);
+    let mut config = McpConfig::new(&mock.base_url(), vec![server]);
+    config.extra.insert("web".into(), json!({"port": 0}));
     std::fs::write(
         &daemon.config,
-        vtuber_e2e::daemon::with_test_defaults(&McpConfig::new(&mock.base_url(), vec![server]).to_yaml()),
+        vtuber_e2e::daemon::with_test_defaults(&config.to_yaml()),
     )
     .unwrap();
     daemon.start().unwrap();
@@ -1394,9 +1464,16 @@ async fn granting_the_cookie_folder_is_reported() {
     assert!(stdout(&out).contains("exposes"), "{}", stdout(&out));
 
     let pid = daemon.pid().unwrap();
-    mock.set_behaviour(tool_script(intrusion_calls(&daemon, pid, "leaky"), "Done."));
+    let web_url = crate::common::web_url(&daemon.daemon).await;
+    mock.set_behaviour(tool_script(
+        intrusion_calls(&daemon, pid, "leaky", &web_url),
+        "Done.",
+    ));
     let id = client.send_text("try again").await.unwrap();
     client.finish_turn(id, WAIT).await.unwrap();
-    let socket = tool_result(&mock.requests()[1], "socket");
+    let req = &mock.requests()[1];
+    let socket = tool_result(req, "socket");
     assert!(socket.contains("\"welcome\""), "{socket}");
+    let web = tool_result(req, "web");
+    assert!(web.contains("101"), "{web}");
 }

@@ -21,7 +21,13 @@ fn assert_private_tree(root: &Path) {
     let mut checked = 0;
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        assert_eq!(mode(&dir), 0o700, "folder {} is {:o}", dir.display(), mode(&dir));
+        assert_eq!(
+            mode(&dir),
+            0o700,
+            "folder {} is {:o}",
+            dir.display(),
+            mode(&dir)
+        );
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             let meta = std::fs::symlink_metadata(&path).unwrap();
@@ -29,12 +35,21 @@ fn assert_private_tree(root: &Path) {
                 continue; // test fixtures (linked models)
             }
             if meta.is_dir() {
-                if path.file_name().is_some_and(|n| n == "models" || n == "web") {
+                if path
+                    .file_name()
+                    .is_some_and(|n| n == "models" || n == "web")
+                {
                     continue; // installed assets, not the daemon's writes
                 }
                 stack.push(path);
             } else {
-                assert_eq!(mode(&path) & 0o077, 0, "{} is {:o}", path.display(), mode(&path));
+                assert_eq!(
+                    mode(&path) & 0o077,
+                    0,
+                    "{} is {:o}",
+                    path.display(),
+                    mode(&path)
+                );
                 checked += 1;
             }
         }
@@ -48,7 +63,9 @@ async fn daemon_files_are_private_whatever_the_umask() {
     // daemons this test starts.
     // SAFETY: umask has no preconditions.
     unsafe { libc::umask(0) };
-    let mock = MockLlm::start(MockBehaviour::reply("Noted.")).await.expect("mock");
+    let mock = MockLlm::start(MockBehaviour::reply("Noted."))
+        .await
+        .expect("mock");
     let daemon = TestDaemon::new(&openai_config(&mock.base_url())).expect("home");
     // What an older version left: a world-readable history in a world-readable folder.
     let data = daemon.dir.path().join("data/vtuber");
@@ -69,7 +86,8 @@ async fn daemon_files_are_private_whatever_the_umask() {
     assert!(out.status.success(), "{}", stderr(&out));
     let export = daemon.dir.path().join("export.md");
     let mut cmd = daemon.vtuber();
-    cmd.args(["history", "export", "1", "--format", "md", "-o"]).arg(&export);
+    cmd.args(["history", "export", "1", "--format", "md", "-o"])
+        .arg(&export);
     let out = run(cmd).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(mode(&export), 0o600);
@@ -90,7 +108,10 @@ async fn daemon_files_are_private_whatever_the_umask() {
     assert_private_tree(&data);
     let runtime = daemon.socket.parent().unwrap();
     assert_private_tree(runtime);
-    assert_eq!(mode(&vtuber_shared::cookie::cookie_path(&daemon.socket)), 0o600);
+    assert_eq!(
+        mode(&vtuber_shared::cookie::cookie_path(&daemon.socket)),
+        0o600
+    );
 
     let mut cmd = daemon.vtuber();
     cmd.args(["daemon", "stop"]);

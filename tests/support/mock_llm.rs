@@ -558,9 +558,9 @@ async fn handle(
             reply,
             after_tokens,
         } => (reply, Cut::Close(after_tokens)),
-        MockBehaviour::Script(_) | MockBehaviour::Endless { .. } | MockBehaviour::LongLine { .. } => {
-            (MockReply::text(""), Cut::None)
-        }
+        MockBehaviour::Script(_)
+        | MockBehaviour::Endless { .. }
+        | MockBehaviour::LongLine { .. } => (MockReply::text(""), Cut::None),
     };
 
     if !request.stream {

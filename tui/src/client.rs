@@ -621,7 +621,11 @@ mod tests {
     #[tokio::test]
     async fn hello_is_sent_first_and_welcome_is_checked() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("vtuberd.sock.cookie"), format!("{COOKIE}\n")).unwrap();
+        std::fs::write(
+            dir.path().join("vtuberd.sock.cookie"),
+            format!("{COOKIE}\n"),
+        )
+        .unwrap();
         let (path, server) = fake::serve(dir.path(), |mut peer: Peer| async move {
             let hello = peer.handshake(PROTOCOL_VERSION).await;
             assert_eq!(

@@ -46,7 +46,8 @@ unsafe extern "C" fn quiet_handler(
 /// Routes libasound's error messages away from stderr (once per process).
 pub fn install() {
     INSTALL.call_once(|| {
-        type Fixed = unsafe extern "C" fn(*const c_char, c_int, *const c_char, c_int, *const c_char);
+        type Fixed =
+            unsafe extern "C" fn(*const c_char, c_int, *const c_char, c_int, *const c_char);
         let fixed: Fixed = quiet_handler;
         // SAFETY: a function pointer is reinterpreted as the variadic handler type
         // libasound calls. On the Linux ABIs (x86-64 System V, AArch64 AAPCS) a callee
@@ -55,7 +56,14 @@ pub fn install() {
         let handler: alsa_sys::snd_lib_error_handler_t = Some(unsafe {
             std::mem::transmute::<
                 Fixed,
-                unsafe extern "C" fn(*const c_char, c_int, *const c_char, c_int, *const c_char, ...),
+                unsafe extern "C" fn(
+                    *const c_char,
+                    c_int,
+                    *const c_char,
+                    c_int,
+                    *const c_char,
+                    ...
+                ),
             >(fixed)
         });
         // SAFETY: sets a process-wide function pointer; no other state is touched.

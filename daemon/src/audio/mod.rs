@@ -65,7 +65,10 @@ pub fn open(cfg: &AudioConfig) -> AudioDevices {
     let alsa_messages = alsa_log::messages_seen() - alsa_before;
     if problems.is_empty() {
         if alsa_messages > 0 {
-            tracing::debug!(alsa_messages, "local audio opened; ALSA complained on the way");
+            tracing::debug!(
+                alsa_messages,
+                "local audio opened; ALSA complained on the way"
+            );
         }
     } else {
         tracing::info!(

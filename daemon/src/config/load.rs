@@ -426,13 +426,20 @@ mod tests {
             let err = parse_with_env(&text, "conf.yaml", &env).unwrap_err();
             let p = &err.problems[0];
             let name = key.split(':').next().unwrap();
-            assert_eq!(p.key.as_deref(), Some(format!("llm.{name}").as_str()), "{p}");
+            assert_eq!(
+                p.key.as_deref(),
+                Some(format!("llm.{name}").as_str()),
+                "{p}"
+            );
             assert_eq!(p.line, Some(3), "{p}");
             assert!(p.message.contains(want), "{p}");
         }
         let c = parse_with_env("llm:\n  max_tokens: 100\n", "conf.yaml", &env).unwrap();
         let limits = c.llm.reply_limits();
-        assert_eq!((limits.tokens, limits.bytes, limits.time.as_secs()), (400, 6400, 300));
+        assert_eq!(
+            (limits.tokens, limits.bytes, limits.time.as_secs()),
+            (400, 6400, 300)
+        );
         let c = parse_with_env(
             "llm:\n  max_tokens: null\n  max_reply_bytes: 7\n  max_reply_secs: 9\n",
             "conf.yaml",
@@ -440,7 +447,10 @@ mod tests {
         )
         .unwrap();
         let limits = c.llm.reply_limits();
-        assert_eq!((limits.tokens, limits.bytes, limits.time.as_secs()), (2048, 7, 9));
+        assert_eq!(
+            (limits.tokens, limits.bytes, limits.time.as_secs()),
+            (2048, 7, 9)
+        );
     }
 
     #[test]

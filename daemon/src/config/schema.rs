@@ -91,12 +91,9 @@ pub struct ReplyLimits {
 impl LlmConfig {
     /// The per-turn bounds with their defaults filled in.
     pub fn reply_limits(&self) -> ReplyLimits {
-        let tokens = self.max_reply_tokens.unwrap_or_else(|| {
-            4 * self
-                .max_tokens
-                .map_or(DEFAULT_MAX_TOKENS, u64::from)
-                .max(1)
-        });
+        let tokens = self
+            .max_reply_tokens
+            .unwrap_or_else(|| 4 * self.max_tokens.map_or(DEFAULT_MAX_TOKENS, u64::from).max(1));
         ReplyLimits {
             tokens,
             bytes: self

@@ -891,14 +891,18 @@ mod tests {
             Role::Assistant,
             crate::llm::interrupted_reply_text(&partial),
         ));
-        request
-            .messages
-            .push(ChatMessage::new(Role::User, "What is the capital of France?"));
+        request.messages.push(ChatMessage::new(
+            Role::User,
+            "What is the capital of France?",
+        ));
         request.max_tokens = Some(24);
         let warm_reply = collect(warm.stream(request.clone(), CancellationToken::new())).await;
         let fresh = EmbeddedProvider::new(&config(&model), PathBuf::from("/unused"));
         let fresh_reply = collect(fresh.stream(request, CancellationToken::new())).await;
-        assert_eq!(warm_reply.text, fresh_reply.text, "the warm cache changed the answer");
+        assert_eq!(
+            warm_reply.text, fresh_reply.text,
+            "the warm cache changed the answer"
+        );
         let head: String = partial.trim().chars().take(24).collect();
         assert!(
             !warm_reply.text.trim().starts_with(&head),

@@ -16,10 +16,15 @@ use vtuber_shared::{ErrorBody, ErrorCode, LlmInfo, ModelLoad, Usage};
 
 pub use vtuber_shared::Role;
 
-/// How a reply the user interrupted appears in later prompts.
+/// How a reply the user interrupted appears in later prompts: what was said, then a
+/// note that it was cut off (as Open-LLM-VTuber does). Without the note a small model
+/// takes the unfinished reply for one to carry on, and answers later questions with it.
 pub fn interrupted_reply_text(partial: &str) -> String {
-    partial.to_owned()
+    format!("{}... {INTERRUPTED_NOTE}", partial.trim_end())
 }
+
+/// Marks an interrupted reply in the prompt.
+pub const INTERRUPTED_NOTE: &str = "[interrupted by the user]";
 
 /// One message of the prompt.
 #[derive(Debug, Clone, PartialEq)]

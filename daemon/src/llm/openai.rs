@@ -1430,10 +1430,19 @@ mod tests {
         })
         .await
         .unwrap();
-        let err =
-            only_error(collect(provider(&config(&mock.base_url())).stream(user("hi"), CancellationToken::new())).await);
+        let err = only_error(
+            collect(
+                provider(&config(&mock.base_url())).stream(user("hi"), CancellationToken::new()),
+            )
+            .await,
+        );
         assert!(matches!(err, LlmError::LineTooLong { .. }), "{err:?}");
-        assert!(err.to_body().hint.unwrap_or_default().contains("llm.base_url"));
+        assert!(
+            err.to_body()
+                .hint
+                .unwrap_or_default()
+                .contains("llm.base_url")
+        );
         assert_eq!(mock.request_count(), 1, "not retried");
     }
 
@@ -1517,7 +1526,10 @@ mod tests {
                 Err(e) => break e,
             }
             fed += piece.len();
-            assert!(fed <= MAX_LINE_BYTES, "accepted {fed} bytes without a line end");
+            assert!(
+                fed <= MAX_LINE_BYTES,
+                "accepted {fed} bytes without a line end"
+            );
         };
         assert!(matches!(err, LlmError::LineTooLong { limit } if limit == MAX_LINE_BYTES));
         assert!(err.to_string().contains("1 MiB"), "{err}");
@@ -1542,7 +1554,10 @@ mod tests {
         let events = parse_in_pieces(input.as_bytes(), 8192);
         assert!(events.len() > 1);
         assert!(events.iter().all(|e| e.len() <= MAX_LINE_BYTES));
-        assert_eq!(events.iter().map(|e| e.lines().count()).sum::<usize>(), 3000);
+        assert_eq!(
+            events.iter().map(|e| e.lines().count()).sum::<usize>(),
+            3000
+        );
     }
 
     #[test]

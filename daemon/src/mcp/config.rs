@@ -77,7 +77,9 @@ impl Default for ServerConfig {
 
 /// Variables a stdio server inherits from the daemon, as the official MCP SDKs do:
 /// enough to find programs, the home folder, the locale and the terminal.
-pub const BASE_ENV: &[&str] = &["HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "TZ"];
+pub const BASE_ENV: &[&str] = &[
+    "HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "TZ",
+];
 /// Prefixes of inherited variables (locale categories, XDG folders).
 pub const BASE_ENV_PREFIXES: &[&str] = &["LC_", "XDG_"];
 
@@ -322,12 +324,26 @@ mod tests {
             &["GITHUB_TOKEN".to_owned()],
             [("TZ".to_owned(), "Europe/Berlin".to_owned())],
         );
-        let names: Vec<_> = env.iter().map(|(k, _)| k.to_string_lossy().into_owned()).collect();
+        let names: Vec<_> = env
+            .iter()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
         assert_eq!(
             names,
-            ["GITHUB_TOKEN", "HOME", "LC_ALL", "PATH", "TZ", "XDG_RUNTIME_DIR"]
+            [
+                "GITHUB_TOKEN",
+                "HOME",
+                "LC_ALL",
+                "PATH",
+                "TZ",
+                "XDG_RUNTIME_DIR"
+            ]
         );
-        assert!(!names.iter().any(|n| n.contains("API_KEY") || n.starts_with("AWS")));
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.contains("API_KEY") || n.starts_with("AWS"))
+        );
     }
 
     #[test]
@@ -335,7 +351,8 @@ mod tests {
         let bad = "mcp:\n  servers:\n    s:\n      command: x\n      env_passthrough: [\"A=B\"]\n";
         let err = parse(bad, "c.yaml").unwrap_err().to_string();
         assert!(err.contains("A=B") && err.contains("`s`"), "{err}");
-        let http = "mcp:\n  servers:\n    w:\n      url: http://h/mcp\n      env_passthrough: [X]\n";
+        let http =
+            "mcp:\n  servers:\n    w:\n      url: http://h/mcp\n      env_passthrough: [X]\n";
         let err = parse(http, "c.yaml").unwrap_err().to_string();
         assert!(err.contains("env_passthrough"), "{err}");
     }

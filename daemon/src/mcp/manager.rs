@@ -1122,11 +1122,8 @@ async fn connect(
             for (k, v) in &cfg.env {
                 own.push((k.clone(), resolve(v)?));
             }
-            let env = super::config::server_environment(
-                std::env::vars_os(),
-                &cfg.env_passthrough,
-                own,
-            );
+            let env =
+                super::config::server_environment(std::env::vars_os(), &cfg.env_passthrough, own);
             let sandboxed = cfg.sandbox.enabled;
             // Every server goes through the launcher, which drops capabilities; only a
             // sandboxed one is also confined by Landlock.
@@ -1263,7 +1260,8 @@ fn exposed_private_paths(cfg: &ServerConfig, protected: &[std::path::PathBuf]) -
         let grant_c = std::fs::canonicalize(grant).unwrap_or_else(|_| grant.clone());
         for p in protected {
             let p_c = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-            if p_c.starts_with(&grant_c) {
+            // A grant above a private path, or inside a private folder, opens it.
+            if p_c.starts_with(&grant_c) || grant_c.starts_with(&p_c) {
                 out.push(format!(
                     "the grant {} exposes the daemon's private {} (its socket cookie, history or web token): the server can drive the daemon; grant a narrower folder",
                     grant.display(),

@@ -404,6 +404,9 @@ mod tests {
                 "/srv/vtuber-models/onnxruntime/libonnxruntime.so"
             ))
         );
-        assert_eq!(paths.vad, PathBuf::from("/srv/vtuber-models/silero_vad.onnx"));
+        assert_eq!(
+            paths.vad,
+            PathBuf::from("/srv/vtuber-models/silero_vad.onnx")
+        );
     }
 }

@@ -322,7 +322,8 @@ impl TestServer {
                 "cookie": cookie,
             }});
             let status = serde_json::json!({"id": 2, "request": {"type": "status"}});
-            w.write_all(format!("{hello}\n{status}\n").as_bytes()).await?;
+            w.write_all(format!("{hello}\n{status}\n").as_bytes())
+                .await?;
             let mut lines = BufReader::new(r).lines();
             let mut out = Vec::new();
             while out.len() < 2 {

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 use vtuber_shared::{
-    ApprovalDecision, CharacterInfo, ConversationSummary, CutReason, DaemonState, ErrorBody,
-    Event, McpServerInfo, McpServerState, Role, Status, StoredMessage, ToolOutcome, TurnOutcome,
+    ApprovalDecision, CharacterInfo, ConversationSummary, CutReason, DaemonState, ErrorBody, Event,
+    McpServerInfo, McpServerState, Role, Status, StoredMessage, ToolOutcome, TurnOutcome,
 };
 
 use crate::tools;

@@ -337,14 +337,15 @@ impl Runner {
         let generation = self.generation;
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let result = client
-                .conversation(id, REQUEST_TIMEOUT)
-                .await
-                .map(|(conversation, messages)| Reply::Conversation {
-                    conversation,
-                    messages,
-                    next: None,
-                });
+            let result =
+                client
+                    .conversation(id, REQUEST_TIMEOUT)
+                    .await
+                    .map(|(conversation, messages)| Reply::Conversation {
+                        conversation,
+                        messages,
+                        next: None,
+                    });
             let _ = tx.send(Msg::Answer {
                 generation,
                 purpose: Purpose::LoadConversation,
