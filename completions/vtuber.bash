@@ -58,6 +58,9 @@ _vtuber() {
             vtuber,status)
                 cmd="vtuber__subcmd__status"
                 ;;
+            vtuber,web)
+                cmd="vtuber__subcmd__web"
+                ;;
             vtuber__subcmd__characters,help)
                 cmd="vtuber__subcmd__characters__subcmd__help"
                 ;;
@@ -160,6 +163,9 @@ _vtuber() {
             vtuber__subcmd__help,status)
                 cmd="vtuber__subcmd__help__subcmd__status"
                 ;;
+            vtuber__subcmd__help,web)
+                cmd="vtuber__subcmd__help__subcmd__web"
+                ;;
             vtuber__subcmd__help__subcmd__characters,list)
                 cmd="vtuber__subcmd__help__subcmd__characters__subcmd__list"
                 ;;
@@ -222,6 +228,9 @@ _vtuber() {
                 ;;
             vtuber__subcmd__help__subcmd__models,verify)
                 cmd="vtuber__subcmd__help__subcmd__models__subcmd__verify"
+                ;;
+            vtuber__subcmd__help__subcmd__web,url)
+                cmd="vtuber__subcmd__help__subcmd__web__subcmd__url"
                 ;;
             vtuber__subcmd__history,delete)
                 cmd="vtuber__subcmd__history__subcmd__delete"
@@ -325,6 +334,18 @@ _vtuber() {
             vtuber__subcmd__models__subcmd__help,verify)
                 cmd="vtuber__subcmd__models__subcmd__help__subcmd__verify"
                 ;;
+            vtuber__subcmd__web,help)
+                cmd="vtuber__subcmd__web__subcmd__help"
+                ;;
+            vtuber__subcmd__web,url)
+                cmd="vtuber__subcmd__web__subcmd__url"
+                ;;
+            vtuber__subcmd__web__subcmd__help,help)
+                cmd="vtuber__subcmd__web__subcmd__help__subcmd__help"
+                ;;
+            vtuber__subcmd__web__subcmd__help,url)
+                cmd="vtuber__subcmd__web__subcmd__help__subcmd__url"
+                ;;
             *)
                 ;;
         esac
@@ -332,7 +353,7 @@ _vtuber() {
 
     case "${cmd}" in
         vtuber)
-            opts="-h -V --socket --config --help --version chat say listen speak models status characters history config daemon mcp completions man help"
+            opts="-h -V --socket --config --help --version chat say listen speak models status characters history config daemon mcp web completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -800,7 +821,7 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__help)
-            opts="chat say listen speak models status characters history config daemon mcp completions man help"
+            opts="chat say listen speak models status characters history config daemon mcp web completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1292,6 +1313,34 @@ _vtuber() {
         vtuber__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__help__subcmd__web)
+            opts="url"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__help__subcmd__web__subcmd__url)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -2088,6 +2137,92 @@ _vtuber() {
         vtuber__subcmd__status)
             opts="-h --json --socket --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__web)
+            opts="-h --socket --config --help url help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__web__subcmd__help)
+            opts="url help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__web__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__web__subcmd__help__subcmd__url)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__web__subcmd__url)
+            opts="-h --json --socket --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -14,6 +14,7 @@
 # libclang-cpp14 satisfied) a new machine fails at 1 (libclang-dev not installed) and 2
 # (no libclang.so at all).
 # Usage: check-packages.sh [--for-tests] [TARGET_DIR]   (default target/debug)
+# VTUBER_PACKAGE_LIST=FILE checks another list (to see what a trimmed list would miss).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
@@ -34,7 +35,7 @@ while read -r name when _; do
   case "$name" in ''|'#'*) continue ;; esac
   if [ "$when" = test ] && ! $for_tests; then continue; fi
   listed+=("$name")
-done <"$here/debian-packages.txt"
+done <"${VTUBER_PACKAGE_LIST:-$here/debian-packages.txt}"
 
 installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]; }
 

@@ -759,8 +759,16 @@ async fn port_in_use_is_reported_and_the_daemon_runs_on() {
     ))
     .unwrap();
     let mut c = daemon.client("e2e").await.unwrap();
-    let Ok(Reply::Status(s)) = c.request(Request::Status).await.unwrap() else {
-        panic!("status");
+    // The web server starts after the socket accepts clients: poll until it gave up.
+    let deadline = std::time::Instant::now() + WAIT;
+    let s = loop {
+        let Ok(Reply::Status(s)) = c.request(Request::Status).await.unwrap() else {
+            panic!("status");
+        };
+        if s.web_error.is_some() || std::time::Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(s.web_url, None);
     let log = daemon.log_text();

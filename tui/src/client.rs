@@ -194,7 +194,9 @@ pub async fn connect(socket: &Path, hello: Hello) -> Result<Connection, ConnectE
         .await
         .map_err(|mut body| match body.code {
             ErrorCode::Handshake => {
-                if let Some(problem) = &cookie_problem {
+                if let Some(problem) = &cookie_problem
+                    && body.message.contains("cookie")
+                {
                     body.message = format!("{} ({problem})", body.message);
                 }
                 ConnectError::Handshake(body)
