@@ -300,16 +300,7 @@ impl Store {
         id: i64,
     ) -> Result<(ConversationSummary, Vec<StoredMessage>), StoreError> {
         self.with(move |c| {
-            let summary = c
-                .query_row(
-                    "SELECT c.id, c.character, c.title, c.created_ms, c.updated_ms,
-                            (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id)
-                     FROM conversations c WHERE c.id = ?1",
-                    params![id],
-                    row_to_summary,
-                )
-                .optional()?
-                .ok_or(StoreError::NoSuchConversation(id))?;
+            let summary = summary_of(c, id)?;
             let mut stmt = c.prepare_cached(
                 "SELECT id, role, text, created_ms, interrupted, cut FROM messages
                  WHERE conversation_id = ?1 ORDER BY id",
@@ -334,16 +325,7 @@ impl Store {
         max_messages: usize,
     ) -> Result<(ConversationSummary, Vec<StoredMessage>, Option<PageCursor>), StoreError> {
         self.with(move |c| {
-            let summary = c
-                .query_row(
-                    "SELECT c.id, c.character, c.title, c.created_ms, c.updated_ms,
-                            (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id)
-                     FROM conversations c WHERE c.id = ?1",
-                    params![id],
-                    row_to_summary,
-                )
-                .optional()?
-                .ok_or(StoreError::NoSuchConversation(id))?;
+            let summary = summary_of(c, id)?;
             let from_id = from.map_or(i64::MIN, |f| f.message_id);
             let mut stmt = c.prepare_cached(
                 "SELECT id, role, text, created_ms, interrupted, cut FROM messages
@@ -460,6 +442,19 @@ fn floor_char_boundary(text: &str, offset: u64) -> usize {
         at -= 1;
     }
     at
+}
+
+/// One conversation's summary, or `NoSuchConversation`.
+fn summary_of(c: &Connection, id: i64) -> Result<ConversationSummary, StoreError> {
+    c.query_row(
+        "SELECT c.id, c.character, c.title, c.created_ms, c.updated_ms,
+                (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id)
+         FROM conversations c WHERE c.id = ?1",
+        params![id],
+        row_to_summary,
+    )
+    .optional()?
+    .ok_or(StoreError::NoSuchConversation(id))
 }
 
 fn row_to_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConversationSummary> {

@@ -43,28 +43,23 @@ pub fn library_in(models_dir: &Path) -> PathBuf {
 /// the one in the configured models folder (not the default folder: a user who moved
 /// the models moved the library with them, as `conf.yaml` documents).
 pub fn configured_library(explicit: Option<&Path>, models_dir: &Path) -> PathBuf {
-    explicit
-        .map(Path::to_path_buf)
-        .or_else(|| {
-            std::env::var_os(DYLIB_ENV)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        })
-        .unwrap_or_else(|| library_in(models_dir))
+    chosen_library(explicit).unwrap_or_else(|| library_in(models_dir))
+}
+
+/// `explicit`, else `$ORT_DYLIB_PATH` when set.
+fn chosen_library(explicit: Option<&Path>) -> Option<PathBuf> {
+    explicit.map(Path::to_path_buf).or_else(|| {
+        std::env::var_os(DYLIB_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
 }
 
 /// The library [`init_runtime`] would load: `explicit`, else `$ORT_DYLIB_PATH`, else the
 /// default. The first one given wins, so a wrong setting is reported rather than silently
 /// replaced by another library.
 pub fn library_path(explicit: Option<&Path>) -> PathBuf {
-    explicit
-        .map(Path::to_path_buf)
-        .or_else(|| {
-            std::env::var_os(DYLIB_ENV)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        })
-        .unwrap_or_else(default_library_path)
+    chosen_library(explicit).unwrap_or_else(default_library_path)
 }
 
 /// Loads ONNX Runtime and creates the process-wide environment. Idempotent: once it has
