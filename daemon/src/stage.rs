@@ -1536,6 +1536,65 @@ mod tests {
         assert_eq!(first.body["tools"][0]["function"]["name"], "calc__add");
     }
 
+    /// An interrupted reply reaches the next prompt as said, marked as interrupted (a
+    /// small model otherwise carries on with it), and stays unmarked in the history.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_interrupted_reply_reaches_the_next_prompt_marked() {
+        let mock = MockLlm::start(MockBehaviour::Script(vec![
+            MockBehaviour::endless(200.0),
+            MockBehaviour::reply("Paris."),
+        ]))
+        .await
+        .unwrap();
+        let tools = Arc::new(FakeTools {
+            calls: AtomicUsize::new(0),
+        });
+        let (stage, _dir) = stage_with(&mock, tools).await;
+        let (mut rx, _) = stage.bus.subscribe();
+        stage
+            .send_text("tell me a story".into(), "test".into())
+            .await
+            .unwrap();
+        // Interrupt once some of the reply has come.
+        loop {
+            let ev = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            if let Ok(vtuber_shared::ServerFrame::Event {
+                event: Event::Delta { .. },
+                ..
+            }) = vtuber_shared::framing::decode(&ev.line)
+            {
+                break;
+            }
+        }
+        stage.interrupt().await.unwrap();
+        let (_, text) = finish(&stage, "capital of France?").await;
+        assert_eq!(text, "Paris.");
+        let second = mock.requests().pop().unwrap();
+        let msgs = second.messages();
+        let said = msgs
+            .iter()
+            .find(|m| m["role"] == "assistant")
+            .and_then(|m| m["content"].as_str())
+            .expect("the interrupted reply is in the prompt")
+            .to_owned();
+        assert!(
+            said.ends_with(&format!("... {}", crate::llm::INTERRUPTED_NOTE)),
+            "{said}"
+        );
+        let partial = said
+            .strip_suffix(&format!("... {}", crate::llm::INTERRUPTED_NOTE))
+            .unwrap_or_default();
+        assert!(!partial.is_empty());
+        assert_eq!(msgs.last().unwrap()["content"], "capital of France?");
+        let conv = stage.view.lock().unwrap().conversation_id.unwrap();
+        let (_, stored) = stage.store.conversation(conv).await.unwrap();
+        assert!(stored[1].interrupted);
+        assert_eq!(stored[1].text.trim_end(), partial);
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn calls_of_one_step_run_concurrently() {
         let calls = (0..3)
