@@ -74,11 +74,13 @@ pub fn is_well_formed(cookie: &str) -> bool {
 
 /// Compares without an early exit, so the time taken does not tell how much matched.
 pub fn same_secret(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    same_bytes(a.as_bytes(), b.as_bytes())
+}
+
+/// Equality that takes the same time wherever the first difference is (the length is
+/// not secret), so a secret cannot be guessed byte by byte from response times.
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -75,17 +75,12 @@ pub fn token_dir() -> PathBuf {
 /// OS, as hex) and written there with mode 0600, in a folder of mode 0700. A file or
 /// folder others may read is tightened (one log line). Blocking: run it off the runtime.
 pub fn load_or_create_token(dir: &Path) -> Result<String, WebError> {
-    use std::os::unix::fs::DirBuilderExt;
     let file = dir.join(TOKEN_FILE);
     let io_err = |path: &Path| {
         let path = path.display().to_string();
         move |source| WebError::TokenFile { path, source }
     };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io_err(dir))?;
+    crate::private::ensure_dir(dir).map_err(io_err(dir))?;
     private_mode(dir, true, 0o700)?;
     // Two daemons sharing a data folder may race: the file appears whole (a hard link
     // of a finished file) or not at all, and the loser reads the winner's.
@@ -99,7 +94,7 @@ pub fn load_or_create_token(dir: &Path) -> Result<String, WebError> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(&file)(e)),
         }
-        let token = random_token().map_err(io_err(Path::new("/dev/urandom")))?;
+        let token = crate::private::random_hex(32).map_err(io_err(&file))?;
         let tmp = dir.join(format!(".{TOKEN_FILE}.{}.tmp", std::process::id()));
         write_private(&tmp, &token).map_err(io_err(&tmp))?;
         let linked = std::fs::hard_link(&tmp, &file);
@@ -122,12 +117,13 @@ pub fn load_or_create_token(dir: &Path) -> Result<String, WebError> {
 /// Checks that `path` is ours and of the right kind, and takes group and other
 /// permissions away when it has any.
 fn private_mode(path: &Path, dir: bool, mode: u32) -> Result<(), WebError> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::MetadataExt;
     let shown = path.display().to_string();
-    let meta = std::fs::symlink_metadata(path).map_err(|source| WebError::TokenFile {
+    let io_err = |source| WebError::TokenFile {
         path: shown.clone(),
         source,
-    })?;
+    };
+    let meta = std::fs::symlink_metadata(path).map_err(io_err)?;
     let kind_ok = if dir { meta.is_dir() } else { meta.is_file() };
     if !kind_ok {
         return Err(WebError::BadTokenFile {
@@ -144,22 +140,7 @@ fn private_mode(path: &Path, dir: bool, mode: u32) -> Result<(), WebError> {
             why: format!("it belongs to user id {}, not to this user", meta.uid()),
         });
     }
-    if meta.mode() & 0o077 != 0 {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(
-            |source| WebError::TokenFile {
-                path: shown.clone(),
-                source,
-            },
-        )?;
-        tracing::warn!(
-            path = %shown,
-            was = format!("{:o}", meta.mode() & 0o777),
-            now = format!("{mode:o}"),
-            "others could read the web access token's {}; tightened its mode",
-            if dir { "folder" } else { "file" }
-        );
-    }
-    Ok(())
+    crate::private::tighten(path, mode).map_err(io_err)
 }
 
 fn parse_token_file(file: &Path, text: &str) -> Result<String, WebError> {
@@ -180,14 +161,6 @@ fn parse_token_file(file: &Path, text: &str) -> Result<String, WebError> {
         }),
         None => Ok(token.to_owned()),
     }
-}
-
-/// 32 bytes from the kernel's random source, as 64 hex digits.
-fn random_token() -> std::io::Result<String> {
-    use std::io::Read;
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(hex(&bytes))
 }
 
 /// `token` and a newline into a new file of mode 0600 (an old leftover is replaced).
@@ -241,7 +214,7 @@ fn digest(token: &str) -> [u8; 32] {
 
 /// Constant-time equality of two digests.
 fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    vtuber_shared::cookie::same_bytes(a, b)
 }
 
 /// `url` with the token as `?token=`, when there is one.
@@ -415,7 +388,7 @@ mod tests {
         assert_eq!(mode(&file), 0o600);
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(load_or_create_token(&dir).unwrap(), token, "reused");
-        assert_ne!(random_token().unwrap(), token);
+        assert_ne!(crate::private::random_hex(32).unwrap(), token);
         // Others' permissions are taken away, and the token kept.
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
