@@ -1378,8 +1378,8 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use futures::FutureExt;
-    use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm, MockReply, MockToolCall};
     use vtuber_shared::ToolOutcome;
+    use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm, MockReply, MockToolCall};
 
     use super::*;
     use crate::llm::{LlmProvider as _, ToolSpec};

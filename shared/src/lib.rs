@@ -3,6 +3,8 @@
 //! Kept free of runtime and I/O policy so the daemon, the terminal client and test
 //! harnesses can all depend on it without pulling each other's choices in.
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod cookie;
 pub mod framing;
 pub mod paths;

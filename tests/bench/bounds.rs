@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm, MockReply};
 use vtuber_shared::{Event, Reply, Request};
+use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm, MockReply};
 
 use crate::{cpu_ticks, quiet_daemon};
 

@@ -15,9 +15,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use vtuber_e2e::daemon::{TestClient, TestDaemon, bin};
-use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm, MockReply};
 use vtuber_shared::{Event, Reply, Request};
+use vtuber_test_support::daemon::{TestClient, TestDaemon, bin};
+use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm, MockReply};
 
 fn openai_config(base_url: &str) -> String {
     format!(

@@ -13,9 +13,9 @@ use rmcp::transport::TokioChildProcess;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use vtuber_e2e::daemon::TestDaemon;
-use vtuber_e2e::mcp::{McpConfig, McpDaemon, ServerSpec, realtime_us, test_server_bin};
 use vtuber_shared::{Event, McpServerState, Request};
+use vtuber_test_support::daemon::TestDaemon;
+use vtuber_test_support::mcp::{McpConfig, McpDaemon, ServerSpec, realtime_us, test_server_bin};
 
 use crate::{percentile, sorted};
 

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use base64::Engine as _;
-use vtuber_e2e::daemon::{TestClient, TestDaemon, link_models};
-use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm, MockReply};
 use vtuber_shared::{Event, ModelLoad, Reply, Request};
+use vtuber_test_support::daemon::{TestClient, TestDaemon, link_models};
+use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm, MockReply};
 use vtuberd::speech::{Pcm, espeak, piper::PiperVoice, vad::SileroVad, whisper::WhisperModel};
 
 use super::{percentile, rss_kib, sorted};

@@ -8,9 +8,9 @@ use anyhow::{Context, bail};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use vtuber_e2e::daemon::{TestDaemon, link_models};
-use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm, MockReply};
 use vtuber_shared::{Event, Reply, Request};
+use vtuber_test_support::daemon::{TestDaemon, link_models};
+use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm, MockReply};
 
 use super::{cpu_ticks, percentile, rss_kib, sorted};
 
@@ -49,7 +49,7 @@ async fn start(base_url: &str, character: &str) -> anyhow::Result<(TestDaemon, S
 
 /// `url` is the page's address from `status` (with its token).
 async fn connect(url: &str) -> anyhow::Result<Ws> {
-    let ws = vtuber_e2e::web::PageUrl::parse(url).socket_url();
+    let ws = vtuber_test_support::web::PageUrl::parse(url).socket_url();
     let (stream, _) = tokio_tungstenite::connect_async(ws).await?;
     Ok(stream)
 }

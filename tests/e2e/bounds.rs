@@ -6,11 +6,11 @@
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use vtuber_e2e::daemon::TestDaemon;
-use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm, MockReply};
 use vtuber_shared::{
     CutReason, Event, Reply, Request, Role, ServerFrame, StoredMessage, TurnOutcome, append_page,
 };
+use vtuber_test_support::daemon::TestDaemon;
+use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm, MockReply};
 
 /// Longer than any of these turns takes; only there so a regression fails, not hangs.
 const TURN_LIMIT: Duration = Duration::from_secs(180);

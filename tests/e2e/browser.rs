@@ -13,9 +13,9 @@
 use std::path::PathBuf;
 
 use crate::common::*;
-use vtuber_e2e::daemon::{TestDaemon, link_models};
-use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm, MockReply};
 use vtuber_shared::Event;
+use vtuber_test_support::daemon::{TestDaemon, link_models};
+use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm, MockReply};
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use vtuber_e2e::daemon::TestDaemon;
-use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm};
+use vtuber_test_support::daemon::TestDaemon;
+use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm};
 
 pub const WAIT: Duration = Duration::from_secs(30);
 

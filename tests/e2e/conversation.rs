@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use crate::common::*;
-use vtuber_e2e::daemon::TestClient;
-use vtuber_e2e::mock_llm::{MockBehaviour, MockReply};
 use vtuber_shared::{Event, Reply, Request, Role, TurnOutcome};
+use vtuber_test_support::daemon::TestClient;
+use vtuber_test_support::mock_llm::{MockBehaviour, MockReply};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn say_streams_the_reply_to_stdout() {
@@ -76,7 +76,7 @@ async fn unreachable_server_is_reported() {
         .local_addr()
         .unwrap()
         .port();
-    let daemon = vtuber_e2e::daemon::TestDaemon::spawn(&openai_config(&format!(
+    let daemon = vtuber_test_support::daemon::TestDaemon::spawn(&openai_config(&format!(
         "http://127.0.0.1:{port}/v1"
     )))
     .unwrap();

@@ -5,12 +5,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use crate::common::*;
-use vtuber_e2e::daemon::{TestClient, TestDaemon};
-use vtuber_e2e::mock_llm::MockBehaviour;
 use vtuber_shared::{
     DaemonState, ErrorCode, Event, Outcome, PROTOCOL_VERSION, Reply, Request, ServerFrame,
     framing::MAX_FRAME_BYTES,
 };
+use vtuber_test_support::daemon::{TestClient, TestDaemon};
+use vtuber_test_support::mock_llm::MockBehaviour;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_frames_get_errors_and_the_connection_carries_on() {

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::common::*;
-use vtuber_e2e::daemon::TestDaemon;
 use vtuber_shared::{Event, Reply, Request, TurnOutcome};
+use vtuber_test_support::daemon::TestDaemon;
 
 fn installed_model() -> Option<PathBuf> {
     let p = std::env::var_os("VTUBER_TEST_MODEL")
@@ -90,7 +90,7 @@ fn embedded_daemon(yaml: &str) -> Option<TestDaemon> {
 /// Sends `text` and returns the reply of the turn it starts, with how it ended. With
 /// `interrupt_after`, interrupts the turn once that many pieces of the reply came.
 async fn turn(
-    client: &mut vtuber_e2e::daemon::TestClient,
+    client: &mut vtuber_test_support::daemon::TestClient,
     text: &str,
     interrupt_after: Option<usize>,
 ) -> (String, TurnOutcome) {

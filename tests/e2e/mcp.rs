@@ -9,15 +9,15 @@ use std::time::{Duration, Instant};
 
 use crate::common::{WAIT, run, stderr, stdout};
 use serde_json::{Value, json};
-use vtuber_e2e::mcp::{
-    JsonClient, McpConfig, McpDaemon, ServerSpec, assert_no_secret, call, landlock_abi,
-    test_server_bin, tool_result, tool_script, turn_outcome,
-};
-use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm, MockReply};
 use vtuber_shared::{
     ApprovalDecision, ApprovalResolution, Event, McpServerState, Request, SandboxLevel,
     ToolOutcome, ToolPolicy, TurnOutcome,
 };
+use vtuber_test_support::mcp::{
+    JsonClient, McpConfig, McpDaemon, ServerSpec, assert_no_secret, call, landlock_abi,
+    test_server_bin, tool_result, tool_script, turn_outcome,
+};
+use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm, MockReply};
 
 struct Setup {
     mock: MockLlm,
@@ -746,7 +746,7 @@ async fn audit_lists_calls_newest_first() {
         ]),
     )
     .await;
-    let started = vtuber_e2e::mcp::realtime_us() / 1000;
+    let started = vtuber_test_support::mcp::realtime_us() / 1000;
     turn(&mut s, "add").await;
     turn(&mut s, "connect").await;
     let audit = s.client.audit(None).await.unwrap();
@@ -785,7 +785,8 @@ async fn audit_lists_calls_newest_first() {
         })
         .await
         .unwrap();
-    let none: Vec<vtuber_shared::AuditEntry> = vtuber_e2e::mcp::list_in(&since, "entries").unwrap();
+    let none: Vec<vtuber_shared::AuditEntry> =
+        vtuber_test_support::mcp::list_in(&since, "entries").unwrap();
     assert!(none.is_empty(), "{none:#?}");
 }
 
@@ -941,7 +942,7 @@ async fn sandbox_can_deny_the_network() {
 fn secret() -> String {
     format!(
         "sk-vtuber-test-{:x}-{}",
-        vtuber_e2e::mcp::realtime_us(),
+        vtuber_test_support::mcp::realtime_us(),
         std::process::id()
     )
 }
@@ -1313,8 +1314,8 @@ fn intrusion_calls(
     pid: u32,
     server: &str,
     web_url: &str,
-) -> Vec<vtuber_e2e::mock_llm::MockToolCall> {
-    let web = vtuber_e2e::web::PageUrl::parse(web_url).host_port();
+) -> Vec<vtuber_test_support::mock_llm::MockToolCall> {
+    let web = vtuber_test_support::web::PageUrl::parse(web_url).host_port();
     let token_file = daemon
         .daemon
         .dir
@@ -1434,7 +1435,7 @@ async fn granting_the_cookie_folder_is_reported() {
     let mock = MockLlm::start_blocking(MockBehaviour::reply("unused")).expect("mock");
     let placeholder = ServerSpec::stdio("leaky", test_server_bin(), &[]).allow_all();
     let config = McpConfig::new(&mock.base_url(), vec![placeholder]);
-    let mut daemon = vtuber_e2e::daemon::TestDaemon::new(&config.to_yaml()).unwrap();
+    let mut daemon = vtuber_test_support::daemon::TestDaemon::new(&config.to_yaml()).unwrap();
     let runtime = daemon.socket.parent().unwrap().to_path_buf();
     let token_dir = daemon.dir.path().join("data/vtuber/private");
     std::fs::create_dir_all(&runtime).unwrap();
@@ -1446,7 +1447,7 @@ async fn granting_the_cookie_folder_is_reported() {
     config.extra.insert("web".into(), json!({"port": 0}));
     std::fs::write(
         &daemon.config,
-        vtuber_e2e::daemon::with_test_defaults(&config.to_yaml()),
+        vtuber_test_support::daemon::with_test_defaults(&config.to_yaml()),
     )
     .unwrap();
     daemon.start().unwrap();

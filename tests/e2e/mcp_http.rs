@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use crate::common::WAIT;
 use serde_json::json;
-use vtuber_e2e::mcp::{
+use vtuber_shared::{Event, McpServerInfo, McpServerState, SandboxLevel, ToolOutcome, TurnOutcome};
+use vtuber_test_support::mcp::{
     HttpTestServer, JsonClient, McpConfig, McpDaemon, ServerSpec, assert_no_secret, call,
     tool_result, tool_script, turn_outcome,
 };
-use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm};
-use vtuber_shared::{Event, McpServerInfo, McpServerState, SandboxLevel, ToolOutcome, TurnOutcome};
+use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm};
 
 const HEADER: &str = "X-Test-Key";
 const SECRET_VAR: &str = "VTUBER_TEST_SECRET";
@@ -20,7 +20,7 @@ const SECRET_VAR: &str = "VTUBER_TEST_SECRET";
 fn secret() -> String {
     format!(
         "sk-vtuber-http-{:x}-{}",
-        vtuber_e2e::mcp::realtime_us(),
+        vtuber_test_support::mcp::realtime_us(),
         std::process::id()
     )
 }

@@ -6,8 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::common::*;
-use vtuber_e2e::daemon::TestDaemon;
-use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm};
+use vtuber_test_support::daemon::TestDaemon;
+use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm};
 
 fn mode(p: &Path) -> u32 {
     std::fs::symlink_metadata(p)

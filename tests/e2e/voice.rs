@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use base64::Engine as _;
-use vtuber_e2e::daemon::{TestClient, TestDaemon, link_models};
-use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm, MockReply};
 use vtuber_shared::{Event, Reply, Request, TurnOutcome};
+use vtuber_test_support::daemon::{TestClient, TestDaemon, link_models};
+use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm, MockReply};
 use vtuberd::speech::Pcm;
 
 /// A daemon with the speech engines on, the real models linked in, no audio devices

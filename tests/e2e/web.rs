@@ -14,10 +14,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::{self, Message};
-use vtuber_e2e::daemon::{TestDaemon, link_models};
-use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm, MockReply};
-use vtuber_e2e::web::PageUrl;
 use vtuber_shared::{Event, Reply, Request, TurnOutcome};
+use vtuber_test_support::daemon::{TestDaemon, link_models};
+use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm, MockReply};
+use vtuber_test_support::web::PageUrl;
 use vtuberd::speech::Pcm;
 
 type WsStream =

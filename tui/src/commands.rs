@@ -15,12 +15,14 @@ use crate::cli::{
     CharactersCommand, DaemonCommand, ExportFormat, HistoryCommand, ListenArgs, ModelsCommand,
     SayArgs, SpeakArgs, WebCommand,
 };
-use crate::client::{self, Client, Connection, EventFrame, Hello, REQUEST_TIMEOUT, reply_kind};
 use crate::daemon::{self, Target};
 use crate::exit;
 use crate::export;
 use crate::time::{format_duration, format_ms};
 use crate::tools;
+use vtuber_shared::client::{
+    self, Client, Connection, EventFrame, Hello, REQUEST_TIMEOUT, reply_kind,
+};
 
 /// Sends `request`, turning a daemon error into an error that carries its hint.
 async fn ask(client: &Client, request: Request) -> Result<Reply> {
@@ -1095,7 +1097,7 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::fake::{self, Peer};
+    use vtuber_shared::client::fake_daemon::{self as fake, Peer};
     use vtuber_shared::{PROTOCOL_VERSION, Usage};
 
     /// Runs `say`'s streaming against `conn`, returning how it ended, stdout, stderr.

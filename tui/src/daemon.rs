@@ -15,8 +15,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use tokio::time::Instant;
 use vtuber_shared::paths;
 
-use crate::client::{self, ConnectError, Connection, Hello};
 use crate::exit::Exit;
+use vtuber_shared::client::{self, ConnectError, Connection, Hello};
 
 /// How long a freshly spawned daemon gets to start answering.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -348,7 +348,7 @@ mod tests {
 
     #[test]
     fn a_different_running_config_is_noticed() {
-        let mut status = crate::client::fake::status();
+        let mut status = vtuber_shared::client::fake_daemon::status();
         let target = Target::new(None, Some(PathBuf::from("/etc/a.yaml")));
         assert!(config_mismatch(&target, &status).is_some());
         status.config_file = Some("/etc/a.yaml".into());

@@ -5,7 +5,6 @@
 
 mod chat;
 mod cli;
-mod client;
 mod commands;
 mod daemon;
 mod exit;

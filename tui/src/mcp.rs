@@ -6,32 +6,20 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde::Deserialize;
 use serde_json::Value;
 use vtuber_shared::{
-    AuditEntry, McpServerInfo, McpServerState, McpToolInfo, Request, SandboxLevel, ToolOutcome,
-    ToolPolicy, paths,
+    AuditEntry, McpServerInfo, McpServerState, McpToolInfo, Reply, Request, SandboxLevel,
+    ToolOutcome, ToolPolicy, paths,
 };
 
 use crate::cli::McpCommand;
-use crate::client::{self, Client, Hello, REQUEST_TIMEOUT};
 use crate::daemon::{self, Target};
 use crate::time::format_ms;
 use crate::tools::truncate;
+use vtuber_shared::client::{Client, Hello, REQUEST_TIMEOUT};
 
-/// The replies to the MCP requests, decoded here from the response line so this
-/// client does not depend on the shared `Reply` enum knowing them.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum McpReply {
-    McpServers { servers: Vec<McpServerInfo> },
-    McpTools { tools: Vec<McpToolInfo> },
-    McpRestarting { name: String },
-    ToolAudit { entries: Vec<AuditEntry> },
-}
-
-async fn ask(client: &Client, request: Request) -> Result<McpReply> {
-    let frame = tokio::time::timeout(REQUEST_TIMEOUT, client.request_raw(request))
+async fn ask(client: &Client, request: Request) -> Result<Reply> {
+    tokio::time::timeout(REQUEST_TIMEOUT, client.request(request))
         .await
         .map_err(|_| {
             anyhow!(
@@ -39,11 +27,10 @@ async fn ask(client: &Client, request: Request) -> Result<McpReply> {
                 REQUEST_TIMEOUT.as_secs()
             )
         })?
-        .map_err(|e| anyhow!("{e}"))?;
-    client::decode_result(&frame.raw).map_err(|e| anyhow!("{e}"))
+        .map_err(|e| anyhow!("{e}"))
 }
 
-fn unexpected(reply: &McpReply) -> anyhow::Error {
+fn unexpected(reply: &Reply) -> anyhow::Error {
     anyhow!("vtuberd sent an unexpected reply ({reply:?})")
 }
 
@@ -60,20 +47,20 @@ pub async fn run(target: &Target, cmd: McpCommand) -> Result<ExitCode> {
     let client = &conn.client;
     match cmd {
         McpCommand::List { json } => match ask(client, Request::ListMcpServers).await? {
-            McpReply::McpServers { servers } if json => print_json(&servers)?,
-            McpReply::McpServers { servers } => print!("{}", servers_table(&servers)),
+            Reply::McpServers { servers } if json => print_json(&servers)?,
+            Reply::McpServers { servers } => print!("{}", servers_table(&servers)),
             other => return Err(unexpected(&other)),
         },
         McpCommand::Tools { server, json } => {
             match ask(client, Request::ListMcpTools { server }).await? {
-                McpReply::McpTools { tools } if json => print_json(&tools)?,
-                McpReply::McpTools { tools } => print!("{}", tools_table(&tools)),
+                Reply::McpTools { tools } if json => print_json(&tools)?,
+                Reply::McpTools { tools } => print!("{}", tools_table(&tools)),
                 other => return Err(unexpected(&other)),
             }
         }
         McpCommand::Restart { name } => {
             match ask(client, Request::RestartMcpServer { name }).await? {
-                McpReply::McpRestarting { name } => {
+                Reply::McpRestarting { name } => {
                     println!("restarting MCP server {name}; see `vtuber mcp list` for its state");
                 }
                 other => return Err(unexpected(&other)),
@@ -85,8 +72,8 @@ pub async fn run(target: &Target, cmd: McpCommand) -> Result<ExitCode> {
                 limit,
             };
             match ask(client, request).await? {
-                McpReply::ToolAudit { entries } if json => print_json(&entries)?,
-                McpReply::ToolAudit { entries } => print!("{}", audit_table(&entries)),
+                Reply::ToolAudit { entries } if json => print_json(&entries)?,
+                Reply::ToolAudit { entries } => print!("{}", audit_table(&entries)),
                 other => return Err(unexpected(&other)),
             }
         }
@@ -689,12 +676,12 @@ mod tests {
         assert!(!has_mcp_section("llm:\n  mcp: 1\n"));
     }
 
-    /// Replies the shared `Reply` enum may not know are read from the raw line, and
-    /// a daemon without tool servers gives its error, not a hang.
+    /// The MCP replies are read as the daemon writes them, and a daemon without tool
+    /// servers gives its error, not a hang.
     #[tokio::test]
-    async fn replies_are_decoded_from_the_raw_line() {
-        use crate::client::fake::{self, Peer};
+    async fn mcp_replies_and_errors_are_decoded() {
         use vtuber_shared::PROTOCOL_VERSION;
+        use vtuber_shared::client::fake_daemon::{self as fake, Peer};
         let dir = tempfile::tempdir().unwrap();
         let (path, server) = fake::serve(dir.path(), |mut peer: Peer| async move {
             peer.handshake(PROTOCOL_VERSION).await;
@@ -718,11 +705,11 @@ mod tests {
             ))
             .await;
         });
-        let conn = client::connect(&path, Hello::new("cli", false))
+        let conn = vtuber_shared::client::connect(&path, Hello::new("cli", false))
             .await
             .unwrap();
         match ask(&conn.client, Request::ListMcpServers).await.unwrap() {
-            McpReply::McpServers { servers } => {
+            Reply::McpServers { servers } => {
                 assert_eq!(
                     state_text(&servers[0].state),
                     "restarting (attempt 2 in 1.5 s): exit 1"

@@ -952,7 +952,7 @@ fn line_too_long() -> LlmError {
 mod tests {
     use std::time::Instant;
 
-    use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm, MockReply, MockToolCall};
+    use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm, MockReply, MockToolCall};
 
     use super::*;
 

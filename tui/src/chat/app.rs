@@ -1186,7 +1186,7 @@ pub(crate) mod tests {
     #[test]
     fn deleting_the_current_conversation_clears_the_view() {
         let mut app = App::new();
-        app.connected(crate::client::fake::status());
+        app.connected(vtuber_shared::client::fake_daemon::status());
         app.apply_event(started(1, "hello"));
         app.apply_event(Event::TurnEnded {
             turn_id: 1,

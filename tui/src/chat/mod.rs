@@ -25,9 +25,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use vtuber_shared::{ErrorBody, Reply, Request};
 
-use crate::client::{self, Client, Connection, Events, Hello, REQUEST_TIMEOUT, ResponseFrame};
 use crate::daemon::{self, Target};
 use app::{Action, App};
+use vtuber_shared::client::{
+    self, Client, Connection, Events, Hello, REQUEST_TIMEOUT, ResponseFrame,
+};
 
 /// What an answer is for, so the loop knows what to do with it.
 #[derive(Debug)]
@@ -55,12 +57,6 @@ enum Msg {
         generation: u64,
         servers: Vec<vtuber_shared::McpServerInfo>,
     },
-}
-
-/// The `mcp_servers` reply, read from the raw line (see `client::decode_result`).
-#[derive(serde::Deserialize)]
-struct McpServersReply {
-    servers: Vec<vtuber_shared::McpServerInfo>,
 }
 
 const FIRST_RETRY: Duration = Duration::from_millis(500);
@@ -404,13 +400,11 @@ impl Runner {
         tokio::spawn(async move {
             let result = match pending {
                 Ok(rx) => match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
-                    // These replies are read from the raw line: the shared reply type
-                    // may not know them.
                     Ok(Ok(frame)) if matches!(purpose, Purpose::McpServers) => {
-                        if let Ok(reply) = client::decode_result::<McpServersReply>(&frame.raw) {
+                        if let Ok(Reply::McpServers { servers }) = frame.into_result() {
                             let _ = tx.send(Msg::McpServers {
                                 generation,
-                                servers: reply.servers,
+                                servers,
                             });
                         }
                         return;

@@ -12,7 +12,7 @@ use vtuber_shared::{
 use super::app::{Action, App, Conn, Kind, Message};
 use super::view;
 use super::wrap::str_width;
-use crate::client::fake;
+use vtuber_shared::client::fake_daemon as fake;
 
 fn app() -> App {
     let mut app = App::new();

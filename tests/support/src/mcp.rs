@@ -8,15 +8,14 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use interprocess::local_socket::traits::tokio::Stream as _;
-use interprocess::local_socket::{GenericFilePath, ToFsName, tokio as ls};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use vtuber_shared::framing::{self, Line, LineSplitter};
+use vtuber_shared::client::Hello;
+use vtuber_shared::client::frames::{self, FrameReader, FrameWriter};
+use vtuber_shared::framing::{self, Line};
 use vtuber_shared::{
     ApprovalDecision, AuditEntry, ClientFrame, ErrorBody, Event, McpServerInfo, McpServerState,
-    McpToolInfo, PROTOCOL_VERSION, Request, TurnOutcome,
+    McpToolInfo, Request, TurnOutcome,
 };
 
 use crate::daemon::{TestDaemon, bin};
@@ -282,8 +281,8 @@ impl McpDaemon {
 /// A subscribed protocol client that keeps replies as JSON and records every line it
 /// received (to search for leaked secrets).
 pub struct JsonClient {
-    stream: ls::Stream,
-    splitter: LineSplitter,
+    reader: FrameReader,
+    writer: FrameWriter,
     pending: VecDeque<Value>,
     next_id: u64,
     /// Every frame received, as sent.
@@ -292,47 +291,38 @@ pub struct JsonClient {
 
 impl JsonClient {
     pub async fn connect(socket: &Path, label: &str) -> anyhow::Result<Self> {
-        let name = socket.to_fs_name::<GenericFilePath>()?;
-        let stream = ls::Stream::connect(name).await?;
+        let (reader, writer) = frames::open(socket).await?;
         let mut c = Self {
-            stream,
-            splitter: LineSplitter::new(),
+            reader,
+            writer,
             pending: VecDeque::new(),
             next_id: 1,
             raw: Vec::new(),
         };
-        c.request(Request::Hello {
-            protocol: PROTOCOL_VERSION,
+        let hello = Hello {
             client: label.to_owned(),
             subscribe: true,
-            cookie: vtuber_shared::cookie::read_cookie(socket).ok(),
-        })
-        .await?
-        .map_err(|e| anyhow::anyhow!("hello refused: {e}"))?;
+        };
+        c.request(hello.request(socket).0)
+            .await?
+            .map_err(|e| anyhow::anyhow!("hello refused: {e}"))?;
         Ok(c)
     }
 
     async fn next_frame(&mut self, deadline: tokio::time::Instant) -> anyhow::Result<Value> {
-        loop {
-            if let Some(f) = self.pending.pop_front() {
-                return Ok(f);
+        if let Some(f) = self.pending.pop_front() {
+            return Ok(f);
+        }
+        let line = tokio::time::timeout_at(deadline, self.reader.next_line())
+            .await
+            .context("timed out waiting for a frame")??;
+        match line {
+            None => bail!("the daemon closed the connection"),
+            Some(Line::Frame(b)) => {
+                self.raw.push(String::from_utf8_lossy(&b).into_owned());
+                Ok(serde_json::from_slice(&b)?)
             }
-            let mut buf = [0u8; 16 * 1024];
-            let n = tokio::time::timeout_at(deadline, (&self.stream).read(&mut buf))
-                .await
-                .context("timed out waiting for a frame")??;
-            if n == 0 {
-                bail!("the daemon closed the connection");
-            }
-            for line in self.splitter.push(&buf[..n]) {
-                match line {
-                    Line::Frame(b) => {
-                        self.raw.push(String::from_utf8_lossy(&b).into_owned());
-                        self.pending.push_back(serde_json::from_slice(&b)?);
-                    }
-                    Line::Oversized { len } => bail!("daemon sent an oversized frame ({len})"),
-                }
-            }
+            Some(Line::Oversized { len }) => bail!("daemon sent an oversized frame ({len})"),
         }
     }
 
@@ -342,7 +332,7 @@ impl JsonClient {
         let id = self.next_id;
         self.next_id += 1;
         let line = framing::encode(&ClientFrame { id, request })?;
-        (&self.stream).write_all(&line).await?;
+        self.writer.write(&line).await?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let mut skipped = Vec::new();
         let result = loop {

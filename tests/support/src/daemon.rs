@@ -6,13 +6,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use interprocess::local_socket::traits::tokio::Stream as _;
-use interprocess::local_socket::{GenericFilePath, ToFsName, tokio as ls};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use vtuber_shared::framing::{self, Line, LineSplitter};
-use vtuber_shared::{
-    ClientFrame, ErrorBody, Event, Outcome, PROTOCOL_VERSION, Reply, Request, ServerFrame,
-};
+use vtuber_shared::client::Hello;
+use vtuber_shared::client::frames::{self, FrameReader, FrameWriter};
+use vtuber_shared::framing::{self, Line};
+use vtuber_shared::{ClientFrame, ErrorBody, Event, Outcome, Reply, Request, ServerFrame};
 
 /// Path of a workspace binary, built next to the running test executable.
 pub fn bin(name: &str) -> PathBuf {
@@ -299,10 +296,11 @@ impl Drop for TestDaemon {
     }
 }
 
-/// A minimal protocol client for tests: raw frames in, parsed frames out.
+/// A protocol client for tests on the shared client's framed socket: every frame in
+/// order (seq numbers included), raw bytes out, and any request id.
 pub struct TestClient {
-    stream: ls::Stream,
-    splitter: LineSplitter,
+    reader: FrameReader,
+    writer: FrameWriter,
     pending: std::collections::VecDeque<ServerFrame>,
     next_id: u64,
     pub welcome: Option<Reply>,
@@ -311,13 +309,12 @@ pub struct TestClient {
 impl TestClient {
     pub async fn connect(socket: &Path, label: &str, subscribe: bool) -> anyhow::Result<Self> {
         let mut c = Self::connect_raw(socket).await?;
+        let hello = Hello {
+            client: label.to_owned(),
+            subscribe,
+        };
         let reply = c
-            .request(Request::Hello {
-                protocol: PROTOCOL_VERSION,
-                client: label.to_owned(),
-                subscribe,
-                cookie: vtuber_shared::cookie::read_cookie(socket).ok(),
-            })
+            .request(hello.request(socket).0)
             .await?
             .map_err(|e| anyhow::anyhow!("hello refused: {e}"))?;
         c.welcome = Some(reply);
@@ -326,11 +323,10 @@ impl TestClient {
 
     /// Connected but not greeted.
     pub async fn connect_raw(socket: &Path) -> anyhow::Result<Self> {
-        let name = socket.to_fs_name::<GenericFilePath>()?;
-        let stream = ls::Stream::connect(name).await?;
+        let (reader, writer) = frames::open(socket).await?;
         Ok(Self {
-            stream,
-            splitter: LineSplitter::new(),
+            reader,
+            writer,
             pending: Default::default(),
             next_id: 1,
             welcome: None,
@@ -338,30 +334,22 @@ impl TestClient {
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
-        (&self.stream).write_all(bytes).await?;
+        self.writer.write(bytes).await?;
         Ok(())
     }
 
     /// Next frame of any kind, within `limit`.
     pub async fn next_frame(&mut self, limit: Duration) -> anyhow::Result<ServerFrame> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            if let Some(f) = self.pending.pop_front() {
-                return Ok(f);
-            }
-            let mut buf = [0u8; 16 * 1024];
-            let n = tokio::time::timeout_at(deadline, (&self.stream).read(&mut buf))
-                .await
-                .context("timed out waiting for a frame")??;
-            if n == 0 {
-                bail!("the daemon closed the connection");
-            }
-            for line in self.splitter.push(&buf[..n]) {
-                match line {
-                    Line::Frame(b) => self.pending.push_back(framing::decode(&b)?),
-                    Line::Oversized { len } => bail!("daemon sent an oversized frame ({len})"),
-                }
-            }
+        if let Some(f) = self.pending.pop_front() {
+            return Ok(f);
+        }
+        let line = tokio::time::timeout(limit, self.reader.next_line())
+            .await
+            .context("timed out waiting for a frame")??;
+        match line {
+            None => bail!("the daemon closed the connection"),
+            Some(Line::Frame(b)) => Ok(framing::decode(&b)?),
+            Some(Line::Oversized { len }) => bail!("daemon sent an oversized frame ({len})"),
         }
     }
 
@@ -370,7 +358,7 @@ impl TestClient {
         let id = self.next_id;
         self.next_id += 1;
         let line = framing::encode(&ClientFrame { id, request })?;
-        (&self.stream).write_all(&line).await?;
+        self.writer.write(&line).await?;
         self.response_to(Some(id)).await
     }
 

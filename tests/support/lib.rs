@@ -1,4 +1,0 @@
-pub mod daemon;
-pub mod mcp;
-pub mod mock_llm;
-pub mod web;
