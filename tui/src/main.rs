@@ -6,13 +6,12 @@
 mod chat;
 mod cli;
 mod commands;
-mod daemon;
 mod exit;
 mod export;
 mod generated;
-mod mcp;
+mod launcher;
 mod time;
-mod tools;
+mod tool_text;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -21,7 +20,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use cli::{Cli, Command, ConfigCommand, McpCommand};
-use daemon::Target;
+use launcher::Target;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -52,13 +51,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Models(cmd) => {
-            return commands::models(&target, &cmd);
+            return commands::models::models(&target, &cmd);
         }
         Command::Config(ConfigCommand::Check { file }) => {
-            return commands::config_check(&target, file);
+            return commands::config::config_check(&target, file);
         }
         Command::Mcp(McpCommand::Import { file, write }) => {
-            return mcp::import_command(&target, &file, write);
+            return commands::mcp::import_command(&target, &file, write);
         }
         _ => {}
     }
@@ -70,15 +69,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
     runtime.block_on(async move {
         match command {
             Command::Chat => chat::run(target).await,
-            Command::Say(args) => commands::say(&target, &args).await,
-            Command::Status(flag) => commands::status(&target, flag.json).await,
-            Command::Characters(cmd) => commands::characters(&target, cmd).await,
-            Command::History(cmd) => commands::history(&target, cmd).await,
-            Command::Daemon(cmd) => commands::daemon(&target, cmd).await,
-            Command::Mcp(cmd) => mcp::run(&target, cmd).await,
-            Command::Web(cmd) => commands::web(&target, cmd).await,
-            Command::Listen(args) => commands::listen(&target, &args).await,
-            Command::Speak(args) => commands::speak(&target, &args).await,
+            Command::Say(args) => commands::say::say(&target, &args).await,
+            Command::Status(flag) => commands::status::status(&target, flag.json).await,
+            Command::Characters(cmd) => commands::characters::characters(&target, cmd).await,
+            Command::History(cmd) => commands::history::history(&target, cmd).await,
+            Command::Daemon(cmd) => commands::daemon::daemon(&target, cmd).await,
+            Command::Mcp(cmd) => commands::mcp::run(&target, cmd).await,
+            Command::Web(cmd) => commands::web::web(&target, cmd).await,
+            Command::Listen(args) => commands::say::listen(&target, &args).await,
+            Command::Speak(args) => commands::say::speak(&target, &args).await,
             Command::Completions { .. }
             | Command::Man { .. }
             | Command::Config(_)

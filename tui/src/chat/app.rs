@@ -11,7 +11,7 @@ use vtuber_shared::{
     McpServerInfo, McpServerState, Role, Status, StoredMessage, ToolOutcome, TurnOutcome,
 };
 
-use crate::tools;
+use crate::tool_text;
 
 use super::input::Input;
 use super::wrap::sanitize;
@@ -737,7 +737,7 @@ impl App {
                 let line = self.tool_line(turn_id, &call_id);
                 line.server = sanitize(&server);
                 line.tool = sanitize(&tool);
-                line.args = sanitize(&tools::args_inline(&arguments, TOOL_ARGS_CHARS));
+                line.args = sanitize(&tool_text::args_inline(&arguments, TOOL_ARGS_CHARS));
                 line.state = ToolState::Running {
                     progress: String::new(),
                 };
@@ -750,7 +750,7 @@ impl App {
             } => {
                 if let Some(line) = self.tool_call_mut(&call_id) {
                     line.state = ToolState::Running {
-                        progress: sanitize(&tools::progress_text(
+                        progress: sanitize(&tool_text::progress_text(
                             progress,
                             total,
                             message.as_deref(),
@@ -768,7 +768,7 @@ impl App {
                 let line = self.tool_line(turn_id, &call_id);
                 line.state = ToolState::Ended {
                     outcome: Ended::from_outcome(outcome),
-                    text: sanitize(&tools::outcome_text(outcome, duration_ms, &summary)),
+                    text: sanitize(&tool_text::outcome_text(outcome, duration_ms, &summary)),
                 };
                 self.call_names.remove(&call_id);
             }
@@ -785,7 +785,7 @@ impl App {
                 self.call_names
                     .insert(call_id.clone(), (sanitize(&server), sanitize(&tool)));
                 let line = self.tool_line(turn_id, &call_id);
-                line.args = sanitize(&tools::args_inline(&arguments, TOOL_ARGS_CHARS));
+                line.args = sanitize(&tool_text::args_inline(&arguments, TOOL_ARGS_CHARS));
                 line.state = ToolState::Approval;
                 if !self.approvals.iter().any(|a| a.request_id == request_id) {
                     let arguments = approval_arguments(&arguments);
@@ -1019,7 +1019,7 @@ fn settle_tools(m: &mut Message) {
         if !matches!(t.state, ToolState::Ended { .. }) {
             t.state = ToolState::Ended {
                 outcome: Ended::Cancelled,
-                text: tools::outcome_text(ToolOutcome::Cancelled, 0, ""),
+                text: tool_text::outcome_text(ToolOutcome::Cancelled, 0, ""),
             };
         }
     }

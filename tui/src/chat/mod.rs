@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use vtuber_shared::{ErrorBody, Reply, Request};
 
-use crate::daemon::{self, Target};
+use crate::launcher::{self, Target};
 use app::{Action, App};
 use vtuber_shared::client::{
     self, Client, Connection, Events, Hello, REQUEST_TIMEOUT, ResponseFrame,
@@ -83,7 +83,7 @@ pub async fn run(target: Target) -> Result<ExitCode> {
         anyhow::bail!("the chat needs an interactive terminal; for scripts use `vtuber say TEXT`");
     }
     // Connect before taking over the screen, so start-up errors print normally.
-    let conn = daemon::connect_or_start(&target, Hello::new("chat", true)).await?;
+    let conn = launcher::connect_or_start(&target, Hello::new("chat", true)).await?;
     let mut guard = terminal::enter()?;
     let result = event_loop(&mut guard, target, conn).await;
     drop(guard);

@@ -17,7 +17,7 @@ use vtuber_shared::{CutReason, DaemonState, ModelLoad};
 use super::app::{App, Conn, Ended, Kind, Message, PendingApproval, ToolCall, ToolState, Viewport};
 use super::markup;
 use super::wrap::{str_width, wrap_spans};
-use crate::tools;
+use crate::tool_text;
 
 const USER: Style = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
 const CHARACTER: Style = Style::new().fg(Color::Magenta).add_modifier(Modifier::BOLD);
@@ -244,7 +244,7 @@ fn tool_spans(call: &ToolCall) -> Vec<Span<'static>> {
     let (glyph, glyph_style) = match &call.state {
         ToolState::Approval | ToolState::Running { .. } => ("⚙", TOOL),
         ToolState::Ended { outcome, .. } => (
-            tools::outcome_glyph(outcome.outcome()),
+            tool_text::outcome_glyph(outcome.outcome()),
             match outcome {
                 Ended::Ok => OK,
                 Ended::Error => ERROR,
@@ -580,7 +580,10 @@ fn render_approval(frame: &mut Frame<'_>, app: &App, approval: &PendingApproval,
         lines.push(Line::default());
         let all: Vec<&str> = approval.arguments.lines().collect();
         for l in all.iter().take(MAX_ARG_LINES) {
-            lines.push(Line::from(Span::styled(tools::truncate(l, inner), HINT)));
+            lines.push(Line::from(Span::styled(
+                tool_text::truncate(l, inner),
+                HINT,
+            )));
         }
         if all.len() > MAX_ARG_LINES {
             lines.push(Line::from(Span::styled(

@@ -12,10 +12,11 @@ use vtuber_shared::{
     ToolOutcome, ToolPolicy, paths,
 };
 
+use super::print_json;
 use crate::cli::McpCommand;
-use crate::daemon::{self, Target};
+use crate::launcher::{self, Target};
 use crate::time::format_ms;
-use crate::tools::truncate;
+use crate::tool_text::truncate;
 use vtuber_shared::client::{Client, Hello, REQUEST_TIMEOUT};
 
 async fn ask(client: &Client, request: Request) -> Result<Reply> {
@@ -34,16 +35,8 @@ fn unexpected(reply: &Reply) -> anyhow::Error {
     anyhow!("vtuberd sent an unexpected reply ({reply:?})")
 }
 
-fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).context("cannot encode JSON")?
-    );
-    Ok(())
-}
-
 pub async fn run(target: &Target, cmd: McpCommand) -> Result<ExitCode> {
-    let conn = daemon::connect_existing(target, Hello::new("cli", false), 1).await?;
+    let conn = launcher::connect_existing(target, Hello::new("cli", false), 1).await?;
     let client = &conn.client;
     match cmd {
         McpCommand::List { json } => match ask(client, Request::ListMcpServers).await? {

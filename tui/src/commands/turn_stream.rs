@@ -1,222 +1,22 @@
-//! The one-shot commands: each connects, asks, prints, and exits.
+//! One turn streamed to the terminal: the reply as it arrives (or its raw JSON lines),
+//! tool calls on standard error, and the answers to approval requests.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{IsTerminal, Read, Write};
-use std::process::ExitCode;
+use std::io::Write;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use tokio::sync::mpsc;
+use vtuber_shared::client::{self, Client, EventFrame};
 use vtuber_shared::{
-    ApprovalDecision, ApprovalResolution, CharacterInfo, ConversationSummary, ErrorBody, ErrorCode,
-    Event, ModelLoad, Reply, Request, Status, TurnOutcome,
+    ApprovalDecision, ApprovalResolution, ErrorBody, ErrorCode, Event, Reply, Request, TurnOutcome,
 };
 
-use crate::cli::{
-    CharactersCommand, DaemonCommand, ExportFormat, HistoryCommand, ListenArgs, ModelsCommand,
-    SayArgs, SpeakArgs, WebCommand,
-};
-use crate::daemon::{self, Target};
+use super::unexpected;
 use crate::exit;
-use crate::export;
-use crate::time::{format_duration, format_ms};
-use crate::tools;
-use vtuber_shared::client::{
-    self, Client, Connection, EventFrame, Hello, REQUEST_TIMEOUT, reply_kind,
-};
-
-/// Sends `request`, turning a daemon error into an error that carries its hint.
-async fn ask(client: &Client, request: Request) -> Result<Reply> {
-    client
-        .request_timeout(request, REQUEST_TIMEOUT)
-        .await
-        .map_err(|e| anyhow!("{e}"))
-}
-
-fn unexpected(reply: &Reply) -> anyhow::Error {
-    anyhow!(
-        "vtuberd sent an unexpected reply ({}); are vtuber and vtuberd the same version?",
-        reply_kind(reply)
-    )
-}
-
-fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).context("cannot encode JSON")?;
-    println!("{text}");
-    Ok(())
-}
-
-/// A query connection: no events, no autostart.
-async fn query(target: &Target, code: u8) -> Result<Connection> {
-    daemon::connect_existing(target, Hello::new("cli", false), code).await
-}
-
-// ---------------------------------------------------------------------------- say
-
-/// What the text of `say` is: the words joined, or standard input for `-`.
-fn say_text(words: &[String]) -> Result<String> {
-    let text = if words.len() == 1 && words[0] == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("cannot read the message from standard input")?;
-        text.trim_end_matches(['\n', '\r']).to_owned()
-    } else {
-        words.join(" ")
-    };
-    if text.trim().is_empty() {
-        bail!("nothing to say: the message is empty");
-    }
-    Ok(text)
-}
-
-pub async fn say(target: &Target, args: &SayArgs) -> Result<ExitCode> {
-    let text = say_text(&args.text)?;
-    let reads_stdin = args.text.len() == 1 && args.text[0] == "-";
-    let approval = if args.approve {
-        Approval::Auto
-    } else if !reads_stdin && std::io::stdin().is_terminal() {
-        Approval::Prompt(stdin_lines())
-    } else {
-        Approval::Leave
-    };
-    one_turn(
-        target,
-        "say",
-        Request::SendText { text },
-        args.json,
-        approval,
-    )
-    .await
-}
-
-/// Sends `request` (which starts a turn), prints the turn as `say` does, and maps how it
-/// ended to the exit code.
-async fn one_turn(
-    target: &Target,
-    label: &str,
-    request: Request,
-    json: bool,
-    approval: Approval,
-) -> Result<ExitCode> {
-    let mut conn = daemon::connect_or_start(target, Hello::new(label, true)).await?;
-    let mut stdout = std::io::stdout().lock();
-    let mut stderr = std::io::stderr();
-    let end = stream_turn(
-        &conn.client,
-        &mut conn.events,
-        request,
-        &mut Outputs {
-            out: &mut stdout,
-            diag: &mut stderr,
-        },
-        json,
-        approval,
-    )
-    .await?;
-    drop(stdout);
-    Ok(match end {
-        TurnEnd::Finished => ExitCode::SUCCESS,
-        TurnEnd::Failed(error) => {
-            eprintln!("error: {error}");
-            ExitCode::from(exit::TURN_FAILED)
-        }
-        TurnEnd::Interrupted => {
-            eprintln!("note: the reply was interrupted before it finished");
-            ExitCode::from(exit::TURN_INTERRUPTED)
-        }
-    })
-}
-
-/// `vtuber listen FILE.wav`: the file as if spoken, then the reply as `say` prints it.
-pub async fn listen(target: &Target, args: &ListenArgs) -> Result<ExitCode> {
-    use base64::Engine as _;
-    let bytes = std::fs::read(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
-    if bytes.len() > MAX_AUDIO_BYTES {
-        bail!(
-            "{} is {} bytes; the limit is {} (about 2 minutes of 16 kHz 16-bit mono): cut it shorter",
-            args.file.display(),
-            bytes.len(),
-            MAX_AUDIO_BYTES
-        );
-    }
-    let wav_base64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
-    let approval = if args.approve {
-        Approval::Auto
-    } else {
-        Approval::Leave
-    };
-    one_turn(
-        target,
-        "listen",
-        Request::SendAudio { wav_base64 },
-        args.json,
-        approval,
-    )
-    .await
-}
-
-/// Largest audio file `listen` sends (the socket's frame limit, after base64).
-const MAX_AUDIO_BYTES: usize = 3 * 1024 * 1024 - 64 * 1024;
-
-/// `vtuber speak TEXT -o FILE`: the current character's voice, to a WAV file.
-pub async fn speak(target: &Target, args: &SpeakArgs) -> Result<ExitCode> {
-    use base64::Engine as _;
-    let text = say_text(&args.text)?;
-    let conn = daemon::connect_or_start(target, Hello::new("speak", false)).await?;
-    let audio = match conn.client.request(Request::Speak { text }).await {
-        Ok(Reply::Speech { audio }) => audio,
-        Ok(other) => return Err(unexpected(&other)),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    let wav = base64::engine::general_purpose::STANDARD
-        .decode(audio.wav_base64.as_bytes())
-        .context("the daemon sent audio that is not base64")?;
-    if args.output.as_os_str() == "-" {
-        std::io::stdout().write_all(&wav)?;
-    } else {
-        std::fs::write(&args.output, &wav)
-            .with_context(|| format!("cannot write {}", args.output.display()))?;
-        eprintln!(
-            "wrote {} ({:.2} s, {} Hz)",
-            args.output.display(),
-            f64::from(audio.duration_ms) / 1000.0,
-            audio.sample_rate
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `vtuber models ...`: the daemon binary reports, with the same config rules it runs by.
-pub fn models(target: &Target, cmd: &ModelsCommand) -> Result<ExitCode> {
-    let program = daemon::find_vtuberd()?;
-    let mut command = std::process::Command::new(&program);
-    let (action, json) = match cmd {
-        ModelsCommand::List(f) => ("list", f.json),
-        ModelsCommand::Verify(f) => ("verify", f.json),
-        ModelsCommand::Path(f) => ("path", f.json),
-    };
-    command.arg("--models").arg(action);
-    if json {
-        command.arg("--json");
-    }
-    if let Some(config) = &target.config {
-        command.arg("--config").arg(config);
-    }
-    let status = command
-        .status()
-        .with_context(|| format!("cannot run {}", program.display()))?;
-    Ok(match status.code() {
-        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
-        None => ExitCode::FAILURE,
-    })
-}
+use crate::tool_text;
 
 /// Lines typed on standard input, read by a thread (reading a terminal blocks).
-fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
+pub fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
     let (tx, rx) = mpsc::unbounded_channel();
     std::thread::spawn(move || {
         for line in std::io::stdin().lines() {
@@ -342,7 +142,7 @@ pub async fn stream_turn<W: Write, E: Write>(
             }
             line = next_line(&mut answers), if !state.prompts.is_empty() => {
                 let decision = match line {
-                    Some(line) => tools::parse_answer(&line),
+                    Some(line) => tool_text::parse_answer(&line),
                     None => {
                         // Standard input ended: no one can answer here any more.
                         answers = None;
@@ -504,7 +304,7 @@ impl TurnState {
             } => {
                 let label = format!("{server} · {tool}");
                 if !json {
-                    let args = tools::args_inline(&arguments, 60);
+                    let args = tool_text::args_inline(&arguments, 60);
                     writeln!(io.diag, "⚙ {label} {args}")?;
                 }
                 self.calls.insert(call_id, label);
@@ -516,7 +316,7 @@ impl TurnState {
                 message,
             } if !json => {
                 let label = self.calls.get(&call_id).map_or("tool", String::as_str);
-                let progress = tools::progress_text(progress, total, message.as_deref());
+                let progress = tool_text::progress_text(progress, total, message.as_deref());
                 writeln!(io.diag, "⚙ {label} … {progress}")?;
             }
             Event::ToolCallEnded {
@@ -527,8 +327,8 @@ impl TurnState {
                 ..
             } if !json => {
                 let label = self.calls.get(&call_id).map_or("tool", String::as_str);
-                let glyph = tools::outcome_glyph(outcome);
-                let text = tools::outcome_text(outcome, duration_ms, &summary);
+                let glyph = tool_text::outcome_glyph(outcome);
+                let text = tool_text::outcome_text(outcome, duration_ms, &summary);
                 writeln!(io.diag, "{glyph} {label} {text}")?;
             }
             Event::ApprovalRequested {
@@ -540,7 +340,7 @@ impl TurnState {
                 timeout_secs,
                 ..
             } => {
-                let args = tools::args_inline(&arguments, 60);
+                let args = tool_text::args_inline(&arguments, 60);
                 let label = format!("{server} · {tool} {args}").trim_end().to_owned();
                 self.requests.insert(request_id, label.clone());
                 match self.mode {
@@ -557,7 +357,7 @@ impl TurnState {
                             writeln!(
                                 io.diag,
                                 "{server} · {tool}: {}",
-                                tools::truncate(description.trim(), 200)
+                                tool_text::truncate(description.trim(), 200)
                             )?;
                         }
                         self.prompts.push_back(request_id);
@@ -593,7 +393,7 @@ impl TurnState {
                 });
                 if !as_answered {
                     let label = self.requests.get(&request_id).map_or("", String::as_str);
-                    let how = tools::resolution_text(resolution);
+                    let how = tool_text::resolution_text(resolution);
                     if asked_now {
                         writeln!(io.diag)?;
                     }
@@ -665,438 +465,10 @@ impl TurnState {
     }
 }
 
-// ------------------------------------------------------------------------- status
-
-fn model_load_text(load: &ModelLoad) -> String {
-    match load {
-        ModelLoad::NotLoaded => "not loaded".into(),
-        ModelLoad::Loading => "loading".into(),
-        ModelLoad::Ready => "ready".into(),
-        ModelLoad::Failed { reason } => format!("failed: {reason}"),
-    }
-}
-
-/// The human form of `status`: one aligned `key  value` row per fact.
-pub fn status_table(status: &Status) -> String {
-    let mut rows: Vec<(&str, String)> = vec![
-        ("state", status.state.as_str().to_owned()),
-        ("character", status.character.clone()),
-        (
-            "llm",
-            format!("{} · {}", status.llm.backend, status.llm.model),
-        ),
-        ("model", model_load_text(&status.model_load)),
-        (
-            "conversation",
-            status
-                .conversation_id
-                .map_or_else(|| "none".to_owned(), |id| id.to_string()),
-        ),
-        ("clients", status.clients.to_string()),
-        (
-            "daemon",
-            format!(
-                "vtuberd {} (pid {}, up {})",
-                status.daemon_version,
-                status.pid,
-                format_duration(status.uptime_secs)
-            ),
-        ),
-        ("socket", status.socket.clone()),
-    ];
-    if let Some(url) = &status.web_url {
-        rows.push(("web", url.clone()));
-    }
-    if status.web_auth.as_deref() == Some("none") {
-        rows.push((
-            "web auth",
-            "none: anyone who can reach the page drives the character and its tools (set web.auth: token)".to_owned(),
-        ));
-    }
-    if let Some(err) = &status.web_error {
-        rows.push(("web", format!("unavailable: {err}")));
-    }
-    if let Some(v) = &status.voice {
-        let engine = |e: &vtuber_shared::EngineStatus| {
-            format!("{} · {} ({})", e.backend, e.model, model_load_text(&e.load))
-        };
-        rows.push(("audio", v.audio.clone()));
-        rows.push((
-            "listening",
-            match (&v.input_device, v.listening) {
-                (None, _) => "no microphone".to_owned(),
-                (Some(d), true) => format!("on ({d})"),
-                (Some(d), false) => format!("off ({d})"),
-            },
-        ));
-        rows.push((
-            "voice io",
-            format!(
-                "playback {} · barge-in {} · echo cancellation {}",
-                v.playback, v.barge_in, v.echo_cancellation
-            ),
-        ));
-        rows.push(("vad", engine(&v.vad)));
-        rows.push(("asr", engine(&v.asr)));
-        rows.push(("tts", engine(&v.tts)));
-    }
-    if let Some(config) = &status.config_file {
-        rows.push(("config", config.clone()));
-    }
-    if let Some(err) = &status.last_error {
-        rows.push(("last error", err.to_string()));
-    }
-    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    rows.iter()
-        .map(|(k, v)| format!("{k:<width$}  {v}\n"))
-        .collect()
-}
-
-pub async fn status(target: &Target, json: bool) -> Result<ExitCode> {
-    let conn = query(target, exit::NOT_RUNNING_STATUS).await?;
-    let status = match ask(&conn.client, Request::Status).await? {
-        Reply::Status(status) => status,
-        other => return Err(unexpected(&other)),
-    };
-    if json {
-        print_json(&status)?;
-    } else {
-        print!("{}", status_table(&status));
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-// ---------------------------------------------------------------------------- web
-
-pub async fn web(target: &Target, cmd: WebCommand) -> Result<ExitCode> {
-    match cmd {
-        WebCommand::Url { json } => web_url(target, json).await,
-    }
-}
-
-/// The page's address as the daemon reports it (it alone knows the token).
-async fn web_url(target: &Target, json: bool) -> Result<ExitCode> {
-    let conn = query(target, 1).await?;
-    let status = match ask(&conn.client, Request::Status).await? {
-        Reply::Status(status) => status,
-        other => return Err(unexpected(&other)),
-    };
-    let url = web_url_of(&status)?;
-    if json {
-        print_json(&serde_json::json!({
-            "web_url": url,
-            "web_auth": status.web_auth,
-        }))?;
-    } else {
-        println!("{url}");
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The address from a status, or why there is none and what to do.
-pub fn web_url_of(status: &Status) -> Result<&str> {
-    match (&status.web_url, &status.web_error) {
-        (Some(url), _) => Ok(url),
-        (None, Some(err)) => bail!("the web page is unavailable: {err}"),
-        (None, None) => bail!(
-            "vtuberd serves no web page: web.enabled is false in its config (set web.enabled: true and run `vtuber daemon restart`), or it is still starting (try again)"
-        ),
-    }
-}
-
-// --------------------------------------------------------------------- characters
-
-pub fn characters_table(current: &str, characters: &[CharacterInfo]) -> String {
-    let id_w = characters
-        .iter()
-        .map(|c| c.id.len())
-        .max()
-        .unwrap_or(0)
-        .max(2);
-    let name_w = characters
-        .iter()
-        .map(|c| c.name.len())
-        .max()
-        .unwrap_or(0)
-        .max(4);
-    let mut out = format!("  {:<id_w$}  {:<name_w$}  DESCRIPTION\n", "ID", "NAME");
-    for c in characters {
-        let mark = if c.id == current || c.name == current {
-            '*'
-        } else {
-            ' '
-        };
-        let description = c.description.lines().next().unwrap_or("");
-        out.push_str(&format!(
-            "{mark} {:<id_w$}  {:<name_w$}  {description}\n",
-            c.id, c.name
-        ));
-    }
-    out
-}
-
-pub async fn characters(target: &Target, cmd: CharactersCommand) -> Result<ExitCode> {
-    let conn = query(target, 1).await?;
-    match cmd {
-        CharactersCommand::List(flag) => match ask(&conn.client, Request::ListCharacters).await? {
-            Reply::Characters {
-                current,
-                characters,
-            } => {
-                if flag.json {
-                    print_json(&serde_json::json!({
-                        "current": current,
-                        "characters": characters,
-                    }))?;
-                } else {
-                    print!("{}", characters_table(&current, &characters));
-                }
-            }
-            other => return Err(unexpected(&other)),
-        },
-        CharactersCommand::Switch { name } => {
-            match ask(&conn.client, Request::SwitchCharacter { name }).await? {
-                Reply::CharacterSwitched { character } => {
-                    println!("switched to {} ({})", character.name, character.id);
-                }
-                other => return Err(unexpected(&other)),
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-// ------------------------------------------------------------------------ history
-
-pub fn conversations_table(conversations: &[ConversationSummary]) -> String {
-    if conversations.is_empty() {
-        return "no conversations yet\n".to_owned();
-    }
-    let id_w = conversations
-        .iter()
-        .map(|c| c.id.to_string().len())
-        .max()
-        .unwrap_or(0)
-        .max(2);
-    let ch_w = conversations
-        .iter()
-        .map(|c| c.character.len())
-        .max()
-        .unwrap_or(0)
-        .max(9);
-    let mut out = format!(
-        "{:>id_w$}  {:<ch_w$}  {:<23}  {:>8}  TITLE\n",
-        "ID", "CHARACTER", "UPDATED", "MESSAGES"
-    );
-    for c in conversations {
-        out.push_str(&format!(
-            "{:>id_w$}  {:<ch_w$}  {:<23}  {:>8}  {}\n",
-            c.id,
-            c.character,
-            format_ms(c.updated_ms),
-            c.message_count,
-            export::display_title(c)
-        ));
-    }
-    out
-}
-
-/// The whole conversation, however many pages it takes.
-async fn get_conversation(
-    client: &Client,
-    id: i64,
-) -> Result<(ConversationSummary, Vec<vtuber_shared::StoredMessage>)> {
-    client
-        .conversation(id, REQUEST_TIMEOUT)
-        .await
-        .map_err(|e| anyhow!("{e}"))
-}
-
-pub async fn history(target: &Target, cmd: HistoryCommand) -> Result<ExitCode> {
-    let conn = query(target, 1).await?;
-    let client = &conn.client;
-    match cmd {
-        HistoryCommand::List { character, json } => {
-            match ask(client, Request::ListConversations { character }).await? {
-                Reply::Conversations { conversations } if json => print_json(&conversations)?,
-                Reply::Conversations { conversations } => {
-                    print!("{}", conversations_table(&conversations));
-                }
-                other => return Err(unexpected(&other)),
-            }
-        }
-        HistoryCommand::Show { id, json } => {
-            let (conversation, messages) = get_conversation(client, id).await?;
-            if json {
-                println!(
-                    "{}",
-                    export::json(&conversation, &messages).context("cannot encode JSON")?
-                );
-            } else {
-                print!("{}", export::markdown(&conversation, &messages));
-            }
-        }
-        HistoryCommand::New => match ask(client, Request::NewConversation).await? {
-            Reply::ConversationChanged { conversation_id } => {
-                println!("started conversation {conversation_id}");
-            }
-            other => return Err(unexpected(&other)),
-        },
-        HistoryCommand::Load { id } => match ask(client, Request::LoadConversation { id }).await? {
-            Reply::ConversationChanged { conversation_id } => {
-                println!("conversation {conversation_id} is now the current one");
-            }
-            other => return Err(unexpected(&other)),
-        },
-        HistoryCommand::Delete { id } => {
-            match ask(client, Request::DeleteConversation { id }).await? {
-                Reply::Deleted { id } => println!("deleted conversation {id}"),
-                other => return Err(unexpected(&other)),
-            }
-        }
-        HistoryCommand::Export { id, format, output } => {
-            let (conversation, messages) = get_conversation(client, id).await?;
-            let mut text = match format {
-                ExportFormat::Md => export::markdown(&conversation, &messages),
-                ExportFormat::Json => {
-                    export::json(&conversation, &messages).context("cannot encode JSON")?
-                }
-            };
-            if !text.ends_with('\n') {
-                text.push('\n');
-            }
-            match output {
-                Some(path) => {
-                    write_private(&path, text.as_bytes())
-                        .with_context(|| format!("cannot write {}", path.display()))?;
-                    eprintln!("wrote conversation {id} to {}", path.display());
-                }
-                None => std::io::stdout()
-                    .write_all(text.as_bytes())
-                    .context("cannot write to standard output")?,
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-// ------------------------------------------------------------------------- config
-
-/// Runs the daemon's own validator: the rules live in one place, the daemon.
-pub fn config_check(target: &Target, file: Option<std::path::PathBuf>) -> Result<ExitCode> {
-    let program = daemon::find_vtuberd()?;
-    let mut cmd = std::process::Command::new(&program);
-    cmd.arg("--check-config");
-    if let Some(config) = file.or_else(|| target.config.clone()) {
-        cmd.arg("--config").arg(config);
-    }
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot run {}", program.display()))?;
-    Ok(match status.code() {
-        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
-        None => {
-            eprintln!("error: {} was killed ({status})", program.display());
-            ExitCode::FAILURE
-        }
-    })
-}
-
-// ------------------------------------------------------------------------- daemon
-
-pub async fn daemon(target: &Target, cmd: DaemonCommand) -> Result<ExitCode> {
-    match cmd {
-        DaemonCommand::Start => start(target).await,
-        DaemonCommand::Stop => stop(target).await,
-        DaemonCommand::Restart => {
-            stop(target).await?;
-            start(target).await
-        }
-        DaemonCommand::Status => {
-            let conn = query(target, exit::NOT_RUNNING_STATUS).await?;
-            let s = &conn.welcome.status;
-            println!(
-                "vtuberd {} is running (pid {}, up {}, state {}) on {}",
-                s.daemon_version,
-                s.pid,
-                format_duration(s.uptime_secs),
-                s.state.as_str(),
-                target.socket.display()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
-async fn start(target: &Target) -> Result<ExitCode> {
-    match client::connect(&target.socket, Hello::new("cli", false)).await {
-        Ok(conn) => {
-            return Err(anyhow!(
-                "vtuberd is already running (pid {})",
-                conn.welcome.status.pid
-            ));
-        }
-        Err(client::ConnectError::NotRunning { .. }) => {}
-        Err(e) => return Err(daemon::connect_failure(e)),
-    }
-    let conn = daemon::start(target, Hello::new("cli", false)).await?;
-    println!(
-        "vtuberd {} started (pid {}) on {}; log: {}",
-        conn.welcome.daemon_version,
-        conn.welcome.status.pid,
-        target.socket.display(),
-        daemon::log_path().display()
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Asks the daemon to exit, then polls until the socket stops answering. Stopping a
-/// daemon that is not running succeeds (with a note), so `restart` and scripts can
-/// use it unconditionally.
-async fn stop(target: &Target) -> Result<ExitCode> {
-    let conn = match client::connect(&target.socket, Hello::new("cli", false)).await {
-        Ok(conn) => conn,
-        Err(client::ConnectError::NotRunning { .. }) => {
-            eprintln!("vtuberd is not running");
-            return Ok(ExitCode::SUCCESS);
-        }
-        Err(e) => return Err(daemon::connect_failure(e)),
-    };
-    let pid = conn.welcome.status.pid;
-    match ask(&conn.client, Request::Shutdown).await? {
-        Reply::ShuttingDown => {}
-        other => return Err(unexpected(&other)),
-    }
-    drop(conn);
-    if !daemon::wait_until_stopped(&target.socket, daemon::STOP_TIMEOUT).await {
-        bail!(
-            "vtuberd (pid {pid}) is still answering {} s after being asked to stop; \
-             see {} or end it with `kill {pid}`",
-            daemon::STOP_TIMEOUT.as_secs(),
-            daemon::log_path().display()
-        );
-    }
-    println!("vtuberd (pid {pid}) stopped");
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Writes a file only its owner can read (conversations are private); an existing file
-/// is truncated and narrowed to 0600.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    f.write_all(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vtuber_shared::client::Hello;
     use vtuber_shared::client::fake_daemon::{self as fake, Peer};
     use vtuber_shared::{PROTOCOL_VERSION, Usage};
 
@@ -1125,73 +497,6 @@ mod tests {
             String::from_utf8(out).unwrap(),
             String::from_utf8(diag).unwrap(),
         )
-    }
-
-    #[test]
-    fn status_table_is_aligned_and_complete() {
-        let table = status_table(&fake::status());
-        assert_eq!(
-            table,
-            "\
-state         idle
-character     aria
-llm           embedded · tiny
-model         ready
-conversation  7
-clients       1
-daemon        vtuberd 0.1.0 (pid 4242, up 12s)
-socket        /tmp/x.sock
-"
-        );
-    }
-
-    #[test]
-    fn status_table_shows_the_web_page_and_its_problems() {
-        let mut s = fake::status();
-        s.web_url = Some("http://127.0.0.1:1/?token=abc".into());
-        s.web_auth = Some("token".into());
-        let table = status_table(&s);
-        assert!(
-            table.contains("web           http://127.0.0.1:1/?token=abc\n"),
-            "{table}"
-        );
-        assert!(!table.contains("web auth"), "{table}");
-        assert_eq!(web_url_of(&s).unwrap(), "http://127.0.0.1:1/?token=abc");
-        s.web_auth = Some("none".into());
-        let table = status_table(&s);
-        assert!(
-            table.contains("web auth") && table.contains("set web.auth: token"),
-            "{table}"
-        );
-        s.web_url = None;
-        s.web_auth = None;
-        s.web_error = Some("port 1 is already in use; set web.port".into());
-        let table = status_table(&s);
-        assert!(
-            table.contains("web           unavailable: port 1 is already in use; set web.port"),
-            "{table}"
-        );
-        let e = web_url_of(&s).unwrap_err().to_string();
-        assert!(e.contains("already in use"), "{e}");
-        s.web_error = None;
-        let e = web_url_of(&s).unwrap_err().to_string();
-        assert!(e.contains("web.enabled"), "{e}");
-    }
-
-    #[test]
-    fn characters_table_marks_the_current_one() {
-        let c = |id: &str, name: &str| CharacterInfo {
-            id: id.into(),
-            name: name.into(),
-            description: "line one\nline two".into(),
-            greeting: None,
-            source: "built-in".into(),
-        };
-        let table = characters_table("bo", &[c("aria", "Aria"), c("bo", "Bo")]);
-        assert_eq!(
-            table,
-            "  ID    NAME  DESCRIPTION\n  aria  Aria  line one\n* bo    Bo    line one\n"
-        );
     }
 
     /// The daemon streams two deltas of our turn *before* accepting it, interleaves

@@ -1,0 +1,89 @@
+//! `vtuber daemon start|stop`: starting and stopping vtuberd.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, anyhow, bail};
+use vtuber_shared::client::{self, Hello};
+use vtuber_shared::{Reply, Request};
+
+use super::{ask, query, unexpected};
+use crate::cli::DaemonCommand;
+use crate::exit;
+use crate::launcher::{self, Target};
+use crate::time::format_duration;
+
+pub async fn daemon(target: &Target, cmd: DaemonCommand) -> Result<ExitCode> {
+    match cmd {
+        DaemonCommand::Start => start(target).await,
+        DaemonCommand::Stop => stop(target).await,
+        DaemonCommand::Restart => {
+            stop(target).await?;
+            start(target).await
+        }
+        DaemonCommand::Status => {
+            let conn = query(target, exit::NOT_RUNNING_STATUS).await?;
+            let s = &conn.welcome.status;
+            println!(
+                "vtuberd {} is running (pid {}, up {}, state {}) on {}",
+                s.daemon_version,
+                s.pid,
+                format_duration(s.uptime_secs),
+                s.state.as_str(),
+                target.socket.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn start(target: &Target) -> Result<ExitCode> {
+    match client::connect(&target.socket, Hello::new("cli", false)).await {
+        Ok(conn) => {
+            return Err(anyhow!(
+                "vtuberd is already running (pid {})",
+                conn.welcome.status.pid
+            ));
+        }
+        Err(client::ConnectError::NotRunning { .. }) => {}
+        Err(e) => return Err(launcher::connect_failure(e)),
+    }
+    let conn = launcher::start(target, Hello::new("cli", false)).await?;
+    println!(
+        "vtuberd {} started (pid {}) on {}; log: {}",
+        conn.welcome.daemon_version,
+        conn.welcome.status.pid,
+        target.socket.display(),
+        launcher::log_path().display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks the daemon to exit, then polls until the socket stops answering. Stopping a
+/// daemon that is not running succeeds (with a note), so `restart` and scripts can
+/// use it unconditionally.
+async fn stop(target: &Target) -> Result<ExitCode> {
+    let conn = match client::connect(&target.socket, Hello::new("cli", false)).await {
+        Ok(conn) => conn,
+        Err(client::ConnectError::NotRunning { .. }) => {
+            eprintln!("vtuberd is not running");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(launcher::connect_failure(e)),
+    };
+    let pid = conn.welcome.status.pid;
+    match ask(&conn.client, Request::Shutdown).await? {
+        Reply::ShuttingDown => {}
+        other => return Err(unexpected(&other)),
+    }
+    drop(conn);
+    if !launcher::wait_until_stopped(&target.socket, launcher::STOP_TIMEOUT).await {
+        bail!(
+            "vtuberd (pid {pid}) is still answering {} s after being asked to stop; \
+             see {} or end it with `kill {pid}`",
+            launcher::STOP_TIMEOUT.as_secs(),
+            launcher::log_path().display()
+        );
+    }
+    println!("vtuberd (pid {pid}) stopped");
+    Ok(ExitCode::SUCCESS)
+}
