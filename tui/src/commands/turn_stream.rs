@@ -279,7 +279,25 @@ impl TurnState {
             | Event::ApprovalRequested { turn_id, .. } => Some(*turn_id) == self.turn,
             Event::ToolCallProgress { call_id, .. } => self.calls.contains_key(call_id),
             Event::ApprovalResolved { request_id, .. } => self.requests.contains_key(request_id),
-            _ => false,
+            // Not about one turn's text and tools, or (speech) not shown by `say`.
+            Event::StateChanged { .. }
+            | Event::ModelLoad { .. }
+            | Event::CharacterChanged { .. }
+            | Event::CharactersReloaded { .. }
+            | Event::ConversationChanged { .. }
+            | Event::ConversationDeleted { .. }
+            | Event::ClientsChanged { .. }
+            | Event::Error { .. }
+            | Event::McpServerChanged { .. }
+            | Event::Sentence { .. }
+            | Event::SpeechFinished { .. }
+            | Event::VoiceActivity { .. }
+            | Event::InputLevel { .. }
+            | Event::Transcript { .. }
+            | Event::VoiceChanged { .. }
+            | Event::Lagged { .. }
+            | Event::ShuttingDown
+            | Event::Unknown => false,
         };
         if !ours {
             return Ok(None);
@@ -426,7 +444,30 @@ impl TurnState {
                     TurnOutcome::Failed { error } => TurnEnd::Failed(error),
                 }));
             }
-            _ => {}
+            // With `json` the raw line above is the whole output; the turn's start shows
+            // nothing, and the other events never count as ours (see above).
+            Event::Delta { .. }
+            | Event::ToolCallProgress { .. }
+            | Event::ToolCallEnded { .. }
+            | Event::TurnStarted { .. }
+            | Event::StateChanged { .. }
+            | Event::ModelLoad { .. }
+            | Event::CharacterChanged { .. }
+            | Event::CharactersReloaded { .. }
+            | Event::ConversationChanged { .. }
+            | Event::ConversationDeleted { .. }
+            | Event::ClientsChanged { .. }
+            | Event::Error { .. }
+            | Event::McpServerChanged { .. }
+            | Event::Sentence { .. }
+            | Event::SpeechFinished { .. }
+            | Event::VoiceActivity { .. }
+            | Event::InputLevel { .. }
+            | Event::Transcript { .. }
+            | Event::VoiceChanged { .. }
+            | Event::Lagged { .. }
+            | Event::ShuttingDown
+            | Event::Unknown => {}
         }
         Ok(None)
     }
