@@ -14,6 +14,7 @@ use vtuber_shared::{
 use crate::tool_text;
 
 use super::input::Input;
+use super::scrollback::{LineCache, Viewport};
 use super::wrap::sanitize;
 
 /// Who a message is from, which decides how it is drawn.
@@ -187,19 +188,6 @@ pub enum Action {
     Quit,
 }
 
-/// What the last render measured, for scrolling by pages.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Viewport {
-    pub height: usize,
-    pub total_lines: usize,
-}
-
-impl Viewport {
-    pub fn max_top(&self) -> usize {
-        self.total_lines.saturating_sub(self.height)
-    }
-}
-
 pub struct App {
     pub messages: Vec<Message>,
     pub input: Input,
@@ -211,7 +199,7 @@ pub struct App {
     pub scroll: Option<usize>,
     pub viewport: Viewport,
     /// Wrapped lines of settled messages, owned by the view.
-    pub line_cache: super::view::LineCache,
+    pub line_cache: LineCache,
     /// Animation frame for busy states.
     pub tick: usize,
     /// Turns this client sent (others' turns are labelled with their origin).

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod input;
 pub mod markup;
+pub mod scrollback;
 pub mod terminal;
 pub mod view;
 pub mod wrap;

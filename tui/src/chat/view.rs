@@ -3,7 +3,6 @@
 //! The message list is laid out line by line here (see `wrap`) rather than by
 //! `Paragraph::wrap`, so the total height is exact and scrolling never jumps.
 
-use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
@@ -14,8 +13,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Scrollbar, ScrollbarOrientation, ScrollbarState};
 use vtuber_shared::{CutReason, DaemonState, ModelLoad};
 
-use super::app::{App, Conn, Ended, Kind, Message, PendingApproval, ToolCall, ToolState, Viewport};
+use super::app::{App, Conn, Ended, Kind, Message, PendingApproval, ToolCall, ToolState};
 use super::markup;
+use super::scrollback::{LineCache, Viewport, total_lines, window};
 use super::wrap::{str_width, wrap_spans};
 use crate::tool_text;
 
@@ -61,13 +61,6 @@ pub fn render(frame: &mut Frame<'_>, app: &mut App) {
     }
 }
 
-/// Rendered lines of settled messages, keyed by everything that shapes them, so a
-/// long history is not re-wrapped on every streamed delta.
-#[derive(Default)]
-pub struct LineCache {
-    map: HashMap<u64, Arc<Vec<Line<'static>>>>,
-}
-
 fn fingerprint(app: &App, m: &Message, width: usize) -> u64 {
     let mut h = DefaultHasher::new();
     width.hash(&mut h);
@@ -105,43 +98,6 @@ fn message_blocks(app: &App, width: usize, cache: &mut LineCache) -> Vec<Arc<Vec
         blocks.push(lines);
     }
     blocks
-}
-
-/// Line count of the list: each block plus a blank line between blocks.
-fn total_lines(blocks: &[Arc<Vec<Line<'static>>>]) -> usize {
-    blocks.iter().map(|b| b.len()).sum::<usize>() + blocks.len().saturating_sub(1)
-}
-
-/// Lines `top..top + height` of the list, built without materialising the rest.
-fn window(blocks: &[Arc<Vec<Line<'static>>>], top: usize, height: usize) -> Vec<Line<'static>> {
-    let mut out = Vec::with_capacity(height.min(4096));
-    // Index in the whole list of the next line to consider.
-    let mut line = 0;
-    for (i, block) in blocks.iter().enumerate() {
-        if out.len() >= height {
-            break;
-        }
-        let separator = usize::from(i > 0);
-        if line + separator + block.len() <= top {
-            line += separator + block.len();
-            continue;
-        }
-        if separator == 1 {
-            if line >= top {
-                out.push(Line::default());
-            }
-            line += 1;
-        }
-        let skip = top.saturating_sub(line);
-        for l in block.iter().skip(skip) {
-            if out.len() >= height {
-                break;
-            }
-            out.push(l.clone());
-        }
-        line += block.len();
-    }
-    out
 }
 
 /// All lines of the message list at `width`, in order.
