@@ -1,14 +1,15 @@
-//! The interactive chat: wires the terminal, the daemon connection and [`app::App`].
+//! The interactive chat: wires the terminal, the daemon connection and [`state::App`].
 //!
 //! One loop waits on terminal input, daemon events, request answers and a timer.
 //! Requests are written in order from the loop and their answers come back as
 //! messages from small tasks, so a slow answer never freezes typing.
 
-pub mod app;
 pub mod input;
 pub mod markup;
 pub mod scrollback;
+pub mod state;
 pub mod terminal;
+pub mod update;
 pub mod view;
 pub mod wrap;
 
@@ -27,7 +28,8 @@ use tokio::time::Instant;
 use vtuber_shared::{ErrorBody, Reply, Request};
 
 use crate::launcher::{self, Target};
-use app::{Action, App};
+use state::App;
+use update::Action;
 use vtuber_shared::client::{
     self, Client, Connection, Events, Hello, REQUEST_TIMEOUT, ResponseFrame,
 };

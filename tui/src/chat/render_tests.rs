@@ -9,7 +9,8 @@ use vtuber_shared::{
     McpServerState, ModelLoad, SandboxLevel, ToolOutcome, TurnOutcome,
 };
 
-use super::app::{Action, App, Conn, Kind, Message};
+use super::state::{App, Conn, Kind, Message};
+use super::update::Action;
 use super::view;
 use super::wrap::str_width;
 use vtuber_shared::client::fake_daemon as fake;

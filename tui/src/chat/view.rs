@@ -13,9 +13,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Scrollbar, ScrollbarOrientation, ScrollbarState};
 use vtuber_shared::{CutReason, DaemonState, ModelLoad};
 
-use super::app::{App, Conn, Ended, Kind, Message, PendingApproval, ToolCall, ToolState};
 use super::markup;
 use super::scrollback::{LineCache, Viewport, total_lines, window};
+use super::state::{App, Conn, Ended, Kind, Message, PendingApproval, ToolCall, ToolState};
 use super::wrap::{str_width, wrap_spans};
 use crate::tool_text;
 
@@ -100,7 +100,6 @@ fn message_blocks(app: &App, width: usize, cache: &mut LineCache) -> Vec<Arc<Vec
     blocks
 }
 
-/// All lines of the message list at `width`, in order.
 /// The mark under a reply the daemon stopped at a per-turn limit.
 fn cut_label(cut: CutReason) -> &'static str {
     match cut {
@@ -109,6 +108,7 @@ fn cut_label(cut: CutReason) -> &'static str {
     }
 }
 
+/// All lines of the message list at `width`, in order.
 #[cfg(test)]
 pub fn message_list(app: &App, width: usize) -> Vec<Line<'static>> {
     let blocks = message_blocks(app, width, &mut LineCache::default());
