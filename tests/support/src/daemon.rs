@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use vtuber_shared::client::Hello;
-use vtuber_shared::client::frames::{self, FrameReader, FrameWriter};
-use vtuber_shared::framing::{self, Line};
-use vtuber_shared::{ClientFrame, ErrorBody, Event, Outcome, Reply, Request, ServerFrame};
+use vtuber_shared::framing;
+use vtuber_shared::{ErrorBody, Event, Outcome, Reply, Request, ServerFrame};
+
+use crate::frame_queue::FrameQueue;
 
 /// Path of a workspace binary, built next to the running test executable.
 pub fn bin(name: &str) -> PathBuf {
@@ -299,10 +300,7 @@ impl Drop for TestDaemon {
 /// A protocol client for tests on the shared client's framed socket: every frame in
 /// order (seq numbers included), raw bytes out, and any request id.
 pub struct TestClient {
-    reader: FrameReader,
-    writer: FrameWriter,
-    pending: std::collections::VecDeque<ServerFrame>,
-    next_id: u64,
+    frames: FrameQueue,
     pub welcome: Option<Reply>,
 }
 
@@ -323,42 +321,28 @@ impl TestClient {
 
     /// Connected but not greeted.
     pub async fn connect_raw(socket: &Path) -> anyhow::Result<Self> {
-        let (reader, writer) = frames::open(socket).await?;
         Ok(Self {
-            reader,
-            writer,
-            pending: Default::default(),
-            next_id: 1,
+            frames: FrameQueue::open(socket).await?,
             welcome: None,
         })
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
-        self.writer.write(bytes).await?;
-        Ok(())
+        self.frames.send_raw(bytes).await
     }
 
     /// Next frame of any kind, within `limit`.
     pub async fn next_frame(&mut self, limit: Duration) -> anyhow::Result<ServerFrame> {
-        if let Some(f) = self.pending.pop_front() {
-            return Ok(f);
-        }
-        let line = tokio::time::timeout(limit, self.reader.next_line())
-            .await
-            .context("timed out waiting for a frame")??;
-        match line {
-            None => bail!("the daemon closed the connection"),
-            Some(Line::Frame(b)) => Ok(framing::decode(&b)?),
-            Some(Line::Oversized { len }) => bail!("daemon sent an oversized frame ({len})"),
-        }
+        let received = self
+            .frames
+            .next(tokio::time::Instant::now() + limit)
+            .await?;
+        Ok(framing::decode(&received.line)?)
     }
 
     /// Sends `request` and waits for its response, queueing events that arrive first.
     pub async fn request(&mut self, request: Request) -> anyhow::Result<Result<Reply, ErrorBody>> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let line = framing::encode(&ClientFrame { id, request })?;
-        self.writer.write(&line).await?;
+        let id = self.frames.send(request).await?;
         self.response_to(Some(id)).await
     }
 
@@ -367,23 +351,19 @@ impl TestClient {
         &mut self,
         id: Option<u64>,
     ) -> anyhow::Result<Result<Reply, ErrorBody>> {
-        let mut skipped = Vec::new();
-        let result = loop {
-            let f = self.next_frame(Duration::from_secs(30)).await?;
-            match f {
-                ServerFrame::Response { id: got, outcome } if got == id => {
-                    break match outcome {
-                        Outcome::Ok(r) => Ok(r),
-                        Outcome::Err(e) => Err(e),
-                    };
-                }
-                other => skipped.push(other),
-            }
-        };
-        for f in skipped.into_iter().rev() {
-            self.pending.push_front(f);
-        }
-        Ok(result)
+        self.frames
+            .find(Duration::from_secs(30), |received| {
+                Ok(match framing::decode(&received.line)? {
+                    ServerFrame::Response { id: got, outcome } if got == id => {
+                        Some(match outcome {
+                            Outcome::Ok(r) => Ok(r),
+                            Outcome::Err(e) => Err(e),
+                        })
+                    }
+                    _ => None,
+                })
+            })
+            .await
     }
 
     /// Next broadcast event (skipping responses), with its seq.

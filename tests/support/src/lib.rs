@@ -3,6 +3,7 @@
 //! protocol test clients, and the browser page's address.
 
 pub mod daemon;
+pub mod frame_queue;
 pub mod mcp;
 pub mod mock_llm;
 pub mod web;

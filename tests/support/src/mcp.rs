@@ -2,7 +2,6 @@
 //! with extra environment, and a protocol client that reads replies as JSON (so it does
 //! not depend on the exact `Reply` variant names of the MCP requests).
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -11,14 +10,13 @@ use anyhow::{Context, bail};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use vtuber_shared::client::Hello;
-use vtuber_shared::client::frames::{self, FrameReader, FrameWriter};
-use vtuber_shared::framing::{self, Line};
 use vtuber_shared::{
-    ApprovalDecision, AuditEntry, ClientFrame, ErrorBody, Event, McpServerInfo, McpServerState,
-    McpToolInfo, Request, TurnOutcome,
+    ApprovalDecision, AuditEntry, ErrorBody, Event, McpServerInfo, McpServerState, McpToolInfo,
+    Request, TurnOutcome,
 };
 
 use crate::daemon::{TestDaemon, bin};
+use crate::frame_queue::{FrameQueue, Received};
 use crate::mock_llm::{MockBehaviour, MockReply, MockToolCall, RecordedRequest};
 
 /// Path of the test MCP server binary.
@@ -281,22 +279,15 @@ impl McpDaemon {
 /// A subscribed protocol client that keeps replies as JSON and records every line it
 /// received (to search for leaked secrets).
 pub struct JsonClient {
-    reader: FrameReader,
-    writer: FrameWriter,
-    pending: VecDeque<Value>,
-    next_id: u64,
+    frames: FrameQueue,
     /// Every frame received, as sent.
     pub raw: Vec<String>,
 }
 
 impl JsonClient {
     pub async fn connect(socket: &Path, label: &str) -> anyhow::Result<Self> {
-        let (reader, writer) = frames::open(socket).await?;
         let mut c = Self {
-            reader,
-            writer,
-            pending: VecDeque::new(),
-            next_id: 1,
+            frames: FrameQueue::open(socket).await?,
             raw: Vec::new(),
         };
         let hello = Hello {
@@ -310,46 +301,28 @@ impl JsonClient {
     }
 
     async fn next_frame(&mut self, deadline: tokio::time::Instant) -> anyhow::Result<Value> {
-        if let Some(f) = self.pending.pop_front() {
-            return Ok(f);
-        }
-        let line = tokio::time::timeout_at(deadline, self.reader.next_line())
-            .await
-            .context("timed out waiting for a frame")??;
-        match line {
-            None => bail!("the daemon closed the connection"),
-            Some(Line::Frame(b)) => {
-                self.raw.push(String::from_utf8_lossy(&b).into_owned());
-                Ok(serde_json::from_slice(&b)?)
-            }
-            Some(Line::Oversized { len }) => bail!("daemon sent an oversized frame ({len})"),
-        }
+        let received = self.frames.next(deadline).await?;
+        json_frame(&received, &mut self.raw)
     }
 
     /// Sends `request`; the `result` object of its response, or its error. Events that
     /// arrive first stay queued.
     pub async fn request(&mut self, request: Request) -> anyhow::Result<Result<Value, ErrorBody>> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let line = framing::encode(&ClientFrame { id, request })?;
-        self.writer.write(&line).await?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        let mut skipped = Vec::new();
-        let result = loop {
-            let f = self.next_frame(deadline).await?;
-            if f["kind"] == "response" && f["id"] == json!(id) {
-                break if let Some(err) = f.get("error") {
+        let id = self.frames.send(request).await?;
+        let raw = &mut self.raw;
+        self.frames
+            .find(Duration::from_secs(30), |received| {
+                let f = json_frame(received, raw)?;
+                if f["kind"] != "response" || f["id"] != json!(id) {
+                    return Ok(None);
+                }
+                Ok(Some(if let Some(err) = f.get("error") {
                     Err(serde_json::from_value(err.clone())?)
                 } else {
                     Ok(f["result"].clone())
-                };
-            }
-            skipped.push(f);
-        };
-        for f in skipped.into_iter().rev() {
-            self.pending.push_front(f);
-        }
-        Ok(result)
+                }))
+            })
+            .await
     }
 
     /// Like [`request`](Self::request), failing on an error reply.
@@ -470,7 +443,9 @@ impl JsonClient {
             McpServerState::Ready => {
                 // Changes that led here were sent before the listing: drop them, so a
                 // later wait for this server's next change does not see stale ones.
-                self.pending.retain(|f| {
+                self.frames.retain(|line| {
+                    // Every queued line was read as JSON once already.
+                    let f: Value = serde_json::from_slice(line).unwrap_or_default();
                     !(f["kind"] == "event"
                         && f["event"]["type"] == "mcp_server_changed"
                         && f["event"]["server"]["name"] == name)
@@ -499,6 +474,14 @@ impl JsonClient {
             }
         }
     }
+}
+
+/// A frame line as JSON; one read off the socket just now is recorded in `raw` first.
+fn json_frame(received: &Received, raw: &mut Vec<String>) -> anyhow::Result<Value> {
+    if received.fresh {
+        raw.push(String::from_utf8_lossy(&received.line).into_owned());
+    }
+    Ok(serde_json::from_slice(&received.line)?)
 }
 
 /// The list in a reply: the field `key`, else the reply's only array field.
