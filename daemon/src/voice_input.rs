@@ -1,10 +1,13 @@
 //! Voice input: the daemon's microphone and audio streamed by clients go through voice
-//! activity detection; finished utterances are transcribed and become turns, and speech
-//! that starts while the character talks interrupts it (barge-in).
+//! activity detection; finished utterances are transcribed and become turns of the
+//! conversation, and speech that starts while the character talks interrupts it
+//! (barge-in). Also the voice status (`status.voice`, `voice_changed`).
 //!
-//! One thread owns the VAD models (one detector state per audio source) and does the
-//! per-frame work; transcription runs on the ASR engine's own thread, and everything
-//! that touches the stage goes back to the async runtime.
+//! Voice input is one more client of the conversation: it drives it through the
+//! [`Conversation`] handle, and the conversation never calls back into it (replies are
+//! spoken through [`SpeechOut`]). One thread owns the VAD models (one detector state per
+//! audio source) and does the per-frame work; transcription runs on the ASR engine's own
+//! thread, and everything that touches the conversation goes back to the async runtime.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,14 +17,15 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use vtuber_shared::{EngineStatus, ErrorBody, ErrorCode, Event, ModelLoad, VoiceStatus};
 
-use crate::audio::{self, AudioDevices, Player};
+use crate::audio::{self, AudioDevices};
 use crate::config::{BargeIn, Config, Playback};
+use crate::conversation::Conversation;
 use crate::events::EventBus;
 use crate::speech::audio::StreamResampler;
 use crate::speech::engines::{Asr, ModelPaths, Tts};
 use crate::speech::vad::{Segmenter, SegmenterSettings, SileroVad, VadEvent};
 use crate::speech::{INPUT_RATE, Pcm, SpeechError};
-use crate::stage::Stage;
+use crate::speech_out::{SpeechOut, speech_error};
 
 /// Where audio came from; each source has its own detector state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,19 +47,18 @@ enum Input {
     PushToTalk(bool),
 }
 
-/// Handle to voice input and the speech engines; cheap to clone.
+/// Handle to voice input; cheap to clone.
 #[derive(Clone)]
-pub struct Voice {
+pub struct VoiceInput {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    stage: Stage,
+    conversation: Conversation,
     bus: EventBus,
     asr: Asr,
-    tts: Tts,
-    player: Option<Player>,
-    playback: Playback,
+    /// Reported in the voice status, stopped on barge-in.
+    speech: SpeechOut,
     barge_in: BargeIn,
     audio_status: String,
     input_device: Option<String>,
@@ -66,18 +69,11 @@ struct Inner {
     input: mpsc::Sender<Input>,
 }
 
-/// What the stage needs to speak replies.
-#[derive(Clone)]
-pub struct SpeechOut {
-    pub tts: Tts,
-    pub player: Option<Player>,
-    pub playback: Playback,
-}
-
-impl Voice {
+impl VoiceInput {
     /// Opens devices and starts loading engines; returns at once. `None` when speech is
-    /// disabled in the config. The stage is attached with [`Voice::attach`].
-    pub fn prepare(config: &Config) -> Result<Option<(SpeechOut, PreparedVoice)>, SpeechError> {
+    /// disabled in the config. Input starts with [`PreparedInput::attach`], once the
+    /// conversation (which speaks through the [`SpeechOut`]) exists.
+    pub fn prepare(config: &Config) -> Result<Option<(SpeechOut, PreparedInput)>, SpeechError> {
         if !config.speech.enabled {
             return Ok(None);
         }
@@ -86,7 +82,7 @@ impl Voice {
         let tts = Tts::new(&config.speech, &paths)?;
         let devices = audio::open(&config.audio);
         let out = SpeechOut {
-            tts: tts.clone(),
+            tts,
             // Replies play on the daemon's speaker unless they are for clients only.
             player: match config.audio.playback {
                 Playback::Clients => None,
@@ -94,15 +90,13 @@ impl Voice {
             },
             playback: config.audio.playback,
         };
-        let player = out.player.clone();
         Ok(Some((
-            out,
-            PreparedVoice {
+            out.clone(),
+            PreparedInput {
                 config: config.clone(),
                 paths,
                 asr,
-                tts,
-                player,
+                speech: out,
                 devices,
             },
         )))
@@ -110,15 +104,15 @@ impl Voice {
 
     pub fn status(&self) -> VoiceStatus {
         let i = &self.inner;
-        let voice = i.stage.view().voice;
+        let voice = i.conversation.view().voice;
         VoiceStatus {
             audio: i.audio_status.clone(),
             input_device: i.input_device.clone(),
-            output_device: i.player.as_ref().map(|p| p.name().to_owned()),
+            output_device: i.speech.player.as_ref().map(|p| p.name().to_owned()),
             listening: i.listening.load(Ordering::SeqCst),
             push_to_talk: i.push_to_talk.load(Ordering::SeqCst),
             barge_in: barge_in_str(i.barge_in).into(),
-            playback: playback_str(i.playback).into(),
+            playback: playback_str(i.speech.playback).into(),
             echo_cancellation: i.echo.clone(),
             vad: EngineStatus {
                 backend: "silero".into(),
@@ -130,7 +124,7 @@ impl Voice {
                     .unwrap_or(ModelLoad::NotLoaded),
             },
             asr: i.asr.status(),
-            tts: i.tts.status(&voice),
+            tts: i.speech.tts.status(&voice),
         }
     }
 
@@ -150,7 +144,7 @@ impl Voice {
             .with_hint("set audio.input in conf.yaml to a microphone, or send audio from a client (`vtuber listen FILE.wav`, the browser page)"));
         }
         self.inner.listening.store(on, Ordering::SeqCst);
-        self.inner.stage.set_listening(on);
+        self.inner.conversation.set_listening(on);
         self.announce();
         Ok(self.status())
     }
@@ -236,7 +230,7 @@ impl Voice {
         }
         let turn = self
             .inner
-            .stage
+            .conversation
             .send_text(text.clone(), origin.to_owned())
             .await?;
         self.inner.bus.emit(Event::Transcript {
@@ -247,65 +241,36 @@ impl Voice {
         Ok((text, Some(turn)))
     }
 
-    /// `text` in the current character's voice.
-    pub async fn speak(&self, text: &str) -> Result<Pcm, ErrorBody> {
-        let voice = self.inner.stage.view().voice;
-        let clean = crate::speech::text::clean_for_speech(
-            &crate::speech::text::extract_expressions(text, &Default::default()).0,
-            &voice.clean,
-        );
-        if clean.trim().is_empty() {
-            return Err(ErrorBody::new(ErrorCode::InvalidArgument, "nothing to say")
-                .with_hint("give some words; markup, code and tags are not read aloud"));
-        }
-        self.inner
-            .tts
-            .synthesize(&clean, &voice)
-            .await
-            .map_err(speech_error)
-    }
-
     /// Stops the character now: the speaker first (that is what the user hears), then
     /// the turn.
     pub fn barge_in(&self) {
-        if let Some(p) = &self.inner.player {
+        if let Some(p) = &self.inner.speech.player {
             p.stop();
         }
-        let stage = self.inner.stage.clone();
+        let conversation = self.inner.conversation.clone();
         tokio::spawn(async move {
-            let _ = stage.interrupt().await;
+            let _ = conversation.interrupt().await;
         });
-    }
-
-    pub fn tts(&self) -> &Tts {
-        &self.inner.tts
-    }
-
-    pub fn player(&self) -> Option<&Player> {
-        self.inner.player.as_ref()
     }
 }
 
-/// Engines and devices made before the stage exists.
-pub struct PreparedVoice {
+/// Engines and devices made before the conversation exists.
+pub struct PreparedInput {
     config: Config,
     paths: ModelPaths,
     asr: Asr,
-    tts: Tts,
-    /// The speaker replies play on ([`SpeechOut::player`]).
-    player: Option<Player>,
+    speech: SpeechOut,
     devices: AudioDevices,
 }
 
-impl PreparedVoice {
-    /// Starts voice input for `stage`.
-    pub fn attach(self, stage: Stage, bus: EventBus) -> Voice {
-        let PreparedVoice {
+impl PreparedInput {
+    /// Starts voice input into `conversation`.
+    pub fn attach(self, conversation: Conversation, bus: EventBus) -> VoiceInput {
+        let PreparedInput {
             config,
             paths,
             asr,
-            tts,
-            player,
+            speech,
             mut devices,
         } = self;
         let (tx, rx) = mpsc::channel::<Input>(512);
@@ -315,7 +280,7 @@ impl PreparedVoice {
         let mut echo_state = "off".to_owned();
         let mut canceller = None;
         if config.audio.echo_cancellation {
-            match (&player, mic_rate) {
+            match (&speech.player, mic_rate) {
                 (Some(p), Some(rate))
                     if rate == audio::DEVICE_RATE && p.sample_rate() == audio::DEVICE_RATE =>
                 {
@@ -334,14 +299,12 @@ impl PreparedVoice {
             }
         }
         let listening = config.audio.listen_on_start && input_device.is_some();
-        let voice = Voice {
+        let voice = VoiceInput {
             inner: Arc::new(Inner {
-                stage: stage.clone(),
+                conversation: conversation.clone(),
                 bus: bus.clone(),
                 asr,
-                tts,
-                player,
-                playback: config.audio.playback,
+                speech,
                 barge_in: config.audio.barge_in,
                 audio_status: devices.status.clone(),
                 input_device,
@@ -352,7 +315,7 @@ impl PreparedVoice {
                 input: tx.clone(),
             }),
         };
-        stage.set_listening(listening);
+        conversation.set_listening(listening);
         if let Some(mic) = devices.microphone.as_mut()
             && let Some(mut blocks) = mic.take_blocks()
         {
@@ -392,8 +355,8 @@ impl PreparedVoice {
         // Load the current character's voice before its first sentence.
         let v = voice.clone();
         tokio::spawn(async move {
-            let voice = v.inner.stage.view().voice;
-            v.inner.tts.preload(&voice).await;
+            let voice = v.inner.conversation.view().voice;
+            v.inner.speech.tts.preload(&voice).await;
             v.announce();
         });
         voice
@@ -402,7 +365,7 @@ impl PreparedVoice {
 
 /// The voice-input thread's state.
 struct InputWorker {
-    voice: Voice,
+    voice: VoiceInput,
     runtime: tokio::runtime::Handle,
     vad_path: std::path::PathBuf,
     onnxruntime: Option<std::path::PathBuf>,
@@ -535,10 +498,10 @@ impl InputWorker {
                     let inner = &self.voice.inner;
                     inner.bus.emit(Event::VoiceActivity { speaking: true });
                     let _guard = self.runtime.enter();
-                    if inner.barge_in == BargeIn::Voice && inner.stage.is_busy() {
+                    if inner.barge_in == BargeIn::Voice && inner.conversation.is_busy() {
                         self.voice.barge_in();
                     }
-                    inner.stage.set_hearing(true);
+                    inner.conversation.set_hearing(true);
                 }
                 VadEvent::SpeechEnd { utterance, .. } => {
                     self.voice
@@ -554,7 +517,7 @@ impl InputWorker {
     fn finish_utterance(&self, source: Source, samples: Vec<f32>) {
         let voice = self.voice.clone();
         self.runtime.spawn(async move {
-            voice.inner.stage.set_hearing(false);
+            voice.inner.conversation.set_hearing(false);
             if samples.is_empty() {
                 return;
             }
@@ -613,14 +576,6 @@ fn is_blank_transcript(text: &str) -> bool {
             t.as_str(),
             "blank_audio" | "silence" | "music" | "inaudible"
         )
-}
-
-pub fn speech_error(e: SpeechError) -> ErrorBody {
-    let code = match &e {
-        SpeechError::BadAudio(_) => ErrorCode::InvalidArgument,
-        _ => ErrorCode::Model,
-    };
-    ErrorBody::new(code, e.to_string()).with_hint(e.hint())
 }
 
 fn barge_in_str(b: BargeIn) -> &'static str {
