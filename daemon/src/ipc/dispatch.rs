@@ -405,3 +405,472 @@ fn decode_f32(b64: &str) -> Result<Vec<f32>, ErrorBody> {
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use tokio_util::sync::CancellationToken;
+    use vtuber_shared::{ApprovalDecision, Status};
+
+    use super::*;
+    use crate::characters::Roster;
+    use crate::clients::Clients;
+    use crate::config::{Config, ProviderKind};
+    use crate::conversation::{Conversation, ConversationSetup};
+    use crate::events::EventBus;
+    use crate::services::{Services, WebAccess};
+    use crate::store::Store;
+
+    const SECRET: &str = "0123456789abcdef";
+
+    /// Services over a fresh store, with an LLM nothing listens for, and no voice or
+    /// MCP servers.
+    fn services(dir: &tempfile::TempDir) -> Services {
+        let mut config = Config::default();
+        config.llm.provider = ProviderKind::OpenaiCompatible;
+        config.llm.base_url = "http://127.0.0.1:9/v1".into();
+        config.llm.model = Some("m".into());
+        config.llm.retries = 0;
+        let (roster, _) = Roster::load(None);
+        let character = roster.get("mao").unwrap().clone();
+        let store = Store::open(&dir.path().join("h.sqlite3")).unwrap();
+        let bus = EventBus::new(256);
+        let conversation = Conversation::start(
+            ConversationSetup {
+                config: config.clone(),
+                roster,
+                character_dir: None,
+                character,
+                conversation: None,
+                tools: None,
+                max_tool_rounds: 1,
+                speech: None,
+            },
+            store.clone(),
+            bus.clone(),
+        );
+        Services {
+            started: Instant::now(),
+            config,
+            config_file: None,
+            socket: dir.path().join("s.sock"),
+            store,
+            clients: Clients::new(bus.clone(), None),
+            bus,
+            conversation,
+            speech: None,
+            voice: None,
+            mcp: None,
+            web: WebAccess::default(),
+            shutdown_requested: CancellationToken::new(),
+        }
+    }
+
+    fn cookie() -> Cookie {
+        Cookie(Arc::from(SECRET))
+    }
+
+    fn hello(protocol: u32, cookie: Option<&str>) -> Request {
+        Request::Hello {
+            protocol,
+            client: "test".into(),
+            subscribe: true,
+            cookie: cookie.map(str::to_owned),
+        }
+    }
+
+    fn outcome(frame: &ServerFrame) -> Result<Reply, ErrorBody> {
+        match frame {
+            ServerFrame::Response { outcome, .. } => match outcome {
+                Outcome::Ok(r) => Ok(r.clone()),
+                Outcome::Err(e) => Err(e.clone()),
+            },
+            ServerFrame::Event { .. } => panic!("an event, not a response: {frame:?}"),
+        }
+    }
+
+    fn frame_id(frame: &ServerFrame) -> Option<u64> {
+        match frame {
+            ServerFrame::Response { id, .. } => *id,
+            ServerFrame::Event { .. } => None,
+        }
+    }
+
+    async fn send(services: &Services, peer: &mut Peer, id: u64, request: Request) -> Dispatched {
+        dispatch(services, &cookie(), peer, ClientFrame { id, request }).await
+    }
+
+    /// A peer past the handshake.
+    async fn attached(services: &Services) -> Peer {
+        let mut peer = Peer::new(services.clients.connect());
+        let d = send(
+            services,
+            &mut peer,
+            1,
+            hello(PROTOCOL_VERSION, Some(SECRET)),
+        )
+        .await;
+        assert!(outcome(&d.reply).is_ok());
+        peer
+    }
+
+    async fn ask(
+        services: &Services,
+        peer: &mut Peer,
+        request: Request,
+    ) -> Result<Reply, ErrorBody> {
+        let d = send(services, peer, 7, request).await;
+        assert_eq!(
+            frame_id(&d.reply),
+            Some(7),
+            "the answer carries the request's id"
+        );
+        assert!(!d.close && d.subscription.is_none());
+        outcome(&d.reply)
+    }
+
+    fn code(r: Result<Reply, ErrorBody>) -> ErrorCode {
+        match r {
+            Ok(reply) => panic!("expected an error, got {reply:?}"),
+            Err(e) => {
+                assert!(e.hint.is_some(), "every error says what to do: {e:?}");
+                e.code
+            }
+        }
+    }
+
+    #[test]
+    fn bad_frames_are_answered_with_errors() {
+        let big = parse_line(Line::Oversized { len: 9_999_999 }).unwrap_err();
+        assert_eq!(frame_id(&big), None);
+        assert_eq!(code(outcome(&big)), ErrorCode::FrameTooLarge);
+
+        let typo = parse_line(Line::Frame(
+            br#"{"id": 4, "request": {"type": "dance"}}"#.to_vec(),
+        ))
+        .unwrap_err();
+        assert_eq!(
+            frame_id(&typo),
+            Some(4),
+            "the id is kept when it can be read"
+        );
+        assert_eq!(code(outcome(&typo)), ErrorCode::BadRequest);
+
+        let junk = parse_line(Line::Frame(b"not json".to_vec())).unwrap_err();
+        assert_eq!(frame_id(&junk), None);
+        assert_eq!(code(outcome(&junk)), ErrorCode::BadRequest);
+
+        let ok = parse_line(Line::Frame(
+            br#"{"id": 5, "request": {"type": "ping"}}"#.to_vec(),
+        ))
+        .unwrap();
+        assert_eq!(ok.id, 5);
+        assert!(matches!(ok.request, Request::Ping));
+    }
+
+    #[tokio::test]
+    async fn the_handshake_needs_hello_with_this_protocol_and_cookie() {
+        let dir = tempfile::tempdir().unwrap();
+        let services = services(&dir);
+        let mut peer = Peer::new(services.clients.connect());
+
+        let first = send(&services, &mut peer, 1, Request::Ping).await;
+        assert_eq!(code(outcome(&first.reply)), ErrorCode::Handshake);
+        assert!(!first.close, "a client may still say hello");
+
+        let old = send(
+            &services,
+            &mut peer,
+            2,
+            hello(PROTOCOL_VERSION + 1, Some(SECRET)),
+        )
+        .await;
+        assert_eq!(code(outcome(&old.reply)), ErrorCode::Handshake);
+        assert!(old.close);
+
+        let none = send(&services, &mut peer, 3, hello(PROTOCOL_VERSION, None)).await;
+        let Err(e) = outcome(&none.reply) else {
+            panic!("accepted without a cookie")
+        };
+        assert_eq!(e.code, ErrorCode::Handshake);
+        assert!(e.message.contains("no cookie"), "{e}");
+        assert!(none.close);
+
+        let wrong = send(
+            &services,
+            &mut peer,
+            4,
+            hello(PROTOCOL_VERSION, Some("nope")),
+        )
+        .await;
+        assert_eq!(code(outcome(&wrong.reply)), ErrorCode::Handshake);
+        assert!(wrong.close);
+        assert_eq!(
+            services.clients.count(),
+            0,
+            "refused clients are not counted"
+        );
+
+        let (mut events, _) = services.bus.subscribe();
+        let welcome = send(
+            &services,
+            &mut peer,
+            5,
+            hello(PROTOCOL_VERSION, Some(SECRET)),
+        )
+        .await;
+        assert_eq!(frame_id(&welcome.reply), Some(5));
+        assert!(!welcome.close);
+        assert!(
+            welcome.subscription.is_some(),
+            "`subscribe: true` subscribes"
+        );
+        let Ok(Reply::Welcome {
+            protocol, status, ..
+        }) = outcome(&welcome.reply)
+        else {
+            panic!("no welcome: {:?}", welcome.reply)
+        };
+        assert_eq!(protocol, PROTOCOL_VERSION);
+        assert_eq!(status.character, "mao");
+        assert_eq!(services.clients.count(), 1);
+        let ev = events.recv().await.unwrap();
+        assert!(matches!(
+            ev.event,
+            vtuber_shared::Event::ClientsChanged { clients: 1 }
+        ));
+
+        let again = ask(&services, &mut peer, hello(PROTOCOL_VERSION, Some(SECRET))).await;
+        assert_eq!(code(again), ErrorCode::Handshake);
+        drop(peer);
+        assert_eq!(
+            services.clients.count(),
+            0,
+            "a closed connection is counted out"
+        );
+    }
+
+    #[tokio::test]
+    async fn simple_requests_get_their_replies() {
+        let dir = tempfile::tempdir().unwrap();
+        let services = services(&dir);
+        let mut peer = attached(&services).await;
+
+        assert!(matches!(
+            ask(&services, &mut peer, Request::Ping).await,
+            Ok(Reply::Pong)
+        ));
+        let Ok(Reply::Status(Status { clients, pid, .. })) =
+            ask(&services, &mut peer, Request::Status).await
+        else {
+            panic!("no status")
+        };
+        assert_eq!((clients, pid), (1, std::process::id()));
+        assert!(matches!(
+            ask(&services, &mut peer, Request::Interrupt).await,
+            Ok(Reply::Interrupted { turn_id: None })
+        ));
+        let Ok(Reply::Characters {
+            current,
+            characters,
+        }) = ask(&services, &mut peer, Request::ListCharacters).await
+        else {
+            panic!("no characters")
+        };
+        assert_eq!(current, "mao");
+        assert!(characters.iter().any(|c| c.id == "sage"));
+        let Ok(Reply::CharacterSwitched { character }) = ask(
+            &services,
+            &mut peer,
+            Request::SwitchCharacter {
+                name: "sage".into(),
+            },
+        )
+        .await
+        else {
+            panic!("no switch")
+        };
+        assert_eq!(character.id, "sage");
+        let unknown = Request::SwitchCharacter {
+            name: "nobody".into(),
+        };
+        assert_eq!(
+            code(ask(&services, &mut peer, unknown).await),
+            ErrorCode::NotFound
+        );
+        assert!(matches!(
+            ask(&services, &mut peer, Request::Shutdown).await,
+            Ok(Reply::ShuttingDown)
+        ));
+        assert!(services.shutdown_requested.is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn text_and_conversations() {
+        let dir = tempfile::tempdir().unwrap();
+        let services = services(&dir);
+        let mut peer = attached(&services).await;
+
+        let empty = Request::SendText { text: " ".into() };
+        assert_eq!(
+            code(ask(&services, &mut peer, empty).await),
+            ErrorCode::InvalidArgument
+        );
+        let Ok(Reply::TurnAccepted {
+            turn_id,
+            conversation_id,
+        }) = ask(
+            &services,
+            &mut peer,
+            Request::SendText { text: "hi".into() },
+        )
+        .await
+        else {
+            panic!("turn not accepted")
+        };
+        assert_eq!(turn_id, 1);
+        let Ok(Reply::Conversations { conversations }) = ask(
+            &services,
+            &mut peer,
+            Request::ListConversations { character: None },
+        )
+        .await
+        else {
+            panic!("no list")
+        };
+        assert_eq!(conversations.len(), 1);
+        assert!(matches!(
+            ask(
+                &services,
+                &mut peer,
+                Request::GetConversation {
+                    id: conversation_id,
+                    page: None
+                }
+            )
+            .await,
+            Ok(Reply::Conversation { .. })
+        ));
+        let Ok(Reply::ConversationChanged {
+            conversation_id: fresh,
+        }) = ask(&services, &mut peer, Request::NewConversation).await
+        else {
+            panic!("no new conversation")
+        };
+        assert_ne!(fresh, conversation_id);
+        assert!(matches!(
+            ask(
+                &services,
+                &mut peer,
+                Request::LoadConversation {
+                    id: conversation_id
+                }
+            )
+            .await,
+            Ok(Reply::ConversationChanged { conversation_id: c }) if c == conversation_id
+        ));
+        assert!(matches!(
+            ask(&services, &mut peer, Request::DeleteConversation { id: fresh }).await,
+            Ok(Reply::Deleted { id }) if id == fresh
+        ));
+        for missing in [
+            Request::GetConversation {
+                id: 999,
+                page: None,
+            },
+            Request::LoadConversation { id: 999 },
+            Request::DeleteConversation { id: 999 },
+        ] {
+            assert_eq!(
+                code(ask(&services, &mut peer, missing).await),
+                ErrorCode::NotFound
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn tool_requests_without_mcp_servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let services = services(&dir);
+        let mut peer = attached(&services).await;
+
+        let approve = Request::ApproveToolCall {
+            request_id: 1,
+            decision: ApprovalDecision::AllowOnce,
+        };
+        assert_eq!(
+            code(ask(&services, &mut peer, approve).await),
+            ErrorCode::NotFound
+        );
+        let restart = Request::RestartMcpServer { name: "fs".into() };
+        assert_eq!(
+            code(ask(&services, &mut peer, restart).await),
+            ErrorCode::NotFound
+        );
+        assert!(matches!(
+            ask(&services, &mut peer, Request::ListMcpServers).await,
+            Ok(Reply::McpServers { servers }) if servers.is_empty()
+        ));
+        assert!(matches!(
+            ask(&services, &mut peer, Request::ListMcpTools { server: None }).await,
+            Ok(Reply::McpTools { tools }) if tools.is_empty()
+        ));
+        assert!(matches!(
+            ask(
+                &services,
+                &mut peer,
+                Request::ToolAudit {
+                    since_ms: None,
+                    limit: None
+                }
+            )
+            .await,
+            Ok(Reply::ToolAudit { entries }) if entries.is_empty()
+        ));
+    }
+
+    #[tokio::test]
+    async fn voice_requests_without_speech_say_how_to_turn_it_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let services = services(&dir);
+        let mut peer = attached(&services).await;
+        for request in [
+            Request::SendAudio {
+                wav_base64: String::new(),
+            },
+            Request::Speak { text: "hi".into() },
+            Request::StreamAudio {
+                samples_base64: String::new(),
+            },
+            Request::SetListening { on: true },
+            Request::PushToTalk { pressed: true },
+        ] {
+            let Err(e) = ask(&services, &mut peer, request).await else {
+                panic!("voice request answered without voice")
+            };
+            assert_eq!(e.code, ErrorCode::Config);
+            assert!(e.hint.unwrap_or_default().contains("speech.enabled"));
+        }
+    }
+
+    #[test]
+    fn audio_payloads_are_checked() {
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let e = decode_f32("not base64!").unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        let e = decode_f32(&b64(&[0, 0, 0])).unwrap_err();
+        assert!(e.message.contains("whole number"), "{e}");
+        let samples: Vec<u8> = [0.5f32, 2.0, f32::NAN]
+            .iter()
+            .flat_map(|s| s.to_le_bytes())
+            .collect();
+        assert_eq!(decode_f32(&b64(&samples)).unwrap(), vec![0.5, 1.0, 0.0]);
+        let e = decode_wav("not base64!").unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        let e = decode_wav(&b64(b"not a wav")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+    }
+}

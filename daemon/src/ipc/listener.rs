@@ -65,7 +65,7 @@ impl BoundSocket {
 
 /// The secret this daemon's clients present in `hello`.
 #[derive(Clone)]
-pub struct Cookie(Arc<str>);
+pub struct Cookie(pub(super) Arc<str>);
 
 impl Cookie {
     /// A fresh random cookie.
