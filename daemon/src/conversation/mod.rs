@@ -2,7 +2,7 @@
 //! progress (what the daemon is talking about, with whom, and the reply being made).
 //!
 //! - [`handle`]: [`Conversation`], the cheap handle clients drive it with;
-//! - [`actor`]: the one task that owns the state and handles commands in order;
+//! - `actor`: the one task that owns the state and handles commands in order;
 //! - [`turn`]: one reply: prompt → LLM stream → deltas and sentences → speech → tools;
 //! - [`tool_use`]: tools as a turn sees them ([`tool_use::ToolRunner`]) and JSON-mode calls;
 //! - [`view`]: the status view mirrored for `status`;

@@ -1,5 +1,5 @@
 //! The local socket: binding it safely ([`listener`]), one session per attached client
-//! ([`session`]), and what each request gets back ([`dispatch`]).
+//! (`session`), and what each request gets back (`dispatch`).
 
 mod dispatch;
 pub mod listener;

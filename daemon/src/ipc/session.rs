@@ -1,7 +1,7 @@
 //! One session per attached client, and the loop that accepts them.
 //!
 //! A session is two tasks: a reader that parses frames and answers requests in order
-//! (through [`super::dispatch`]), and a writer that merges those answers with the
+//! (through `super::dispatch`), and a writer that merges those answers with the
 //! broadcast events. Responses take priority over events; a client that stops reading
 //! only fills its own queues.
 

@@ -1,8 +1,8 @@
 //! One WebSocket connection speaking the Open-LLM-VTuber protocol.
 //!
-//! A connection is three tasks: the [`reader`] (limits, parsing, quick answers), the
-//! [`worker`] that runs requests needing the conversation or the history store one at a
-//! time (so a slow one never holds up `frontend-playback-complete`), and the [`writer`],
+//! A connection is three tasks: the `reader` (limits, parsing, quick answers), the
+//! `worker` that runs requests needing the conversation or the history store one at a
+//! time (so a slow one never holds up `frontend-playback-complete`), and the `writer`,
 //! which merges answers with the shared event stream and runs this client's side of each
 //! turn: the one `backend-synth-complete`, then waiting (bounded) for the client's
 //! `frontend-playback-complete` before `force-new-message` and the chain's end.
