@@ -1,19 +1,26 @@
 //! `vtuberd` as a library: the binary is a thin shell over these modules, and the
 //! benchmarks drive them directly.
+//!
+//! [`daemon`] starts everything and builds the [`services::Services`] the socket
+//! ([`ipc`]) and the web page ([`web`]) serve from; [`conversation`] is the character's
+//! side of every exchange, driven by those clients and by [`voice_input`].
 
 pub mod audio;
 pub mod characters;
 pub mod cli;
+pub mod clients;
 pub mod config;
+pub mod conversation;
+pub mod daemon;
 pub mod events;
 pub mod ipc;
 pub mod llm;
 pub mod mcp;
 pub mod models;
 pub mod private;
+pub mod services;
 pub mod speech;
-pub mod stage;
+pub mod speech_out;
 pub mod store;
-pub mod tools;
-pub mod voice;
+pub mod voice_input;
 pub mod web;

@@ -3,9 +3,11 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use serde::Serialize;
 
+use crate::cli::{Args, ModelsAction};
 use crate::config::Config;
 use crate::speech::engines::ModelPaths;
 
@@ -67,7 +69,7 @@ pub fn inventory(config: &Config) -> (PathBuf, Vec<ModelFile>) {
     let paths = ModelPaths::new(&config.speech);
     let dir = paths.models_dir.clone();
     let mut files = Vec::new();
-    let default_llm = dir.join(crate::stage::DEFAULT_MODEL_FILE);
+    let default_llm = dir.join(crate::conversation::provider::DEFAULT_MODEL_FILE);
     let llm = config.llm.model_path.clone().unwrap_or(default_llm);
     let custom = |role: &str, path: PathBuf| file_entry(role, path, None, None);
     // Files the config moved elsewhere are listed where they are, without checksums.
@@ -223,6 +225,45 @@ pub fn table(dir: &Path, files: &[ModelFile]) -> String {
         );
     }
     out
+}
+
+/// `--models`: the model files, where they go, and (`verify`) whether they are intact.
+pub fn report(args: &Args, action: ModelsAction) -> ExitCode {
+    let cfg = match crate::config::load(args.config.as_deref()) {
+        Ok(l) => l.config,
+        Err(e) => {
+            for p in &e.problems {
+                eprintln!("{p}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let (dir, mut files) = inventory(&cfg);
+    if action == ModelsAction::Path {
+        if args.json {
+            println!("{}", serde_json::json!({"models_dir": dir}));
+        } else {
+            println!("{}", dir.display());
+        }
+        return ExitCode::SUCCESS;
+    }
+    if action == ModelsAction::Verify {
+        verify(&mut files);
+    }
+    if args.json {
+        println!("{}", serde_json::json!({"models_dir": dir, "files": files}));
+    } else {
+        print!("{}", table(&dir, &files));
+    }
+    let bad = action == ModelsAction::Verify
+        && files
+            .iter()
+            .any(|f| !matches!(f.verified.as_deref(), Some("ok" | "unchecked")));
+    if bad {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 #[cfg(test)]

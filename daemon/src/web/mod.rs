@@ -1,5 +1,6 @@
 //! The web server: the avatar page, its assets, and the Open-LLM-VTuber WebSocket at
-//! `/client-ws`.
+//! `/client-ws` (routes and security here; the OLV wire format in [`olv_messages`], the
+//! daemon's events in OLV form in [`olv_events`], one connection in [`session`]).
 //!
 //! Loopback by default. Every request's `Host` is checked while bound to loopback (DNS
 //! rebinding), every WebSocket upgrade's `Origin` always (a page on the internet must
@@ -12,7 +13,9 @@
 //! from the assets folder. See `docs/web-protocol.md`.
 
 pub mod auth;
-pub mod olv;
+pub mod avatars;
+pub mod olv_events;
+pub mod olv_messages;
 pub mod session;
 pub mod socket;
 
@@ -33,10 +36,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, TlsConfig, WebAuth, WebConfig};
+use crate::conversation::character_files::character_dir;
+use crate::services::Services;
 use crate::speech::text::SplitterConfig;
-use crate::stage::Stage;
 use auth::{TokenAuth, load_or_create_token, page_url, query_token, token_dir, without_token};
-use olv::{Characters, Translator, WebEvent};
+use avatars::Characters;
+use olv_events::{Translator, WebEvent, start_hub};
 
 /// Why the web server cannot start. Each message names the setting to change.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +78,7 @@ pub enum WebError {
 
 /// What every request handler shares.
 pub struct WebState {
-    pub stage: Stage,
+    pub services: Arc<Services>,
     pub(crate) hub: broadcast::Sender<Arc<WebEvent>>,
     pub characters: Arc<Characters>,
     pub assets_dir: PathBuf,
@@ -234,24 +239,28 @@ pub fn assets_dir(cfg: &WebConfig) -> PathBuf {
         .unwrap_or_else(|| vtuber_shared::paths::data_dir().join("web"))
 }
 
-/// A running web server.
-pub struct Serving {
+/// A bound web server, not serving yet: its address is known before the daemon's
+/// services are made, so `status` can report it from the start.
+pub struct BoundWeb {
     pub addr: SocketAddr,
     /// The page's address, for the log: no token in it.
     pub url: String,
     /// The address to open: `url` with `?token=` when a token is needed. A secret, for
     /// `status` on the local socket only.
     pub page_url: String,
-    /// Ends after `shutdown` fires.
-    pub task: JoinHandle<()>,
+    token: Option<String>,
+    server: Listening,
 }
 
-/// Binds and starts serving. Must run inside the tokio runtime.
-pub async fn serve(
-    config: &Config,
-    stage: Stage,
-    shutdown: CancellationToken,
-) -> Result<Serving, WebError> {
+/// The bound listener, with TLS or without.
+enum Listening {
+    Plain(axum_server::Server<SocketAddr>),
+    Tls(axum_server::Server<SocketAddr, axum_server::tls_rustls::RustlsAcceptor>),
+}
+
+/// Checks the settings, makes or reads the access token and binds the port. Must run
+/// inside the tokio runtime.
+pub async fn bind(config: &Config) -> Result<BoundWeb, WebError> {
     let cfg = &config.web;
     let prepared = prepare(config)?;
     let token = match prepared.token {
@@ -296,37 +305,68 @@ pub async fn serve(
         addr: shown.clone(),
         source,
     })?;
+    let bind_error = |source| WebError::Bind {
+        addr: shown.clone(),
+        source,
+    };
+    let server = match prepared.tls {
+        Some(tls) => {
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
+            Listening::Tls(
+                axum_server::tls_rustls::from_tcp_rustls(listener, rustls).map_err(bind_error)?,
+            )
+        }
+        None => Listening::Plain(axum_server::from_tcp(listener).map_err(bind_error)?),
+    };
+    let url = url(cfg, addr);
+    let page_url = page_url(&url, token.as_deref());
+    Ok(BoundWeb {
+        addr,
+        url,
+        page_url,
+        token,
+        server,
+    })
+}
 
+/// Serves the page and the WebSocket from `services` until `shutdown` fires; the task
+/// ends after that.
+pub fn serve(
+    bound: BoundWeb,
+    services: Arc<Services>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let config = &services.config;
+    let cfg = &config.web;
+    let addr = bound.addr;
     let assets_dir = assets_dir(cfg);
-    let characters = Arc::new(Characters::load(
-        crate::stage::character_dir(config),
-        assets_dir.clone(),
-    ));
-    let info = stage.info.clone();
+    let characters = Arc::new(Characters::load(character_dir(config), assets_dir.clone()));
     let translator = Translator::new(
         characters.clone(),
-        stage.view().character,
-        Box::new(move || info.voice.get().is_some()),
+        services.conversation.view().character,
+        services.speech.is_some(),
         SplitterConfig {
             first_min_chars: config.speech.tts.first_sentence_min_chars,
             max_chars: config.speech.tts.max_sentence_chars,
         },
     );
-    let hub = session::start_hub(
-        &stage,
+    let hub = start_hub(
+        &services.bus,
         translator,
         config.daemon.client_queue,
         shutdown.clone(),
     );
     let state = Arc::new(WebState {
-        stage,
         hub,
         characters,
         assets_dir,
-        auth: token.as_deref().map(|t| TokenAuth::new(t, addr.port())),
+        auth: bound
+            .token
+            .as_deref()
+            .map(|t| TokenAuth::new(t, addr.port())),
         loopback: addr.ip().is_loopback(),
         port: addr.port(),
-        tls: prepared.tls.is_some(),
+        tls: matches!(bound.server, Listening::Tls(_)),
         allowed_origins: cfg
             .allowed_origins
             .iter()
@@ -335,32 +375,16 @@ pub async fn serve(
         max_message_bytes: cfg.max_message_bytes.max(1024),
         max_messages_per_sec: cfg.max_messages_per_sec,
         shutdown: shutdown.clone(),
+        services,
     });
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
     let server: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> =
-        match prepared.tls {
-            Some(tls) => {
-                let rustls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
-                let s = axum_server::tls_rustls::from_tcp_rustls(listener, rustls)
-                    .map_err(|source| WebError::Bind {
-                        addr: shown.clone(),
-                        source,
-                    })?
-                    .handle(handle.clone());
-                Box::pin(s.serve(app))
-            }
-            None => {
-                let s = axum_server::from_tcp(listener)
-                    .map_err(|source| WebError::Bind {
-                        addr: shown,
-                        source,
-                    })?
-                    .handle(handle.clone());
-                Box::pin(s.serve(app))
-            }
+        match bound.server {
+            Listening::Tls(s) => Box::pin(s.handle(handle.clone()).serve(app)),
+            Listening::Plain(s) => Box::pin(s.handle(handle.clone()).serve(app)),
         };
-    let task = tokio::spawn(async move {
+    tokio::spawn(async move {
         let stopper = tokio::spawn(async move {
             shutdown.cancelled().await;
             handle.graceful_shutdown(Some(Duration::from_secs(2)));
@@ -369,14 +393,6 @@ pub async fn serve(
             tracing::error!("web server stopped: {e}");
         }
         stopper.abort();
-    });
-    let shown = url(cfg, addr);
-    let page_url = page_url(&shown, token.as_deref());
-    Ok(Serving {
-        addr,
-        url: shown,
-        page_url,
-        task,
     })
 }
 

@@ -1,469 +1,24 @@
-//! The Open-LLM-VTuber message protocol: what clients send, what we send, and how the
-//! daemon's events become those messages.
+//! How the daemon's events become Open-LLM-VTuber messages.
 //!
 //! Every bus event is translated once by [`Translator`] into ready-encoded JSON text
 //! ([`WebEvent`]) that every connection shares, so a sentence's audio (tens of kilobytes
-//! of base64) is serialized once however many browsers watch. Per-connection parts (the
-//! turn's closing handshake, `client_uid`) are added by the session. See
-//! `docs/web-protocol.md` for the dialect.
+//! of base64) is serialized once however many browsers watch; the hub runs it.
+//! Per-connection parts (the turn's closing handshake, `client_uid`) are added by the
+//! session.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
-use vtuber_shared::{
-    ApprovalDecision, ApprovalResolution, CharacterInfo, Event, SpeechAudio, ToolOutcome,
-    TurnOutcome,
-};
+use tokio_util::sync::CancellationToken;
+use vtuber_shared::{CharacterInfo, Event, SpeechAudio, ToolOutcome, TurnOutcome};
 
-use crate::characters::Roster;
+use super::avatars::{Characters, ModelConf};
+use super::olv_messages::{Actions, DisplayText, ServerMessage, control, now_iso};
+use crate::events::EventBus;
 use crate::speech::text::{SentenceSplitter, SplitterConfig, extract_expressions};
-
-/// A message from a client. Unknown fields are ignored (clients send extras).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
-pub enum ClientMessage {
-    TextInput {
-        text: String,
-        /// Accepted and ignored for now (no vision yet).
-        #[serde(default)]
-        images: Option<Value>,
-    },
-    MicAudioData {
-        audio: Vec<f32>,
-    },
-    MicAudioEnd {
-        #[serde(default)]
-        images: Option<Value>,
-    },
-    RawAudioData {
-        audio: Vec<f32>,
-    },
-    InterruptSignal {
-        #[serde(default)]
-        text: Option<String>,
-    },
-    AiSpeakSignal,
-    FrontendPlaybackComplete,
-    AudioPlayStart {
-        #[serde(default)]
-        display_text: Option<Value>,
-    },
-    FetchHistoryList,
-    FetchAndSetHistory {
-        history_uid: String,
-    },
-    CreateNewHistory,
-    DeleteHistory {
-        history_uid: String,
-    },
-    FetchConfigs,
-    SwitchConfig {
-        file: String,
-    },
-    FetchBackgrounds,
-    RequestInitConfig,
-    Heartbeat,
-    AddClientToGroup {
-        #[serde(default)]
-        invitee_uid: Option<String>,
-    },
-    RemoveClientFromGroup {
-        #[serde(default)]
-        target_uid: Option<String>,
-    },
-    RequestGroupInfo,
-    /// Our extension: the answer to an `approval-request`.
-    ApprovalResponse {
-        request_id: u64,
-        decision: ApprovalDecision,
-    },
-}
-
-/// Every `type` a client may send, for telling "unknown type" from "bad fields".
-pub const CLIENT_TYPES: &[&str] = &[
-    "text-input",
-    "mic-audio-data",
-    "mic-audio-end",
-    "raw-audio-data",
-    "interrupt-signal",
-    "ai-speak-signal",
-    "frontend-playback-complete",
-    "audio-play-start",
-    "fetch-history-list",
-    "fetch-and-set-history",
-    "create-new-history",
-    "delete-history",
-    "fetch-configs",
-    "switch-config",
-    "fetch-backgrounds",
-    "request-init-config",
-    "heartbeat",
-    "add-client-to-group",
-    "remove-client-from-group",
-    "request-group-info",
-    "approval-response",
-];
-
-/// Parses one text frame; the error is a sentence for an `error` message.
-pub fn parse_client(text: &str) -> Result<ClientMessage, String> {
-    // The fast path parses straight into the enum (audio frames are large); only a
-    // failure pays for a second look to say what was wrong.
-    match serde_json::from_str::<ClientMessage>(text) {
-        Ok(m) => Ok(m),
-        Err(e) => {
-            let value: Value = serde_json::from_str(text)
-                .map_err(|e| format!("the message is not valid JSON: {e}"))?;
-            let Some(obj) = value.as_object() else {
-                return Err("expected a JSON object with a `type` field".into());
-            };
-            let Some(kind) = obj.get("type").and_then(Value::as_str) else {
-                return Err("the message has no `type` field (a string)".into());
-            };
-            if !CLIENT_TYPES.contains(&kind) {
-                return Err(format!(
-                    "unknown message type `{kind}` (see docs/web-protocol.md for the supported ones)"
-                ));
-            }
-            Err(format!("bad `{kind}` message: {}", strip_position(&e)))
-        }
-    }
-}
-
-/// serde_json's "at line 1 column 57" says nothing useful to a WebSocket client.
-fn strip_position(e: &serde_json::Error) -> String {
-    let s = e.to_string();
-    match s.find(" at line ") {
-        Some(i) => s[..i].to_owned(),
-        None => s,
-    }
-}
-
-/// `control` texts.
-pub mod control {
-    pub const START_MIC: &str = "start-mic";
-    pub const INTERRUPT: &str = "interrupt";
-    pub const CHAIN_START: &str = "conversation-chain-start";
-    pub const CHAIN_END: &str = "conversation-chain-end";
-}
-
-/// A message to a client.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type")]
-pub enum ServerMessage {
-    #[serde(rename = "full-text")]
-    FullText { text: String },
-    #[serde(rename = "control")]
-    Control { text: &'static str },
-    #[serde(rename = "set-model-and-conf")]
-    SetModelAndConf {
-        model_info: Value,
-        conf_name: String,
-        conf_uid: String,
-        client_uid: String,
-    },
-    #[serde(rename = "group-update")]
-    GroupUpdate {
-        members: Vec<String>,
-        is_owner: bool,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        error: Option<String>,
-    },
-    #[serde(rename = "audio")]
-    Audio {
-        audio: Option<String>,
-        volumes: Vec<f32>,
-        slice_length: u32,
-        display_text: DisplayText,
-        actions: Option<Actions>,
-        forwarded: bool,
-    },
-    #[serde(rename = "backend-synth-complete")]
-    BackendSynthComplete,
-    #[serde(rename = "force-new-message")]
-    ForceNewMessage,
-    #[serde(rename = "user-input-transcription")]
-    UserInputTranscription { text: String },
-    /// Our extension: input that started a turn, from whichever client sent it.
-    #[serde(rename = "user-input")]
-    UserInput { text: String, origin: String },
-    #[serde(rename = "tool_call_status")]
-    ToolCallStatus {
-        tool_id: String,
-        tool_name: String,
-        status: &'static str,
-        content: String,
-        timestamp: String,
-        name: String,
-    },
-    /// Our extension: a tool call waits for a person's yes or no.
-    #[serde(rename = "approval-request")]
-    ApprovalRequest {
-        request_id: u64,
-        tool: String,
-        server: String,
-        description: String,
-        arguments: Value,
-        timeout_secs: u64,
-    },
-    /// Our extension: how an approval request was settled.
-    #[serde(rename = "approval-resolved")]
-    ApprovalResolved {
-        request_id: u64,
-        resolution: ApprovalResolution,
-    },
-    /// Our extension: the daemon's state (`idle`, `thinking`, `speaking`, ...).
-    #[serde(rename = "state")]
-    State { state: &'static str },
-    #[serde(rename = "error")]
-    Error { message: String },
-    #[serde(rename = "history-list")]
-    HistoryList { histories: Vec<HistoryEntry> },
-    #[serde(rename = "history-data")]
-    HistoryData { messages: Vec<HistoryMessage> },
-    #[serde(rename = "new-history-created")]
-    NewHistoryCreated { history_uid: String },
-    #[serde(rename = "history-deleted")]
-    HistoryDeleted {
-        success: bool,
-        history_uid: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        error: Option<String>,
-    },
-    #[serde(rename = "config-files")]
-    ConfigFiles { configs: Vec<ConfigFile> },
-    #[serde(rename = "config-switched")]
-    ConfigSwitched { message: String },
-    #[serde(rename = "background-files")]
-    BackgroundFiles { files: Vec<String> },
-    #[serde(rename = "heartbeat-ack")]
-    HeartbeatAck,
-}
-
-impl ServerMessage {
-    pub fn error(message: impl Into<String>) -> Self {
-        Self::Error {
-            message: message.into(),
-        }
-    }
-
-    pub fn control(text: &'static str) -> Self {
-        Self::Control { text }
-    }
-
-    /// The JSON text frame.
-    pub fn encode(&self) -> Utf8Bytes {
-        match serde_json::to_string(self) {
-            Ok(s) => Utf8Bytes::from(s),
-            Err(e) => {
-                tracing::error!(error = %e, "web message could not be encoded");
-                Utf8Bytes::from_static(
-                    r#"{"type":"error","message":"internal error: a message could not be encoded"}"#,
-                )
-            }
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DisplayText {
-    pub text: String,
-    pub name: String,
-    pub avatar: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Actions {
-    /// Expression indexes from the emotion map, or tag names the map does not know.
-    pub expressions: Vec<Value>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HistoryEntry {
-    pub uid: String,
-    pub latest_message: Option<LatestMessage>,
-    pub timestamp: String,
-    /// Our extension: the conversation's title and size.
-    pub title: String,
-    pub message_count: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LatestMessage {
-    pub role: &'static str,
-    pub timestamp: String,
-    pub content: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HistoryMessage {
-    pub role: &'static str,
-    pub timestamp: String,
-    pub content: String,
-    pub name: String,
-    pub avatar: Option<String>,
-    /// Our extension: the reply was cut short.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub interrupted: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ConfigFile {
-    pub filename: String,
-    pub name: String,
-}
-
-/// OLV's role names for stored roles (`None`: not shown in OLV history).
-pub fn olv_role(role: vtuber_shared::Role) -> Option<&'static str> {
-    match role {
-        vtuber_shared::Role::User => Some("human"),
-        vtuber_shared::Role::Assistant => Some("ai"),
-        _ => None,
-    }
-}
-
-/// Unix milliseconds as ISO-8601 UTC (`2026-01-31T12:00:00Z`).
-pub fn iso8601(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
-}
-
-pub fn now_iso() -> String {
-    iso8601(crate::store::now_ms())
-}
-
-/// A character as the page needs it: the `set-model-and-conf` contents, minus the
-/// per-connection `client_uid`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelConf {
-    pub conf_uid: String,
-    pub conf_name: String,
-    pub model_info: Value,
-}
-
-impl ModelConf {
-    pub fn message(&self, client_uid: &str) -> ServerMessage {
-        ServerMessage::SetModelAndConf {
-            model_info: self.model_info.clone(),
-            conf_name: self.conf_name.clone(),
-            conf_uid: self.conf_uid.clone(),
-            client_uid: client_uid.to_owned(),
-        }
-    }
-}
-
-/// The characters' avatars (the stage only shares names): a roster of our own, reloaded
-/// when the character files change.
-pub struct Characters {
-    roster: RwLock<Roster>,
-    dir: Option<PathBuf>,
-    assets_dir: PathBuf,
-}
-
-impl Characters {
-    pub fn load(dir: Option<PathBuf>, assets_dir: PathBuf) -> Self {
-        let (roster, _) = Roster::load(dir.as_deref());
-        Self {
-            roster: RwLock::new(roster),
-            dir,
-            assets_dir,
-        }
-    }
-
-    /// Reads the character files again (off the async workers).
-    pub async fn reload(self: &Arc<Self>) {
-        let me = self.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            let (roster, _) = Roster::load(me.dir.as_deref());
-            if let Ok(mut r) = me.roster.write() {
-                *r = roster;
-            }
-        })
-        .await;
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&Roster) -> T) -> T {
-        match self.roster.read() {
-            Ok(r) => f(&r),
-            Err(p) => f(&p.into_inner()),
-        }
-    }
-
-    /// Tag → expression index of a character (empty when unknown).
-    pub fn emotions(&self, id: &str) -> BTreeMap<String, i64> {
-        self.with(|r| {
-            r.get(id)
-                .map(|c| c.avatar.emotions.clone())
-                .unwrap_or_default()
-        })
-    }
-
-    /// Display name of a character by id (the id when unknown).
-    pub fn name(&self, id: &str) -> String {
-        self.with(|r| r.get(id).map_or_else(|| id.to_owned(), |c| c.name.clone()))
-    }
-
-    pub fn model_conf(&self, info: &CharacterInfo) -> ModelConf {
-        let (model, emotions) = self.with(|r| {
-            r.get(&info.id).map_or_else(
-                || (crate::characters::Avatar::default().model, BTreeMap::new()),
-                |c| (c.avatar.model.clone(), c.avatar.emotions.clone()),
-            )
-        });
-        ModelConf {
-            conf_uid: info.id.clone(),
-            conf_name: info.name.clone(),
-            model_info: serde_json::json!({
-                "name": model,
-                "url": model_url(&self.assets_dir, &model),
-                "kScale": 0.3,
-                "initialXshift": 0,
-                "initialYshift": 0,
-                "kXOffset": 1150,
-                "idleMotionGroupName": "idle",
-                "emotionMap": emotions,
-                "tapMotions": {},
-            }),
-        }
-    }
-}
-
-/// Where the page loads a model from: `/live2d-models/<m>/<m>.model.json` (Cubism 2), or
-/// `<m>.model3.json` when only that is installed; a model given as a `.json` path is
-/// used as is.
-pub fn model_url(assets_dir: &Path, model: &str) -> String {
-    if model.ends_with(".json") {
-        return format!("/live2d-models/{}", model.trim_start_matches('/'));
-    }
-    let dir = assets_dir.join("live2d-models").join(model);
-    let v2 = format!("{model}.model.json");
-    let v3 = format!("{model}.model3.json");
-    if !dir.join(&v2).is_file() && dir.join(&v3).is_file() {
-        format!("/live2d-models/{model}/{v3}")
-    } else {
-        format!("/live2d-models/{model}/{v2}")
-    }
-}
 
 /// What a translated event means for a connection's turn bookkeeping.
 #[derive(Debug, Clone, PartialEq)]
@@ -527,7 +82,7 @@ pub struct Translator {
     /// The current character (id, name), as of the last event seen.
     character: CharacterInfo,
     /// Whether turns are spoken (a `speech_finished` ends each).
-    speech: Box<dyn Fn() -> bool + Send + Sync>,
+    speech: bool,
     splitter: SplitterConfig,
     text_turn: Option<TextTurn>,
     /// Tool name by call id, for progress messages.
@@ -538,7 +93,7 @@ impl Translator {
     pub fn new(
         characters: Arc<Characters>,
         character: CharacterInfo,
-        speech: Box<dyn Fn() -> bool + Send + Sync>,
+        speech: bool,
         splitter: SplitterConfig,
     ) -> Self {
         Self {
@@ -623,7 +178,7 @@ impl Translator {
                 origin,
                 ..
             } => {
-                self.text_turn = (!(self.speech)()).then(|| TextTurn {
+                self.text_turn = (!self.speech).then(|| TextTurn {
                     turn_id: *turn_id,
                     splitter: SentenceSplitter::new(self.splitter.clone()),
                 });
@@ -836,7 +391,19 @@ impl Translator {
                     .encode(),
                 );
             }
-            _ => return None,
+            // Nothing the page shows: the model's load and the conversation's changes
+            // show up through `state` and the turns; clients, servers, voice activity
+            // and levels have no OLV message.
+            Event::ModelLoad { .. }
+            | Event::ConversationChanged { .. }
+            | Event::ConversationDeleted { .. }
+            | Event::ClientsChanged { .. }
+            | Event::McpServerChanged { .. }
+            | Event::VoiceActivity { .. }
+            | Event::InputLevel { .. }
+            | Event::VoiceChanged { .. }
+            | Event::Lagged { .. }
+            | Event::Unknown => return None,
         }
         Some(out)
     }
@@ -859,115 +426,79 @@ impl Translator {
     }
 }
 
+/// Starts the task that turns bus events into shared [`WebEvent`]s.
+pub(super) fn start_hub(
+    bus: &EventBus,
+    mut translator: Translator,
+    capacity: usize,
+    shutdown: CancellationToken,
+) -> broadcast::Sender<Arc<WebEvent>> {
+    let (tx, _) = broadcast::channel(capacity.max(16));
+    let (mut rx, _) = bus.subscribe();
+    let out = tx.clone();
+    tokio::spawn(async move {
+        loop {
+            let ev = tokio::select! {
+                biased;
+                ev = rx.recv() => ev,
+                _ = shutdown.cancelled() => {
+                    // What the conversation said last ("shutting down") goes out before the
+                    // connections are closed.
+                    while let Ok(ev) = rx.try_recv() {
+                        if let Some(web) = translator.translate(ev.seq, &ev.event).await {
+                            let _ = out.send(Arc::new(web));
+                        }
+                    }
+                    let _ = out.send(Arc::new(WebEvent {
+                        seq: 0,
+                        signal: Signal::Closing,
+                        turn_messages: Vec::new(),
+                        messages: Vec::new(),
+                    }));
+                    break;
+                }
+            };
+            match ev {
+                Ok(ev) => {
+                    if let Some(web) = translator.translate(ev.seq, &ev.event).await {
+                        // No connection is fine: nobody is watching.
+                        let _ = out.send(Arc::new(web));
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        missed = n,
+                        "web event translator fell behind; events dropped"
+                    );
+                    let mut web = WebEvent {
+                        seq: 0,
+                        signal: Signal::None,
+                        turn_messages: Vec::new(),
+                        messages: Vec::new(),
+                    };
+                    web.messages.push(
+                        ServerMessage::error(format!(
+                            "lagged: the web server missed {n} daemon events; the page may be out of date (reload it)"
+                        ))
+                        .encode(),
+                    );
+                    let _ = out.send(Arc::new(web));
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+    tx
+}
+
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
+    use crate::characters::Roster;
     use serde_json::json;
     use vtuber_shared::{DaemonState, ErrorBody, ErrorCode};
-
-    #[test]
-    fn client_messages_parse_and_errors_say_why() {
-        assert_eq!(
-            parse_client(r#"{"type":"text-input","text":"hi","images":[]}"#).unwrap(),
-            ClientMessage::TextInput {
-                text: "hi".into(),
-                images: Some(json!([]))
-            }
-        );
-        assert_eq!(
-            parse_client(r#"{"type":"heartbeat","extra":1}"#).unwrap(),
-            ClientMessage::Heartbeat
-        );
-        assert_eq!(
-            parse_client(r#"{"type":"mic-audio-data","audio":[0.5,-0.25]}"#).unwrap(),
-            ClientMessage::MicAudioData {
-                audio: vec![0.5, -0.25]
-            }
-        );
-        assert_eq!(
-            parse_client(
-                r#"{"type":"approval-response","request_id":3,"decision":"allow_for_session"}"#
-            )
-            .unwrap(),
-            ClientMessage::ApprovalResponse {
-                request_id: 3,
-                decision: ApprovalDecision::AllowForSession
-            }
-        );
-        assert!(
-            parse_client("{nope")
-                .unwrap_err()
-                .contains("not valid JSON")
-        );
-        assert!(parse_client("[1]").unwrap_err().contains("`type`"));
-        assert!(
-            parse_client(r#"{"text":"x"}"#)
-                .unwrap_err()
-                .contains("no `type`")
-        );
-        assert!(
-            parse_client(r#"{"type":"dance"}"#)
-                .unwrap_err()
-                .contains("unknown message type `dance`")
-        );
-        let e = parse_client(r#"{"type":"switch-config"}"#).unwrap_err();
-        assert!(
-            e.contains("bad `switch-config`") && e.contains("file"),
-            "{e}"
-        );
-        assert!(!e.contains("line 1"), "{e}");
-        for t in CLIENT_TYPES {
-            // Every listed type is one the enum knows (fields aside).
-            let e = parse_client(&format!(r#"{{"type":"{t}"}}"#));
-            assert!(
-                e.is_ok() || e.as_ref().unwrap_err().starts_with("bad"),
-                "{t}: {e:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn server_messages_have_olv_shapes() {
-        let v = |m: ServerMessage| serde_json::to_value(&m).unwrap();
-        assert_eq!(
-            v(ServerMessage::control(control::START_MIC)),
-            json!({"type":"control","text":"start-mic"})
-        );
-        assert_eq!(
-            v(ServerMessage::BackendSynthComplete),
-            json!({"type":"backend-synth-complete"})
-        );
-        assert_eq!(
-            v(ServerMessage::HeartbeatAck),
-            json!({"type":"heartbeat-ack"})
-        );
-        assert_eq!(
-            v(ServerMessage::GroupUpdate {
-                members: vec![],
-                is_owner: false,
-                error: None
-            }),
-            json!({"type":"group-update","members":[],"is_owner":false})
-        );
-        let tool = v(ServerMessage::ToolCallStatus {
-            tool_id: "c1".into(),
-            tool_name: "read".into(),
-            status: "running",
-            content: "x".into(),
-            timestamp: iso8601(0),
-            name: "Mao".into(),
-        });
-        assert_eq!(tool["type"], "tool_call_status");
-        assert_eq!(tool["timestamp"], "1970-01-01T00:00:00Z");
-    }
-
-    #[test]
-    fn iso8601_dates() {
-        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
-        assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00Z");
-        assert_eq!(iso8601(1_767_225_599_999), "2025-12-31T23:59:59Z");
-        assert_eq!(iso8601(-1000), "1969-12-31T23:59:59Z");
-    }
 
     #[test]
     fn voice_origins() {
@@ -985,7 +516,7 @@ mod tests {
         Translator::new(
             characters,
             roster.get("mao").unwrap().info(),
-            Box::new(move || speech),
+            speech,
             SplitterConfig::default(),
         )
     }
@@ -1196,29 +727,6 @@ mod tests {
         assert_eq!(
             texts(&failed.messages)[0],
             json!({"type":"error","message":"boom (fix it)"})
-        );
-    }
-
-    #[test]
-    fn model_urls() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(
-            model_url(dir.path(), "shizuku"),
-            "/live2d-models/shizuku/shizuku.model.json"
-        );
-        std::fs::create_dir_all(dir.path().join("live2d-models/mao_pro")).unwrap();
-        std::fs::write(
-            dir.path().join("live2d-models/mao_pro/mao_pro.model3.json"),
-            "{}",
-        )
-        .unwrap();
-        assert_eq!(
-            model_url(dir.path(), "mao_pro"),
-            "/live2d-models/mao_pro/mao_pro.model3.json"
-        );
-        assert_eq!(
-            model_url(dir.path(), "x/y.model.json"),
-            "/live2d-models/x/y.model.json"
         );
     }
 }

@@ -1,10 +1,11 @@
 //! Tool use inside a turn, independent of where tools come from.
 //!
-//! The turn pipeline sees tools through [`ToolRunner`] (implemented by the MCP manager,
-//! and by fakes in tests). Models with native tool calling get the tool list in the
-//! request; models without it (such as the small embedded one) get a prompt that asks
-//! for a JSON object, and [`detect_json_call`] finds such an object in their reply,
-//! tolerating code fences, surrounding prose and the usual key spellings.
+//! The turn pipeline sees tools through [`ToolRunner`] (implemented for the MCP manager
+//! where the daemon is wired together, in `daemon.rs`, and by fakes in tests). Models
+//! with native tool calling get the tool list in the request; models without it (such
+//! as the small embedded one) get a prompt that asks for a JSON object, and
+//! [`detect_json_call`] finds such an object in their reply, tolerating code fences,
+//! surrounding prose and the usual key spellings.
 
 use std::time::Duration;
 
@@ -137,34 +138,6 @@ fn balanced_object(s: &str) -> Option<&str> {
         }
     }
     None
-}
-
-/// MCP servers are the tool source in the daemon.
-impl ToolRunner for crate::mcp::McpManager {
-    fn specs(&self) -> Vec<ToolSpec> {
-        self.tool_specs()
-    }
-
-    fn call(&self, inv: ToolInvocation) -> BoxFuture<'static, ToolReply> {
-        let manager = self.clone();
-        Box::pin(async move {
-            let result = manager
-                .call(crate::mcp::ToolCallRequest {
-                    turn_id: inv.turn_id,
-                    call_id: inv.call_id,
-                    character: inv.character,
-                    exposed_name: inv.name,
-                    arguments: inv.arguments,
-                    cancel: inv.cancel,
-                })
-                .await;
-            ToolReply {
-                outcome: result.outcome,
-                content: result.content,
-                duration: result.duration,
-            }
-        })
-    }
 }
 
 #[cfg(test)]

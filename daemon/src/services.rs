@@ -1,0 +1,99 @@
+//! The daemon's services: everything the socket server and the web page serve from, made
+//! once at start (in `daemon.rs`) and shared read-only; and the `status` they report.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+use vtuber_shared::{ErrorBody, ErrorCode, Status};
+
+use crate::clients::Clients;
+use crate::config::Config;
+use crate::conversation::Conversation;
+use crate::events::EventBus;
+use crate::mcp::McpManager;
+use crate::speech_out::SpeechOut;
+use crate::store::Store;
+use crate::voice_input::VoiceInput;
+
+/// What the daemon runs on. The LLM provider is not here: the conversation owns it, as
+/// it changes with the character.
+pub struct Services {
+    pub started: Instant,
+    pub config: Config,
+    /// The configuration file read, if any.
+    pub config_file: Option<PathBuf>,
+    pub socket: PathBuf,
+    pub store: Store,
+    pub bus: EventBus,
+    pub conversation: Conversation,
+    /// Speech output; `None` when speech is disabled.
+    pub speech: Option<SpeechOut>,
+    /// Voice input; `None` when speech is disabled.
+    pub voice: Option<VoiceInput>,
+    /// The MCP tool servers, when any are configured.
+    pub mcp: Option<McpManager>,
+    pub clients: Clients,
+    pub web: WebAccess,
+    /// Fired by a client's `shutdown` request; the main loop then stops the daemon.
+    pub shutdown_requested: CancellationToken,
+}
+
+/// The web page as `status` reports it.
+#[derive(Debug, Clone, Default)]
+pub struct WebAccess {
+    /// The page's address (with `?token=` when one is needed): a secret, for the local
+    /// socket only.
+    pub url: Option<String>,
+    /// `web.auth` of the running web server: `token` or `none`.
+    pub auth: Option<String>,
+    /// Why the web server is not running, when it failed to start.
+    pub error: Option<String>,
+}
+
+impl Services {
+    pub fn status(&self) -> Status {
+        let v = self.conversation.view();
+        Status {
+            state: v.state,
+            character: v.character.id.clone(),
+            llm: v.llm,
+            model_load: v.model_load,
+            clients: self.clients.count(),
+            daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_secs: self.started.elapsed().as_secs_f64(),
+            pid: std::process::id(),
+            conversation_id: v.conversation_id,
+            socket: self.socket.display().to_string(),
+            config_file: self.config_file.as_ref().map(|p| p.display().to_string()),
+            last_error: v.last_error,
+            voice: self.voice.as_ref().map(|voice| Box::new(voice.status())),
+            web_url: self.web.url.clone(),
+            web_auth: self.web.auth.clone(),
+            web_error: self.web.error.clone(),
+        }
+    }
+
+    /// Voice input, or why there is none.
+    pub fn voice(&self) -> Result<&VoiceInput, ErrorBody> {
+        self.voice.as_ref().ok_or_else(voice_disabled)
+    }
+
+    /// Speech output, or why there is none.
+    pub fn speech(&self) -> Result<&SpeechOut, ErrorBody> {
+        self.speech.as_ref().ok_or_else(voice_disabled)
+    }
+
+    /// The MCP servers, or why there are none.
+    pub fn mcp(&self) -> Result<&McpManager, ErrorBody> {
+        self.mcp.as_ref().ok_or_else(|| {
+            ErrorBody::new(ErrorCode::NotFound, "no MCP servers are configured")
+                .with_hint("add servers under `mcp.servers` in conf.yaml (see `vtuber mcp import`)")
+        })
+    }
+}
+
+fn voice_disabled() -> ErrorBody {
+    ErrorBody::new(ErrorCode::Config, "voice is disabled on this daemon")
+        .with_hint("set speech.enabled: true in conf.yaml and restart the daemon")
+}
