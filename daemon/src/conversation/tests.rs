@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm, MockReply, MockToolCall};
+use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm, MockReply, MockToolCall};
 use vtuber_shared::{CutReason, Event, TurnOutcome};
 
 use super::fake_tools::FakeTools;
