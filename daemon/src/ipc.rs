@@ -611,7 +611,7 @@ fn voice(stage: &Stage) -> Result<&crate::voice::Voice, ErrorBody> {
     })
 }
 
-fn decode_wav(b64: &str) -> Result<crate::speech::Pcm, ErrorBody> {
+fn decode_wav(b64: &str) -> Result<crate::pcm::Pcm, ErrorBody> {
     use base64::Engine as _;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
@@ -622,7 +622,7 @@ fn decode_wav(b64: &str) -> Result<crate::speech::Pcm, ErrorBody> {
             )
             .with_hint("send the WAV file's bytes, base64-encoded (standard alphabet)")
         })?;
-    crate::speech::Pcm::from_wav(&bytes).map_err(crate::voice::speech_error)
+    crate::pcm::Pcm::from_wav(&bytes).map_err(|e| crate::voice::speech_error(e.into()))
 }
 
 /// Little-endian `f32` samples, base64.

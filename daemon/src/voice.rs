@@ -14,13 +14,13 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use vtuber_shared::{EngineStatus, ErrorBody, ErrorCode, Event, ModelLoad, VoiceStatus};
 
-use crate::audio::{self, AudioDevices, Player};
 use crate::config::{BargeIn, Config, Playback};
 use crate::events::EventBus;
-use crate::speech::audio::StreamResampler;
+use crate::pcm::{Pcm, StreamResampler};
+use crate::sound::{self, AudioDevices, Player};
 use crate::speech::engines::{Asr, ModelPaths, Tts};
 use crate::speech::vad::{Segmenter, SegmenterSettings, SileroVad, VadEvent};
-use crate::speech::{INPUT_RATE, Pcm, SpeechError};
+use crate::speech::{INPUT_RATE, SpeechError};
 use crate::stage::Stage;
 
 /// Where audio came from; each source has its own detector state.
@@ -84,7 +84,7 @@ impl Voice {
         let paths = ModelPaths::new(&config.speech);
         let asr = Asr::new(&config.speech, &paths)?;
         let tts = Tts::new(&config.speech, &paths)?;
-        let devices = audio::open(&config.audio);
+        let devices = sound::open(&config.audio);
         let out = SpeechOut {
             tts: tts.clone(),
             // Replies play on the daemon's speaker unless they are for clients only.
@@ -221,7 +221,9 @@ impl Voice {
                     .with_hint("record at least a word"),
             );
         }
-        let pcm16 = pcm.resampled(INPUT_RATE).map_err(speech_error)?;
+        let pcm16 = pcm
+            .resampled(INPUT_RATE)
+            .map_err(|e| speech_error(e.into()))?;
         let started = Instant::now();
         let text = self
             .inner
@@ -317,9 +319,9 @@ impl PreparedVoice {
         if config.audio.echo_cancellation {
             match (&player, mic_rate) {
                 (Some(p), Some(rate))
-                    if rate == audio::DEVICE_RATE && p.sample_rate() == audio::DEVICE_RATE =>
+                    if rate == sound::DEVICE_RATE && p.sample_rate() == sound::DEVICE_RATE =>
                 {
-                    match audio::echo::EchoCanceller::new() {
+                    match sound::echo::EchoCanceller::new() {
                         Ok(c) => {
                             p.set_tap(c.far_end_tap());
                             canceller = Some(c);
@@ -379,7 +381,7 @@ impl PreparedVoice {
             vad_path: paths.vad.clone(),
             onnxruntime: paths.onnxruntime.clone(),
             settings,
-            mic_rate: mic_rate.unwrap_or(audio::DEVICE_RATE),
+            mic_rate: mic_rate.unwrap_or(sound::DEVICE_RATE),
             canceller,
             _microphone: microphone,
         };
@@ -408,8 +410,8 @@ struct InputWorker {
     onnxruntime: Option<std::path::PathBuf>,
     settings: SegmenterSettings,
     mic_rate: u32,
-    canceller: Option<audio::echo::EchoCanceller>,
-    _microphone: Option<audio::Microphone>,
+    canceller: Option<sound::echo::EchoCanceller>,
+    _microphone: Option<sound::Microphone>,
 }
 
 struct SourceState {

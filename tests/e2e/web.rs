@@ -18,7 +18,7 @@ use vtuber_e2e::daemon::{TestDaemon, link_models};
 use vtuber_e2e::mock_llm::{MockBehaviour, MockLlm, MockReply};
 use vtuber_e2e::web::PageUrl;
 use vtuber_shared::{Event, Reply, Request, TurnOutcome};
-use vtuberd::speech::Pcm;
+use vtuberd::pcm::Pcm;
 
 type WsStream =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

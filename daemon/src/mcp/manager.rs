@@ -34,12 +34,12 @@ use vtuber_shared::{
 };
 
 use super::audit::{self, AuditRecord, Redactor};
-use super::config::{McpConfig, ServerConfig, Transport};
 use super::naming::{exposed_name, sanitise_schema};
 use super::policy::{self, Hints};
 use super::sandbox::{self, SandboxReport, SandboxSpec};
 use super::secrets::{Secrets, is_secret_key, looks_like_literal_secret};
 use super::{ToolCallRequest, ToolCallResult};
+use crate::config::{McpConfig, ServerConfig, Transport};
 use crate::events::EventBus;
 use crate::llm::ToolSpec;
 use crate::store::{Store, now_ms};
@@ -1122,8 +1122,11 @@ async fn connect(
             for (k, v) in &cfg.env {
                 own.push((k.clone(), resolve(v)?));
             }
-            let env =
-                super::config::server_environment(std::env::vars_os(), &cfg.env_passthrough, own);
+            let env = super::environment::server_environment(
+                std::env::vars_os(),
+                &cfg.env_passthrough,
+                own,
+            );
             let sandboxed = cfg.sandbox.enabled;
             // Every server goes through the launcher, which drops capabilities; only a
             // sandboxed one is also confined by Landlock.

@@ -2,7 +2,8 @@
 //! server manager, policy and approval, the Landlock sandbox, and the audit log.
 
 pub mod audit;
-pub mod config;
+pub mod environment;
+pub mod import;
 mod manager;
 pub mod naming;
 pub mod policy;
@@ -14,7 +15,6 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use vtuber_shared::ToolOutcome;
 
-pub use config::{McpConfig, ServerConfig, import_claude_desktop};
 pub use manager::{McpManager, StartOptions, measure_start};
 
 #[cfg(test)]

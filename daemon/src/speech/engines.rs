@@ -15,9 +15,9 @@ use super::espeak::EspeakTts;
 use super::openai::Endpoint;
 use super::piper::PiperVoice;
 use super::whisper::WhisperModel;
-use super::{Pcm, SpeechError};
-use crate::characters::Voice;
+use super::{SpeechError, Voice};
 use crate::config::{AsrBackend, SpeechConfig};
+use crate::pcm::Pcm;
 
 /// Folder of model files: `speech.models_dir`, else the data dir's `models/`.
 pub fn models_dir(cfg: &SpeechConfig) -> PathBuf {

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use super::{Pcm, SpeechError};
+use super::SpeechError;
+use crate::pcm::Pcm;
 
 /// Connection details shared by both directions.
 #[derive(Clone)]

@@ -26,7 +26,8 @@ use super::olv::{
     ServerMessage, Signal, Translator, WebEvent, control, iso8601, olv_role, parse_client,
 };
 use super::socket::{FRAGMENT_BYTES, Socket, text_frames};
-use crate::speech::{INPUT_RATE, Pcm};
+use crate::pcm::Pcm;
+use crate::speech::INPUT_RATE;
 use crate::stage::Stage;
 
 /// A write that makes no progress for this long means the client is gone or stuck.
