@@ -12,8 +12,8 @@ use tokio::sync::{oneshot, watch};
 use vtuber_shared::{EngineStatus, ModelLoad};
 
 use super::espeak::EspeakTts;
-use super::openai::Endpoint;
 use super::piper::PiperVoice;
+use super::remote::Endpoint;
 use super::whisper::WhisperModel;
 use super::{SpeechError, Voice};
 use crate::config::{AsrBackend, SpeechConfig};

@@ -9,8 +9,8 @@
 pub mod engines;
 pub mod espeak;
 pub mod onnx;
-pub mod openai;
 pub mod piper;
+pub mod remote;
 pub mod speaker;
 pub mod text;
 pub mod vad;
