@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use vtuber_shared::CharacterInfo;
 
 use crate::config::LlmOverrides;
+use crate::speech::Voice;
 
 /// Compiled-in characters: (id, TOML text).
 const BUILT_IN: &[(&str, &str)] = &[
@@ -52,31 +53,6 @@ impl Default for Avatar {
         Self {
             model: "shizuku".into(),
             emotions: BTreeMap::new(),
-        }
-    }
-}
-
-/// How the character sounds (used by the speech pipeline).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Voice {
-    /// `piper`, `espeak` or `openai`.
-    pub tts: String,
-    pub voice: String,
-    pub speed: f32,
-    pub language: String,
-    /// What is not read aloud (markdown, code, emoji, tags, asides): `[voice.clean]`.
-    pub clean: crate::speech::text::CleanOptions,
-}
-
-impl Default for Voice {
-    fn default() -> Self {
-        Self {
-            tts: "piper".into(),
-            voice: "en_US-joe-medium".into(),
-            speed: 1.0,
-            language: "en".into(),
-            clean: crate::speech::text::CleanOptions::default(),
         }
     }
 }

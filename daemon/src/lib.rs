@@ -5,7 +5,6 @@
 //! ([`ipc`]) and the web page ([`web`]) serve from; [`conversation`] is the character's
 //! side of every exchange, driven by those clients and by [`voice_input`].
 
-pub mod audio;
 pub mod characters;
 pub mod cli;
 pub mod clients;
@@ -17,8 +16,10 @@ pub mod ipc;
 pub mod llm;
 pub mod mcp;
 pub mod models;
+pub mod pcm;
 pub mod private;
 pub mod services;
+pub mod sound;
 pub mod speech;
 pub mod speech_out;
 pub mod store;

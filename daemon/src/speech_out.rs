@@ -6,14 +6,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vtuber_shared::{ErrorBody, ErrorCode};
 
-use crate::audio::Player;
-use crate::characters::{Character, Voice};
+use crate::sound::Player;
+use crate::characters::Character;
 use crate::config::{Playback, TtsConfig};
 use crate::events::EventBus;
 use crate::speech::engines::Tts;
 use crate::speech::speaker::{Speaker, SpeakerSetup, SpeechSummary};
 use crate::speech::text::SplitterConfig;
-use crate::speech::{Pcm, SpeechError};
+use crate::pcm::Pcm;
+use crate::speech::{SpeechError, Voice};
 
 /// What the daemon speaks with; cheap to clone.
 #[derive(Clone)]
@@ -71,7 +72,8 @@ impl SpeechOut {
 }
 
 /// A speech engine's error as clients see it.
-pub fn speech_error(e: SpeechError) -> ErrorBody {
+pub fn speech_error(e: impl Into<SpeechError>) -> ErrorBody {
+    let e = e.into();
     let code = match &e {
         SpeechError::BadAudio(_) => ErrorCode::InvalidArgument,
         _ => ErrorCode::Model,

@@ -9,7 +9,8 @@ use base64::Engine as _;
 use vtuber_shared::{Event, ModelLoad, Reply, Request};
 use vtuber_test_support::daemon::{TestClient, TestDaemon, link_models};
 use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm, MockReply};
-use vtuberd::speech::{Pcm, espeak, piper::PiperVoice, vad::SileroVad, whisper::WhisperModel};
+use vtuberd::pcm::Pcm;
+use vtuberd::speech::{espeak, piper::PiperVoice, vad::SileroVad, whisper::WhisperModel};
 
 use super::{percentile, rss_kib, sorted};
 
@@ -131,7 +132,7 @@ pub fn bench_engines() -> anyhow::Result<()> {
 /// is removed (ERLE) and whether voice detection still fires on the echo alone, and on
 /// a person speaking over it (double talk).
 fn bench_echo(speech16: &Pcm) -> anyhow::Result<()> {
-    use vtuberd::audio::echo::{EchoCanceller, FRAME};
+    use vtuberd::sound::echo::{EchoCanceller, FRAME};
     use vtuberd::speech::vad::{Segmenter, SegmenterSettings, VadEvent};
     let far = espeak::EspeakTts {
         voice: "en-gb".into(),
@@ -172,7 +173,7 @@ fn bench_echo(speech16: &Pcm) -> anyhow::Result<()> {
             max_utterance_ms: 30_000,
         });
         let mut resampler =
-            vtuberd::speech::audio::StreamResampler::new(48_000, 16_000).context("resampler")?;
+            vtuberd::pcm::StreamResampler::new(48_000, 16_000).context("resampler")?;
         let mut e_in = 0.0f64;
         let mut e_out = 0.0f64;
         let mut starts = 0;
@@ -226,7 +227,7 @@ fn bench_echo(speech16: &Pcm) -> anyhow::Result<()> {
 
 /// Speaker stop latency in the player itself (the virtual device renders 10 ms blocks).
 fn bench_player_stop() {
-    use vtuberd::audio::Player;
+    use vtuberd::sound::Player;
     let player = Player::virtual_sink(48_000, 10);
     let mut lat = Vec::new();
     for _ in 0..50 {
@@ -425,7 +426,7 @@ pub async fn bench_first_audio() -> anyhow::Result<()> {
     let last_loud = speech
         .samples
         .chunks(160)
-        .rposition(|c| vtuberd::speech::audio::rms(c) > 0.02)
+        .rposition(|c| vtuberd::pcm::rms(c) > 0.02)
         .unwrap_or(0);
     let mut rows = Vec::new();
     for _ in 0..4 {
@@ -528,7 +529,7 @@ pub async fn bench_barge_in() -> anyhow::Result<()> {
     let onset = speech
         .samples
         .chunks(160)
-        .position(|c| vtuberd::speech::audio::rms(c) > 0.02)
+        .position(|c| vtuberd::pcm::rms(c) > 0.02)
         .unwrap_or(0)
         * 160;
     let mut detect = Vec::new();

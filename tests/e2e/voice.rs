@@ -12,7 +12,7 @@ use base64::Engine as _;
 use vtuber_shared::{Event, Reply, Request, TurnOutcome};
 use vtuber_test_support::daemon::{TestClient, TestDaemon, link_models};
 use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm, MockReply};
-use vtuberd::speech::Pcm;
+use vtuberd::pcm::Pcm;
 
 /// A daemon with the speech engines on, the real models linked in, no audio devices
 /// (or the virtual speaker with `speaker: "null"`), talking to `mock`.

@@ -18,7 +18,7 @@ use vtuber_shared::{Event, Reply, Request, TurnOutcome};
 use vtuber_test_support::daemon::{TestDaemon, link_models};
 use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm, MockReply};
 use vtuber_test_support::web::PageUrl;
-use vtuberd::speech::Pcm;
+use vtuberd::pcm::Pcm;
 
 type WsStream =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

@@ -1,7 +1,9 @@
 //! Loading and validating `conf.yaml`.
 
 pub mod load;
+pub mod mcp;
 pub mod schema;
 
 pub use load::{ConfigError, ConfigProblem, LoadedConfig, load, parse};
+pub use mcp::{McpConfig, PolicyConfig, SandboxConfig, ServerConfig, Transport};
 pub use schema::*;

@@ -13,7 +13,7 @@ pub struct Config {
     pub character: CharacterConfig,
     pub history: HistoryConfig,
     pub daemon: DaemonConfig,
-    pub mcp: crate::mcp::config::McpConfig,
+    pub mcp: super::mcp::McpConfig,
     pub speech: SpeechConfig,
     pub audio: AudioConfig,
     pub web: WebConfig,

@@ -17,7 +17,7 @@ pub struct ConversationView {
     pub conversation_id: Option<i64>,
     pub last_error: Option<ErrorBody>,
     /// The current character's voice.
-    pub voice: crate::characters::Voice,
+    pub voice: crate::speech::Voice,
     /// Hands-free listening is on.
     pub listening: bool,
     /// Someone is speaking to the daemon right now.

@@ -10,7 +10,7 @@ use super::listener::Cookie;
 use crate::clients::Connection;
 use crate::events::EventReceiver;
 use crate::services::Services;
-use crate::speech::Pcm;
+use crate::pcm::Pcm;
 use crate::speech_out::speech_error;
 
 /// A connection as requests see it: its place in the client registry, and the client's

@@ -1,24 +1,47 @@
-//! MCP (Model Context Protocol) tools for the character's LLM: configuration, the
-//! server manager, policy and approval, the Landlock sandbox, and the audit log.
+//! MCP (Model Context Protocol) tools for the character's LLM. The `mcp:` settings live
+//! in `crate::config::mcp`; here is what runs them:
+//!
+//! - `manager`: the handle the daemon holds ([`McpManager`]).
+//! - `server`: the servers' shared live state; `supervisor`: one task per server that
+//!   keeps it running; `connect`: starting one and handshaking; `client`: the daemon's
+//!   side of a connection; [`environment`]: what a stdio server inherits.
+//! - `registry`: tools under exposed names ([`naming`]), with their [`policy`].
+//! - `call`: one tool call; `approval`: asking a person; `progress`: routing progress.
+//! - [`sandbox`], [`secrets`], [`audit`]: confinement, `secret:` values, the audit log.
+//! - [`import`]: server lists written for other tools.
 
+mod approval;
 pub mod audit;
-pub mod config;
+mod call;
+mod client;
+mod connect;
+pub mod environment;
+pub mod import;
 mod manager;
 pub mod naming;
 pub mod policy;
+mod progress;
+mod registry;
 pub mod sandbox;
 pub mod secrets;
+mod server;
+mod supervisor;
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use vtuber_shared::ToolOutcome;
 
-pub use config::{McpConfig, ServerConfig, import_claude_desktop};
 pub use manager::{McpManager, StartOptions, measure_start};
 
 #[cfg(test)]
 mod tests;
+
+/// Locks `m`, taking over a poisoned lock rather than panicking.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// One tool call the LLM asked for.
 #[derive(Debug, Clone)]

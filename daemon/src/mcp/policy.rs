@@ -13,7 +13,7 @@
 use globset::Glob;
 use vtuber_shared::ToolPolicy;
 
-use super::config::PolicyConfig;
+use crate::config::PolicyConfig;
 
 /// What the server says about a tool (MCP tool annotations).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -12,8 +12,8 @@ use vtuber_shared::{
     ToolOutcome, ToolPolicy,
 };
 
-use super::config::{McpConfig, ServerConfig};
 use super::{McpManager, StartOptions, ToolCallRequest};
+use crate::config::{McpConfig, ServerConfig};
 use crate::events::{EventBus, EventReceiver};
 use crate::store::Store;
 

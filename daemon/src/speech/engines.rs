@@ -12,12 +12,12 @@ use tokio::sync::{oneshot, watch};
 use vtuber_shared::{EngineStatus, ModelLoad};
 
 use super::espeak::EspeakTts;
-use super::openai::Endpoint;
 use super::piper::PiperVoice;
+use super::remote::Endpoint;
 use super::whisper::WhisperModel;
-use super::{Pcm, SpeechError};
-use crate::characters::Voice;
+use super::{SpeechError, Voice};
 use crate::config::{AsrBackend, SpeechConfig};
+use crate::pcm::Pcm;
 
 /// Folder of model files: `speech.models_dir`, else the data dir's `models/`.
 pub fn models_dir(cfg: &SpeechConfig) -> PathBuf {

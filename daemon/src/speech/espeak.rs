@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use super::{Pcm, SpeechError};
+use super::SpeechError;
+use crate::pcm::Pcm;
 
 /// The program run; found on `PATH`.
 pub const PROGRAM: &str = "espeak-ng";
@@ -298,7 +299,7 @@ impl EspeakTts {
         ];
         let mut wav = run(&args, text.as_bytes())?;
         patch_streamed_wav(&mut wav)?;
-        Pcm::from_wav(&wav)
+        Ok(Pcm::from_wav(&wav)?)
     }
 
     pub fn describe(&self) -> String {

@@ -2,16 +2,15 @@
 //!
 //! The voice feature speaks a reply sentence by sentence while the LLM is still writing,
 //! so the first audio starts early. [`text`] holds the pure-text half of that pipeline
-//! (sentence splitting, cleaning for TTS, expression tags); [`audio`] the sample buffers,
-//! WAV and resampling every engine shares. Engines are blocking and CPU-heavy: the daemon
+//! (sentence splitting, cleaning for TTS, expression tags); sample buffers, WAV and
+//! resampling live in [`crate::pcm`]. Engines are blocking and CPU-heavy: the daemon
 //! runs them on dedicated threads, never on the async runtime.
 
-pub mod audio;
 pub mod engines;
 pub mod espeak;
 pub mod onnx;
-pub mod openai;
 pub mod piper;
+pub mod remote;
 pub mod speaker;
 pub mod text;
 pub mod vad;
@@ -19,10 +18,38 @@ pub mod whisper;
 
 use std::path::PathBuf;
 
-pub use audio::Pcm;
+use serde::Deserialize;
+
+use crate::pcm::PcmError;
 
 /// Sample rate every input engine (VAD, ASR) works at.
 pub const INPUT_RATE: u32 = 16_000;
+
+/// How a character sounds: the `[voice]` table of its file, read by the TTS engines
+/// and the speaker.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Voice {
+    /// `piper`, `espeak` or `openai`.
+    pub tts: String,
+    pub voice: String,
+    pub speed: f32,
+    pub language: String,
+    /// What is not read aloud (markdown, code, emoji, tags, asides): `[voice.clean]`.
+    pub clean: text::CleanOptions,
+}
+
+impl Default for Voice {
+    fn default() -> Self {
+        Self {
+            tts: "piper".into(),
+            voice: "en_US-joe-medium".into(),
+            speed: 1.0,
+            language: "en".into(),
+            clean: text::CleanOptions::default(),
+        }
+    }
+}
 
 /// Why a speech engine could not load or run. Each says what to do about it. Plain
 /// data, so an engine that failed to load can report the same error to every caller.
@@ -81,6 +108,18 @@ impl SpeechError {
         Self::Inference {
             what,
             reason: reason.to_string(),
+        }
+    }
+}
+
+impl From<PcmError> for SpeechError {
+    fn from(e: PcmError) -> Self {
+        match e {
+            PcmError::BadAudio(reason) => Self::BadAudio(reason),
+            PcmError::Resample(reason) => Self::Inference {
+                what: "resampler",
+                reason,
+            },
         }
     }
 }

@@ -13,7 +13,8 @@ use ort::value::Tensor;
 use serde::Deserialize;
 use unicode_normalization::UnicodeNormalization;
 
-use super::{Pcm, SpeechError, espeak, onnx};
+use super::{SpeechError, espeak, onnx};
+use crate::pcm::Pcm;
 
 const WHAT: &str = "Piper voice";
 const MISSING_HINT: &str = "run scripts/fetch-model.sh --only tts, or point the TTS config at a Piper voice (.onnx with its .onnx.json)";

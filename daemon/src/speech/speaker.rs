@@ -21,10 +21,10 @@ use super::engines::Tts;
 use super::text::{
     CleanOptions, SentenceSplitter, SplitterConfig, clean_for_speech, extract_expressions,
 };
-use super::{Pcm, SpeechError};
-use crate::audio::{Played, Player};
-use crate::characters::Voice;
+use super::{SpeechError, Voice};
 use crate::events::EventBus;
+use crate::pcm::Pcm;
+use crate::sound::{Played, Player};
 
 /// Lip-sync slice length sent with every sentence.
 pub const SLICE_MS: u32 = 20;

@@ -422,7 +422,7 @@ impl Segmenter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::speech::audio::{resample, rms};
+    use crate::pcm::{resample, rms};
     use crate::speech::espeak::EspeakTts;
 
     fn model_path() -> PathBuf {

@@ -18,13 +18,14 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use vtuber_shared::{EngineStatus, ErrorBody, ErrorCode, Event, ModelLoad, VoiceStatus};
 
-use crate::audio::{self, AudioDevices};
+use crate::sound::{self, AudioDevices};
 use crate::config::{BargeIn, Config, Playback};
 use crate::conversation::Conversation;
 use crate::events::EventBus;
 use crate::speech::engines::{Asr, ModelPaths, Tts};
 use crate::speech::vad::SegmenterSettings;
-use crate::speech::{INPUT_RATE, Pcm, SpeechError};
+use crate::pcm::Pcm;
+use crate::speech::{INPUT_RATE, SpeechError};
 use crate::speech_out::{SpeechOut, speech_error};
 use worker::{Input, InputWorker};
 
@@ -61,7 +62,7 @@ impl VoiceInput {
         let paths = ModelPaths::new(&config.speech);
         let asr = Asr::new(&config.speech, &paths)?;
         let tts = Tts::new(&config.speech, &paths)?;
-        let devices = audio::open(&config.audio);
+        let devices = sound::open(&config.audio);
         let out = SpeechOut {
             tts,
             // Replies play on the daemon's speaker unless they are for clients only.
@@ -263,9 +264,9 @@ impl PreparedInput {
         if config.audio.echo_cancellation {
             match (&speech.player, mic_rate) {
                 (Some(p), Some(rate))
-                    if rate == audio::DEVICE_RATE && p.sample_rate() == audio::DEVICE_RATE =>
+                    if rate == sound::DEVICE_RATE && p.sample_rate() == sound::DEVICE_RATE =>
                 {
-                    match audio::echo::EchoCanceller::new() {
+                    match sound::echo::EchoCanceller::new() {
                         Ok(c) => {
                             p.set_tap(c.far_end_tap());
                             canceller = Some(c);
@@ -323,7 +324,7 @@ impl PreparedInput {
             vad_path: paths.vad.clone(),
             onnxruntime: paths.onnxruntime.clone(),
             settings,
-            mic_rate: mic_rate.unwrap_or(audio::DEVICE_RATE),
+            mic_rate: mic_rate.unwrap_or(sound::DEVICE_RATE),
             canceller,
             _microphone: microphone,
         };

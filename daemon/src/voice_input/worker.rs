@@ -10,11 +10,12 @@ use tokio::sync::mpsc;
 use vtuber_shared::{Event, ModelLoad};
 
 use super::VoiceInput;
-use crate::audio;
+use crate::sound;
 use crate::config::BargeIn;
-use crate::speech::audio::StreamResampler;
+use crate::pcm::StreamResampler;
 use crate::speech::vad::{Segmenter, SegmenterSettings, SileroVad, VadEvent};
-use crate::speech::{INPUT_RATE, Pcm, SpeechError};
+use crate::pcm::Pcm;
+use crate::speech::{INPUT_RATE, SpeechError};
 
 /// Where audio came from; each source has its own detector state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,8 +45,8 @@ pub(super) struct InputWorker {
     pub(super) onnxruntime: Option<std::path::PathBuf>,
     pub(super) settings: SegmenterSettings,
     pub(super) mic_rate: u32,
-    pub(super) canceller: Option<audio::echo::EchoCanceller>,
-    pub(super) _microphone: Option<audio::Microphone>,
+    pub(super) canceller: Option<sound::echo::EchoCanceller>,
+    pub(super) _microphone: Option<sound::Microphone>,
 }
 
 struct SourceState {

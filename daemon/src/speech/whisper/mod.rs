@@ -846,7 +846,7 @@ mod tests {
             ),
         }
         let bytes = std::fs::read(&wav).expect("espeak-ng wrote the WAV");
-        let pcm = crate::speech::Pcm::from_wav(&bytes).expect("valid WAV");
+        let pcm = crate::pcm::Pcm::from_wav(&bytes).expect("valid WAV");
         pcm.resampled(crate::speech::INPUT_RATE)
             .expect("resamples")
             .samples

@@ -11,7 +11,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
 use super::{ORIGIN_VOICE, Out};
-use crate::speech::{INPUT_RATE, Pcm};
+use crate::pcm::Pcm;
+use crate::speech::INPUT_RATE;
 use crate::voice_input::VoiceInput;
 use crate::web::WebState;
 use crate::web::olv_messages::{ClientMessage, ServerMessage, parse_client};

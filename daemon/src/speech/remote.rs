@@ -1,10 +1,11 @@
-//! OpenAI-compatible speech services: `/v1/audio/transcriptions` (faster-whisper-server,
-//! whisper.cpp's server, Groq, OpenAI) and `/v1/audio/speech` (OpenAI, Kokoro-FastAPI and
-//! other compatible servers).
+//! Remote speech engines: OpenAI-compatible services over HTTP. `/v1/audio/transcriptions`
+//! (faster-whisper-server, whisper.cpp's server, Groq, OpenAI) and `/v1/audio/speech`
+//! (OpenAI, Kokoro-FastAPI and other compatible servers).
 
 use std::time::Duration;
 
-use super::{Pcm, SpeechError};
+use super::SpeechError;
+use crate::pcm::Pcm;
 
 /// Connection details shared by both directions.
 #[derive(Clone)]

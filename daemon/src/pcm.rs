@@ -1,9 +1,19 @@
-//! Sample buffers, WAV encoding/decoding, resampling and loudness: the audio plumbing that
-//! engines, devices and clients share.
+//! PCM samples: mono float buffers, WAV encoding/decoding, resampling and loudness. The
+//! audio plumbing that speech engines, sound devices and clients share, so it depends on
+//! none of them.
 
 use std::io::Cursor;
 
-use super::SpeechError;
+/// Why audio could not be decoded or resampled.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PcmError {
+    /// The bytes are not usable audio (not WAV, truncated, no channels).
+    #[error("bad audio: {0}")]
+    BadAudio(String),
+    /// The resampler refused its input or settings.
+    #[error("resampler failed: {0}")]
+    Resample(String),
+}
 
 /// Mono audio as float samples in −1..1.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -32,7 +42,7 @@ impl Pcm {
     }
 
     /// The same audio at `rate` (a no-op when it already is).
-    pub fn resampled(&self, rate: u32) -> Result<Pcm, SpeechError> {
+    pub fn resampled(&self, rate: u32) -> Result<Pcm, PcmError> {
         if rate == self.sample_rate || self.samples.is_empty() {
             return Ok(Pcm::new(self.samples.clone(), rate));
         }
@@ -63,12 +73,12 @@ impl Pcm {
 
     /// Decodes a WAV file (8/16/24/32-bit integer or float, any channel count); channels
     /// are averaged to mono.
-    pub fn from_wav(bytes: &[u8]) -> Result<Pcm, SpeechError> {
+    pub fn from_wav(bytes: &[u8]) -> Result<Pcm, PcmError> {
         let reader = hound::WavReader::new(Cursor::new(bytes))
-            .map_err(|e| SpeechError::BadAudio(format!("not a readable WAV file: {e}")))?;
+            .map_err(|e| PcmError::BadAudio(format!("not a readable WAV file: {e}")))?;
         let spec = reader.spec();
         if spec.channels == 0 || spec.sample_rate == 0 {
-            return Err(SpeechError::BadAudio(
+            return Err(PcmError::BadAudio(
                 "WAV header has no channels or a zero sample rate".into(),
             ));
         }
@@ -76,14 +86,14 @@ impl Pcm {
             hound::SampleFormat::Float => reader
                 .into_samples::<f32>()
                 .collect::<Result<_, _>>()
-                .map_err(|e| SpeechError::BadAudio(format!("truncated WAV data: {e}")))?,
+                .map_err(|e| PcmError::BadAudio(format!("truncated WAV data: {e}")))?,
             hound::SampleFormat::Int => {
                 let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
                 reader
                     .into_samples::<i32>()
                     .map(|s| s.map(|v| v as f32 * scale))
                     .collect::<Result<_, _>>()
-                    .map_err(|e| SpeechError::BadAudio(format!("truncated WAV data: {e}")))?
+                    .map_err(|e| PcmError::BadAudio(format!("truncated WAV data: {e}")))?
             }
         };
         let ch = usize::from(spec.channels);
@@ -133,7 +143,7 @@ fn to_i16(s: f32) -> i16 {
 }
 
 /// Band-limited resampling (sinc interpolation) of a whole buffer.
-pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, SpeechError> {
+pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, PcmError> {
     use rubato::{
         Resampler, SincFixedIn, SincInterpolationParameters, SincInterpolationType, WindowFunction,
     };
@@ -147,7 +157,7 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, SpeechE
     let ratio = f64::from(to) / f64::from(from);
     let chunk = 1024;
     let mut r = SincFixedIn::<f32>::new(ratio, 1.0, params, chunk, 1)
-        .map_err(|e| SpeechError::inference("resampler", e))?;
+        .map_err(|e| PcmError::Resample(e.to_string()))?;
     let delay = r.output_delay();
     let expected = (samples.len() as f64 * ratio).round() as usize;
     let mut out = Vec::with_capacity(expected + delay + chunk * 2);
@@ -161,7 +171,7 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, SpeechE
         pos += n;
         let got = r
             .process(&[&block[..]], None)
-            .map_err(|e| SpeechError::inference("resampler", e))?;
+            .map_err(|e| PcmError::Resample(e.to_string()))?;
         if got[0].is_empty() && n == 0 {
             break;
         }
@@ -249,7 +259,7 @@ mod tests {
     fn bad_wav_is_an_error() {
         assert!(matches!(
             Pcm::from_wav(b"RIFF....nonsense"),
-            Err(SpeechError::BadAudio(_))
+            Err(PcmError::BadAudio(_))
         ));
     }
 

@@ -1,4 +1,5 @@
 //! The `mcp:` section of `conf.yaml`: which MCP servers to run and how far to trust them.
+//! Plain data with its validation; `crate::mcp` runs what it describes.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -40,9 +41,9 @@ impl Default for McpConfig {
 pub struct ServerConfig {
     pub command: Option<String>,
     pub args: Vec<String>,
-    /// Extra environment; values may be `secret:NAME`. A stdio server gets only
-    /// [`BASE_ENV`], this map and `env_passthrough`, never the daemon's whole environment
-    /// (which holds API keys).
+    /// Extra environment; values may be `secret:NAME`. A stdio server gets only the
+    /// base variables (see `crate::mcp::environment`), this map and `env_passthrough`,
+    /// never the daemon's whole environment (which holds API keys).
     pub env: BTreeMap<String, String>,
     /// Names of the daemon's environment variables to hand on as they are.
     pub env_passthrough: Vec<String>,
@@ -73,39 +74,6 @@ impl Default for ServerConfig {
             sandbox: SandboxConfig::default(),
         }
     }
-}
-
-/// Variables a stdio server inherits from the daemon, as the official MCP SDKs do:
-/// enough to find programs, the home folder, the locale and the terminal.
-pub const BASE_ENV: &[&str] = &[
-    "HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "TZ",
-];
-/// Prefixes of inherited variables (locale categories, XDG folders).
-pub const BASE_ENV_PREFIXES: &[&str] = &["LC_", "XDG_"];
-
-/// Whether the daemon's variable `name` is handed to every stdio server.
-pub fn is_base_env(name: &str) -> bool {
-    BASE_ENV.contains(&name) || BASE_ENV_PREFIXES.iter().any(|p| name.starts_with(p))
-}
-
-/// The environment a stdio server starts with: the base variables and the named
-/// pass-through ones taken from `inherited`, then `env` (already resolved) on top.
-pub fn server_environment(
-    inherited: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
-    passthrough: &[String],
-    env: impl IntoIterator<Item = (String, String)>,
-) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
-    let mut out: BTreeMap<std::ffi::OsString, std::ffi::OsString> = inherited
-        .into_iter()
-        .filter(|(k, _)| {
-            k.to_str()
-                .is_some_and(|k| is_base_env(k) || passthrough.iter().any(|p| p == k))
-        })
-        .collect();
-    for (k, v) in env {
-        out.insert(k.into(), v.into());
-    }
-    out.into_iter().collect()
 }
 
 /// How a server is reached, as decided by [`ServerConfig::transport`].
@@ -234,62 +202,6 @@ fn validated_servers<'de, D: Deserializer<'de>>(
     Ok(servers)
 }
 
-/// Why an imported server list was rejected.
-#[derive(Debug, thiserror::Error)]
-pub enum ImportError {
-    #[error("not JSON: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error(
-        "expected an object with `mcpServers` (Claude Desktop) or `mcp_servers` (Open-LLM-VTuber)"
-    )]
-    NoServers,
-    #[error("{0}")]
-    Invalid(String),
-}
-
-#[derive(Deserialize)]
-struct ImportedServer {
-    command: Option<String>,
-    #[serde(default)]
-    args: Vec<String>,
-    #[serde(default)]
-    env: BTreeMap<String, String>,
-    cwd: Option<PathBuf>,
-    url: Option<String>,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    #[serde(default)]
-    disabled: bool,
-}
-
-/// Converts Claude Desktop's `{"mcpServers": {...}}` or Open-LLM-VTuber's
-/// `{"mcp_servers": {...}}` into server entries, validated like `conf.yaml` ones.
-/// Unknown keys in entries (e.g. `type`, `transport`) are ignored.
-pub fn import_claude_desktop(json: &str) -> Result<BTreeMap<String, ServerConfig>, ImportError> {
-    let root: serde_json::Value = serde_json::from_str(json)?;
-    let servers = root
-        .get("mcpServers")
-        .or_else(|| root.get("mcp_servers"))
-        .ok_or(ImportError::NoServers)?;
-    let servers: BTreeMap<String, ImportedServer> = serde_json::from_value(servers.clone())?;
-    let mut out = BTreeMap::new();
-    for (name, s) in servers {
-        let cfg = ServerConfig {
-            command: s.command,
-            args: s.args,
-            env: s.env,
-            cwd: s.cwd,
-            url: s.url,
-            headers: s.headers,
-            enabled: !s.disabled,
-            ..ServerConfig::default()
-        };
-        cfg.validate(&name).map_err(ImportError::Invalid)?;
-        out.insert(name, cfg);
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,46 +216,6 @@ mod tests {
         assert_eq!(time.args, ["-m", "mcp_server_time"]);
         assert!(time.enabled && time.sandbox.enabled && time.sandbox.network);
         assert_eq!(c.mcp.max_rounds, 5);
-    }
-
-    #[test]
-    fn servers_get_a_minimal_environment() {
-        let daemon_env = [
-            ("PATH", "/usr/bin"),
-            ("HOME", "/home/u"),
-            ("LC_ALL", "C.UTF-8"),
-            ("XDG_RUNTIME_DIR", "/run/user/1"),
-            ("OPENAI_API_KEY", "sk-secret"),
-            ("AWS_SECRET_ACCESS_KEY", "aws"),
-            ("GITHUB_TOKEN", "gh"),
-            ("LANGUAGE", "x"),
-        ]
-        .map(|(k, v)| (k.into(), v.into()));
-        let env = server_environment(
-            daemon_env,
-            &["GITHUB_TOKEN".to_owned()],
-            [("TZ".to_owned(), "Europe/Berlin".to_owned())],
-        );
-        let names: Vec<_> = env
-            .iter()
-            .map(|(k, _)| k.to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "GITHUB_TOKEN",
-                "HOME",
-                "LC_ALL",
-                "PATH",
-                "TZ",
-                "XDG_RUNTIME_DIR"
-            ]
-        );
-        assert!(
-            !names
-                .iter()
-                .any(|n| n.contains("API_KEY") || n.starts_with("AWS"))
-        );
     }
 
     #[test]
@@ -376,30 +248,5 @@ mod tests {
         let bad_glob =
             "mcp:\n  servers:\n    g:\n      command: x\n      policy: {tools: {\"[\": deny}}\n";
         assert!(parse(bad_glob, "c.yaml").is_err());
-    }
-
-    #[test]
-    fn claude_desktop_and_open_llm_vtuber_import() {
-        let claude = r#"{"mcpServers": {
-            "fs": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "/tmp"], "env": {"A": "b"}},
-            "remote": {"type": "http", "url": "https://example.invalid/mcp", "headers": {"X-Key": "k"}}
-        }}"#;
-        let s = import_claude_desktop(claude).unwrap();
-        assert_eq!(s["fs"].command.as_deref(), Some("npx"));
-        assert_eq!(s["fs"].env["A"], "b");
-        assert_eq!(s["remote"].headers["X-Key"], "k");
-        let olv = r#"{"mcp_servers": {"time": {"command": "uvx", "args": ["mcp-server-time"]}}}"#;
-        assert_eq!(
-            import_claude_desktop(olv).unwrap()["time"].args,
-            ["mcp-server-time"]
-        );
-        assert!(matches!(
-            import_claude_desktop("{}"),
-            Err(ImportError::NoServers)
-        ));
-        let both = r#"{"mcpServers": {"x": {"command": "a", "url": "http://b"}}}"#;
-        assert!(
-            matches!(import_claude_desktop(both), Err(ImportError::Invalid(m)) if m.contains('x'))
-        );
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::speech::Pcm;
+use crate::pcm::Pcm;
 
 /// How a queued clip ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
