@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm, MockReply, MockToolCall};
 use vtuber_shared::{CutReason, Event, TurnOutcome};
+use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm, MockReply, MockToolCall};
 
 use super::fake_tools::FakeTools;
 use super::{Conversation, ConversationSetup};

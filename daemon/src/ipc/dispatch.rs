@@ -9,8 +9,8 @@ use vtuber_shared::{
 use super::listener::Cookie;
 use crate::clients::Connection;
 use crate::events::EventReceiver;
-use crate::services::Services;
 use crate::pcm::Pcm;
+use crate::services::Services;
 use crate::speech_out::speech_error;
 
 /// A connection as requests see it: its place in the client registry, and the client's

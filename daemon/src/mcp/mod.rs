@@ -8,7 +8,6 @@
 //! - `registry`: tools under exposed names ([`naming`]), with their [`policy`].
 //! - `call`: one tool call; `approval`: asking a person; `progress`: routing progress.
 //! - [`sandbox`], [`secrets`], [`audit`]: confinement, `secret:` values, the audit log.
-//! - [`import`]: server lists written for other tools.
 
 mod approval;
 pub mod audit;
@@ -16,7 +15,6 @@ mod call;
 mod client;
 mod connect;
 pub mod environment;
-pub mod import;
 mod manager;
 pub mod naming;
 pub mod policy;

@@ -10,11 +10,11 @@ use tokio::sync::mpsc;
 use vtuber_shared::{Event, ModelLoad};
 
 use super::VoiceInput;
-use crate::sound;
 use crate::config::BargeIn;
-use crate::pcm::StreamResampler;
-use crate::speech::vad::{Segmenter, SegmenterSettings, SileroVad, VadEvent};
 use crate::pcm::Pcm;
+use crate::pcm::StreamResampler;
+use crate::sound;
+use crate::speech::vad::{Segmenter, SegmenterSettings, SileroVad, VadEvent};
 use crate::speech::{INPUT_RATE, SpeechError};
 
 /// Where audio came from; each source has its own detector state.

@@ -646,6 +646,45 @@ mod tests {
         assert_eq!(key("my-server_2"), "my-server_2");
     }
 
+    /// The shapes the daemon's own (unused) importer took, now read here: the only
+    /// importer is `vtuber mcp import`.
+    #[test]
+    fn claude_desktop_shapes_with_transport_keys_and_conflicts() {
+        let claude = r#"{"mcpServers": {
+            "fs": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "/tmp"], "env": {"A": "b"}},
+            "remote": {"type": "http", "url": "https://example.invalid/mcp", "headers": {"X-Region": "eu"}}
+        }}"#;
+        let imported = import(claude).unwrap();
+        assert_eq!(
+            imported.yaml,
+            r#"mcp:
+  servers:
+    fs:
+      command: "npx"
+      args: ["-y", "@modelcontextprotocol/server-filesystem", "/tmp"]
+      env:
+        A: "b"
+      enabled: true
+    remote:
+      url: "https://example.invalid/mcp"
+      headers:
+        "X-Region": "eu"
+      enabled: true
+"#
+        );
+        assert_eq!(imported.servers, 2);
+        assert!(import("{}").is_err());
+        // A server with both a command and a URL keeps the command and says so.
+        let both = import(r#"{"mcpServers": {"x": {"command": "a", "url": "http://b"}}}"#).unwrap();
+        assert!(both.yaml.contains("command: \"a\""), "{}", both.yaml);
+        assert!(!both.yaml.contains("http://b"), "{}", both.yaml);
+        assert!(
+            both.notes.iter().any(|n| n.contains("`x` has both")),
+            "{:?}",
+            both.notes
+        );
+    }
+
     #[test]
     fn writing_refuses_a_config_with_an_mcp_section() {
         let dir = tempfile::tempdir().unwrap();
