@@ -2,7 +2,7 @@
 """Fails when the workspace has a dependency cycle: between crates (dev-dependencies
 included) or between the modules of one crate.
 
-Usage: python3 scripts/check-cycles.py [--graph]
+Usage: python3 scripts/check-cycles.py [--graph]   (--graph also prints every module edge)
 
 Crates: the path dependencies of every workspace member, from `cargo metadata`.
 Modules: every `crate::a::b`, `super::x` and `use crate::{a, b::c}` path in a crate's
@@ -225,6 +225,14 @@ def module_cycles(root_file):
             a, b = path[n], target[n]
             edges[parent].add((a, b))
             examples.setdefault((parent, a, b), (file, "::".join(ref)))
+    if GRAPH:
+        for parent, pairs in sorted(edges.items()):
+            by = defaultdict(set)
+            for a, b in pairs:
+                by[a].add(b)
+            where = "::".join(("crate",) + parent)
+            for a in sorted(by):
+                print(f"  {where}::{a} -> {', '.join(sorted(by[a]))}")
     problems = []
     for parent, pairs in sorted(edges.items()):
         graph = defaultdict(set)
@@ -240,6 +248,9 @@ def module_cycles(root_file):
                         lines.append(f"    {a} -> {b}   (e.g. {os.path.relpath(f, ROOT)}: {r})")
             problems.append(f"  in {where}: {' <-> '.join(comp)}\n" + "\n".join(lines))
     return problems
+
+
+GRAPH = "--graph" in sys.argv
 
 
 def main():

@@ -90,7 +90,7 @@ pub(super) async fn dispatch(
 ) -> Dispatched {
     let id = Some(frame.id);
     let Some(label) = peer.client.clone() else {
-        return handshake(services, cookie, peer, frame);
+        return handshake(peer, frame, services, cookie);
     };
     let result = answer(services, peer.connection.id(), label, frame.request).await;
     Dispatched {
@@ -102,10 +102,10 @@ pub(super) async fn dispatch(
 
 /// The first request, which must be a `hello` with this daemon's protocol and cookie.
 fn handshake(
-    services: &Services,
-    cookie: &Cookie,
     peer: &mut Peer,
     frame: ClientFrame,
+    services: &Services,
+    cookie: &Cookie,
 ) -> Dispatched {
     let id = Some(frame.id);
     let refuse = |error: ErrorBody, close: bool| Dispatched {
