@@ -6,14 +6,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vtuber_shared::{ErrorBody, ErrorCode};
 
-use crate::sound::Player;
 use crate::characters::Character;
 use crate::config::{Playback, TtsConfig};
 use crate::events::EventBus;
-use crate::speech::engines::Tts;
+use crate::pcm::Pcm;
+use crate::sound::Player;
 use crate::speech::speaker::{Speaker, SpeakerSetup, SpeechSummary};
 use crate::speech::text::SplitterConfig;
-use crate::pcm::Pcm;
+use crate::speech::tts::Tts;
 use crate::speech::{SpeechError, Voice};
 
 /// What the daemon speaks with; cheap to clone.

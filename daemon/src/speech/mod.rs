@@ -6,15 +6,18 @@
 //! resampling live in [`crate::pcm`]. Engines are blocking and CPU-heavy: the daemon
 //! runs them on dedicated threads, never on the async runtime.
 
-pub mod engines;
+pub mod asr;
 pub mod espeak;
+pub mod model_paths;
 pub mod onnx;
 pub mod piper;
 pub mod remote;
 pub mod speaker;
 pub mod text;
+pub mod tts;
 pub mod vad;
 pub mod whisper;
+pub mod worker;
 
 use std::path::PathBuf;
 

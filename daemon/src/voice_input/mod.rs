@@ -18,13 +18,15 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use vtuber_shared::{EngineStatus, ErrorBody, ErrorCode, Event, ModelLoad, VoiceStatus};
 
-use crate::sound::{self, AudioDevices};
 use crate::config::{BargeIn, Config, Playback};
 use crate::conversation::Conversation;
 use crate::events::EventBus;
-use crate::speech::engines::{Asr, ModelPaths, Tts};
-use crate::speech::vad::SegmenterSettings;
 use crate::pcm::Pcm;
+use crate::sound::{self, AudioDevices};
+use crate::speech::asr::Asr;
+use crate::speech::model_paths::ModelPaths;
+use crate::speech::tts::Tts;
+use crate::speech::vad::SegmenterSettings;
 use crate::speech::{INPUT_RATE, SpeechError};
 use crate::speech_out::{SpeechOut, speech_error};
 use worker::{Input, InputWorker};
