@@ -12,7 +12,7 @@ use crate::events::EventBus;
 use crate::pcm::Pcm;
 use crate::sound::Player;
 use crate::speech::speaker::{Speaker, SpeakerSetup, SpeechSummary};
-use crate::speech::text::SplitterConfig;
+use crate::speech::text::sentences::SplitterConfig;
 use crate::speech::tts::Tts;
 use crate::speech::{SpeechError, Voice};
 
@@ -56,8 +56,8 @@ impl SpeechOut {
 
     /// `text` in `voice` (markup, code and tags left out).
     pub async fn speak(&self, text: &str, voice: &Voice) -> Result<Pcm, ErrorBody> {
-        let clean = crate::speech::text::clean_for_speech(
-            &crate::speech::text::extract_expressions(text, &Default::default()).0,
+        let clean = crate::speech::text::clean::clean_for_speech(
+            &crate::speech::text::expressions::extract_expressions(text, &Default::default()).0,
             &voice.clean,
         );
         if clean.trim().is_empty() {

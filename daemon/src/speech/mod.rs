@@ -39,7 +39,7 @@ pub struct Voice {
     pub speed: f32,
     pub language: String,
     /// What is not read aloud (markdown, code, emoji, tags, asides): `[voice.clean]`.
-    pub clean: text::CleanOptions,
+    pub clean: text::clean::CleanOptions,
 }
 
 impl Default for Voice {
@@ -49,7 +49,7 @@ impl Default for Voice {
             voice: "en_US-joe-medium".into(),
             speed: 1.0,
             language: "en".into(),
-            clean: text::CleanOptions::default(),
+            clean: text::clean::CleanOptions::default(),
         }
     }
 }
