@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::cli::{Args, ModelsAction};
 use crate::config::Config;
-use crate::speech::engines::ModelPaths;
+use crate::speech::model_paths::ModelPaths;
 
 /// The default model files, shared with `scripts/fetch-model.sh` so the two cannot drift.
 const MANIFEST: &str = include_str!("../models.manifest");

@@ -11,9 +11,9 @@ use crate::config::{Playback, TtsConfig};
 use crate::events::EventBus;
 use crate::pcm::Pcm;
 use crate::sound::Player;
-use crate::speech::engines::Tts;
 use crate::speech::speaker::{Speaker, SpeakerSetup, SpeechSummary};
-use crate::speech::text::SplitterConfig;
+use crate::speech::text::sentences::SplitterConfig;
+use crate::speech::tts::Tts;
 use crate::speech::{SpeechError, Voice};
 
 /// What the daemon speaks with; cheap to clone.
@@ -56,8 +56,8 @@ impl SpeechOut {
 
     /// `text` in `voice` (markup, code and tags left out).
     pub async fn speak(&self, text: &str, voice: &Voice) -> Result<Pcm, ErrorBody> {
-        let clean = crate::speech::text::clean_for_speech(
-            &crate::speech::text::extract_expressions(text, &Default::default()).0,
+        let clean = crate::speech::text::clean::clean_for_speech(
+            &crate::speech::text::expressions::extract_expressions(text, &Default::default()).0,
             &voice.clean,
         );
         if clean.trim().is_empty() {

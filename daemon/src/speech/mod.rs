@@ -6,15 +6,18 @@
 //! resampling live in [`crate::pcm`]. Engines are blocking and CPU-heavy: the daemon
 //! runs them on dedicated threads, never on the async runtime.
 
-pub mod engines;
+pub mod asr;
 pub mod espeak;
+pub mod model_paths;
 pub mod onnx;
 pub mod piper;
 pub mod remote;
 pub mod speaker;
 pub mod text;
+pub mod tts;
 pub mod vad;
 pub mod whisper;
+pub mod worker;
 
 use std::path::PathBuf;
 
@@ -36,7 +39,7 @@ pub struct Voice {
     pub speed: f32,
     pub language: String,
     /// What is not read aloud (markdown, code, emoji, tags, asides): `[voice.clean]`.
-    pub clean: text::CleanOptions,
+    pub clean: text::clean::CleanOptions,
 }
 
 impl Default for Voice {
@@ -46,7 +49,7 @@ impl Default for Voice {
             voice: "en_US-joe-medium".into(),
             speed: 1.0,
             language: "en".into(),
-            clean: text::CleanOptions::default(),
+            clean: text::clean::CleanOptions::default(),
         }
     }
 }

@@ -17,10 +17,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vtuber_shared::{ErrorBody, ErrorCode, Event, SpeechAudio};
 
-use super::engines::Tts;
-use super::text::{
-    CleanOptions, SentenceSplitter, SplitterConfig, clean_for_speech, extract_expressions,
-};
+use super::text::clean::{CleanOptions, clean_for_speech};
+use super::text::expressions::extract_expressions;
+use super::text::sentences::{SentenceSplitter, SplitterConfig};
+use super::tts::Tts;
 use super::{SpeechError, Voice};
 use crate::events::EventBus;
 use crate::pcm::Pcm;

@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, TlsConfig, WebAuth, WebConfig};
 use crate::conversation::character_files::character_dir;
 use crate::services::Services;
-use crate::speech::text::SplitterConfig;
+use crate::speech::text::sentences::SplitterConfig;
 use auth::{TokenAuth, load_or_create_token, page_url, query_token, token_dir, without_token};
 use avatars::Characters;
 use olv_events::{Translator, WebEvent, start_hub};

@@ -18,7 +18,8 @@ use vtuber_shared::{CharacterInfo, Event, SpeechAudio, ToolOutcome, TurnOutcome}
 use super::avatars::{Characters, ModelConf};
 use super::olv_messages::{Actions, DisplayText, ServerMessage, control, now_iso};
 use crate::events::EventBus;
-use crate::speech::text::{SentenceSplitter, SplitterConfig, extract_expressions};
+use crate::speech::text::expressions::extract_expressions;
+use crate::speech::text::sentences::{SentenceSplitter, SplitterConfig};
 
 /// What a translated event means for a connection's turn bookkeeping.
 #[derive(Debug, Clone, PartialEq)]
