@@ -6,8 +6,13 @@ use clap::{Parser, ValueEnum};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    /// For people: one event a line, colours only on a terminal.
     Text,
+    /// One JSON object a line, for programs.
     Json,
+    /// For systemd's journal: a `<priority>` prefix, no colours, no timestamps (the
+    /// journal adds its own), one event a line.
+    Journal,
 }
 
 /// The vtuber daemon: owns the character, its models, history and clients.
@@ -29,9 +34,9 @@ pub struct Args {
     #[arg(long, short = 'v')]
     pub verbose: bool,
 
-    /// Log line format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// Log line format on stderr (default: journal when stderr is systemd's journal, else text).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
 
     /// Validate the config and character files, print every problem, and exit (1 when invalid).
     #[arg(long)]

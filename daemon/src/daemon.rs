@@ -21,6 +21,7 @@ use crate::events::EventBus;
 use crate::ipc;
 use crate::llm::ToolSpec;
 use crate::mcp::McpManager;
+use crate::service_manager::Notifier;
 use crate::services::{Services, WebAccess};
 use crate::store::Store;
 use crate::voice_input::VoiceInput;
@@ -72,7 +73,7 @@ pub fn check_config(args: &Args) -> ExitCode {
 }
 
 /// Runs the daemon until a signal or a client's `shutdown` request.
-pub async fn run(args: Args, started: Instant) -> anyhow::Result<()> {
+pub async fn run(args: Args, started: Instant, notifier: Notifier) -> anyhow::Result<()> {
     // Handlers first: a SIGTERM that arrives as soon as the socket accepts must still
     // mean a clean stop, not the default instant death.
     let stop_signals = StopSignals::install();
@@ -194,9 +195,16 @@ pub async fn run(args: Args, started: Instant) -> anyhow::Result<()> {
         ready_ms = started.elapsed().as_secs_f64() * 1000.0,
         "accepting clients"
     );
+    let notifier = Arc::new(notifier);
+    tokio::spawn(crate::service_manager::report(
+        notifier.clone(),
+        services.clone(),
+        stop_serving.clone(),
+    ));
 
     stop_signals.wait(&services.shutdown_requested).await;
     tracing::info!("shutting down");
+    notifier.stopping();
     services.conversation.shutdown().await;
     if let Some(mcp) = &services.mcp {
         mcp.shutdown().await;

@@ -5,8 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
-use vtuberd::cli::{Args, LogFormat};
+use vtuberd::cli::Args;
 
 fn main() -> ExitCode {
     let started = Instant::now();
@@ -22,7 +21,10 @@ fn main() -> ExitCode {
     if let Some(action) = args.models {
         return vtuberd::models::report(&args, action);
     }
-    init_logging(&args);
+    // Before any thread starts: the variables are removed from the environment.
+    // SAFETY: the process has one thread here (no runtime, no logging threads yet).
+    let notifier = unsafe { vtuberd::service_manager::Notifier::take_from_env() };
+    vtuberd::logging::init(&args);
     // Private by default: nothing the daemon creates is readable by other users, and
     // other processes of this user (tool servers) cannot read its memory or /proc files.
     vtuberd::private::restrict_umask();
@@ -40,31 +42,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(vtuberd::daemon::run(args, started)) {
+    match runtime.block_on(vtuberd::daemon::run(args, started, notifier)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vtuberd: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(args: &Args) {
-    let default = if args.verbose {
-        "debug,llama_cpp_2=info"
-    } else {
-        "info"
-    };
-    let filter = std::env::var("VTUBER_LOG")
-        .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match args.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }

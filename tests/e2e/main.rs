@@ -15,5 +15,6 @@ mod embedded;
 mod mcp;
 mod mcp_http;
 mod privacy;
+mod service;
 mod voice;
 mod web;

@@ -54,6 +54,10 @@ pub(super) enum Command {
         reply: oneshot::Sender<(String, Vec<CharacterInfo>)>,
     },
     CharactersChanged,
+    /// Answered at once: proves the actor still takes commands (the watchdog).
+    Ping {
+        reply: oneshot::Sender<()>,
+    },
     TurnDone {
         turn_id: u64,
     },
@@ -236,6 +240,9 @@ impl Actor {
                     let _ = reply.send((self.character.id.clone(), self.roster.infos()));
                 }
                 Command::CharactersChanged => self.reload_characters(),
+                Command::Ping { reply } => {
+                    let _ = reply.send(());
+                }
                 Command::TurnDone { turn_id } => {
                     if self.running.as_ref().is_some_and(|r| r.id == turn_id) {
                         self.running = None;

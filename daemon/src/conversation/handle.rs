@@ -119,6 +119,12 @@ impl Conversation {
 
     /// Cancels the running turn, waits for it to store its partial reply, and stops the
     /// actor. Later commands fail with `shutting_down`.
+    /// Answers when the actor has handled every command sent before it: a stuck actor
+    /// never answers (the service watchdog's probe).
+    pub async fn ping(&self) -> Result<(), ErrorBody> {
+        self.ask(|reply| Command::Ping { reply }).await
+    }
+
     pub async fn shutdown(&self) {
         let _ = self.ask(|reply| Command::Shutdown { reply }).await;
     }

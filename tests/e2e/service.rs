@@ -1,0 +1,137 @@
+//! The daemon under a service manager: `sd_notify` messages on a `NOTIFY_SOCKET` the
+//! test listens on, and logs fit for the journal (and free of colour codes in a file).
+
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use vtuber_shared::{Reply, Request};
+use vtuber_test_support::daemon::TestDaemon;
+use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm};
+
+/// What the daemon told the notify socket, in order.
+struct Manager {
+    socket: UnixDatagram,
+    seen: Vec<String>,
+}
+
+impl Manager {
+    /// Reads datagrams until `count` of them hold a line that starts with `want`;
+    /// returns the last such one.
+    fn wait_for(&mut self, want: &str, count: usize) -> String {
+        let deadline = Instant::now() + WAIT;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let matching: Vec<&String> = self
+                .seen
+                .iter()
+                .filter(|m| m.lines().any(|l| l.starts_with(want)))
+                .collect();
+            if matching.len() >= count {
+                return matching[count - 1].clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no `{want}` ×{count} from vtuberd; got {:?}",
+                self.seen
+            );
+            self.socket
+                .set_read_timeout(Some(left.min(Duration::from_millis(200))))
+                .expect("timeout");
+            if let Ok(n) = self.socket.recv(&mut buf) {
+                self.seen
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_manager_hears_ready_status_watchdog_and_stopping() {
+    let mock = MockLlm::start_blocking(MockBehaviour::reply("ok")).expect("mock LLM starts");
+    let mut daemon = TestDaemon::new(&openai_config(&mock.base_url())).expect("daemon");
+    let notify_path = daemon.log.with_file_name("notify.sock");
+    let mut manager = Manager {
+        socket: UnixDatagram::bind(&notify_path).expect("bind the notify socket"),
+        seen: Vec::new(),
+    };
+    daemon.extra_env.extend([
+        (
+            "NOTIFY_SOCKET".to_owned(),
+            notify_path.to_string_lossy().into_owned(),
+        ),
+        // A 0.6 s watchdog: a ping every 0.3 s while the conversation answers.
+        ("WATCHDOG_USEC".to_owned(), "600000".to_owned()),
+    ]);
+    daemon.start().expect("daemon starts");
+
+    let ready = tokio::task::block_in_place(|| manager.wait_for("READY=1", 1));
+    assert!(ready.contains("STATUS=ready: "), "{ready}");
+    assert!(
+        ready.contains(", openai_compatible LLM mock-model, 0 clients"),
+        "{ready}"
+    );
+    // READY=1 came when the socket accepts: a client gets in at once, and the status
+    // line follows the count.
+    let mut client = daemon.client("svc").await.expect("client connects");
+    let status = tokio::task::block_in_place(|| manager.wait_for("STATUS=ready: ", 2));
+    assert!(status.ends_with(", 1 client"), "{status}");
+    tokio::task::block_in_place(|| manager.wait_for("WATCHDOG=1", 3));
+    assert_eq!(
+        manager
+            .seen
+            .iter()
+            .filter(|m| m.contains("READY=1"))
+            .count(),
+        1
+    );
+
+    assert_eq!(
+        client.request(Request::Shutdown).await.unwrap(),
+        Ok(Reply::ShuttingDown)
+    );
+    tokio::task::block_in_place(|| manager.wait_for("STOPPING=1", 1));
+    tokio::task::block_in_place(|| daemon.wait_exit(WAIT)).expect("daemon exits");
+
+    // stderr is a file here: no colour codes in it.
+    let log = daemon.log_text();
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escapes in a log file:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_take_the_journal_form_when_stderr_is_the_journal() {
+    let mock = MockLlm::start_blocking(MockBehaviour::reply("ok")).expect("mock LLM starts");
+    let mut daemon = TestDaemon::new(&openai_config(&mock.base_url())).expect("daemon");
+    // systemd names the stream it gives as stderr; here the log file is that stream.
+    std::fs::write(&daemon.log, b"").expect("log file");
+    let meta = std::fs::metadata(&daemon.log).expect("log metadata");
+    daemon.extra_env.push((
+        "JOURNAL_STREAM".to_owned(),
+        format!("{}:{}", meta.dev(), meta.ino()),
+    ));
+    daemon.start().expect("daemon starts");
+    let mut client = daemon.client("svc").await.expect("client");
+    let _ = client.request(Request::Shutdown).await;
+    tokio::task::block_in_place(|| daemon.wait_exit(WAIT)).expect("daemon exits");
+    let log = daemon.log_text();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines.len() > 3, "{log}");
+    for line in &lines {
+        let ok = ["<3>", "<4>", "<6>", "<7>"]
+            .iter()
+            .any(|p| line.starts_with(p));
+        assert!(ok, "a line without a journal priority: {line:?}\n{log}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<6>") && l.contains("accepting clients")),
+        "{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "{log}");
+}
