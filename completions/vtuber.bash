@@ -94,6 +94,9 @@ _vtuber() {
             vtuber__subcmd__daemon,help)
                 cmd="vtuber__subcmd__daemon__subcmd__help"
                 ;;
+            vtuber__subcmd__daemon,install)
+                cmd="vtuber__subcmd__daemon__subcmd__install"
+                ;;
             vtuber__subcmd__daemon,restart)
                 cmd="vtuber__subcmd__daemon__subcmd__restart"
                 ;;
@@ -106,8 +109,14 @@ _vtuber() {
             vtuber__subcmd__daemon,stop)
                 cmd="vtuber__subcmd__daemon__subcmd__stop"
                 ;;
+            vtuber__subcmd__daemon,uninstall)
+                cmd="vtuber__subcmd__daemon__subcmd__uninstall"
+                ;;
             vtuber__subcmd__daemon__subcmd__help,help)
                 cmd="vtuber__subcmd__daemon__subcmd__help__subcmd__help"
+                ;;
+            vtuber__subcmd__daemon__subcmd__help,install)
+                cmd="vtuber__subcmd__daemon__subcmd__help__subcmd__install"
                 ;;
             vtuber__subcmd__daemon__subcmd__help,restart)
                 cmd="vtuber__subcmd__daemon__subcmd__help__subcmd__restart"
@@ -120,6 +129,9 @@ _vtuber() {
                 ;;
             vtuber__subcmd__daemon__subcmd__help,stop)
                 cmd="vtuber__subcmd__daemon__subcmd__help__subcmd__stop"
+                ;;
+            vtuber__subcmd__daemon__subcmd__help,uninstall)
+                cmd="vtuber__subcmd__daemon__subcmd__help__subcmd__uninstall"
                 ;;
             vtuber__subcmd__help,characters)
                 cmd="vtuber__subcmd__help__subcmd__characters"
@@ -175,6 +187,9 @@ _vtuber() {
             vtuber__subcmd__help__subcmd__config,check)
                 cmd="vtuber__subcmd__help__subcmd__config__subcmd__check"
                 ;;
+            vtuber__subcmd__help__subcmd__daemon,install)
+                cmd="vtuber__subcmd__help__subcmd__daemon__subcmd__install"
+                ;;
             vtuber__subcmd__help__subcmd__daemon,restart)
                 cmd="vtuber__subcmd__help__subcmd__daemon__subcmd__restart"
                 ;;
@@ -186,6 +201,9 @@ _vtuber() {
                 ;;
             vtuber__subcmd__help__subcmd__daemon,stop)
                 cmd="vtuber__subcmd__help__subcmd__daemon__subcmd__stop"
+                ;;
+            vtuber__subcmd__help__subcmd__daemon,uninstall)
+                cmd="vtuber__subcmd__help__subcmd__daemon__subcmd__uninstall"
                 ;;
             vtuber__subcmd__help__subcmd__history,delete)
                 cmd="vtuber__subcmd__help__subcmd__history__subcmd__delete"
@@ -627,7 +645,7 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__daemon)
-            opts="-h --socket --config --help start stop restart status help"
+            opts="-h --socket --config --help start stop restart status install uninstall help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -649,7 +667,7 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__daemon__subcmd__help)
-            opts="start stop restart status help"
+            opts="start stop restart status install uninstall help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -663,6 +681,20 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__daemon__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__daemon__subcmd__help__subcmd__install)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -725,6 +757,42 @@ _vtuber() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__daemon__subcmd__help__subcmd__uninstall)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__daemon__subcmd__install)
+            opts="-h --print --socket --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -799,6 +867,28 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__daemon__subcmd__stop)
+            opts="-h --socket --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__daemon__subcmd__uninstall)
             opts="-h --socket --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -933,8 +1023,22 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__help__subcmd__daemon)
-            opts="start stop restart status"
+            opts="start stop restart status install uninstall"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__help__subcmd__daemon__subcmd__install)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -989,6 +1093,20 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__help__subcmd__daemon__subcmd__stop)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__help__subcmd__daemon__subcmd__uninstall)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

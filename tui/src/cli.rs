@@ -298,6 +298,15 @@ pub enum DaemonCommand {
     Restart,
     /// Say whether vtuberd is running (exits 3 when not)
     Status,
+    /// Run vtuberd as a systemd user service: write ~/.config/systemd/user/vtuberd.service
+    /// and enable it
+    Install {
+        /// Print the unit instead of installing it
+        #[arg(long)]
+        print: bool,
+    },
+    /// Disable and remove the systemd user service
+    Uninstall,
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! `vtuber daemon start|stop`: starting and stopping vtuberd.
+//! `vtuber daemon start|stop|restart|status`: starting and stopping vtuberd (its
+//! service unit is in `service_unit`).
 
 use std::process::ExitCode;
 
@@ -33,6 +34,8 @@ pub async fn daemon(target: &Target, cmd: DaemonCommand) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        DaemonCommand::Install { print } => super::service_unit::install(print),
+        DaemonCommand::Uninstall => super::service_unit::uninstall(),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod history;
 pub mod mcp;
 pub mod models;
 pub mod say;
+pub mod service_unit;
 pub mod status;
 pub mod turn_stream;
 pub mod web;

@@ -1,0 +1,145 @@
+//! `vtuber daemon install|uninstall`: vtuberd as a systemd user service. The unit is
+//! the one shipped in `contrib/systemd/`, with `ExecStart` pointing at this install's
+//! vtuberd.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+
+use crate::launcher;
+
+/// The shipped user unit.
+const UNIT: &str = include_str!("../../../contrib/systemd/vtuberd.service");
+const UNIT_NAME: &str = "vtuberd.service";
+
+/// The unit with `ExecStart` set to `vtuberd` (an absolute path).
+pub fn render(vtuberd: &Path) -> Result<String> {
+    let path = vtuberd.to_str().with_context(|| {
+        format!(
+            "{} is not valid UTF-8; systemd cannot run it from a unit",
+            vtuberd.display()
+        )
+    })?;
+    if !vtuberd.is_absolute() || path.chars().any(|c| c.is_whitespace() || c == '%') {
+        bail!(
+            "{path} cannot stand in a unit's ExecStart (it needs an absolute path without spaces or %); \
+             install vtuberd somewhere plain, e.g. ~/.local/bin"
+        );
+    }
+    let mut found = false;
+    let unit: Vec<String> = UNIT
+        .lines()
+        .map(|line| {
+            if line.starts_with("ExecStart=") {
+                found = true;
+                format!("ExecStart={path}")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    if !found {
+        bail!("the shipped unit has no ExecStart line (a bug in this build)");
+    }
+    Ok(unit.join("\n") + "\n")
+}
+
+/// `~/.config/systemd/user/vtuberd.service` (honouring `XDG_CONFIG_HOME`).
+fn unit_path() -> Result<PathBuf> {
+    let config = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            Some(home) => PathBuf::from(home).join(".config"),
+            None => bail!("neither XDG_CONFIG_HOME nor HOME is set: nowhere to put the unit"),
+        },
+    };
+    Ok(config.join("systemd/user").join(UNIT_NAME))
+}
+
+/// Runs `systemctl --user ARGS`; the error says what to run by hand.
+fn systemctl(args: &[&str]) -> Result<()> {
+    let shown = format!("systemctl --user {}", args.join(" "));
+    let out = Command::new("systemctl")
+        .arg("--user")
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run `{shown}` (is systemd installed?)"))?;
+    if !out.status.success() {
+        bail!(
+            "`{shown}` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+pub fn install(print: bool) -> Result<ExitCode> {
+    let unit = render(&launcher::find_vtuberd()?)?;
+    if print {
+        print!("{unit}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let path = unit_path()?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(&path, &unit).with_context(|| format!("cannot write {}", path.display()))?;
+    println!("wrote {}", path.display());
+    let enabled = systemctl(&["daemon-reload"]).and_then(|()| systemctl(&["enable", UNIT_NAME]));
+    if let Err(e) = enabled {
+        bail!(
+            "{e:#}\nthe unit is written; once a systemd user manager runs, enable it with \
+             `systemctl --user daemon-reload && systemctl --user enable vtuberd`"
+        );
+    }
+    println!(
+        "enabled: it starts at your next login. Start it now with `vtuber daemon stop; systemctl --user start vtuberd`, \
+         follow it with `journalctl --user -u vtuberd -f`"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn uninstall() -> Result<ExitCode> {
+    let path = unit_path()?;
+    if !path.exists() {
+        println!("no unit at {}: nothing to remove", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Stop and disable first; a manager that is not running has nothing to undo.
+    if let Err(e) = systemctl(&["disable", "--now", UNIT_NAME]) {
+        eprintln!("vtuber: {e:#} (removing the unit anyway)");
+    }
+    std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+    println!("removed {}", path.display());
+    if let Err(e) = systemctl(&["daemon-reload"]) {
+        eprintln!("vtuber: {e:#}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unit_runs_this_vtuberd_and_is_a_notify_service() {
+        let unit = render(Path::new("/opt/vtuber/bin/vtuberd")).unwrap();
+        assert!(
+            unit.contains("\nExecStart=/opt/vtuber/bin/vtuberd\n"),
+            "{unit}"
+        );
+        assert_eq!(unit.matches("ExecStart=").count(), 1, "{unit}");
+        assert!(unit.contains("\nType=notify\n"), "{unit}");
+        assert!(unit.contains("\nWatchdogSec="), "{unit}");
+        assert!(unit.contains("\nWantedBy=default.target"), "{unit}");
+    }
+
+    #[test]
+    fn paths_systemd_would_misread_are_refused() {
+        for bad in ["vtuberd", "/home/me/my bin/vtuberd", "/opt/100%/vtuberd"] {
+            let err = render(Path::new(bad)).unwrap_err().to_string();
+            assert!(err.contains("ExecStart"), "{bad}: {err}");
+        }
+    }
+}
