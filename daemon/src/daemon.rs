@@ -76,7 +76,7 @@ pub fn check_config(args: &Args) -> ExitCode {
 pub async fn run(args: Args, started: Instant, notifier: Notifier) -> anyhow::Result<()> {
     // Handlers first: a SIGTERM that arrives as soon as the socket accepts must still
     // mean a clean stop, not the default instant death.
-    let stop_signals = StopSignals::install();
+    let mut stop_signals = StopSignals::install();
     let loaded = config::load(args.config.as_deref()).map_err(|e| {
         anyhow::anyhow!("invalid configuration:\n{e}\n(check it with `vtuber config check`)")
     })?;
@@ -205,17 +205,28 @@ pub async fn run(args: Args, started: Instant, notifier: Notifier) -> anyhow::Re
     stop_signals.wait(&services.shutdown_requested).await;
     tracing::info!("shutting down");
     notifier.stopping();
-    services.conversation.shutdown().await;
-    if let Some(mcp) = &services.mcp {
-        mcp.shutdown().await;
+    let orderly = async {
+        services.conversation.shutdown().await;
+        if let Some(mcp) = &services.mcp {
+            mcp.shutdown().await;
+        }
+        stop_serving.cancel();
+        let _ = server.await;
+        if let Some(web) = web_task {
+            let _ = web.await;
+        }
+        // Give sessions a moment to flush `shutting_down` to their clients.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let limit = std::time::Duration::from_secs(services.config.daemon.stop_timeout_secs);
+    tokio::select! {
+        () = orderly => {}
+        () = tokio::time::sleep(limit) => tracing::warn!(
+            limit_secs = limit.as_secs(),
+            "the orderly stop took longer than daemon.stop_timeout_secs; stopping now"
+        ),
+        () = stop_signals.next() => tracing::warn!("a second stop signal: stopping now"),
     }
-    stop_serving.cancel();
-    let _ = server.await;
-    if let Some(web) = web_task {
-        let _ = web.await;
-    }
-    // Give sessions a moment to flush `shutting_down` to their clients.
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     std::fs::remove_file(&socket).ok();
     let mut lock = socket.as_os_str().to_owned();
     lock.push(".lock");
@@ -328,15 +339,21 @@ impl StopSignals {
         Self { signals }
     }
 
-    async fn wait(self, requested: &CancellationToken) {
-        let Some((mut term, mut int)) = self.signals else {
-            requested.cancelled().await;
-            return;
+    async fn wait(&mut self, requested: &CancellationToken) {
+        tokio::select! {
+            () = self.next() => {}
+            () = requested.cancelled() => tracing::info!("shutdown requested by a client"),
+        }
+    }
+
+    /// The next SIGTERM or SIGINT; never, without handlers.
+    async fn next(&mut self) {
+        let Some((term, int)) = self.signals.as_mut() else {
+            return std::future::pending().await;
         };
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM received"),
             _ = int.recv() => tracing::info!("SIGINT received"),
-            _ = requested.cancelled() => tracing::info!("shutdown requested by a client"),
         }
     }
 }

@@ -42,7 +42,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(vtuberd::daemon::run(args, started, notifier)) {
+    let result = runtime.block_on(vtuberd::daemon::run(args, started, notifier));
+    // A model still computing on a blocking thread must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vtuberd: {e:#}");

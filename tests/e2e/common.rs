@@ -54,3 +54,15 @@ pub async fn web_url(daemon: &TestDaemon) -> String {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The stored messages of conversation `id` (its first page).
+pub async fn conversation_messages(
+    client: &mut vtuber_test_support::daemon::TestClient,
+    id: i64,
+) -> Vec<vtuber_shared::StoredMessage> {
+    let request = vtuber_shared::Request::GetConversation { id, page: None };
+    match client.request(request).await.expect("get_conversation") {
+        Ok(vtuber_shared::Reply::Conversation { messages, .. }) => messages,
+        other => panic!("no conversation {id}: {other:?}"),
+    }
+}

@@ -155,16 +155,7 @@ async fn new_input_interrupts_and_keeps_the_partial_reply() {
         first_end.1
     );
 
-    let Ok(Reply::Conversation { messages, .. }) = a
-        .request(Request::GetConversation {
-            id: conversation_id,
-            page: None,
-        })
-        .await
-        .unwrap()
-    else {
-        panic!("no conversation");
-    };
+    let messages = conversation_messages(&mut a, conversation_id).await;
     let shape: Vec<(Role, bool)> = messages.iter().map(|m| (m.role, m.interrupted)).collect();
     assert_eq!(
         shape,

@@ -1,12 +1,13 @@
 //! The daemon under a service manager: `sd_notify` messages on a `NOTIFY_SOCKET` the
-//! test listens on, and logs fit for the journal (and free of colour codes in a file).
+//! test listens on, logs fit for the journal (and free of colour codes in a file), and
+//! no finished turn lost to `kill -9`.
 
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use vtuber_shared::{Reply, Request};
+use vtuber_shared::{Event, Reply, Request};
 use vtuber_test_support::daemon::TestDaemon;
 use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm};
 
@@ -134,4 +135,51 @@ async fn logs_take_the_journal_form_when_stderr_is_the_journal() {
         "{log}"
     );
     assert!(!log.contains('\u{1b}'), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_in_the_middle_of_a_reply_loses_no_finished_turn() {
+    let mock = MockLlm::start_blocking(MockBehaviour::Script(vec![
+        MockBehaviour::reply("The first answer."),
+        MockBehaviour::Endless {
+            token: "la ".into(),
+            tokens_per_sec: 50.0,
+        },
+    ]))
+    .expect("mock LLM starts");
+    let mut daemon = TestDaemon::spawn(&openai_config(&mock.base_url())).expect("daemon");
+    let mut c = daemon.client("t").await.expect("client");
+    let is_end = |e: &Event| matches!(e, Event::TurnEnded { .. });
+    let first = Request::SendText {
+        text: "first question".into(),
+    };
+    let conversation_id = match c.request(first).await.unwrap() {
+        Ok(Reply::TurnAccepted {
+            conversation_id, ..
+        }) => conversation_id,
+        other => panic!("first turn refused: {other:?}"),
+    };
+    c.events_until(WAIT, is_end).await.expect("first turn ends");
+    c.request(Request::SendText {
+        text: "second question".into(),
+    })
+    .await
+    .unwrap()
+    .expect("second turn accepted");
+    // The second reply is streaming when the daemon dies.
+    c.events_until(WAIT, |e| matches!(e, Event::Delta { .. }))
+        .await
+        .expect("second reply streams");
+    tokio::task::block_in_place(|| daemon.kill9()).expect("kill -9");
+
+    daemon.start().expect("daemon restarts");
+    let mut c = daemon.client("t").await.expect("client");
+    let messages = conversation_messages(&mut c, conversation_id).await;
+    let texts: Vec<&str> = messages.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(
+        texts[..3],
+        ["first question", "The first answer.", "second question"],
+        "{texts:?}"
+    );
+    assert!(!messages[1].interrupted);
 }

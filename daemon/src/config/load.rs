@@ -371,6 +371,18 @@ mod tests {
     }
 
     #[test]
+    fn the_stop_timeout_is_at_least_a_second() {
+        let c = parse_with_env("daemon:\n  stop_timeout_secs: 12\n", "c.yaml", &env).unwrap();
+        assert_eq!(c.daemon.stop_timeout_secs, 12);
+        assert_eq!(Config::default().daemon.stop_timeout_secs, 5);
+        let err = parse_with_env("daemon:\n  stop_timeout_secs: 0\n", "c.yaml", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stop_timeout_secs"), "{err}");
+        assert!(err.contains("at least 1 (default 5)"), "{err}");
+    }
+
+    #[test]
     fn env_substitution() {
         let text = "llm:\n  base_url: http://${HOST}:${PORT:-8080}/v1\n  model: \"$$5\"\n";
         let c = parse_with_env(text, "c.yaml", &env).unwrap();

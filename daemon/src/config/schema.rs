@@ -232,11 +232,27 @@ impl Default for HistoryConfig {
 pub struct DaemonConfig {
     /// Events buffered per client before it is marked lagged.
     pub client_queue: usize,
+    /// Longest orderly stop (store the reply in progress, tell clients, stop tool
+    /// servers) before the daemon stops at once; a second signal does not wait either.
+    #[serde(deserialize_with = "stop_secs")]
+    pub stop_timeout_secs: u64,
 }
 
 impl Default for DaemonConfig {
     fn default() -> Self {
-        Self { client_queue: 1024 }
+        Self {
+            client_queue: 1024,
+            stop_timeout_secs: 5,
+        }
+    }
+}
+
+fn stop_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match u64::deserialize(d)? {
+        0 => Err(serde::de::Error::custom(
+            "must be a whole number of seconds, at least 1 (default 5)",
+        )),
+        n => Ok(n),
     }
 }
 
