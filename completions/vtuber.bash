@@ -97,6 +97,9 @@ _vtuber() {
             vtuber__subcmd__daemon,install)
                 cmd="vtuber__subcmd__daemon__subcmd__install"
                 ;;
+            vtuber__subcmd__daemon,logs)
+                cmd="vtuber__subcmd__daemon__subcmd__logs"
+                ;;
             vtuber__subcmd__daemon,restart)
                 cmd="vtuber__subcmd__daemon__subcmd__restart"
                 ;;
@@ -117,6 +120,9 @@ _vtuber() {
                 ;;
             vtuber__subcmd__daemon__subcmd__help,install)
                 cmd="vtuber__subcmd__daemon__subcmd__help__subcmd__install"
+                ;;
+            vtuber__subcmd__daemon__subcmd__help,logs)
+                cmd="vtuber__subcmd__daemon__subcmd__help__subcmd__logs"
                 ;;
             vtuber__subcmd__daemon__subcmd__help,restart)
                 cmd="vtuber__subcmd__daemon__subcmd__help__subcmd__restart"
@@ -189,6 +195,9 @@ _vtuber() {
                 ;;
             vtuber__subcmd__help__subcmd__daemon,install)
                 cmd="vtuber__subcmd__help__subcmd__daemon__subcmd__install"
+                ;;
+            vtuber__subcmd__help__subcmd__daemon,logs)
+                cmd="vtuber__subcmd__help__subcmd__daemon__subcmd__logs"
                 ;;
             vtuber__subcmd__help__subcmd__daemon,restart)
                 cmd="vtuber__subcmd__help__subcmd__daemon__subcmd__restart"
@@ -645,7 +654,7 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__daemon)
-            opts="-h --socket --config --help start stop restart status install uninstall help"
+            opts="-h --socket --config --help start stop restart status install uninstall logs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -667,7 +676,7 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__daemon__subcmd__help)
-            opts="start stop restart status install uninstall help"
+            opts="start stop restart status install uninstall logs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -695,6 +704,20 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__daemon__subcmd__help__subcmd__install)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__daemon__subcmd__help__subcmd__logs)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -785,6 +808,36 @@ _vtuber() {
                 return 0
             fi
             case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__daemon__subcmd__logs)
+            opts="-f -n -h --follow --lines --socket --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --lines)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1023,7 +1076,7 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__help__subcmd__daemon)
-            opts="start stop restart status install uninstall"
+            opts="start stop restart status install uninstall logs"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1037,6 +1090,20 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__help__subcmd__daemon__subcmd__install)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__help__subcmd__daemon__subcmd__logs)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -154,16 +154,17 @@ complete -c vtuber -n "__fish_vtuber_using_subcommand config; and __fish_seen_su
 complete -c vtuber -n "__fish_vtuber_using_subcommand config; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
 complete -c vtuber -n "__fish_vtuber_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "check" -d 'Check a config file with `vtuberd --check-config` (exits 1 when invalid)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall help" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
-complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall help" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
-complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall help" -s h -l help -d 'Print help'
-complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall help" -f -a "start" -d 'Start vtuberd in the background'
-complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall help" -f -a "stop" -d 'Ask vtuberd to exit and wait until it has'
-complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall help" -f -a "restart" -d 'Stop vtuberd (if running), then start it'
-complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall help" -f -a "status" -d 'Say whether vtuberd is running (exits 3 when not)'
-complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall help" -f -a "install" -d 'Run vtuberd as a systemd user service: write ~/.config/systemd/user/vtuberd.service and enable it'
-complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall help" -f -a "uninstall" -d 'Disable and remove the systemd user service'
-complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall logs help" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall logs help" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall logs help" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall logs help" -f -a "start" -d 'Start vtuberd in the background'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall logs help" -f -a "stop" -d 'Ask vtuberd to exit and wait until it has'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall logs help" -f -a "restart" -d 'Stop vtuberd (if running), then start it'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall logs help" -f -a "status" -d 'Say whether vtuberd is running (exits 3 when not)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall logs help" -f -a "install" -d 'Run vtuberd as a systemd user service: write ~/.config/systemd/user/vtuberd.service and enable it'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall logs help" -f -a "uninstall" -d 'Disable and remove the systemd user service'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall logs help" -f -a "logs" -d 'Show the daemon\'s log: the journal for the service, else the file `vtuber` starts it with'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall logs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from start" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from start" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from start" -s h -l help -d 'Print help'
@@ -183,12 +184,18 @@ complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_su
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from uninstall" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from uninstall" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from uninstall" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from logs" -s n -l lines -d 'How many of the last lines to show first' -r
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from logs" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from logs" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from logs" -s f -l follow -d 'Keep printing new lines as they come'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from logs" -s h -l help -d 'Print help'
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from help" -f -a "start" -d 'Start vtuberd in the background'
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from help" -f -a "stop" -d 'Ask vtuberd to exit and wait until it has'
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from help" -f -a "restart" -d 'Stop vtuberd (if running), then start it'
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from help" -f -a "status" -d 'Say whether vtuberd is running (exits 3 when not)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from help" -f -a "install" -d 'Run vtuberd as a systemd user service: write ~/.config/systemd/user/vtuberd.service and enable it'
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from help" -f -a "uninstall" -d 'Disable and remove the systemd user service'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from help" -f -a "logs" -d 'Show the daemon\'s log: the journal for the service, else the file `vtuber` starts it with'
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and not __fish_seen_subcommand_from list tools restart audit import help" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and not __fish_seen_subcommand_from list tools restart audit import help" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
@@ -277,6 +284,7 @@ complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subc
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from daemon" -f -a "status" -d 'Say whether vtuberd is running (exits 3 when not)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from daemon" -f -a "install" -d 'Run vtuberd as a systemd user service: write ~/.config/systemd/user/vtuberd.service and enable it'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from daemon" -f -a "uninstall" -d 'Disable and remove the systemd user service'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from daemon" -f -a "logs" -d 'Show the daemon\'s log: the journal for the service, else the file `vtuber` starts it with'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from mcp" -f -a "list" -d 'List the configured MCP servers: transport, state, tools and sandbox'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from mcp" -f -a "tools" -d 'List the tools offered to the LLM, with their policy'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from mcp" -f -a "restart" -d 'Stop and start one MCP server again (also re-enables one that gave up)'

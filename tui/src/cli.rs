@@ -307,6 +307,16 @@ pub enum DaemonCommand {
     },
     /// Disable and remove the systemd user service
     Uninstall,
+    /// Show the daemon's log: the journal for the service, else the file `vtuber` starts it
+    /// with
+    Logs {
+        /// Keep printing new lines as they come
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// How many of the last lines to show first
+        #[arg(long, short = 'n', default_value_t = 100, value_name = "N")]
+        lines: usize,
+    },
 }
 
 #[cfg(test)]

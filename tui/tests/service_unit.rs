@@ -1,5 +1,6 @@
-//! `vtuber daemon install|uninstall` against a fake `systemctl` that records its
-//! arguments, and the unit checked by `systemd-analyze verify` where it is installed.
+//! `vtuber daemon install|uninstall|logs` against a fake `systemctl` and `journalctl`
+//! that record their arguments, and the unit checked by `systemd-analyze verify` where it
+//! is installed.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -25,7 +26,34 @@ impl Home {
                 log.display()
             ),
         );
+        write_script(
+            &bin.join("journalctl"),
+            &format!(
+                "#!/bin/sh\necho \"$*\" >> '{}'\necho 'a journal line'\n",
+                dir.path().join("journalctl.log").display()
+            ),
+        );
         Self { dir }
+    }
+
+    fn log_file(&self) -> PathBuf {
+        self.dir.path().join("data/vtuberd.log")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let path = format!(
+            "{}:{}",
+            self.dir.path().join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vtuber"));
+        cmd.args(args)
+            .env("PATH", path)
+            .env("VTUBERD_BIN", self.vtuberd())
+            .env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env("VTUBER_DATA_DIR", self.dir.path().join("data"));
+        cmd
     }
 
     fn vtuberd(&self) -> PathBuf {
@@ -45,19 +73,7 @@ impl Home {
     }
 
     fn vtuber(&self, args: &[&str]) -> Output {
-        let path = format!(
-            "{}:{}",
-            self.dir.path().join("bin").display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        Command::new(env!("CARGO_BIN_EXE_vtuber"))
-            .args(args)
-            .env("PATH", path)
-            .env("VTUBERD_BIN", self.vtuberd())
-            .env("HOME", self.dir.path())
-            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
-            .output()
-            .expect("run vtuber")
+        self.command(args).output().expect("run vtuber")
     }
 }
 
@@ -149,4 +165,72 @@ fn the_unit_passes_systemd_analyze_where_installed() {
     );
     // Every Type=notify promise rests on vtuberd sending READY=1 (tests/e2e/service.rs).
     assert!(text(&printed.stdout).contains("\nType=notify\n"));
+}
+
+#[test]
+fn logs_show_the_file_tail_and_follow_it() {
+    let home = Home::new(0);
+    let missing = home.vtuber(&["daemon", "logs"]);
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).contains("no log at"),
+        "{}",
+        text(&missing.stderr)
+    );
+
+    std::fs::create_dir_all(home.log_file().parent().unwrap()).unwrap();
+    let lines: String = (1..=150).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(home.log_file(), lines).unwrap();
+    let out = home.vtuber(&["daemon", "logs", "-n", "3"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "line 148\nline 149\nline 150\n");
+    assert_eq!(
+        text(&home.vtuber(&["daemon", "logs"]).stdout)
+            .lines()
+            .count(),
+        100
+    );
+
+    let mut child = home
+        .command(&["daemon", "logs", "-f", "-n", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("logs -f");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                return;
+            }
+        }
+    });
+    let wait = std::time::Duration::from_secs(20);
+    assert_eq!(rx.recv_timeout(wait).expect("the last line"), "line 150");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(home.log_file())
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"appended later\n").unwrap();
+    assert_eq!(
+        rx.recv_timeout(wait).expect("the new line"),
+        "appended later"
+    );
+    child.kill().ok();
+    child.wait().ok();
+}
+
+#[test]
+fn logs_of_the_service_come_from_the_journal() {
+    let home = Home::new(0);
+    assert!(home.vtuber(&["daemon", "install"]).status.success());
+    let out = home.vtuber(&["daemon", "logs", "-n", "20", "-f"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "a journal line\n");
+    let calls = std::fs::read_to_string(home.dir.path().join("journalctl.log")).unwrap();
+    assert_eq!(
+        calls.trim(),
+        "--user -u vtuberd.service --no-pager -n 20 -f"
+    );
 }

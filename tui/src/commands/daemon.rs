@@ -36,6 +36,7 @@ pub async fn daemon(target: &Target, cmd: DaemonCommand) -> Result<ExitCode> {
         }
         DaemonCommand::Install { print } => super::service_unit::install(print),
         DaemonCommand::Uninstall => super::service_unit::uninstall(),
+        DaemonCommand::Logs { follow, lines } => super::logs::logs(follow, lines),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod characters;
 pub mod config;
 pub mod daemon;
 pub mod history;
+pub mod logs;
 pub mod mcp;
 pub mod models;
 pub mod say;

@@ -46,7 +46,7 @@ pub fn render(vtuberd: &Path) -> Result<String> {
 }
 
 /// `~/.config/systemd/user/vtuberd.service` (honouring `XDG_CONFIG_HOME`).
-fn unit_path() -> Result<PathBuf> {
+pub fn unit_path() -> Result<PathBuf> {
     let config = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir),
         None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
