@@ -1232,28 +1232,7 @@ async fn microphone_audio_is_transcribed_and_answered() {
 async fn exposed_bind_with_tls_and_token_serves_https() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let status = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl runs (it makes the test certificate)");
-    assert!(status.success());
+    make_certificate(&cert, &key, "localhost");
     let config = format!(
         "speech:\n  enabled: false\nweb:\n  host: 0.0.0.0\n  port: 0\n  token: tls-test-token\n  tls:\n    cert: {}\n    key: {}\n",
         cert.display(),
@@ -1543,4 +1522,103 @@ async fn long_messages_go_out_as_fragments_that_join_back() {
     assert!(fragmented >= 1, "no message was long enough to fragment");
     assert_eq!(texts.join(" "), sentence);
     assert!(spoken_ms > 3000, "{spoken_ms} ms");
+}
+
+/// A self-signed certificate for `name`, made by openssl, written to `cert` and `key`.
+fn make_certificate(cert: &std::path::Path, key: &std::path::Path, name: &str) {
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+        ])
+        .arg(format!("/CN={name}"))
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs (it makes the test certificate)");
+    assert!(status.success());
+}
+
+/// The subject line of the certificate the server at `port` presents.
+fn served_subject(port: u16) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .expect("openssl s_client runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("subject="))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renewed_certificate_is_served_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    make_certificate(&cert, &key, "first-certificate");
+    let config = format!(
+        "speech:\n  enabled: false\nweb:\n  port: 0\n  tls:\n    cert: {}\n    key: {}\n",
+        cert.display(),
+        key.display()
+    );
+    let daemon = TestDaemon::spawn(&config).expect("daemon starts with TLS");
+    let port = PageUrl::parse(&web_url(&daemon).await).port();
+    let subject = tokio::task::block_in_place(|| served_subject(port));
+    assert!(subject.contains("first-certificate"), "{subject}");
+
+    // A renewal that is not a certificate yet: the old one keeps serving.
+    std::fs::write(&cert, b"half written").unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !daemon
+        .log_text()
+        .contains("the previous certificate keeps serving")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            daemon.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let subject = tokio::task::block_in_place(|| served_subject(port));
+    assert!(subject.contains("first-certificate"), "{subject}");
+
+    // The finished renewal is served to new connections, with no restart.
+    let (new_cert, new_key) = (
+        dir.path().join("new-cert.pem"),
+        dir.path().join("new-key.pem"),
+    );
+    make_certificate(&new_cert, &new_key, "renewed-certificate");
+    std::fs::rename(&new_key, &key).unwrap();
+    std::fs::rename(&new_cert, &cert).unwrap();
+    let pid = daemon.pid();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let subject = tokio::task::block_in_place(|| served_subject(port));
+        if subject.contains("renewed-certificate") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {subject}:\n{}",
+            daemon.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(daemon.pid(), pid);
 }

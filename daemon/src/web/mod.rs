@@ -18,6 +18,7 @@ pub mod olv_events;
 pub mod olv_messages;
 pub mod session;
 pub mod socket;
+mod tls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -153,7 +154,7 @@ fn prepare(config: &Config) -> Result<Prepared, WebError> {
             });
         }
     }
-    let tls = cfg.tls.as_ref().map(load_tls).transpose()?;
+    let tls = cfg.tls.as_ref().map(tls::load).transpose()?;
     Ok(Prepared { token, tls })
 }
 
@@ -182,40 +183,6 @@ fn resolve_token(config: &Config) -> Result<Option<String>, WebError> {
     };
     let value = value.trim().to_owned();
     Ok((!value.is_empty()).then_some(value))
-}
-
-fn load_tls(tls: &TlsConfig) -> Result<rustls::ServerConfig, WebError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert)
-        .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| {
-            WebError::Tls(format!(
-                "cannot read the certificate {}: {e}",
-                tls.cert.display()
-            ))
-        })?;
-    if certs.is_empty() {
-        return Err(WebError::Tls(format!(
-            "{} holds no PEM certificate (web.tls.cert)",
-            tls.cert.display()
-        )));
-    }
-    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| {
-        WebError::Tls(format!(
-            "cannot read the private key {}: {e} (web.tls.key must be a PEM key)",
-            tls.key.display()
-        ))
-    })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| WebError::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| WebError::Tls(format!("the certificate and key do not fit together: {e}")))?;
-    server.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(server)
 }
 
 /// The address to show for a bound server.
@@ -250,6 +217,8 @@ pub struct BoundWeb {
     pub page_url: String,
     token: Option<String>,
     server: Listening,
+    /// The live TLS settings and the files they came from, to reload on renewal.
+    certificate: Option<(axum_server::tls_rustls::RustlsConfig, TlsConfig)>,
 }
 
 /// The bound listener, with TLS or without.
@@ -309,14 +278,16 @@ pub async fn bind(config: &Config) -> Result<BoundWeb, WebError> {
         addr: shown.clone(),
         source,
     };
-    let server = match prepared.tls {
-        Some(tls) => {
+    let mut certificate = None;
+    let server = match (prepared.tls, &cfg.tls) {
+        (Some(tls), Some(files)) => {
             let rustls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
+            certificate = Some((rustls.clone(), files.clone()));
             Listening::Tls(
                 axum_server::tls_rustls::from_tcp_rustls(listener, rustls).map_err(bind_error)?,
             )
         }
-        None => Listening::Plain(axum_server::from_tcp(listener).map_err(bind_error)?),
+        _ => Listening::Plain(axum_server::from_tcp(listener).map_err(bind_error)?),
     };
     let url = url(cfg, addr);
     let page_url = page_url(&url, token.as_deref());
@@ -326,6 +297,7 @@ pub async fn bind(config: &Config) -> Result<BoundWeb, WebError> {
         page_url,
         token,
         server,
+        certificate,
     })
 }
 
@@ -339,6 +311,9 @@ pub fn serve(
     let config = &services.config;
     let cfg = &config.web;
     let addr = bound.addr;
+    if let Some((live, files)) = bound.certificate.clone() {
+        tokio::spawn(tls::watch(live, files, shutdown.clone()));
+    }
     let assets_dir = assets_dir(cfg);
     let characters = Arc::new(Characters::load(character_dir(config), assets_dir.clone()));
     let translator = Translator::new(
