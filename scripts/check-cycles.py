@@ -42,7 +42,7 @@ def crate_cycles():
             if d["name"] in members and d.get("path"):
                 deps.add(d["name"])
         graph[p["name"]] = deps
-    crates = [(p["name"], p["targets"], p["manifest_path"]) for p in meta["packages"]]
+    crates = [(p["name"], p["targets"]) for p in meta["packages"]]
     return graph, crates
 
 
@@ -105,9 +105,7 @@ def module_files(root_file):
                     walk(path + (name,), c, child_dir)
                     break
 
-    base = os.path.basename(root_file)
     walk((), root_file, os.path.dirname(root_file))
-    del base
     return modules
 
 
@@ -122,30 +120,21 @@ def strip_comments(text):
 def expand_use_tree(tree):
     """`a::{b, c::{d, e}}` -> [[a, b], [a, c, d], [a, c, e]]."""
     tree = tree.strip()
-    depth = 0
-    for i, ch in enumerate(tree):
-        if ch == "{":
-            if depth == 0:
-                prefix = tree[:i].rstrip(":").strip()
-                inner = tree[i + 1 : tree.rindex("}")]
-                parts, buf, d = [], "", 0
-                for c in inner:
-                    if c == "," and d == 0:
-                        parts.append(buf)
-                        buf = ""
-                        continue
-                    d += c == "{"
-                    d -= c == "}"
-                    buf += c
+    i = tree.find("{")
+    if i >= 0:
+        pre = [s for s in tree[:i].rstrip(":").strip().split("::") if s]
+        inner = tree[i + 1 : tree.rindex("}")]
+        parts, buf, d = [], "", 0
+        for c in inner:
+            if c == "," and d == 0:
                 parts.append(buf)
-                out = []
-                pre = [s for s in prefix.split("::") if s]
-                for p in parts:
-                    if p.strip():
-                        for rest in expand_use_tree(p):
-                            out.append(pre + rest)
-                return out
-            depth += 1
+                buf = ""
+                continue
+            d += c == "{"
+            d -= c == "}"
+            buf += c
+        parts.append(buf)
+        return [pre + rest for p in parts if p.strip() for rest in expand_use_tree(p)]
     seg = re.sub(r"\s+as\s+\w+$", "", tree)
     return [[s.strip() for s in seg.split("::") if s.strip()]]
 
@@ -265,7 +254,7 @@ def main():
     else:
         print(f"crates: no cycle among {len(graph)} workspace crates (dev-dependencies included)")
     seen = set()
-    for name, targets, manifest in crates:
+    for name, targets in crates:
         for t in targets:
             src = t["src_path"]
             if src in seen or not src.startswith(ROOT):
