@@ -114,13 +114,11 @@ pub fn status_line(status: &Status) -> String {
         1 => "1 client".to_owned(),
         n => format!("{n} clients"),
     };
-    let line = format!("ready: {}, {llm}, {clients}", status.character);
-    let line: String = line
+    format!("ready: {}, {llm}, {clients}", status.character)
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(STATUS_MAX_CHARS)
-        .collect();
-    line
+        .collect()
 }
 
 /// Tells the service manager the daemon is ready once the LLM has loaded or failed to

@@ -47,11 +47,15 @@ pub fn socket_path(explicit: Option<PathBuf>) -> PathBuf {
         .unwrap_or_else(|| runtime_dir().join("vtuberd.sock"))
 }
 
+/// `$XDG_CONFIG_HOME` (default `~/.config`): where this and other programs' settings
+/// live (systemd user units too).
+pub fn xdg_config_home() -> PathBuf {
+    non_empty_env("XDG_CONFIG_HOME").unwrap_or_else(|| home().join(".config"))
+}
+
 /// `$XDG_CONFIG_HOME/vtuber` (default `~/.config/vtuber`).
 pub fn config_dir() -> PathBuf {
-    non_empty_env("XDG_CONFIG_HOME")
-        .unwrap_or_else(|| home().join(".config"))
-        .join("vtuber")
+    xdg_config_home().join("vtuber")
 }
 
 /// `$VTUBER_DATA_DIR`, else `$XDG_DATA_HOME/vtuber` (default `~/.local/share/vtuber`).

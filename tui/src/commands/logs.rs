@@ -15,7 +15,7 @@ use crate::launcher;
 const FOLLOW_EVERY: Duration = Duration::from_millis(200);
 
 pub fn logs(follow: bool, lines: usize) -> Result<ExitCode> {
-    if service_unit::unit_path().is_ok_and(|p| p.exists()) {
+    if service_unit::unit_path().exists() {
         return journal(follow, lines);
     }
     let path = launcher::log_path();

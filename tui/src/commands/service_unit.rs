@@ -46,15 +46,10 @@ pub fn render(vtuberd: &Path) -> Result<String> {
 }
 
 /// `~/.config/systemd/user/vtuberd.service` (honouring `XDG_CONFIG_HOME`).
-pub fn unit_path() -> Result<PathBuf> {
-    let config = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-            Some(home) => PathBuf::from(home).join(".config"),
-            None => bail!("neither XDG_CONFIG_HOME nor HOME is set: nowhere to put the unit"),
-        },
-    };
-    Ok(config.join("systemd/user").join(UNIT_NAME))
+pub fn unit_path() -> PathBuf {
+    vtuber_shared::paths::xdg_config_home()
+        .join("systemd/user")
+        .join(UNIT_NAME)
 }
 
 /// Runs `systemctl --user ARGS`; the error says what to run by hand.
@@ -80,7 +75,7 @@ pub fn install(print: bool) -> Result<ExitCode> {
         print!("{unit}");
         return Ok(ExitCode::SUCCESS);
     }
-    let path = unit_path()?;
+    let path = unit_path();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -101,7 +96,7 @@ pub fn install(print: bool) -> Result<ExitCode> {
 }
 
 pub fn uninstall() -> Result<ExitCode> {
-    let path = unit_path()?;
+    let path = unit_path();
     if !path.exists() {
         println!("no unit at {}: nothing to remove", path.display());
         return Ok(ExitCode::SUCCESS);
