@@ -26,6 +26,10 @@ pub struct Args {
     #[arg(long, short = 'c', value_name = "FILE", env = "VTUBER_CONFIG")]
     pub config: Option<PathBuf>,
 
+    /// Configuration profile: also read conf.NAME.yaml beside conf.yaml, after conf.d/*.yaml.
+    #[arg(long, short = 'p', value_name = "NAME", env = "VTUBER_PROFILE")]
+    pub profile: Option<String>,
+
     /// Socket path (default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock).
     #[arg(long, short = 's', value_name = "PATH", env = "VTUBER_SOCKET")]
     pub socket: Option<PathBuf>,
@@ -42,6 +46,12 @@ pub struct Args {
     #[arg(long)]
     pub check_config: bool,
 
+    /// Print the configuration (all files merged) with the file and line each value comes
+    /// from, secrets masked, and exit (1 when invalid): `effective` (every value, defaults
+    /// included; the default) or `set` (only what the files set).
+    #[arg(long, value_enum, value_name = "WHAT", num_args = 0..=1, default_missing_value = "effective", conflicts_with = "check_config")]
+    pub show_config: Option<ShowConfig>,
+
     /// Report on model files and exit: `list` (where, size), `verify` (checksums; exits 1
     /// when one is missing or damaged) or `path` (the models folder).
     #[arg(long, value_enum, value_name = "ACTION")]
@@ -50,6 +60,12 @@ pub struct Args {
     /// With --models: print JSON.
     #[arg(long, requires = "models")]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShowConfig {
+    Effective,
+    Set,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -29,13 +29,14 @@ use crate::voice_input::VoiceInput;
 /// `--check-config`: what start would refuse or warn about, without starting.
 pub fn check_config(args: &Args) -> ExitCode {
     let mut ok = true;
-    let loaded = match config::load(args.config.as_deref()) {
+    let loaded = match config::load(args.config.as_deref(), args.profile.as_deref()) {
         Ok(l) => {
-            let name = l.source.as_ref().map_or_else(
-                || "(built-in defaults)".to_owned(),
-                |p| p.display().to_string(),
-            );
-            println!("{name}: ok");
+            if l.layers.is_empty() {
+                println!("(built-in defaults): ok");
+            }
+            for file in l.files() {
+                println!("{}: ok", file.display());
+            }
             Some(l)
         }
         Err(e) => {
@@ -72,12 +73,35 @@ pub fn check_config(args: &Args) -> ExitCode {
     }
 }
 
+/// `--show-config`: the merged configuration with where each value came from.
+pub fn show_config(args: &Args, what: crate::cli::ShowConfig) -> ExitCode {
+    match config::load(args.config.as_deref(), args.profile.as_deref()) {
+        Ok(l) => {
+            let files: Vec<String> = l.files().map(|f| f.display().to_string()).collect();
+            if files.is_empty() {
+                println!("# files: none (built-in defaults)");
+            } else {
+                println!("# files, in the order applied: {}", files.join(", "));
+            }
+            print!(
+                "{}",
+                l.render_effective(what == crate::cli::ShowConfig::Set)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs the daemon until a signal or a client's `shutdown` request.
 pub async fn run(args: Args, started: Instant, notifier: Notifier) -> anyhow::Result<()> {
     // Handlers first: a SIGTERM that arrives as soon as the socket accepts must still
     // mean a clean stop, not the default instant death.
     let mut stop_signals = StopSignals::install();
-    let loaded = config::load(args.config.as_deref()).map_err(|e| {
+    let loaded = config::load(args.config.as_deref(), args.profile.as_deref()).map_err(|e| {
         anyhow::anyhow!("invalid configuration:\n{e}\n(check it with `vtuber config check`)")
     })?;
     let cfg = loaded.config;

@@ -18,6 +18,9 @@ fn main() -> ExitCode {
     if args.check_config {
         return vtuberd::daemon::check_config(&args);
     }
+    if let Some(what) = args.show_config {
+        return vtuberd::daemon::show_config(&args, what);
+    }
     if let Some(action) = args.models {
         return vtuberd::models::report(&args, action);
     }

@@ -229,7 +229,7 @@ pub fn table(dir: &Path, files: &[ModelFile]) -> String {
 
 /// `--models`: the model files, where they go, and (`verify`) whether they are intact.
 pub fn report(args: &Args, action: ModelsAction) -> ExitCode {
-    let cfg = match crate::config::load(args.config.as_deref()) {
+    let cfg = match crate::config::load(args.config.as_deref(), args.profile.as_deref()) {
         Ok(l) => l.config,
         Err(e) => {
             for p in &e.problems {

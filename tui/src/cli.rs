@@ -215,6 +215,21 @@ pub enum ConfigCommand {
     Check {
         /// File to check [default: --config, $VTUBER_CONFIG, then the usual lookup]
         file: Option<PathBuf>,
+        /// Also check conf.NAME.yaml beside it
+        #[arg(long, short = 'p', value_name = "NAME", env = "VTUBER_PROFILE")]
+        profile: Option<String>,
+    },
+    /// Print the configuration: conf.yaml, then conf.d/*.yaml in name order, then the
+    /// profile's conf.NAME.yaml, merged, each value with the file and line it comes from
+    /// (secrets masked)
+    Show {
+        /// Every value the daemon runs with, defaults included (without it: only what
+        /// the files set)
+        #[arg(long)]
+        effective: bool,
+        /// Add conf.NAME.yaml beside conf.yaml
+        #[arg(long, short = 'p', value_name = "NAME", env = "VTUBER_PROFILE")]
+        profile: Option<String>,
     },
 }
 

@@ -53,8 +53,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Models(cmd) => {
             return commands::models::models(&target, &cmd);
         }
-        Command::Config(ConfigCommand::Check { file }) => {
-            return commands::config::config_check(&target, file);
+        Command::Config(ConfigCommand::Check { file, profile }) => {
+            let config = file.or_else(|| target.config.clone());
+            return commands::config::run_vtuberd(config, profile, &["--check-config"]);
+        }
+        Command::Config(ConfigCommand::Show { effective, profile }) => {
+            let what = if effective { "effective" } else { "set" };
+            let flag = format!("--show-config={what}");
+            return commands::config::run_vtuberd(target.config.clone(), profile, &[&flag]);
         }
         Command::Mcp(McpCommand::Import { file, write }) => {
             return commands::mcp::import_command(&target, &file, write);

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+use super::layers::{Layer, layer_files, load_layers};
 use super::schema::Config;
 
 /// One thing wrong with a config file, located as precisely as the parser allows.
@@ -71,39 +72,63 @@ impl ConfigError {
     }
 }
 
-/// A parsed config and where it came from (`None`: built-in defaults).
+/// A parsed config and the files it came from.
 #[derive(Debug, Clone)]
 pub struct LoadedConfig {
     pub config: Config,
+    /// `conf.yaml` (or `--config`); `None`: no base file, built-in defaults under any
+    /// overlays.
     pub source: Option<PathBuf>,
+    /// Every file read, in the order applied (base, `conf.d/*.yaml`, the profile's).
+    pub layers: Vec<Layer>,
 }
 
-/// Lookup order: `explicit` (`--config`), `$VTUBER_CONFIG`,
-/// `$XDG_CONFIG_HOME/vtuber/conf.yaml`, then built-in defaults.
-pub fn load(explicit: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
-    let path = explicit
+impl LoadedConfig {
+    /// The files read, in order.
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        self.layers.iter().map(|l| l.path.as_path())
+    }
+
+    /// The effective configuration with where each value came from, secrets masked;
+    /// `only_set`: only what the files set.
+    pub fn render_effective(&self, only_set: bool) -> String {
+        super::layers::render_effective(&self.config, &self.layers, only_set)
+    }
+}
+
+/// Base file lookup order: `explicit` (`--config`), `$VTUBER_CONFIG`,
+/// `$XDG_CONFIG_HOME/vtuber/conf.yaml`, else built-in defaults. Then the overlays beside
+/// it (`conf.d/*.yaml`) and the profile's file (`conf.NAME.yaml`); see [`super::layers`].
+pub fn load(explicit: Option<&Path>, profile: Option<&str>) -> Result<LoadedConfig, ConfigError> {
+    let base = explicit
         .map(Path::to_path_buf)
         .or_else(vtuber_shared::paths::user_config_file);
-    match path {
-        None => Ok(LoadedConfig {
-            config: Config::default(),
-            source: None,
-        }),
-        Some(path) => {
-            let shown = path.display().to_string();
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                ConfigError::single(
-                    &shown,
-                    format!("cannot read the config file: {e} (check the path given with --config or $VTUBER_CONFIG)"),
-                )
-            })?;
-            let config = parse(&text, &shown)?;
-            Ok(LoadedConfig {
-                config,
-                source: Some(path),
-            })
-        }
+    if let Some(path) = &base
+        && !path.is_file()
+    {
+        let shown = path.display().to_string();
+        let why = match std::fs::metadata(path) {
+            Ok(_) => "it is not a file".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        return Err(ConfigError::single(
+            &shown,
+            format!(
+                "cannot read the config file: {why} (check the path given with --config or $VTUBER_CONFIG)"
+            ),
+        ));
     }
+    let files = layer_files(
+        base.as_deref(),
+        &vtuber_shared::paths::config_dir(),
+        profile,
+    )?;
+    let (config, layers) = load_layers(&files, &|name| std::env::var(name).ok())?;
+    Ok(LoadedConfig {
+        config,
+        source: base,
+        layers,
+    })
 }
 
 /// Parses config text. `file` is only used in messages.
@@ -207,7 +232,7 @@ fn strip_location_suffix(s: &str) -> &str {
 }
 
 /// Dotted path of the key on 1-based `line`, found from indentation.
-fn key_path_at(text: &str, line: usize) -> Option<String> {
+pub(super) fn key_path_at(text: &str, line: usize) -> Option<String> {
     let lines: Vec<&str> = text.lines().collect();
     let idx = line.checked_sub(1)?;
     let mut path = Vec::new();

@@ -1,5 +1,6 @@
-//! Loading and validating `conf.yaml`.
+//! Loading and validating `conf.yaml` and its overlays.
 
+pub mod layers;
 pub mod load;
 pub mod mcp;
 pub mod schema;

@@ -1,18 +1,27 @@
-//! `vtuber config check`: the daemon's own config validator.
+//! `vtuber config check` and `vtuber config show`: the daemon's own loader answers, so
+//! the rules (lookup, overlays, profiles, validation) live in one place.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use crate::launcher::{self, Target};
+use crate::launcher;
 
-/// Runs the daemon's own validator: the rules live in one place, the daemon.
-pub fn config_check(target: &Target, file: Option<std::path::PathBuf>) -> Result<ExitCode> {
+/// Runs `vtuberd FLAGS [--config FILE] [--profile NAME]` and passes on its exit status.
+pub fn run_vtuberd(
+    config: Option<PathBuf>,
+    profile: Option<String>,
+    flags: &[&str],
+) -> Result<ExitCode> {
     let program = launcher::find_vtuberd()?;
     let mut cmd = std::process::Command::new(&program);
-    cmd.arg("--check-config");
-    if let Some(config) = file.or_else(|| target.config.clone()) {
+    cmd.args(flags);
+    if let Some(config) = config {
         cmd.arg("--config").arg(config);
+    }
+    if let Some(profile) = profile {
+        cmd.arg("--profile").arg(profile);
     }
     let status = cmd
         .status()
