@@ -20,9 +20,10 @@ use crate::conversation::{Conversation, ConversationSetup};
 use crate::events::EventBus;
 use crate::ipc;
 use crate::llm::ToolSpec;
+use crate::logging::LogLevel;
 use crate::mcp::McpManager;
 use crate::service_manager::Notifier;
-use crate::services::{Services, WebAccess};
+use crate::services::{LiveConfig, Services, WebAccess};
 use crate::store::Store;
 use crate::voice_input::VoiceInput;
 
@@ -97,14 +98,25 @@ pub fn show_config(args: &Args, what: crate::cli::ShowConfig) -> ExitCode {
 }
 
 /// Runs the daemon until a signal or a client's `shutdown` request.
-pub async fn run(args: Args, started: Instant, notifier: Notifier) -> anyhow::Result<()> {
+pub async fn run(
+    args: Args,
+    started: Instant,
+    notifier: Notifier,
+    log_level: LogLevel,
+) -> anyhow::Result<()> {
     // Handlers first: a SIGTERM that arrives as soon as the socket accepts must still
-    // mean a clean stop, not the default instant death.
+    // mean a clean stop, and a SIGHUP a reload, not the default instant death.
     let mut stop_signals = StopSignals::install();
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| tracing::warn!(error = %e, "cannot handle SIGHUP; reload with `vtuber daemon reload`"))
+        .ok();
     let loaded = config::load(args.config.as_deref(), args.profile.as_deref()).map_err(|e| {
         anyhow::anyhow!("invalid configuration:\n{e}\n(check it with `vtuber config check`)")
     })?;
-    let cfg = loaded.config;
+    let cfg = loaded.config.clone();
+    if let Err(e) = log_level.apply(&cfg.daemon.log_level) {
+        tracing::warn!("daemon.log_level: {e}");
+    }
     // An exposed web server without TLS and a token is refused before anything starts.
     crate::web::check(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
     let socket = vtuber_shared::paths::socket_path(args.socket.clone());
@@ -146,13 +158,14 @@ pub async fn run(args: Args, started: Instant, notifier: Notifier) -> anyhow::Re
 
     let bus = EventBus::new(cfg.daemon.client_queue);
     // Tool servers start in the background; the conversation does not wait for them.
-    let mcp = (!cfg.mcp.servers.is_empty()).then(|| {
+    // The manager runs even with none configured, so a reload can add some.
+    let mcp = {
         let protected = vec![
             vtuber_shared::cookie::cookie_path(&socket),
             vtuber_shared::paths::data_dir(),
             db.clone(),
         ];
-        McpManager::start_with(
+        Some(McpManager::start_with(
             cfg.mcp.clone(),
             bus.clone(),
             store.clone(),
@@ -160,8 +173,8 @@ pub async fn run(args: Args, started: Instant, notifier: Notifier) -> anyhow::Re
                 protected,
                 ..Default::default()
             },
-        )
-    });
+        ))
+    };
     // Speech engines load in the background; devices are opened now (an absent sound
     // card is reported, not fatal).
     let (speech, voice_input) = match VoiceInput::prepare(&cfg) {
@@ -191,9 +204,17 @@ pub async fn run(args: Args, started: Instant, notifier: Notifier) -> anyhow::Re
     // there is none) from the first client on.
     let (web_bound, web) = bind_web(&cfg).await;
 
+    let notifier = Arc::new(notifier);
+    let files = loaded.files().map(|f| f.display().to_string()).collect();
+    let mut config = LiveConfig::new(cfg, files);
+    config.explicit = args.config.clone();
+    config.profile = args.profile.clone();
+    config.log_level = log_level;
     let services = Arc::new(Services {
         started,
+        config,
         config_file: loaded.source,
+        notifier: notifier.clone(),
         socket: socket.clone(),
         store,
         clients: Clients::new(bus.clone(), voice.clone()),
@@ -204,7 +225,6 @@ pub async fn run(args: Args, started: Instant, notifier: Notifier) -> anyhow::Re
         mcp,
         web,
         shutdown_requested: CancellationToken::new(),
-        config: cfg,
     });
 
     let stop_serving = CancellationToken::new();
@@ -219,7 +239,13 @@ pub async fn run(args: Args, started: Instant, notifier: Notifier) -> anyhow::Re
         ready_ms = started.elapsed().as_secs_f64() * 1000.0,
         "accepting clients"
     );
-    let notifier = Arc::new(notifier);
+    if let Some(hangups) = hangups {
+        tokio::spawn(reload_on_hangup(
+            hangups,
+            services.clone(),
+            stop_serving.clone(),
+        ));
+    }
     tokio::spawn(crate::service_manager::report(
         notifier.clone(),
         services.clone(),
@@ -242,7 +268,7 @@ pub async fn run(args: Args, started: Instant, notifier: Notifier) -> anyhow::Re
         // Give sessions a moment to flush `shutting_down` to their clients.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
-    let limit = std::time::Duration::from_secs(services.config.daemon.stop_timeout_secs);
+    let limit = std::time::Duration::from_secs(services.config.get().daemon.stop_timeout_secs);
     tokio::select! {
         () = orderly => {}
         () = tokio::time::sleep(limit) => tracing::warn!(
@@ -258,6 +284,26 @@ pub async fn run(args: Args, started: Instant, notifier: Notifier) -> anyhow::Re
     std::fs::remove_file(vtuber_shared::cookie::cookie_path(&socket)).ok();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Each SIGHUP reloads the configuration (errors are logged and shown in `status`).
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    services: Arc<Services>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            got = hangups.recv() => {
+                if got.is_none() {
+                    return;
+                }
+                tracing::info!("SIGHUP received");
+                let _ = crate::reload::reload(&services).await;
+            }
+        }
+    }
 }
 
 /// `character.default`, else the first known character.

@@ -7,24 +7,62 @@ use std::io::IsTerminal;
 
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, format};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::reload;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cli::{Args, LogFormat};
 
+/// Changes what the log shows while the daemon runs (`daemon.log_level` on reload),
+/// unless the command line or the environment chose it.
+#[derive(Clone)]
+pub struct LogLevel {
+    handle: Option<reload::Handle<EnvFilter, tracing_subscriber::Registry>>,
+    /// `--verbose`, `$VTUBER_LOG` or `$RUST_LOG` chose the filter; the config does not.
+    overridden: bool,
+}
+
+impl LogLevel {
+    /// A handle that changes nothing (tests, or no subscriber installed).
+    pub fn fixed() -> Self {
+        Self {
+            handle: None,
+            overridden: true,
+        }
+    }
+
+    /// Applies `daemon.log_level`. `Ok(false)`: left as is, because the command line or
+    /// the environment chose the filter.
+    pub fn apply(&self, directives: &str) -> Result<bool, String> {
+        let Some(handle) = self.handle.as_ref().filter(|_| !self.overridden) else {
+            return Ok(false);
+        };
+        let filter = EnvFilter::builder()
+            .parse(directives)
+            .map_err(|e| format!("`{directives}` is not a log filter: {e}"))?;
+        handle
+            .reload(filter)
+            .map_err(|e| format!("cannot change the log filter: {e}"))?;
+        Ok(true)
+    }
+}
+
 /// Installs the global subscriber on stderr.
-pub fn init(args: &Args) {
-    let default = if args.verbose {
-        "debug,llama_cpp_2=info"
-    } else {
-        "info"
-    };
-    let filter = std::env::var("VTUBER_LOG")
+pub fn init(args: &Args) -> LogLevel {
+    let chosen = std::env::var("VTUBER_LOG")
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new(default));
+        .or_else(|| {
+            args.verbose
+                .then(|| EnvFilter::new("debug,llama_cpp_2=info"))
+        });
+    let overridden = chosen.is_some();
+    let filter = chosen.unwrap_or_else(|| EnvFilter::new("info"));
     let format = args.log_format.unwrap_or_else(|| {
         if stderr_is_journal(std::env::var("JOURNAL_STREAM").ok().as_deref()) {
             LogFormat::Journal
@@ -32,14 +70,24 @@ pub fn init(args: &Args) {
             LogFormat::Text
         }
     });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let (filter, handle) = reload::Layer::new(filter);
+    let ansi = format == LogFormat::Text && std::io::stderr().is_terminal();
+    let base = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(format == LogFormat::Text && std::io::stderr().is_terminal());
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Journal => builder.event_format(JournalFormat).init(),
+        .with_ansi(ansi);
+    let output = match format {
+        LogFormat::Text => base.boxed(),
+        LogFormat::Json => base.json().boxed(),
+        LogFormat::Journal => base.event_format(JournalFormat).boxed(),
+    };
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
+        .try_init()
+        .is_ok();
+    LogLevel {
+        handle: installed.then_some(handle),
+        overridden,
     }
 }
 

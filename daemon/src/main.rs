@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     // Before any thread starts: the variables are removed from the environment.
     // SAFETY: the process has one thread here (no runtime, no logging threads yet).
     let notifier = unsafe { vtuberd::service_manager::Notifier::take_from_env() };
-    vtuberd::logging::init(&args);
+    let log_level = vtuberd::logging::init(&args);
     // Private by default: nothing the daemon creates is readable by other users, and
     // other processes of this user (tool servers) cannot read its memory or /proc files.
     vtuberd::private::restrict_umask();
@@ -45,7 +45,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(vtuberd::daemon::run(args, started, notifier));
+    let result = runtime.block_on(vtuberd::daemon::run(args, started, notifier, log_level));
     // A model still computing on a blocking thread must not hold the exit up.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {

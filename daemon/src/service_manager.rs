@@ -69,10 +69,37 @@ impl Notifier {
         }
     }
 
+    /// `RELOADING=1` with the monotonic time systemd asks for; `ready()` must follow.
+    pub fn reloading(&self) {
+        let usec = monotonic_usec();
+        self.send(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={usec}\nSTATUS=reloading the configuration"
+        ));
+    }
+
+    /// `READY=1` after a reload, with the status line.
+    pub fn ready(&self, status: &str) {
+        self.send(&format!("READY=1\nSTATUS={status}"));
+    }
+
     /// `STOPPING=1`, with what is happening.
     pub fn stopping(&self) {
         self.send("STOPPING=1\nSTATUS=stopping");
     }
+}
+
+/// `CLOCK_MONOTONIC` in microseconds, as `RELOADING=1` wants it.
+fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64) * 1_000_000 + (ts.tv_nsec as u64) / 1_000
 }
 
 /// How often to ping the watchdog: half its timeout, when it is meant for this process.

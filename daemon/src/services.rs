@@ -1,7 +1,9 @@
 //! The daemon's services: everything the socket server and the web page serve from, made
-//! once at start (in `daemon.rs`) and shared read-only; and the `status` they report.
+//! once at start (in `daemon.rs`) and shared; the configuration inside changes on reload
+//! (`reload.rs`); and the `status` they report.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
@@ -11,7 +13,9 @@ use crate::clients::Clients;
 use crate::config::Config;
 use crate::conversation::Conversation;
 use crate::events::EventBus;
+use crate::logging::LogLevel;
 use crate::mcp::McpManager;
+use crate::service_manager::Notifier;
 use crate::speech_out::SpeechOut;
 use crate::store::Store;
 use crate::voice_input::VoiceInput;
@@ -20,9 +24,12 @@ use crate::voice_input::VoiceInput;
 /// it changes with the character.
 pub struct Services {
     pub started: Instant,
-    pub config: Config,
-    /// The configuration file read, if any.
+    /// The configuration as it applies now; reloads change it.
+    pub config: LiveConfig,
+    /// The base configuration file read (`conf.yaml` or `--config`), if any.
     pub config_file: Option<PathBuf>,
+    /// The service manager (systemd), told about reloads as well as readiness.
+    pub notifier: Arc<Notifier>,
     pub socket: PathBuf,
     pub store: Store,
     pub bus: EventBus,
@@ -37,6 +44,64 @@ pub struct Services {
     pub web: WebAccess,
     /// Fired by a client's `shutdown` request; the main loop then stops the daemon.
     pub shutdown_requested: CancellationToken,
+}
+
+/// The configuration that applies now, how to read it again, and how the last reload
+/// went. Only settings that changed live are in `get()`; those waiting for a restart are
+/// listed in the reload state instead.
+pub struct LiveConfig {
+    current: RwLock<Arc<Config>>,
+    /// `--config`, to read the same files again.
+    pub explicit: Option<PathBuf>,
+    /// `--profile` / `$VTUBER_PROFILE`.
+    pub profile: Option<String>,
+    pub log_level: LogLevel,
+    state: Mutex<ReloadState>,
+    /// One reload at a time (SIGHUP and requests may race).
+    pub(crate) reloading: tokio::sync::Mutex<()>,
+}
+
+/// What `status` says about the configuration files.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadState {
+    pub files: Vec<String>,
+    pub error: Option<ErrorBody>,
+    pub needs_restart: Vec<String>,
+}
+
+impl LiveConfig {
+    pub fn new(config: Config, files: Vec<String>) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(config)),
+            explicit: None,
+            profile: None,
+            log_level: LogLevel::fixed(),
+            state: Mutex::new(ReloadState {
+                files,
+                ..ReloadState::default()
+            }),
+            reloading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn get(&self) -> Arc<Config> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set(&self, config: Config) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+    }
+
+    pub fn state(&self) -> ReloadState {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn update_state(&self, f: impl FnOnce(&mut ReloadState)) {
+        f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
+    }
 }
 
 /// The web page as `status` reports it.
@@ -54,6 +119,7 @@ pub struct WebAccess {
 impl Services {
     pub fn status(&self) -> Status {
         let v = self.conversation.view();
+        let reload = self.config.state();
         Status {
             state: v.state,
             character: v.character.id.clone(),
@@ -71,6 +137,9 @@ impl Services {
             web_url: self.web.url.clone(),
             web_auth: self.web.auth.clone(),
             web_error: self.web.error.clone(),
+            config_files: reload.files,
+            reload_error: reload.error,
+            needs_restart: reload.needs_restart,
         }
     }
 

@@ -70,6 +70,10 @@ pub enum Request {
     },
     /// Asks the daemon to exit after finishing writes.
     Shutdown,
+    /// Re-reads the configuration files and the characters and applies what can change
+    /// while running (as SIGHUP does). A file with a mistake changes nothing: the answer
+    /// is that error.
+    Reload,
     /// Answers an [`Event::ApprovalRequested`]. The first answer from any client wins.
     ApproveToolCall {
         request_id: u64,
@@ -201,6 +205,10 @@ pub enum Reply {
         id: i64,
     },
     ShuttingDown,
+    /// The configuration was read again and applied.
+    Reloaded {
+        report: ReloadReport,
+    },
     /// The approval answer was recorded (`accepted: false`: unknown or already settled).
     ApprovalRecorded {
         request_id: u64,
@@ -376,6 +384,27 @@ pub struct Status {
     /// Why the web server is not running, and what to do, when it failed to start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web_error: Option<String>,
+    /// Every configuration file read (`config_file`, overlays, the profile's), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_files: Vec<String>,
+    /// Why the last reload changed nothing; cleared by the next good one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload_error: Option<ErrorBody>,
+    /// Settings changed by reloads that wait for a restart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs_restart: Vec<String>,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// The files read, in the order applied.
+    pub files: Vec<String>,
+    /// What changed and now applies, such as `llm.model` or `mcp server \`time\` added`.
+    pub applied: Vec<String>,
+    /// Keys that changed but take effect only when the daemon restarts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs_restart: Vec<String>,
 }
 
 /// Voice input and output, as `status` shows it.

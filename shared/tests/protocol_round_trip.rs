@@ -36,6 +36,12 @@ fn status() -> Status {
         web_url: Some("http://127.0.0.1:1/?token=t".into()),
         web_auth: Some("token".into()),
         web_error: None,
+        config_files: vec!["conf.yaml".into()],
+        reload_error: Some(ErrorBody::new(
+            ErrorCode::Config,
+            "conf.yaml:3: llm.model: bad",
+        )),
+        needs_restart: vec!["web.port".into()],
     }
 }
 
@@ -134,6 +140,7 @@ fn request_samples() -> Vec<Request> {
         Request::LoadConversation { id: 3 },
         Request::DeleteConversation { id: 3 },
         Request::Shutdown,
+        Request::Reload,
         Request::ApproveToolCall {
             request_id: 5,
             decision: ApprovalDecision::AllowForSession,
@@ -176,6 +183,7 @@ fn request_name(request: &Request) -> &'static str {
         Request::LoadConversation { .. } => "load_conversation",
         Request::DeleteConversation { .. } => "delete_conversation",
         Request::Shutdown => "shutdown",
+        Request::Reload => "reload",
         Request::ApproveToolCall { .. } => "approve_tool_call",
         Request::ListMcpServers => "list_mcp_servers",
         Request::ListMcpTools { .. } => "list_mcp_tools",
@@ -229,6 +237,13 @@ fn reply_samples() -> Vec<Reply> {
         Reply::ConversationChanged { conversation_id: 4 },
         Reply::Deleted { id: 3 },
         Reply::ShuttingDown,
+        Reply::Reloaded {
+            report: ReloadReport {
+                files: vec!["conf.yaml".into(), "conf.d/10-llm.yaml".into()],
+                applied: vec!["llm.model".into()],
+                needs_restart: vec!["web.port".into()],
+            },
+        },
         Reply::ApprovalRecorded {
             request_id: 5,
             accepted: true,
@@ -292,6 +307,7 @@ fn reply_name(reply: &Reply) -> &'static str {
         Reply::ConversationChanged { .. } => "conversation_changed",
         Reply::Deleted { .. } => "deleted",
         Reply::ShuttingDown => "shutting_down",
+        Reply::Reloaded { .. } => "reloaded",
         Reply::ApprovalRecorded { .. } => "approval_recorded",
         Reply::McpServers { .. } => "mcp_servers",
         Reply::McpTools { .. } => "mcp_tools",

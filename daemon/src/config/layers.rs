@@ -36,9 +36,7 @@ pub fn layer_files(
     default_dir: &Path,
     profile: Option<&str>,
 ) -> Result<Vec<PathBuf>, ConfigError> {
-    let dir = base
-        .and_then(Path::parent)
-        .unwrap_or(default_dir);
+    let dir = base.and_then(Path::parent).unwrap_or(default_dir);
     let mut files: Vec<PathBuf> = base.map(Path::to_path_buf).into_iter().collect();
     let overlay_dir = dir.join("conf.d");
     match std::fs::read_dir(&overlay_dir) {

@@ -236,6 +236,11 @@ pub struct DaemonConfig {
     /// servers) before the daemon stops at once; a second signal does not wait either.
     #[serde(deserialize_with = "stop_secs")]
     pub stop_timeout_secs: u64,
+    /// What the log shows: a level (`error`, `warn`, `info`, `debug`, `trace`) or
+    /// filter directives (`info,vtuberd::mcp=debug`). `--verbose`, `$VTUBER_LOG` and
+    /// `$RUST_LOG` override it. Applied live on reload.
+    #[serde(deserialize_with = "log_filter")]
+    pub log_level: String,
 }
 
 impl Default for DaemonConfig {
@@ -243,7 +248,18 @@ impl Default for DaemonConfig {
         Self {
             client_queue: 1024,
             stop_timeout_secs: 5,
+            log_level: "info".to_owned(),
         }
+    }
+}
+
+fn log_filter<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    match tracing_subscriber::EnvFilter::builder().parse(&s) {
+        Ok(_) => Ok(s),
+        Err(e) => Err(serde::de::Error::custom(format!(
+            "`{s}` is not a log filter ({e}): write a level such as info or debug, or directives such as info,vtuberd::mcp=debug"
+        ))),
     }
 }
 

@@ -54,6 +54,13 @@ pub(super) enum Command {
         reply: oneshot::Sender<(String, Vec<CharacterInfo>)>,
     },
     CharactersChanged,
+    /// A reload: new settings and characters, already validated. Answered with notes
+    /// for the caller (such as a current character that is gone).
+    Reload {
+        config: Box<Config>,
+        roster: Roster,
+        reply: oneshot::Sender<Vec<String>>,
+    },
     /// Answered at once: proves the actor still takes commands (the watchdog).
     Ping {
         reply: oneshot::Sender<()>,
@@ -243,6 +250,14 @@ impl Actor {
                 Command::Ping { reply } => {
                     let _ = reply.send(());
                 }
+                Command::Reload {
+                    config,
+                    roster,
+                    reply,
+                } => {
+                    let notes = self.reload(*config, roster);
+                    let _ = reply.send(notes);
+                }
                 Command::TurnDone { turn_id } => {
                     if self.running.as_ref().is_some_and(|r| r.id == turn_id) {
                         self.running = None;
@@ -355,6 +370,12 @@ impl Actor {
     /// Switches provider when a character's effective LLM settings differ.
     fn use_character(&mut self, character: Character) {
         let old = self.effective_llm(&self.character);
+        self.use_character_after(character, old);
+    }
+
+    /// [`Self::use_character`] when the LLM settings in use were `old` (they may have
+    /// changed under the character, on reload).
+    fn use_character_after(&mut self, character: Character, old: LlmConfig) {
         let new = self.effective_llm(&character);
         self.character = character;
         if old != new || self.provider.is_err() {
@@ -421,6 +442,40 @@ impl Actor {
         }
         self.set_conversation(Some(id));
         Ok(id)
+    }
+
+    /// Applies reloaded settings and characters. A turn in progress finishes with the
+    /// provider it started with; the next one uses the new settings.
+    fn reload(&mut self, config: Config, roster: Roster) -> Vec<String> {
+        let mut notes = Vec::new();
+        let old_llm = self.effective_llm(&self.character);
+        let old_dir = character_dir(&self.config);
+        self.max_tool_rounds = config.mcp.max_rounds;
+        self.config = config;
+        self.roster = roster;
+        let new_dir = character_dir(&self.config);
+        if new_dir != old_dir
+            && let Some(dir) = new_dir
+        {
+            spawn_watcher(dir, self.tx.clone(), || Command::CharactersChanged);
+        }
+        self.bus.emit(Event::CharactersReloaded {
+            characters: self.roster.infos(),
+        });
+        let character = match self.roster.get(&self.character.id).cloned() {
+            Some(c) => c,
+            None => {
+                notes.push(format!(
+                    "the current character `{}` is no longer in the character folder; it stays until you switch",
+                    self.character.id
+                ));
+                self.character.clone()
+            }
+        };
+        if character != self.character || self.effective_llm(&character) != old_llm {
+            self.use_character_after(character, old_llm);
+        }
+        notes
     }
 
     fn reload_characters(&mut self) {

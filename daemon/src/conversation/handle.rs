@@ -125,6 +125,21 @@ impl Conversation {
         self.ask(|reply| Command::Ping { reply }).await
     }
 
+    /// Applies reloaded settings and characters (validated by the caller); returns notes
+    /// for the person who asked.
+    pub async fn reload(
+        &self,
+        config: crate::config::Config,
+        roster: crate::characters::Roster,
+    ) -> Result<Vec<String>, ErrorBody> {
+        self.ask(|reply| Command::Reload {
+            config: Box::new(config),
+            roster,
+            reply,
+        })
+        .await
+    }
+
     pub async fn shutdown(&self) {
         let _ = self.ask(|reply| Command::Shutdown { reply }).await;
     }

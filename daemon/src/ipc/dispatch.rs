@@ -182,6 +182,7 @@ fn handshake(
         | Request::LoadConversation { .. }
         | Request::DeleteConversation { .. }
         | Request::Shutdown
+        | Request::Reload
         | Request::ApproveToolCall { .. }
         | Request::ListMcpServers
         | Request::ListMcpTools { .. }
@@ -280,6 +281,9 @@ async fn answer(
             services.shutdown_requested.cancel();
             Ok(Reply::ShuttingDown)
         }
+        Request::Reload => crate::reload::reload(services)
+            .await
+            .map(|report| Reply::Reloaded { report }),
         Request::ApproveToolCall {
             request_id,
             decision,
@@ -453,8 +457,9 @@ mod tests {
         );
         Services {
             started: Instant::now(),
-            config,
+            config: crate::services::LiveConfig::new(config, Vec::new()),
             config_file: None,
+            notifier: Default::default(),
             socket: dir.path().join("s.sock"),
             store,
             clients: Clients::new(bus.clone(), None),

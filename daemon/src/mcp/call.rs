@@ -149,7 +149,8 @@ impl Caller<'_> {
                             ToolOutcome::Denied,
                             format!(
                                 "Nobody approved the call to `{}` within {} s, so it did not run.",
-                                req.exposed_name, self.servers.cfg.approval_timeout_secs
+                                req.exposed_name,
+                                self.servers.cfg().approval_timeout_secs
                             ),
                         )),
                     ),
@@ -208,7 +209,7 @@ impl Caller<'_> {
         });
         let params = CallToolRequestParams::new(tool.name.clone()).with_arguments(arguments);
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
-        let timeout = call_timeout(&self.servers.cfg, &self.servers.slot_cfg(&server));
+        let timeout = call_timeout(&self.servers.cfg(), &self.servers.slot_cfg(&server));
         let result = match peer
             .send_request_with_option(request, PeerRequestOptions::no_options())
             .await

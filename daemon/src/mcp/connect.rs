@@ -28,7 +28,7 @@ pub(super) async fn connect(
     relist: mpsc::UnboundedSender<()>,
 ) -> Result<(Running, Vec<Arc<ToolEntry>>), String> {
     let cfg = &slot.cfg;
-    let timeout = start_timeout(&servers.cfg, cfg);
+    let timeout = start_timeout(&servers.cfg(), cfg);
     let resolve = |v: &String| -> Result<String, String> {
         servers
             .secrets

@@ -50,8 +50,28 @@ pub struct McpManager {
 struct Inner {
     servers: Arc<Servers>,
     store: Store,
-    redactor: Redactor,
+    /// Rebuilt on reload, as new servers bring new secret values.
+    redactor: std::sync::Mutex<Redactor>,
     approvals: Approvals,
+}
+
+/// What a reload changed among the tool servers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct McpChanges {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Servers whose settings changed: stopped and started again.
+    pub restarted: Vec<String>,
+    /// `mcp.*` settings applied live (such as `call_timeout_secs`).
+    pub settings: Vec<String>,
+    /// `mcp.*` settings that take effect only after a restart of the daemon.
+    pub need_restart: Vec<String>,
+}
+
+impl McpChanges {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 impl McpManager {
@@ -83,16 +103,17 @@ impl McpManager {
                 .map(PathBuf::from)
                 .or_else(|| std::env::current_exe().ok())
         });
-        let slots = cfg
-            .servers
-            .iter()
-            .map(|(name, sc)| (name.clone(), Arc::new(Slot::new(name, sc))))
-            .collect();
+        let slots = std::sync::Mutex::new(
+            cfg.servers
+                .iter()
+                .map(|(name, sc)| (name.clone(), Arc::new(Slot::new(name, sc))))
+                .collect(),
+        );
         let shutdown = CancellationToken::new();
         let approvals = Approvals::new(bus.clone(), cfg.approval_timeout_secs, shutdown.clone());
         let servers = Arc::new(Servers {
             progress: Arc::new(ProgressRoutes::new(bus.clone())),
-            cfg,
+            cfg: std::sync::Mutex::new(cfg),
             bus,
             secrets,
             secrets_error,
@@ -105,7 +126,7 @@ impl McpManager {
         let inner = Arc::new(Inner {
             servers,
             store,
-            redactor,
+            redactor: std::sync::Mutex::new(redactor),
             approvals,
         });
         let store = inner.store.clone();
@@ -114,12 +135,105 @@ impl McpManager {
                 tracing::error!(target: "mcp", error = %e, "tool-call audit table not created");
             }
         });
-        for slot in inner.servers.slots.values() {
+        for slot in inner.servers.slots() {
             if slot.cfg.enabled {
-                spawn_supervisor(&inner.servers, slot);
+                spawn_supervisor(&inner.servers, &slot);
             }
         }
         Self { inner }
+    }
+
+    /// Applies a new `mcp:` section: starts added servers, stops removed ones, restarts
+    /// those whose settings changed and leaves the others running untouched.
+    pub async fn reconfigure(&self, new: McpConfig) -> McpChanges {
+        let servers = &self.inner.servers;
+        let old = servers.cfg();
+        let mut changes = McpChanges::default();
+        for (key, differs) in [
+            (
+                "mcp.call_timeout_secs",
+                old.call_timeout_secs != new.call_timeout_secs,
+            ),
+            ("mcp.max_rounds", old.max_rounds != new.max_rounds),
+        ] {
+            if differs {
+                changes.settings.push(key.to_owned());
+            }
+        }
+        for (key, differs) in [
+            (
+                "mcp.approval_timeout_secs",
+                old.approval_timeout_secs != new.approval_timeout_secs,
+            ),
+            ("mcp.secrets_file", old.secrets_file != new.secrets_file),
+        ] {
+            if differs {
+                changes.need_restart.push(key.to_owned());
+            }
+        }
+        let mut stopping = Vec::new();
+        let mut starting = Vec::new();
+        {
+            let mut slots = super::lock(&servers.slots);
+            let names: Vec<String> = slots.keys().cloned().collect();
+            for name in names {
+                match new.servers.get(&name) {
+                    None => {
+                        if let Some(slot) = slots.remove(&name) {
+                            changes.removed.push(name);
+                            stopping.push(slot);
+                        }
+                    }
+                    Some(sc) if slots.get(&name).is_some_and(|s| s.cfg != *sc) => {
+                        let fresh = Arc::new(Slot::new(&name, sc));
+                        if let Some(slot) = slots.insert(name.clone(), fresh.clone()) {
+                            stopping.push(slot);
+                        }
+                        changes.restarted.push(name);
+                        starting.push(fresh);
+                    }
+                    Some(_) => {}
+                }
+            }
+            for (name, sc) in &new.servers {
+                if !slots.contains_key(name) {
+                    let fresh = Arc::new(Slot::new(name, sc));
+                    slots.insert(name.clone(), fresh.clone());
+                    changes.added.push(name.clone());
+                    starting.push(fresh);
+                }
+            }
+        }
+        *super::lock(&servers.cfg) = McpConfig {
+            // Kept until a restart: the approvals and the secrets were made with them.
+            approval_timeout_secs: old.approval_timeout_secs,
+            secrets_file: old.secrets_file.clone(),
+            ..new
+        };
+        *super::lock(&self.inner.redactor) =
+            Redactor::new(secret_values(&servers.cfg(), &servers.secrets));
+        for slot in &stopping {
+            stop_supervisor(slot).await;
+            *super::lock(&slot.conn) = None;
+            if let Some(dir) = &slot.scratch {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            slot.info.send_modify(|i| {
+                i.state = McpServerState::Disabled;
+                i.tools = 0;
+            });
+        }
+        servers.rebuild_registry();
+        for slot in &starting {
+            servers.emit_info(slot);
+            if slot.cfg.enabled {
+                spawn_supervisor(servers, slot);
+            }
+        }
+        for name in &changes.removed {
+            tracing::info!(target: "mcp", server = %name, "removed by a reload; stopped");
+        }
+        changes
     }
 
     /// Tools of ready servers, under their exposed names.
@@ -130,8 +244,8 @@ impl McpManager {
     pub fn servers(&self) -> Vec<McpServerInfo> {
         self.inner
             .servers
-            .slots
-            .values()
+            .slots()
+            .iter()
             .map(|s| s.info.borrow().clone())
             .collect()
     }
@@ -142,17 +256,13 @@ impl McpManager {
 
     /// Live state of one server (state, tool count, sandbox level).
     pub fn watch_server(&self, name: &str) -> Option<watch::Receiver<McpServerInfo>> {
-        self.inner
-            .servers
-            .slots
-            .get(name)
-            .map(|s| s.info.subscribe())
+        self.inner.servers.slot(name).map(|s| s.info.subscribe())
     }
 
     /// Waits until `name` is ready, failed or disabled, up to `timeout`. For tests,
     /// benchmarks and `restart`; `None` when unknown or still starting at the deadline.
     pub async fn wait_settled(&self, name: &str, timeout: Duration) -> Option<McpServerInfo> {
-        let slot = self.inner.servers.slots.get(name)?;
+        let slot = self.inner.servers.slot(name)?;
         let mut rx = slot.info.subscribe();
         let settled = |i: &McpServerInfo| {
             matches!(
@@ -169,7 +279,7 @@ impl McpManager {
 
     /// Stops and starts one server again (also a failed or disabled-by-crash one).
     pub async fn restart(&self, name: &str) -> Result<(), ErrorBody> {
-        let Some(slot) = self.inner.servers.slots.get(name) else {
+        let Some(slot) = self.inner.servers.slot(name) else {
             return Err(ErrorBody::new(
                 ErrorCode::NotFound,
                 format!("no MCP server named `{name}`"),
@@ -183,9 +293,9 @@ impl McpManager {
             )
             .with_hint("set `enabled: true` for it in conf.yaml"));
         }
-        stop_supervisor(slot).await;
-        spawn_supervisor(&self.inner.servers, slot);
-        let timeout = start_timeout(&self.inner.servers.cfg, &slot.cfg) + Duration::from_secs(5);
+        stop_supervisor(&slot).await;
+        spawn_supervisor(&self.inner.servers, &slot);
+        let timeout = start_timeout(&self.inner.servers.cfg(), &slot.cfg) + Duration::from_secs(5);
         match self.wait_settled(name, timeout).await {
             Some(McpServerInfo {
                 state: McpServerState::Ready,
@@ -222,15 +332,11 @@ impl McpManager {
     /// Stops every server (closing stdin, then SIGTERM, then kill) and cancels waits.
     pub async fn shutdown(&self) {
         self.inner.servers.shutdown.cancel();
-        let stops = self
-            .inner
-            .servers
-            .slots
-            .values()
-            .map(|s| stop_supervisor(s));
+        let slots = self.inner.servers.slots();
+        let stops = slots.iter().map(|s| stop_supervisor(s));
         let _ =
             tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(stops)).await;
-        for slot in self.inner.servers.slots.values() {
+        for slot in &slots {
             if let Some(dir) = &slot.scratch {
                 let _ = std::fs::remove_dir_all(dir);
             }
@@ -241,10 +347,11 @@ impl McpManager {
     /// itself with timeout and cancellation, events and the audit row.
     pub async fn call(&self, req: ToolCallRequest) -> ToolCallResult {
         let inner = &self.inner;
+        let redactor = super::lock(&inner.redactor).clone();
         Caller {
             servers: &inner.servers,
             store: &inner.store,
-            redactor: &inner.redactor,
+            redactor: &redactor,
             approvals: &inner.approvals,
         }
         .run(req)

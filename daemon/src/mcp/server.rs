@@ -22,15 +22,18 @@ use crate::events::EventBus;
 /// Floor for connecting and listing tools (first runs of `npx`/`uvx` download packages).
 pub(super) const MIN_START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Every configured server and what running them needs.
+/// Every configured server and what running them needs. The settings and the set of
+/// servers change on reload (`McpManager::reconfigure`).
 pub(super) struct Servers {
-    pub cfg: McpConfig,
+    /// `mcp:` as last applied; read with [`Servers::cfg`].
+    pub cfg: Mutex<McpConfig>,
     pub bus: EventBus,
     pub secrets: Secrets,
     pub secrets_error: Option<String>,
     pub launcher: Option<PathBuf>,
     pub protected: Vec<PathBuf>,
-    pub slots: BTreeMap<String, Arc<Slot>>,
+    /// One slot per configured server; read with [`Servers::slot`] and [`Servers::slots`].
+    pub slots: Mutex<BTreeMap<String, Arc<Slot>>>,
     pub registry: Registry,
     pub progress: Arc<ProgressRoutes>,
     pub shutdown: CancellationToken,
@@ -84,18 +87,28 @@ impl Slot {
 }
 
 impl Servers {
+    /// The settings as last applied.
+    pub fn cfg(&self) -> McpConfig {
+        lock(&self.cfg).clone()
+    }
+
+    pub fn slot(&self, server: &str) -> Option<Arc<Slot>> {
+        lock(&self.slots).get(server).cloned()
+    }
+
+    /// Every slot, in name order.
+    pub fn slots(&self) -> Vec<Arc<Slot>> {
+        lock(&self.slots).values().cloned().collect()
+    }
+
     /// The connection to `server`, when it is ready.
     pub fn peer(&self, server: &str) -> Option<Peer<RoleClient>> {
-        self.slots
-            .get(server)
+        self.slot(server)
             .and_then(|s| lock(&s.conn).as_ref().map(|c| c.peer.clone()))
     }
 
     pub fn slot_cfg(&self, server: &str) -> ServerConfig {
-        self.slots
-            .get(server)
-            .map(|s| s.cfg.clone())
-            .unwrap_or_default()
+        self.slot(server).map(|s| s.cfg.clone()).unwrap_or_default()
     }
 
     pub fn set_state(&self, slot: &Slot, state: McpServerState) {
@@ -112,12 +125,17 @@ impl Servers {
     pub fn set_conn(&self, slot: &Slot, conn: Option<Conn>) {
         let count = conn.as_ref().map_or(0, |c| c.tools.len());
         *lock(&slot.conn) = conn;
-        self.registry
-            .rebuild(self.slots.iter().filter_map(|(name, slot)| {
-                let conn = lock(&slot.conn).clone();
-                conn.map(|c| (name, c.tools))
-            }));
+        self.rebuild_registry();
         slot.info.send_modify(|i| i.tools = count);
+    }
+
+    /// Registers the tools of every connected server (and only those).
+    pub fn rebuild_registry(&self) {
+        let slots = self.slots();
+        self.registry.rebuild(slots.iter().filter_map(|slot| {
+            let conn = lock(&slot.conn).clone();
+            conn.map(|c| (&slot.name, c.tools))
+        }));
     }
 }
 

@@ -89,7 +89,6 @@ pub struct WebState {
     loopback: bool,
     port: u16,
     tls: bool,
-    allowed_origins: Vec<String>,
     pub max_message_bytes: usize,
     pub max_messages_per_sec: u32,
     pub shutdown: CancellationToken,
@@ -308,14 +307,14 @@ pub fn serve(
     services: Arc<Services>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let config = &services.config;
+    let config = services.config.get();
     let cfg = &config.web;
     let addr = bound.addr;
     if let Some((live, files)) = bound.certificate.clone() {
         tokio::spawn(tls::watch(live, files, shutdown.clone()));
     }
     let assets_dir = assets_dir(cfg);
-    let characters = Arc::new(Characters::load(character_dir(config), assets_dir.clone()));
+    let characters = Arc::new(Characters::load(character_dir(&config), assets_dir.clone()));
     let translator = Translator::new(
         characters.clone(),
         services.conversation.view().character,
@@ -342,11 +341,6 @@ pub fn serve(
         loopback: addr.ip().is_loopback(),
         port: addr.port(),
         tls: matches!(bound.server, Listening::Tls(_)),
-        allowed_origins: cfg
-            .allowed_origins
-            .iter()
-            .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
-            .collect(),
         max_message_bytes: cfg.max_message_bytes.max(1024),
         max_messages_per_sec: cfg.max_messages_per_sec,
         shutdown: shutdown.clone(),
@@ -723,8 +717,16 @@ fn origin_allowed(web: &WebState, origin: Option<&str>, host: &str) -> bool {
     };
     let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
     let scheme = if web.tls { "https" } else { "http" };
+    // Read at each connection: a reload may have changed the list.
     origin == format!("{scheme}://{}", host.trim().to_ascii_lowercase())
-        || web.allowed_origins.contains(&origin)
+        || web
+            .services
+            .config
+            .get()
+            .web
+            .allowed_origins
+            .iter()
+            .any(|o| o.trim().trim_end_matches('/').eq_ignore_ascii_case(&origin))
 }
 
 async fn client_ws(
