@@ -802,12 +802,16 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__daemon__subcmd__install)
-            opts="-h --print --socket --config --help"
+            opts="-h --print --system --for --socket --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -942,12 +946,16 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__daemon__subcmd__uninstall)
-            opts="-h --socket --config --help"
+            opts="-h --system --for --socket --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -162,7 +162,7 @@ complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_see
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall logs help" -f -a "restart" -d 'Stop vtuberd (if running), then start it'
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall logs help" -f -a "status" -d 'Say whether vtuberd is running (exits 3 when not)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall logs help" -f -a "install" -d 'Run vtuberd as a systemd user service: write ~/.config/systemd/user/vtuberd.service and enable it'
-complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall logs help" -f -a "uninstall" -d 'Disable and remove the systemd user service'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall logs help" -f -a "uninstall" -d 'Disable and remove the systemd user service (with --system: the user\'s instance of the system template, and the template once no instance is left)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall logs help" -f -a "logs" -d 'Show the daemon\'s log: the journal for the service, else the file `vtuber` starts it with'
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and not __fish_seen_subcommand_from start stop restart status install uninstall logs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from start" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
@@ -177,12 +177,16 @@ complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_su
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from status" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from status" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from install" -l for -d 'With --system: the user vtuberd runs as (default: the one who ran sudo)' -r
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from install" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from install" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from install" -l print -d 'Print the unit instead of installing it'
-complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from install" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from install" -l system -d 'Install the system template vtuberd@.service instead of the user unit'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from install" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from uninstall" -l for -d 'With --system: the user whose instance goes (default: the one who ran sudo)' -r
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from uninstall" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from uninstall" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from uninstall" -l system -d 'Remove the system service vtuberd@USER instead of the user unit'
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from uninstall" -s h -l help -d 'Print help'
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from logs" -s n -l lines -d 'How many of the last lines to show first' -r
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from logs" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
@@ -194,7 +198,7 @@ complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_su
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from help" -f -a "restart" -d 'Stop vtuberd (if running), then start it'
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from help" -f -a "status" -d 'Say whether vtuberd is running (exits 3 when not)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from help" -f -a "install" -d 'Run vtuberd as a systemd user service: write ~/.config/systemd/user/vtuberd.service and enable it'
-complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from help" -f -a "uninstall" -d 'Disable and remove the systemd user service'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from help" -f -a "uninstall" -d 'Disable and remove the systemd user service (with --system: the user\'s instance of the system template, and the template once no instance is left)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from help" -f -a "logs" -d 'Show the daemon\'s log: the journal for the service, else the file `vtuber` starts it with'
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand mcp; and not __fish_seen_subcommand_from list tools restart audit import help" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
@@ -283,7 +287,7 @@ complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subc
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from daemon" -f -a "restart" -d 'Stop vtuberd (if running), then start it'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from daemon" -f -a "status" -d 'Say whether vtuberd is running (exits 3 when not)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from daemon" -f -a "install" -d 'Run vtuberd as a systemd user service: write ~/.config/systemd/user/vtuberd.service and enable it'
-complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from daemon" -f -a "uninstall" -d 'Disable and remove the systemd user service'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from daemon" -f -a "uninstall" -d 'Disable and remove the systemd user service (with --system: the user\'s instance of the system template, and the template once no instance is left)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from daemon" -f -a "logs" -d 'Show the daemon\'s log: the journal for the service, else the file `vtuber` starts it with'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from mcp" -f -a "list" -d 'List the configured MCP servers: transport, state, tools and sandbox'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from mcp" -f -a "tools" -d 'List the tools offered to the LLM, with their policy'

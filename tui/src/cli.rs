@@ -315,13 +315,33 @@ pub enum DaemonCommand {
     Status,
     /// Run vtuberd as a systemd user service: write ~/.config/systemd/user/vtuberd.service
     /// and enable it
+    ///
+    /// With --system (as root): write the system template
+    /// /etc/systemd/system/vtuberd@.service and a drop-in for the user, and enable
+    /// vtuberd@USER.service, which runs vtuberd as that user from boot on (its socket is
+    /// where that user's `vtuber` looks; `loginctl enable-linger USER` keeps it across
+    /// logouts).
     Install {
         /// Print the unit instead of installing it
         #[arg(long)]
         print: bool,
+        /// Install the system template vtuberd@.service instead of the user unit
+        #[arg(long)]
+        system: bool,
+        /// With --system: the user vtuberd runs as (default: the one who ran sudo)
+        #[arg(long = "for", value_name = "USER", requires = "system")]
+        for_user: Option<String>,
     },
-    /// Disable and remove the systemd user service
-    Uninstall,
+    /// Disable and remove the systemd user service (with --system: the user's instance of
+    /// the system template, and the template once no instance is left)
+    Uninstall {
+        /// Remove the system service vtuberd@USER instead of the user unit
+        #[arg(long)]
+        system: bool,
+        /// With --system: the user whose instance goes (default: the one who ran sudo)
+        #[arg(long = "for", value_name = "USER", requires = "system")]
+        for_user: Option<String>,
+    },
     /// Show the daemon's log: the journal for the service, else the file `vtuber` starts it
     /// with
     Logs {

@@ -1,8 +1,9 @@
-//! `vtuber daemon install|uninstall|logs` against a fake `systemctl` and `journalctl`
-//! that record their arguments, and the unit checked by `systemd-analyze verify` where it
-//! is installed.
+//! `vtuber daemon install|uninstall|logs` (the user unit and, with `--system`, the system
+//! template) against a fake `systemctl` and `journalctl` that record their arguments and
+//! a fake `getent`, and the units checked by `systemd-analyze verify` where it is
+//! installed.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -33,6 +34,21 @@ impl Home {
                 dir.path().join("journalctl.log").display()
             ),
         );
+        // The system template's instance user: alice, with a home in here and the test's
+        // own ids (so the folders made for her can be handed over without root), or
+        // made-up ones where the test runs as root (refused as the instance's user).
+        let (uid, gid) = alice_ids(dir.path());
+        let alice_home = dir.path().join("alice");
+        std::fs::create_dir_all(&alice_home).expect("alice's home");
+        write_script(
+            &bin.join("getent"),
+            &format!(
+                "#!/bin/sh
+[ \"$2\" = alice ] || exit 2
+echo 'alice:x:{uid}:{gid}:Alice,,,:{}:/bin/sh'\n",
+                alice_home.display()
+            ),
+        );
         Self { dir }
     }
 
@@ -52,8 +68,23 @@ impl Home {
             .env("VTUBERD_BIN", self.vtuberd())
             .env("HOME", self.dir.path())
             .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
-            .env("VTUBER_DATA_DIR", self.dir.path().join("data"));
+            .env("VTUBER_DATA_DIR", self.dir.path().join("data"))
+            .env("VTUBER_SYSTEM_UNIT_DIR", self.system_dir())
+            .env("USER", "tester")
+            .env_remove("SUDO_USER");
         cmd
+    }
+
+    fn system_dir(&self) -> PathBuf {
+        self.dir.path().join("system")
+    }
+
+    fn uid(&self) -> u32 {
+        std::fs::metadata(self.dir.path()).expect("metadata").uid()
+    }
+
+    fn alice_uid(&self) -> u32 {
+        alice_ids(self.dir.path()).0
     }
 
     fn vtuberd(&self) -> PathBuf {
@@ -74,6 +105,14 @@ impl Home {
 
     fn vtuber(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run vtuber")
+    }
+}
+
+fn alice_ids(dir: &Path) -> (u32, u32) {
+    let meta = std::fs::metadata(dir).expect("temp dir metadata");
+    match meta.uid() {
+        0 => (4242, 4242),
+        uid => (uid, meta.gid()),
     }
 }
 
@@ -232,5 +271,160 @@ fn logs_of_the_service_come_from_the_journal() {
     assert_eq!(
         calls.trim(),
         "--user -u vtuberd.service --no-pager -n 20 -f"
+    );
+}
+
+#[test]
+fn install_system_writes_the_template_and_the_users_drop_in_and_enables_the_instance() {
+    let home = Home::new(0);
+    let printed = home.vtuber(&["daemon", "install", "--system", "--print"]);
+    assert!(printed.status.success(), "{}", text(&printed.stderr));
+    let template = text(&printed.stdout);
+    assert!(
+        template.contains(&format!("\nExecStart={}\n", home.vtuberd().display())),
+        "{template}"
+    );
+    assert!(template.contains("\nUser=%i\n"), "{template}");
+    assert!(home.systemctl_calls().is_empty());
+    assert!(!home.system_dir().exists());
+
+    // The user comes from sudo when not named.
+    let out = home
+        .command(&["daemon", "install", "--system"])
+        .env("SUDO_USER", "alice")
+        .output()
+        .expect("run vtuber");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let written = home.system_dir().join("vtuberd@.service");
+    assert_eq!(
+        std::fs::read_to_string(&written).expect("template written"),
+        template
+    );
+    let drop_in =
+        std::fs::read_to_string(home.system_dir().join("vtuberd@alice.service.d/user.conf"))
+            .expect("drop-in written");
+    let uid = home.alice_uid();
+    let data = home.dir.path().join("alice/.local/share/vtuber");
+    assert!(
+        drop_in.contains(&format!("\nEnvironment=XDG_RUNTIME_DIR=/run/user/{uid}\n")),
+        "{drop_in}"
+    );
+    assert!(
+        drop_in.contains(&format!(
+            "\nReadWritePaths=/run/user/{uid} {}\n",
+            data.display()
+        )),
+        "{drop_in}"
+    );
+    assert!(
+        data.is_dir(),
+        "the data folder is made for the read-only home"
+    );
+    for made in [".local", ".local/share", ".local/share/vtuber"] {
+        let owner = std::fs::metadata(home.dir.path().join("alice").join(made)).unwrap();
+        assert_eq!(owner.uid(), uid, "{made} belongs to alice");
+    }
+    assert_eq!(
+        home.systemctl_calls(),
+        ["daemon-reload", "enable vtuberd@alice.service"]
+    );
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("sudo systemctl start vtuberd@alice"),
+        "{said}"
+    );
+    assert!(said.contains("loginctl enable-linger alice"), "{said}");
+
+    // Its log is the system journal's, for alice.
+    let logs = home
+        .command(&["daemon", "logs", "-n", "5"])
+        .env("USER", "alice")
+        .output()
+        .expect("run vtuber");
+    assert!(logs.status.success(), "{}", text(&logs.stderr));
+    let calls = std::fs::read_to_string(home.dir.path().join("journalctl.log")).unwrap();
+    assert_eq!(calls.trim(), "-u vtuberd@alice.service --no-pager -n 5");
+
+    let out = home.vtuber(&["daemon", "uninstall", "--system", "--for", "alice"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!written.exists());
+    assert!(!home.system_dir().join("vtuberd@alice.service.d").exists());
+    assert_eq!(
+        home.systemctl_calls()[2..],
+        ["disable --now vtuberd@alice.service", "daemon-reload"]
+    );
+    assert!(data.is_dir(), "the user's data stays");
+    let again = home.vtuber(&["daemon", "uninstall", "--system", "--for", "alice"]);
+    assert!(again.status.success());
+    assert!(text(&again.stdout).contains("nothing to remove"));
+}
+
+#[test]
+fn install_system_refuses_root_unknown_users_and_missing_privileges() {
+    let home = Home::new(0);
+    for (args, expected) in [
+        (&["--for", "root"][..], "should not run as root"),
+        (&["--for", "bob"][..], "no user \"bob\""),
+        (&["--for", "a b"][..], "user name"),
+    ] {
+        let out = home.vtuber(&[&["daemon", "install", "--system"][..], args].concat());
+        assert!(!out.status.success(), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+    let out = home.vtuber(&["daemon", "install", "--for", "alice"]);
+    assert!(!out.status.success(), "--for needs --system");
+    assert!(home.systemctl_calls().is_empty());
+    assert!(!home.system_dir().join("vtuberd@.service").exists());
+
+    // Without the test's unit folder, /etc/systemd/system needs root. Only tried where
+    // the test is not root, so it can never write there.
+    if home.uid() != 0 {
+        let out = home
+            .command(&["daemon", "install", "--system", "--for", "alice"])
+            .env_remove("VTUBER_SYSTEM_UNIT_DIR")
+            .output()
+            .expect("run vtuber");
+        assert!(!out.status.success());
+        let err = text(&out.stderr);
+        assert!(err.contains("sudo vtuber daemon install --system"), "{err}");
+        assert!(err.contains("--print"), "{err}");
+    }
+}
+
+#[test]
+fn the_system_template_passes_systemd_analyze_where_installed() {
+    let Ok(found) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("systemd-analyze is not installed: skipped");
+        return;
+    };
+    assert!(found.status.success());
+    let home = Home::new(0);
+    let out = home.vtuber(&["daemon", "install", "--system", "--for", "alice"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // A template is verified as one of its instances; the drop-in next to it is read too.
+    let dir = home.dir.path().join("verify");
+    std::fs::create_dir_all(dir.join("vtuberd@alice.service.d")).unwrap();
+    std::fs::copy(
+        home.system_dir().join("vtuberd@.service"),
+        dir.join("vtuberd@alice.service"),
+    )
+    .unwrap();
+    std::fs::copy(
+        home.system_dir().join("vtuberd@alice.service.d/user.conf"),
+        dir.join("vtuberd@alice.service.d/user.conf"),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["--man=no", "verify"])
+        .arg(dir.join("vtuberd@alice.service"))
+        .output()
+        .expect("systemd-analyze runs");
+    // Unknown keys and bad values are only warnings: no output is the pass.
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
     );
 }

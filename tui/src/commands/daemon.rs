@@ -34,8 +34,21 @@ pub async fn daemon(target: &Target, cmd: DaemonCommand) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        DaemonCommand::Install { print } => super::service_unit::install(print),
-        DaemonCommand::Uninstall => super::service_unit::uninstall(),
+        DaemonCommand::Install {
+            print,
+            system: false,
+            ..
+        } => super::service_unit::install(print),
+        DaemonCommand::Install {
+            print,
+            system: true,
+            for_user,
+        } => super::system_unit::install(print, for_user),
+        DaemonCommand::Uninstall { system: false, .. } => super::service_unit::uninstall(),
+        DaemonCommand::Uninstall {
+            system: true,
+            for_user,
+        } => super::system_unit::uninstall(for_user),
         DaemonCommand::Logs { follow, lines } => super::logs::logs(follow, lines),
     }
 }

@@ -1,5 +1,6 @@
 //! `vtuber daemon logs [-f]`: the daemon's log, wherever it goes: the journal when
-//! vtuberd runs as the systemd user service, else the file `vtuber` starts it with.
+//! vtuberd runs as the systemd user service (or as this user's instance of the system
+//! template), else the file `vtuber` starts it with.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::service_unit;
+use super::{service_unit, system_unit};
 use crate::launcher;
 
 /// How often `--follow` looks for new lines in the file.
@@ -16,7 +17,11 @@ const FOLLOW_EVERY: Duration = Duration::from_millis(200);
 
 pub fn logs(follow: bool, lines: usize) -> Result<ExitCode> {
     if service_unit::unit_path().exists() {
-        return journal(follow, lines);
+        return journal(&["--user", "-u", "vtuberd.service"], follow, lines);
+    }
+    if let Some(unit) = system_unit::installed_for_current_user() {
+        // The system journal: readable by members of systemd-journal or adm.
+        return journal(&["-u", &unit], follow, lines);
     }
     let path = launcher::log_path();
     if !path.exists() {
@@ -29,10 +34,11 @@ pub fn logs(follow: bool, lines: usize) -> Result<ExitCode> {
     file(&path, follow, lines)
 }
 
-/// `journalctl --user -u vtuberd.service`, which knows the service's own log.
-fn journal(follow: bool, lines: usize) -> Result<ExitCode> {
+/// `journalctl [--user] -u UNIT`, which knows the service's own log.
+fn journal(unit: &[&str], follow: bool, lines: usize) -> Result<ExitCode> {
     let mut cmd = Command::new("journalctl");
-    cmd.args(["--user", "-u", "vtuberd.service", "--no-pager", "-n"])
+    cmd.args(unit)
+        .args(["--no-pager", "-n"])
         .arg(lines.to_string());
     if follow {
         cmd.arg("-f");

@@ -11,6 +11,7 @@ pub mod models;
 pub mod say;
 pub mod service_unit;
 pub mod status;
+pub mod system_unit;
 pub mod turn_stream;
 pub mod web;
 

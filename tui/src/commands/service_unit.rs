@@ -1,6 +1,7 @@
-//! `vtuber daemon install|uninstall`: vtuberd as a systemd user service. The unit is
-//! the one shipped in `contrib/systemd/`, with `ExecStart` pointing at this install's
-//! vtuberd.
+//! `vtuber daemon install|uninstall`: vtuberd as a systemd user service, or (with
+//! `--system`) as an instance of the system template `vtuberd@.service`, one per user.
+//! The units are the ones shipped in `contrib/systemd/`, with `ExecStart` pointing at
+//! this install's vtuberd.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -13,8 +14,13 @@ use crate::launcher;
 const UNIT: &str = include_str!("../../../contrib/systemd/vtuberd.service");
 const UNIT_NAME: &str = "vtuberd.service";
 
-/// The unit with `ExecStart` set to `vtuberd` (an absolute path).
+/// The user unit with `ExecStart` set to `vtuberd` (an absolute path).
 pub fn render(vtuberd: &Path) -> Result<String> {
+    render_unit(UNIT, vtuberd)
+}
+
+/// `unit` with `ExecStart` set to `vtuberd` (an absolute path).
+pub(super) fn render_unit(unit: &str, vtuberd: &Path) -> Result<String> {
     let path = vtuberd.to_str().with_context(|| {
         format!(
             "{} is not valid UTF-8; systemd cannot run it from a unit",
@@ -28,7 +34,7 @@ pub fn render(vtuberd: &Path) -> Result<String> {
         );
     }
     let mut found = false;
-    let unit: Vec<String> = UNIT
+    let unit: Vec<String> = unit
         .lines()
         .map(|line| {
             if line.starts_with("ExecStart=") {
@@ -54,9 +60,31 @@ pub fn unit_path() -> PathBuf {
 
 /// Runs `systemctl --user ARGS`; the error says what to run by hand.
 fn systemctl(args: &[&str]) -> Result<()> {
-    let shown = format!("systemctl --user {}", args.join(" "));
+    systemctl_in(Manager::User, args)
+}
+
+/// Which service manager `systemctl` talks to.
+#[derive(Clone, Copy)]
+pub(super) enum Manager {
+    User,
+    System,
+}
+
+/// Runs `systemctl [--user] ARGS`; the error says what was run.
+pub(super) fn systemctl_in(manager: Manager, args: &[&str]) -> Result<()> {
+    let scope: &[&str] = match manager {
+        Manager::User => &["--user"],
+        Manager::System => &[],
+    };
+    let shown = ["systemctl"]
+        .iter()
+        .chain(scope)
+        .chain(args)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
     let out = Command::new("systemctl")
-        .arg("--user")
+        .args(scope)
         .args(args)
         .output()
         .with_context(|| format!("cannot run `{shown}` (is systemd installed?)"))?;
@@ -128,6 +156,11 @@ mod tests {
         assert!(unit.contains("\nType=notify\n"), "{unit}");
         assert!(unit.contains("\nWatchdogSec="), "{unit}");
         assert!(unit.contains("\nWantedBy=default.target"), "{unit}");
+    }
+
+    #[test]
+    fn the_shipped_unit_is_what_a_standard_install_renders() {
+        assert_eq!(render(Path::new("/usr/local/bin/vtuberd")).unwrap(), UNIT);
     }
 
     #[test]
