@@ -183,3 +183,136 @@ async fn kill_9_in_the_middle_of_a_reply_loses_no_finished_turn() {
     );
     assert!(!messages[1].interrupted);
 }
+
+/// SIGHUP and `reload`: what can change live does (the LLM model from a `conf.d/`
+/// overlay, a tool server added), what cannot is named and left as it runs (the web
+/// port), and a broken file changes nothing while its error reaches the caller and
+/// `status`. The service manager hears `RELOADING=1` then `READY=1` each time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_applies_what_it_can_and_a_broken_file_changes_nothing() {
+    let mock = MockLlm::start_blocking(MockBehaviour::reply("ok")).expect("mock LLM starts");
+    let mut daemon = TestDaemon::new(&openai_config(&mock.base_url())).expect("daemon");
+    let notify_path = daemon.log.with_file_name("notify.sock");
+    let mut manager = Manager {
+        socket: UnixDatagram::bind(&notify_path).expect("bind the notify socket"),
+        seen: Vec::new(),
+    };
+    daemon.extra_env.push((
+        "NOTIFY_SOCKET".to_owned(),
+        notify_path.to_string_lossy().into_owned(),
+    ));
+    daemon.start().expect("daemon starts");
+    tokio::task::block_in_place(|| manager.wait_for("READY=1", 1));
+    let mut client = daemon.client("reload").await.expect("client");
+    let before = status(&mut client).await;
+    assert_eq!(before.llm.model, "mock-model");
+    let web_before = before.web_url.clone().expect("web page runs");
+
+    // An overlay: a new model, a tool server, and a web port (that needs a restart).
+    let overlays = daemon.config.with_file_name("conf.d");
+    std::fs::create_dir_all(&overlays).expect("conf.d");
+    let server = vtuber_test_support::mcp::test_server_bin();
+    std::fs::write(
+        overlays.join("10-live.yaml"),
+        format!(
+            "llm:\n  model: second-model\nmcp:\n  servers:\n    probe:\n      command: {}\n      sandbox: {{enabled: false}}\nweb:\n  port: 1\n",
+            server.display()
+        ),
+    )
+    .expect("overlay");
+    let pid = daemon.pid().expect("pid");
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGHUP) }, 0);
+    let reloading = tokio::task::block_in_place(|| manager.wait_for("RELOADING=1", 1));
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    let ready = tokio::task::block_in_place(|| manager.wait_for("READY=1", 2));
+    assert!(ready.contains("second-model"), "{ready}");
+    let after = status(&mut client).await;
+    assert_eq!(after.llm.model, "second-model");
+    assert_eq!(after.needs_restart, ["web.port"]);
+    assert_eq!(after.web_url.as_deref(), Some(web_before.as_str()));
+    assert!(after.reload_error.is_none());
+    assert_eq!(after.config_files.len(), 2, "{:?}", after.config_files);
+    assert!(after.config_files[1].ends_with("conf.d/10-live.yaml"));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let servers = match client.request(Request::ListMcpServers).await.unwrap() {
+            Ok(Reply::McpServers { servers }) => servers,
+            other => panic!("{other:?}"),
+        };
+        if servers
+            .iter()
+            .any(|s| s.name == "probe" && s.state == vtuber_shared::McpServerState::Ready)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "probe never ready: {servers:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The next turn goes to the new model.
+    let turn = client
+        .request(Request::SendText { text: "hi".into() })
+        .await
+        .unwrap();
+    assert!(matches!(turn, Ok(Reply::TurnAccepted { .. })), "{turn:?}");
+    client
+        .events_until(WAIT, |e| matches!(e, Event::TurnEnded { .. }))
+        .await
+        .expect("the turn ends");
+    let asked = mock.requests();
+    let last = asked.last().expect("the mock was asked");
+    assert_eq!(last.body["model"], "second-model", "{:?}", last.body);
+
+    // A mistake: nothing changes; the caller gets file, line and key.
+    std::fs::write(
+        overlays.join("20-broken.yaml"),
+        "llm:\n  model: third-model\n  temprature: 2\n",
+    )
+    .expect("broken overlay");
+    let err = match client.request(Request::Reload).await.unwrap() {
+        Err(e) => e,
+        Ok(r) => panic!("a broken file was applied: {r:?}"),
+    };
+    assert!(err.message.contains("20-broken.yaml:3"), "{}", err.message);
+    assert!(err.message.contains("llm.temprature"), "{}", err.message);
+    let broken = status(&mut client).await;
+    assert_eq!(broken.llm.model, "second-model");
+    assert_eq!(
+        broken.reload_error.as_ref().map(|e| e.message.clone()),
+        Some(err.message.clone())
+    );
+    tokio::task::block_in_place(|| manager.wait_for("RELOADING=1", 2));
+    let ready = tokio::task::block_in_place(|| manager.wait_for("READY=1", 3));
+    assert!(ready.contains("reload failed"), "{ready}");
+
+    // Fixed, through the command line this time: applied, and the error is gone.
+    std::fs::remove_file(overlays.join("20-broken.yaml")).expect("remove");
+    std::fs::write(
+        overlays.join("20-fixed.yaml"),
+        "llm:\n  model: third-model\n",
+    )
+    .expect("fixed overlay");
+    let mut reload = daemon.vtuber();
+    reload.args(["daemon", "reload"]);
+    let out = run(reload).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("applied: llm.model"), "{stdout}");
+    assert!(stdout.contains("waiting for a restart"), "{stdout}");
+    let fixed = status(&mut client).await;
+    assert_eq!(fixed.llm.model, "third-model");
+    assert!(fixed.reload_error.is_none());
+    let log = daemon.log_text();
+    assert!(log.contains("reload refused, nothing changed"), "{log}");
+}
+
+async fn status(client: &mut vtuber_test_support::daemon::TestClient) -> vtuber_shared::Status {
+    match client.request(Request::Status).await.unwrap() {
+        Ok(Reply::Status(status)) => status,
+        other => panic!("{other:?}"),
+    }
+}

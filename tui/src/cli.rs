@@ -313,6 +313,9 @@ pub enum DaemonCommand {
     Restart,
     /// Say whether vtuberd is running (exits 3 when not)
     Status,
+    /// Re-read the configuration files and the characters and apply what can change live
+    /// (as SIGHUP does); a file with a mistake changes nothing and is reported (exit 1)
+    Reload,
     /// Run vtuberd as a systemd user service: write ~/.config/systemd/user/vtuberd.service
     /// and enable it
     ///

@@ -1,5 +1,5 @@
-//! `vtuber daemon start|stop|restart|status`: starting and stopping vtuberd (its
-//! service unit is in `service_unit`).
+//! `vtuber daemon start|stop|restart|status|reload`: starting, stopping and reloading
+//! vtuberd (its service units are in `service_unit` and `system_unit`).
 
 use std::process::ExitCode;
 
@@ -34,6 +34,7 @@ pub async fn daemon(target: &Target, cmd: DaemonCommand) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        DaemonCommand::Reload => reload(target).await,
         DaemonCommand::Install {
             print,
             system: false,
@@ -51,6 +52,39 @@ pub async fn daemon(target: &Target, cmd: DaemonCommand) -> Result<ExitCode> {
         } => super::system_unit::uninstall(for_user),
         DaemonCommand::Logs { follow, lines } => super::logs::logs(follow, lines),
     }
+}
+
+/// Asks the running daemon to reload and says what changed and what waits for a restart.
+async fn reload(target: &Target) -> Result<ExitCode> {
+    let conn = query(target, exit::NOT_RUNNING_STATUS).await?;
+    let report = match ask(&conn.client, Request::Reload).await? {
+        Reply::Reloaded { report } => report,
+        other => return Err(unexpected(&other)),
+    };
+    print!("{}", reload_summary(&report));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn reload_summary(report: &vtuber_shared::ReloadReport) -> String {
+    let mut out = String::new();
+    if report.files.is_empty() {
+        out.push_str("reloaded (no configuration file: built-in defaults)\n");
+    } else {
+        out.push_str(&format!("reloaded {}\n", report.files.join(", ")));
+    }
+    if report.applied.is_empty() {
+        out.push_str("nothing changed\n");
+    }
+    for item in &report.applied {
+        out.push_str(&format!("  applied: {item}\n"));
+    }
+    if !report.needs_restart.is_empty() {
+        out.push_str(&format!(
+            "changed but waiting for a restart (`vtuber daemon restart`): {}\n",
+            report.needs_restart.join(", ")
+        ));
+    }
+    out
 }
 
 async fn start(target: &Target) -> Result<ExitCode> {
@@ -103,4 +137,26 @@ async fn stop(target: &Target) -> Result<ExitCode> {
     }
     println!("vtuberd (pid {pid}) stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reload_summary_names_files_changes_and_restarts() {
+        let report = vtuber_shared::ReloadReport {
+            files: vec!["conf.yaml".into(), "conf.d/10-llm.yaml".into()],
+            applied: vec!["llm.model".into(), "mcp server `time` added".into()],
+            needs_restart: vec!["web.port".into()],
+        };
+        assert_eq!(
+            reload_summary(&report),
+            "reloaded conf.yaml, conf.d/10-llm.yaml\n  applied: llm.model\n  applied: mcp server `time` added\nchanged but waiting for a restart (`vtuber daemon restart`): web.port\n"
+        );
+        assert_eq!(
+            reload_summary(&vtuber_shared::ReloadReport::default()),
+            "reloaded (no configuration file: built-in defaults)\nnothing changed\n"
+        );
+    }
 }
