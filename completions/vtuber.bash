@@ -85,11 +85,17 @@ _vtuber() {
             vtuber__subcmd__config,help)
                 cmd="vtuber__subcmd__config__subcmd__help"
                 ;;
+            vtuber__subcmd__config,show)
+                cmd="vtuber__subcmd__config__subcmd__show"
+                ;;
             vtuber__subcmd__config__subcmd__help,check)
                 cmd="vtuber__subcmd__config__subcmd__help__subcmd__check"
                 ;;
             vtuber__subcmd__config__subcmd__help,help)
                 cmd="vtuber__subcmd__config__subcmd__help__subcmd__help"
+                ;;
+            vtuber__subcmd__config__subcmd__help,show)
+                cmd="vtuber__subcmd__config__subcmd__help__subcmd__show"
                 ;;
             vtuber__subcmd__daemon,help)
                 cmd="vtuber__subcmd__daemon__subcmd__help"
@@ -99,6 +105,9 @@ _vtuber() {
                 ;;
             vtuber__subcmd__daemon,logs)
                 cmd="vtuber__subcmd__daemon__subcmd__logs"
+                ;;
+            vtuber__subcmd__daemon,reload)
+                cmd="vtuber__subcmd__daemon__subcmd__reload"
                 ;;
             vtuber__subcmd__daemon,restart)
                 cmd="vtuber__subcmd__daemon__subcmd__restart"
@@ -123,6 +132,9 @@ _vtuber() {
                 ;;
             vtuber__subcmd__daemon__subcmd__help,logs)
                 cmd="vtuber__subcmd__daemon__subcmd__help__subcmd__logs"
+                ;;
+            vtuber__subcmd__daemon__subcmd__help,reload)
+                cmd="vtuber__subcmd__daemon__subcmd__help__subcmd__reload"
                 ;;
             vtuber__subcmd__daemon__subcmd__help,restart)
                 cmd="vtuber__subcmd__daemon__subcmd__help__subcmd__restart"
@@ -193,11 +205,17 @@ _vtuber() {
             vtuber__subcmd__help__subcmd__config,check)
                 cmd="vtuber__subcmd__help__subcmd__config__subcmd__check"
                 ;;
+            vtuber__subcmd__help__subcmd__config,show)
+                cmd="vtuber__subcmd__help__subcmd__config__subcmd__show"
+                ;;
             vtuber__subcmd__help__subcmd__daemon,install)
                 cmd="vtuber__subcmd__help__subcmd__daemon__subcmd__install"
                 ;;
             vtuber__subcmd__help__subcmd__daemon,logs)
                 cmd="vtuber__subcmd__help__subcmd__daemon__subcmd__logs"
+                ;;
+            vtuber__subcmd__help__subcmd__daemon,reload)
+                cmd="vtuber__subcmd__help__subcmd__daemon__subcmd__reload"
                 ;;
             vtuber__subcmd__help__subcmd__daemon,restart)
                 cmd="vtuber__subcmd__help__subcmd__daemon__subcmd__restart"
@@ -568,7 +586,7 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__config)
-            opts="-h --socket --config --help check help"
+            opts="-h --socket --config --help check show help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -590,12 +608,20 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__config__subcmd__check)
-            opts="-h --socket --config --help"
+            opts="-p -h --profile --socket --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -612,7 +638,7 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__config__subcmd__help)
-            opts="check help"
+            opts="check show help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -653,8 +679,52 @@ _vtuber() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        vtuber__subcmd__config__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__config__subcmd__show)
+            opts="-p -h --effective --profile --socket --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         vtuber__subcmd__daemon)
-            opts="-h --socket --config --help start stop restart status install uninstall logs help"
+            opts="-h --socket --config --help start stop restart status reload install uninstall logs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -676,7 +746,7 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__daemon__subcmd__help)
-            opts="start stop restart status install uninstall logs help"
+            opts="start stop restart status reload install uninstall logs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -718,6 +788,20 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__daemon__subcmd__help__subcmd__logs)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__daemon__subcmd__help__subcmd__reload)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -842,6 +926,28 @@ _vtuber() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__daemon__subcmd__reload)
+            opts="-h --socket --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1056,7 +1162,7 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__help__subcmd__config)
-            opts="check"
+            opts="check show"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1083,8 +1189,22 @@ _vtuber() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        vtuber__subcmd__help__subcmd__config__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         vtuber__subcmd__help__subcmd__daemon)
-            opts="start stop restart status install uninstall logs"
+            opts="start stop restart status reload install uninstall logs"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1112,6 +1232,20 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__help__subcmd__daemon__subcmd__logs)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__help__subcmd__daemon__subcmd__reload)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -182,7 +182,10 @@ fn changed_keys(a: &Config, b: &Config) -> Vec<String> {
         .collect();
     keys.sort();
     keys.dedup();
-    keys
+    // An empty map on one side is one key (`mcp.servers`); name the entries instead.
+    let deeper = |k: &String| keys.iter().any(|o| o.starts_with(&format!("{k}.")));
+    let named: Vec<String> = keys.iter().filter(|k| !deeper(k)).cloned().collect();
+    named
 }
 
 fn flatten(v: &Value, prefix: String, out: &mut BTreeMap<String, Value>) {

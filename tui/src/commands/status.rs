@@ -83,8 +83,25 @@ pub fn status_table(status: &Status) -> String {
         rows.push(("asr", engine(&v.asr)));
         rows.push(("tts", engine(&v.tts)));
     }
-    if let Some(config) = &status.config_file {
+    if status.config_files.len() > 1 {
+        rows.push(("config", status.config_files.join(", ")));
+    } else if let Some(config) = &status.config_file {
         rows.push(("config", config.clone()));
+    }
+    if !status.needs_restart.is_empty() {
+        rows.push((
+            "restart for",
+            format!(
+                "{} (changed since start; `vtuber daemon restart` applies them)",
+                status.needs_restart.join(", ")
+            ),
+        ));
+    }
+    if let Some(err) = &status.reload_error {
+        rows.push((
+            "reload",
+            format!("failed, the daemon runs its previous settings: {err}"),
+        ));
     }
     if let Some(err) = &status.last_error {
         rows.push(("last error", err.to_string()));
