@@ -21,6 +21,7 @@ pub mod pcm;
 pub mod private;
 pub mod service_manager;
 pub mod services;
+pub mod socket_activation;
 pub mod sound;
 pub mod speech;
 pub mod speech_out;
