@@ -886,7 +886,7 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__daemon__subcmd__install)
-            opts="-h --print --system --for --socket --config --help"
+            opts="-h --print --system --for --socket-activation --socket --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

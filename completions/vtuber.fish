@@ -194,6 +194,7 @@ complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_su
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from install" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from install" -l print -d 'Print the unit instead of installing it'
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from install" -l system -d 'Install the system template vtuberd@.service instead of the user unit'
+complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from install" -l socket-activation -d 'Also install socket units (vtuberd.socket, and vtuberd-web.socket for the web port in the configuration): systemd opens them and starts vtuberd on the first connection, so clients can connect before the daemon is up'
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from install" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from uninstall" -l for -d 'With --system: the user whose instance goes (default: the one who ran sudo)' -r
 complete -c vtuber -n "__fish_vtuber_using_subcommand daemon; and __fish_seen_subcommand_from uninstall" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F

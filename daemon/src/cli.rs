@@ -48,7 +48,8 @@ pub struct Args {
 
     /// Print the configuration (all files merged) with the file and line each value comes
     /// from, secrets masked, and exit (1 when invalid): `effective` (every value, defaults
-    /// included; the default) or `set` (only what the files set).
+    /// included; the default), `set` (only what the files set) or `json` (every value as
+    /// one JSON object, for programs).
     #[arg(long, value_enum, value_name = "WHAT", num_args = 0..=1, default_missing_value = "effective", conflicts_with = "check_config")]
     pub show_config: Option<ShowConfig>,
 
@@ -66,6 +67,7 @@ pub struct Args {
 pub enum ShowConfig {
     Effective,
     Set,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

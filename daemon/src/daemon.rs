@@ -24,6 +24,7 @@ use crate::logging::LogLevel;
 use crate::mcp::McpManager;
 use crate::service_manager::Notifier;
 use crate::services::{LiveConfig, Services, WebAccess};
+use crate::socket_activation::Inherited;
 use crate::store::Store;
 use crate::voice_input::VoiceInput;
 
@@ -77,6 +78,10 @@ pub fn check_config(args: &Args) -> ExitCode {
 /// `--show-config`: the merged configuration with where each value came from.
 pub fn show_config(args: &Args, what: crate::cli::ShowConfig) -> ExitCode {
     match config::load(args.config.as_deref(), args.profile.as_deref()) {
+        Ok(l) if what == crate::cli::ShowConfig::Json => {
+            println!("{}", l.effective_json());
+            ExitCode::SUCCESS
+        }
         Ok(l) => {
             let files: Vec<String> = l.files().map(|f| f.display().to_string()).collect();
             if files.is_empty() {
@@ -97,12 +102,14 @@ pub fn show_config(args: &Args, what: crate::cli::ShowConfig) -> ExitCode {
     }
 }
 
-/// Runs the daemon until a signal or a client's `shutdown` request.
+/// Runs the daemon until a signal or a client's `shutdown` request. `inherited` are the
+/// sockets the service manager opened (socket activation), used instead of binding.
 pub async fn run(
     args: Args,
     started: Instant,
     notifier: Notifier,
     log_level: LogLevel,
+    mut inherited: Inherited,
 ) -> anyhow::Result<()> {
     // Handlers first: a SIGTERM that arrives as soon as the socket accepts must still
     // mean a clean stop, and a SIGHUP a reload, not the default instant death.
@@ -119,9 +126,21 @@ pub async fn run(
     }
     // An exposed web server without TLS and a token is refused before anything starts.
     crate::web::check(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let socket = vtuber_shared::paths::socket_path(args.socket.clone());
-    let bound = ipc::bind(&socket).map_err(|e| anyhow::anyhow!("{e} ({})", e.hint()))?;
-    tracing::info!(socket = %socket.display(), pid = std::process::id(), "listening");
+    inherited.close_unknown();
+    let configured = vtuber_shared::paths::socket_path(args.socket.clone());
+    let bound = match inherited.local.take() {
+        Some(fd) => ipc::adopt(fd, &configured),
+        None => ipc::bind(&configured),
+    }
+    .map_err(|e| anyhow::anyhow!("{e} ({})", e.hint()))?;
+    let socket = bound.path.clone();
+    let activated = bound.activated;
+    tracing::info!(
+        socket = %socket.display(),
+        pid = std::process::id(),
+        from_service_manager = activated,
+        "listening"
+    );
 
     let db = cfg
         .history
@@ -202,7 +221,7 @@ pub async fn run(
     let voice = voice_input.map(|input| input.attach(conversation.clone(), bus.clone()));
     // Bound before the services are made, so `status` has the page's address (or why
     // there is none) from the first client on.
-    let (web_bound, web) = bind_web(&cfg).await;
+    let (web_bound, web) = bind_web(&cfg, inherited.web.take()).await;
 
     let notifier = Arc::new(notifier);
     let files = loaded.files().map(|f| f.display().to_string()).collect();
@@ -277,11 +296,8 @@ pub async fn run(
         ),
         () = stop_signals.next() => tracing::warn!("a second stop signal: stopping now"),
     }
-    std::fs::remove_file(&socket).ok();
-    let mut lock = socket.as_os_str().to_owned();
-    lock.push(".lock");
-    std::fs::remove_file(lock).ok();
-    std::fs::remove_file(vtuber_shared::cookie::cookie_path(&socket)).ok();
+    // An activated socket stays: the service manager keeps it for the next start.
+    ipc::listener::remove_files(&socket, activated);
     tracing::info!("stopped");
     Ok(())
 }
@@ -324,13 +340,22 @@ fn starting_character(cfg: &Config, roster: &Roster) -> Option<Character> {
     Some(c)
 }
 
-/// Binds the web port when the page is enabled. A failure leaves the terminal and local
-/// clients working; the page is what is missing, and `status` says why.
-async fn bind_web(cfg: &Config) -> (Option<crate::web::BoundWeb>, WebAccess) {
+/// Binds the web port when the page is enabled, or serves on the one the service manager
+/// passed. A failure leaves the terminal and local clients working; the page is what is
+/// missing, and `status` says why.
+async fn bind_web(
+    cfg: &Config,
+    inherited: Option<std::os::fd::OwnedFd>,
+) -> (Option<crate::web::BoundWeb>, WebAccess) {
     if !cfg.web.enabled {
+        if inherited.is_some() {
+            tracing::warn!(
+                "the service manager passed a web port, but web.enabled is false; closing it (remove the web socket unit, or set web.enabled: true)"
+            );
+        }
         return (None, WebAccess::default());
     }
-    match crate::web::bind(cfg).await {
+    match crate::web::bind(cfg, inherited).await {
         Ok(bound) => {
             // The address without its token: logs are not for secrets.
             tracing::info!(url = %bound.url, "web page (`vtuber web url` prints it with its access token)");

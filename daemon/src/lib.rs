@@ -22,6 +22,7 @@ pub mod private;
 pub mod reload;
 pub mod service_manager;
 pub mod services;
+pub mod socket_activation;
 pub mod sound;
 pub mod speech;
 pub mod speech_out;

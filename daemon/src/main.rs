@@ -25,7 +25,11 @@ fn main() -> ExitCode {
         return vtuberd::models::report(&args, action);
     }
     // Before any thread starts: the variables are removed from the environment.
-    // SAFETY: the process has one thread here (no runtime, no logging threads yet).
+    // SAFETY: the process has one thread here (no runtime, no logging threads yet), and
+    // nothing has opened a descriptor yet, so 3 and up are the ones the service manager
+    // passed, if any (the sockets first: the notifier opens one).
+    let inherited = unsafe { vtuberd::socket_activation::Inherited::take_from_env() };
+    // SAFETY: as above.
     let notifier = unsafe { vtuberd::service_manager::Notifier::take_from_env() };
     let log_level = vtuberd::logging::init(&args);
     // Private by default: nothing the daemon creates is readable by other users, and
@@ -45,7 +49,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(vtuberd::daemon::run(args, started, notifier, log_level));
+    let result = runtime.block_on(vtuberd::daemon::run(
+        args, started, notifier, log_level, inherited,
+    ));
     // A model still computing on a blocking thread must not hold the exit up.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {

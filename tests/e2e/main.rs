@@ -16,5 +16,6 @@ mod mcp;
 mod mcp_http;
 mod privacy;
 mod service;
+mod socket_activation;
 mod voice;
 mod web;

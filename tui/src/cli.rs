@@ -334,6 +334,11 @@ pub enum DaemonCommand {
         /// With --system: the user vtuberd runs as (default: the one who ran sudo)
         #[arg(long = "for", value_name = "USER", requires = "system")]
         for_user: Option<String>,
+        /// Also install socket units (vtuberd.socket, and vtuberd-web.socket for the web
+        /// port in the configuration): systemd opens them and starts vtuberd on the first
+        /// connection, so clients can connect before the daemon is up
+        #[arg(long, conflicts_with = "system")]
+        socket_activation: bool,
     },
     /// Disable and remove the systemd user service (with --system: the user's instance of
     /// the system template, and the template once no instance is left)

@@ -166,6 +166,83 @@ fn install_writes_and_enables_the_user_unit_and_uninstall_reverses_it() {
 }
 
 #[test]
+fn socket_activation_installs_the_socket_units_for_the_configured_port() {
+    let home = Home::new(0);
+    // The stand-in vtuberd answers `--show-config=json` as the real one does.
+    write_script(
+        &home.vtuberd(),
+        "#!/bin/sh\n[ \"$1\" = --show-config=json ] || exit 0\necho '{\"web\":{\"enabled\":true,\"host\":\"::1\",\"port\":8123,\"token\":\"********\"}}'\n",
+    );
+    let out = home.vtuber(&["daemon", "install", "--socket-activation"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = home.unit().with_file_name("");
+    let local = std::fs::read_to_string(dir.join("vtuberd.socket")).expect("local socket unit");
+    assert!(
+        local.contains("\nListenStream=%t/vtuber/vtuberd.sock\n"),
+        "{local}"
+    );
+    assert!(local.contains("\nFileDescriptorName=local\n"), "{local}");
+    let web = std::fs::read_to_string(dir.join("vtuberd-web.socket")).expect("web socket unit");
+    assert!(web.contains("\nListenStream=[::1]:8123\n"), "{web}");
+    assert!(web.contains("\nFileDescriptorName=web\n"), "{web}");
+    assert!(home.unit().exists());
+    assert_eq!(
+        home.systemctl_calls(),
+        [
+            "--user stop vtuberd.service",
+            "--user daemon-reload",
+            "--user enable --now vtuberd.socket vtuberd-web.socket"
+        ]
+    );
+    assert!(text(&out.stdout).contains("starts vtuberd on the first connection"));
+
+    let out = home.vtuber(&["daemon", "uninstall"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!dir.join("vtuberd.socket").exists());
+    assert!(!dir.join("vtuberd-web.socket").exists());
+    assert!(!home.unit().exists());
+    assert_eq!(
+        home.systemctl_calls()[3..],
+        [
+            "--user disable --now vtuberd.socket",
+            "--user disable --now vtuberd-web.socket",
+            "--user disable --now vtuberd.service",
+            "--user daemon-reload"
+        ]
+    );
+
+    // With the page on a free port (0) there is no web socket unit, and a broken
+    // configuration stops the install before anything is written.
+    let home = Home::new(0);
+    write_script(
+        &home.vtuberd(),
+        "#!/bin/sh\n[ \"$1\" = --show-config=json ] || exit 0\necho '{\"web\":{\"enabled\":true,\"host\":\"127.0.0.1\",\"port\":0}}'\n",
+    );
+    let out = home.vtuber(&["daemon", "install", "--socket-activation"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("web.port is 0"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!home.unit().with_file_name("vtuberd-web.socket").exists());
+    assert!(home.unit().with_file_name("vtuberd.socket").exists());
+    let home = Home::new(0);
+    write_script(
+        &home.vtuberd(),
+        "#!/bin/sh\necho 'conf.yaml:2: llm.modle: unknown key' >&2\nexit 1\n",
+    );
+    let out = home.vtuber(&["daemon", "install", "--socket-activation"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("llm.modle"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!home.unit().exists());
+}
+
+#[test]
 fn without_a_user_manager_the_unit_is_written_and_the_user_told_what_to_run() {
     let home = Home::new(1);
     let out = home.vtuber(&["daemon", "install"]);

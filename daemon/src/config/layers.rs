@@ -191,6 +191,32 @@ pub fn render_effective(config: &Config, layers: &[Layer], only_set: bool) -> St
     out
 }
 
+/// The effective configuration as JSON, secrets masked as in [`render_effective`].
+pub fn effective_json(config: &Config) -> String {
+    let mut value = serde_json::to_value(config).unwrap_or(Value::Null);
+    mask_json(&mut value, &mut Vec::new());
+    value.to_string()
+}
+
+fn mask_json(value: &mut Value, path: &mut Vec<String>) {
+    if is_secret(path) {
+        let keep = matches!(value, Value::Null)
+            || matches!(value, Value::String(s) if s.starts_with("secret:"))
+            || matches!(value, Value::Object(m) if m.is_empty());
+        if !keep && !value.is_object() {
+            *value = Value::String("********".to_owned());
+            return;
+        }
+    }
+    if let Value::Object(map) = value {
+        for (k, v) in map.iter_mut() {
+            path.push(k.clone());
+            mask_json(v, path);
+            path.pop();
+        }
+    }
+}
+
 struct Renderer<'a> {
     layers: &'a [Layer],
     only_set: bool,
@@ -480,6 +506,14 @@ mod tests {
             shown.contains("token: \"********\"  # conf.yaml:2"),
             "{shown}"
         );
+        let json = effective_json(&c);
+        assert!(
+            !json.contains("hunter2") && !json.contains("abc123"),
+            "{json}"
+        );
+        let v: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["mcp"]["servers"]["s"]["env"]["REF"], "secret:github");
+        assert_eq!(v["web"]["token"], "********");
     }
 
     #[test]

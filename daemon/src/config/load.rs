@@ -94,6 +94,11 @@ impl LoadedConfig {
     pub fn render_effective(&self, only_set: bool) -> String {
         super::layers::render_effective(&self.config, &self.layers, only_set)
     }
+
+    /// The effective configuration as one JSON object, secrets masked.
+    pub fn effective_json(&self) -> String {
+        super::layers::effective_json(&self.config)
+    }
 }
 
 /// Base file lookup order: `explicit` (`--config`), `$VTUBER_CONFIG`,

@@ -1,5 +1,7 @@
 //! Binding the local socket safely: the lock that decides which daemon owns it, the
-//! stale socket a crashed one left, and the cookie clients must present.
+//! stale socket a crashed one left, and the cookie clients must present. Or adopting
+//! the one the service manager opened (socket activation, [`adopt`]): the same lock and
+//! cookie, but the socket file is systemd's to keep.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -29,6 +31,8 @@ pub enum BindError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Inherited(#[from] crate::socket_activation::SocketError),
 }
 
 impl BindError {
@@ -40,6 +44,7 @@ impl BindError {
             Self::Dir { .. } | Self::Bind { .. } | Self::Cookie { .. } => {
                 "check permissions, or pass --socket / set $VTUBER_SOCKET to a writable path"
             }
+            Self::Inherited(e) => e.hint(),
         }
     }
 }
@@ -50,17 +55,35 @@ pub struct BoundSocket {
     pub listener: ls::Listener,
     pub path: PathBuf,
     pub cookie: Cookie,
+    /// The socket came from the service manager, which keeps its file (clients connect
+    /// to it while no daemon runs): only the lock and the cookie are removed.
+    pub activated: bool,
     _lock: File,
-    lock_path: PathBuf,
 }
 
 impl BoundSocket {
-    /// Removes the socket, lock and cookie files (on clean exit).
+    /// Removes the socket (unless the service manager owns it), lock and cookie files
+    /// (on clean exit).
     pub fn cleanup(&self) {
-        let _ = std::fs::remove_file(&self.path);
-        let _ = std::fs::remove_file(&self.lock_path);
-        let _ = std::fs::remove_file(vtuber_shared::cookie::cookie_path(&self.path));
+        remove_files(&self.path, self.activated);
     }
+}
+
+/// Removes what a daemon leaves beside `socket`: the lock, the cookie, and the socket
+/// itself unless the service manager owns it.
+pub fn remove_files(socket: &Path, activated: bool) {
+    if !activated {
+        let _ = std::fs::remove_file(socket);
+    }
+    let _ = std::fs::remove_file(lock_path(socket));
+    let _ = std::fs::remove_file(vtuber_shared::cookie::cookie_path(socket));
+}
+
+/// `<socket>.lock`.
+fn lock_path(socket: &Path) -> PathBuf {
+    let mut name = socket.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
 }
 
 /// The secret this daemon's clients present in `hello`.
@@ -107,9 +130,77 @@ pub fn bind(path: &Path) -> Result<BoundSocket, BindError> {
     if dir == vtuber_shared::paths::runtime_dir() {
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
     }
-    let mut lock_name = path.as_os_str().to_owned();
-    lock_name.push(".lock");
-    let lock_path = PathBuf::from(lock_name);
+    let lock = lock(path)?;
+    if path.exists() {
+        tracing::info!(socket = %path.display(), "removing stale socket left by a previous daemon");
+        let _ = std::fs::remove_file(path);
+    }
+    let cookie = write_cookie(path)?;
+    let name = path
+        .to_fs_name::<GenericFilePath>()
+        .map_err(|source| BindError::Bind {
+            socket: path.to_path_buf(),
+            source,
+        })?;
+    let listener = ListenerOptions::new()
+        .name(name)
+        .mode(0o600)
+        .reclaim_name(false)
+        .create_tokio()
+        .map_err(|source| BindError::Bind {
+            socket: path.to_path_buf(),
+            source,
+        })?;
+    // Belt and braces where the platform ignored the requested mode.
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    Ok(BoundSocket {
+        listener,
+        path: path.to_path_buf(),
+        cookie,
+        activated: false,
+        _lock: lock,
+    })
+}
+
+/// Adopts the local socket the service manager opened (socket activation): it must be a
+/// listening Unix stream socket with a path (checked here). Its path is the daemon's
+/// socket from then on; when it is not `configured` (the path `--socket`,
+/// `$VTUBER_SOCKET` or the default name) a warning says so, since clients look there.
+/// The lock and the cookie are as with [`bind`]; the socket file is left alone, now and
+/// at exit. Must run inside the tokio runtime.
+pub fn adopt(fd: std::os::fd::OwnedFd, configured: &Path) -> Result<BoundSocket, BindError> {
+    let (std_listener, path) = crate::socket_activation::unix_listener(fd)?;
+    if path != configured {
+        tracing::warn!(
+            passed = %path.display(),
+            configured = %configured.display(),
+            "the service manager's socket is not where this daemon would bind its own; serving on the passed one (clients need --socket or $VTUBER_SOCKET to find it)"
+        );
+    }
+    let lock = lock(&path)?;
+    let cookie = write_cookie(&path)?;
+    let bind_err = |source| BindError::Bind {
+        socket: path.clone(),
+        source,
+    };
+    let uds = interprocess::os::unix::uds_local_socket::tokio::Listener::try_from(
+        std::os::fd::OwnedFd::from(std_listener),
+    )
+    .map_err(bind_err)?;
+    Ok(BoundSocket {
+        listener: ls::Listener::from(uds),
+        path,
+        cookie,
+        activated: true,
+        _lock: lock,
+    })
+}
+
+/// Takes the exclusive lock on `<path>.lock` and writes our pid in it; refuses while
+/// another daemon holds it.
+fn lock(path: &Path) -> Result<File, BindError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let lock_path = lock_path(path);
     let mut lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -136,13 +227,14 @@ pub fn bind(path: &Path) -> Result<BoundSocket, BindError> {
     }
     let _ = lock.set_len(0);
     let _ = write!(lock, "{}", std::process::id());
-    if path.exists() {
-        tracing::info!(socket = %path.display(), "removing stale socket left by a previous daemon");
-        let _ = std::fs::remove_file(path);
-    }
-    // A new cookie at every start, so one read from an earlier run is worth nothing;
-    // written before the socket exists, so a client that finds the socket finds it.
-    let cookie_path = vtuber_shared::cookie::cookie_path(path);
+    Ok(lock)
+}
+
+/// A new cookie at every start, so one read from an earlier run is worth nothing;
+/// written before the socket accepts, so a client that is served finds it (one that
+/// connected to an activated socket waits for it: see `vtuber_shared::client`).
+fn write_cookie(socket: &Path) -> Result<Cookie, BindError> {
+    let cookie_path = vtuber_shared::cookie::cookie_path(socket);
     let cookie_err = |source| BindError::Cookie {
         path: cookie_path.clone(),
         source,
@@ -150,28 +242,5 @@ pub fn bind(path: &Path) -> Result<BoundSocket, BindError> {
     let cookie = Cookie::generate().map_err(cookie_err)?;
     crate::private::write_atomic(&cookie_path, format!("{}\n", cookie.0).as_bytes())
         .map_err(cookie_err)?;
-    let name = path
-        .to_fs_name::<GenericFilePath>()
-        .map_err(|source| BindError::Bind {
-            socket: path.to_path_buf(),
-            source,
-        })?;
-    let listener = ListenerOptions::new()
-        .name(name)
-        .mode(0o600)
-        .reclaim_name(false)
-        .create_tokio()
-        .map_err(|source| BindError::Bind {
-            socket: path.to_path_buf(),
-            source,
-        })?;
-    // Belt and braces where the platform ignored the requested mode.
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    Ok(BoundSocket {
-        listener,
-        path: path.to_path_buf(),
-        cookie,
-        _lock: lock,
-        lock_path,
-    })
+    Ok(cookie)
 }

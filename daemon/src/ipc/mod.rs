@@ -5,5 +5,5 @@ mod dispatch;
 pub mod listener;
 mod session;
 
-pub use listener::{BindError, BoundSocket, Cookie, bind};
+pub use listener::{BindError, BoundSocket, Cookie, adopt, bind};
 pub use session::serve;

@@ -62,6 +62,8 @@ pub enum WebError {
     },
     #[error("web.tls: {0}")]
     Tls(String),
+    #[error("{0} ({hint})", hint = .0.hint())]
+    Inherited(#[from] crate::socket_activation::SocketError),
     #[error("web.token: {0}")]
     Token(String),
     #[error(
@@ -226,9 +228,14 @@ enum Listening {
     Tls(axum_server::Server<SocketAddr, axum_server::tls_rustls::RustlsAcceptor>),
 }
 
-/// Checks the settings, makes or reads the access token and binds the port. Must run
-/// inside the tokio runtime.
-pub async fn bind(config: &Config) -> Result<BoundWeb, WebError> {
+/// Checks the settings, makes or reads the access token and binds the port, or serves on
+/// `inherited`, the port the service manager opened (socket activation): a listening
+/// TCP socket, held to the same rule as `web.host` (off loopback, TLS and a token).
+/// Must run inside the tokio runtime.
+pub async fn bind(
+    config: &Config,
+    inherited: Option<std::os::fd::OwnedFd>,
+) -> Result<BoundWeb, WebError> {
     let cfg = &config.web;
     let prepared = prepare(config)?;
     let token = match prepared.token {
@@ -246,33 +253,15 @@ pub async fn bind(config: &Config) -> Result<BoundWeb, WebError> {
             Some(made?)
         }
     };
-    let host = cfg
-        .host
-        .trim()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let shown = if host.contains(':') {
-        format!("[{host}]:{}", cfg.port)
-    } else {
-        format!("{host}:{}", cfg.port)
+    let listener = match inherited {
+        Some(fd) => adopt(fd, cfg, prepared.tls.is_some(), token.is_some())?,
+        None => bind_port(cfg)?,
     };
-    let listener = std::net::TcpListener::bind((host, cfg.port)).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::AddrInUse {
-            WebError::PortInUse {
-                addr: shown.clone(),
-                port: cfg.port,
-            }
-        } else {
-            WebError::Bind {
-                addr: shown.clone(),
-                source,
-            }
-        }
-    })?;
     let addr = listener.local_addr().map_err(|source| WebError::Bind {
-        addr: shown.clone(),
+        addr: format!("{}:{}", cfg.host, cfg.port),
         source,
     })?;
+    let shown = addr.to_string();
     let bind_error = |source| WebError::Bind {
         addr: shown.clone(),
         source,
@@ -298,6 +287,72 @@ pub async fn bind(config: &Config) -> Result<BoundWeb, WebError> {
         server,
         certificate,
     })
+}
+
+/// Binds `web.host`:`web.port`.
+fn bind_port(cfg: &WebConfig) -> Result<std::net::TcpListener, WebError> {
+    let host = cfg
+        .host
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let shown = if host.contains(':') {
+        format!("[{host}]:{}", cfg.port)
+    } else {
+        format!("{host}:{}", cfg.port)
+    };
+    std::net::TcpListener::bind((host, cfg.port)).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            WebError::PortInUse {
+                addr: shown,
+                port: cfg.port,
+            }
+        } else {
+            WebError::Bind {
+                addr: shown,
+                source,
+            }
+        }
+    })
+}
+
+/// The service manager's web port: a listening TCP socket, and off loopback only with
+/// TLS and a token (the rule `web.host` is held to). `web.host` and `web.port` do not
+/// apply; a differing port is mentioned.
+fn adopt(
+    fd: std::os::fd::OwnedFd,
+    cfg: &WebConfig,
+    tls: bool,
+    token: bool,
+) -> Result<std::net::TcpListener, WebError> {
+    let listener = crate::socket_activation::tcp_listener(fd)?;
+    let addr = listener.local_addr().map_err(|source| WebError::Bind {
+        addr: "the service manager's web socket".into(),
+        source,
+    })?;
+    if !addr.ip().is_loopback() {
+        let mut missing = Vec::new();
+        if !tls {
+            missing.push("web.tls.cert, web.tls.key");
+        }
+        if !token {
+            missing.push("web.auth: token");
+        }
+        if !missing.is_empty() {
+            return Err(WebError::Insecure {
+                host: format!("{} (from the service manager's web socket)", addr.ip()),
+                missing: missing.join(" and "),
+            });
+        }
+    }
+    if cfg.port != 0 && cfg.port != addr.port() {
+        tracing::info!(
+            passed = %addr,
+            configured_port = cfg.port,
+            "serving the web page on the service manager's socket, not web.port"
+        );
+    }
+    Ok(listener)
 }
 
 /// Serves the page and the WebSocket from `services` until `shutdown` fires; the task

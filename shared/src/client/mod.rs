@@ -23,6 +23,11 @@ use crate::{ErrorBody, ErrorCode, PROTOCOL_VERSION, Reply, Request, Status};
 /// silent one is wedged and waiting longer would only hang the command.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a client that connected waits for a missing cookie: a socket the service
+/// manager holds accepts before the daemon runs (socket activation), and the daemon
+/// writes its cookie as it starts.
+pub const COOKIE_WAIT: Duration = Duration::from_secs(10);
+
 /// Default bound for one request in the one-shot commands.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -92,6 +97,17 @@ impl Hello {
     }
 }
 
+/// Waits up to [`COOKIE_WAIT`] for the cookie beside `socket` to exist: connected but
+/// without a cookie means a socket-activated daemon is starting. A daemon that binds its
+/// own socket wrote the cookie first, so this returns at once.
+async fn wait_for_cookie(socket: &Path) {
+    let path = crate::cookie::cookie_path(socket);
+    let deadline = tokio::time::Instant::now() + COOKIE_WAIT;
+    while !path.exists() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A connected, greeted client.
 pub struct Connection {
     pub client: Client,
@@ -116,6 +132,7 @@ pub async fn connect(socket: &Path, hello: Hello) -> Result<Connection, ConnectE
     };
     let (reader, writer) = frames::open(socket).await.map_err(io_err)?;
     let (client, events) = Client::start(reader, writer);
+    wait_for_cookie(socket).await;
     // Without the cookie the daemon refuses us; it then says what to do, and we add why
     // the file could not be read.
     let (request, cookie_problem) = hello.request(socket);

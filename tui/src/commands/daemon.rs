@@ -38,12 +38,14 @@ pub async fn daemon(target: &Target, cmd: DaemonCommand) -> Result<ExitCode> {
         DaemonCommand::Install {
             print,
             system: false,
+            socket_activation,
             ..
-        } => super::service_unit::install(print),
+        } => super::service_unit::install(print, socket_activation.then_some(target)),
         DaemonCommand::Install {
             print,
             system: true,
             for_user,
+            ..
         } => super::system_unit::install(print, for_user),
         DaemonCommand::Uninstall { system: false, .. } => super::service_unit::uninstall(),
         DaemonCommand::Uninstall {

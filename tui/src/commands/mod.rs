@@ -10,6 +10,7 @@ pub mod mcp;
 pub mod models;
 pub mod say;
 pub mod service_unit;
+pub mod socket_units;
 pub mod status;
 pub mod system_unit;
 pub mod turn_stream;

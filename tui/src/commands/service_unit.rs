@@ -8,6 +8,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
+use super::socket_units;
 use crate::launcher;
 
 /// The shipped user unit.
@@ -97,18 +98,66 @@ pub(super) fn systemctl_in(manager: Manager, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-pub fn install(print: bool) -> Result<ExitCode> {
-    let unit = render(&launcher::find_vtuberd()?)?;
+/// Writes and enables the user unit; with `sockets` (the daemon's target, for its
+/// configuration) also the socket units.
+pub fn install(print: bool, sockets: Option<&launcher::Target>) -> Result<ExitCode> {
+    let vtuberd = launcher::find_vtuberd()?;
+    let unit = render(&vtuberd)?;
+    let socket_units = match sockets {
+        None => Vec::new(),
+        Some(target) => {
+            let web = socket_units::WebListen::from_daemon(&vtuberd, target.config.as_deref())?;
+            let mut units = vec![(socket_units::LOCAL_NAME, socket_units::LOCAL.to_owned())];
+            match socket_units::render_web(&web) {
+                Ok(u) => units.push((socket_units::WEB_NAME, u)),
+                Err(why) => eprintln!(
+                    "vtuber: no socket unit for the web page: {why}; vtuberd binds it itself"
+                ),
+            }
+            units
+        }
+    };
     if print {
         print!("{unit}");
+        for (name, text) in &socket_units {
+            print!("\n# ---- {name}\n{text}");
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let path = unit_path();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     std::fs::write(&path, &unit).with_context(|| format!("cannot write {}", path.display()))?;
     println!("wrote {}", path.display());
+    for (name, text) in &socket_units {
+        let p = dir.join(name);
+        std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
+        println!("wrote {}", p.display());
+    }
+    if !socket_units.is_empty() {
+        let names: Vec<&str> = socket_units.iter().map(|(n, _)| *n).collect();
+        // A running daemon holds the socket path and the port the units want.
+        let stopped = systemctl(&["stop", UNIT_NAME]);
+        let enabled = systemctl(&["daemon-reload"]).and_then(|()| {
+            let mut args = vec!["enable", "--now"];
+            args.extend(&names);
+            systemctl(&args)
+        });
+        if let Err(e) = stopped.and(enabled) {
+            bail!(
+                "{e:#}\nthe units are written; stop any vtuberd running, then \
+                 `systemctl --user daemon-reload && systemctl --user enable --now {}`",
+                names.join(" ")
+            );
+        }
+        println!(
+            "enabled {}: systemd listens now and starts vtuberd on the first connection \
+             (stop one started by `vtuber` first: `vtuber daemon stop`). \
+             Follow it with `journalctl --user -u vtuberd -f`",
+            names.join(" and ")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let enabled = systemctl(&["daemon-reload"]).and_then(|()| systemctl(&["enable", UNIT_NAME]));
     if let Err(e) = enabled {
         bail!(
@@ -125,6 +174,18 @@ pub fn install(print: bool) -> Result<ExitCode> {
 
 pub fn uninstall() -> Result<ExitCode> {
     let path = unit_path();
+    let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    for name in [socket_units::LOCAL_NAME, socket_units::WEB_NAME] {
+        let p = dir.join(name);
+        if !p.exists() {
+            continue;
+        }
+        if let Err(e) = systemctl(&["disable", "--now", name]) {
+            eprintln!("vtuber: {e:#} (removing the unit anyway)");
+        }
+        std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+        println!("removed {}", p.display());
+    }
     if !path.exists() {
         println!("no unit at {}: nothing to remove", path.display());
         return Ok(ExitCode::SUCCESS);
