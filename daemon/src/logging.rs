@@ -53,10 +53,15 @@ impl LogLevel {
 
 /// Installs the global subscriber on stderr.
 pub fn init(args: &Args) -> LogLevel {
-    let chosen = std::env::var("VTUBER_LOG")
-        .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .or_else(|| EnvFilter::try_from_default_env().ok())
+    // An empty variable counts as unset.
+    let from_env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|f| !f.trim().is_empty())
+            .and_then(|f| EnvFilter::try_new(f).ok())
+    };
+    let chosen = from_env("VTUBER_LOG")
+        .or_else(|| from_env("RUST_LOG"))
         .or_else(|| {
             args.verbose
                 .then(|| EnvFilter::new("debug,llama_cpp_2=info"))

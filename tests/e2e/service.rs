@@ -316,3 +316,41 @@ async fn status(client: &mut vtuber_test_support::daemon::TestClient) -> vtuber_
         other => panic!("{other:?}"),
     }
 }
+
+/// `daemon.log_level` sets what the log shows, and a reload changes it live.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_log_level_comes_from_the_config_and_changes_on_reload() {
+    let mock = MockLlm::start_blocking(MockBehaviour::reply("ok")).expect("mock LLM starts");
+    let mut daemon = TestDaemon::new(&format!(
+        "{}daemon:\n  log_level: warn\n",
+        openai_config(&mock.base_url())
+    ))
+    .expect("daemon");
+    // Neither variable chooses the filter: the config does.
+    daemon.log_filter = String::new();
+    daemon
+        .extra_env
+        .push(("RUST_LOG".to_owned(), String::new()));
+    daemon.start().expect("daemon starts");
+    let mut client = daemon.client("log").await.expect("client");
+    let quiet = daemon.log_text();
+    assert!(
+        !quiet.contains("accepting clients"),
+        "info lines at warn:\n{quiet}"
+    );
+
+    let overlays = daemon.config.with_file_name("conf.d");
+    std::fs::create_dir_all(&overlays).expect("conf.d");
+    std::fs::write(overlays.join("debug.yaml"), "daemon:\n  log_level: info\n").expect("overlay");
+    match client.request(Request::Reload).await.unwrap() {
+        Ok(Reply::Reloaded { report }) => {
+            assert_eq!(report.applied, ["daemon.log_level"], "{report:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let deadline = Instant::now() + WAIT;
+    while !daemon.log_text().contains("configuration reloaded") {
+        assert!(Instant::now() < deadline, "{}", daemon.log_text());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
