@@ -265,7 +265,7 @@ pub async fn run(
             stop_serving.clone(),
         ));
     }
-    tokio::spawn(crate::service_manager::report(
+    tokio::spawn(crate::readiness::report(
         notifier.clone(),
         services.clone(),
         stop_serving.clone(),

@@ -19,6 +19,7 @@ pub mod mcp;
 pub mod models;
 pub mod pcm;
 pub mod private;
+pub mod readiness;
 pub mod reload;
 pub mod service_manager;
 pub mod services;

@@ -18,6 +18,70 @@ use super::schema::Config;
 /// The environment variable naming the profile when `--profile` is not given.
 pub const PROFILE_ENV: &str = "VTUBER_PROFILE";
 
+/// A parsed config and the files it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub config: Config,
+    /// `conf.yaml` (or `--config`); `None`: no base file, built-in defaults under any
+    /// overlays.
+    pub source: Option<PathBuf>,
+    /// Every file read, in the order applied (base, `conf.d/*.yaml`, the profile's).
+    pub layers: Vec<Layer>,
+}
+
+impl LoadedConfig {
+    /// The files read, in order.
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        self.layers.iter().map(|l| l.path.as_path())
+    }
+
+    /// The effective configuration with where each value came from, secrets masked;
+    /// `only_set`: only what the files set.
+    pub fn render_effective(&self, only_set: bool) -> String {
+        render_effective(&self.config, &self.layers, only_set)
+    }
+
+    /// The effective configuration as one JSON object, secrets masked.
+    pub fn effective_json(&self) -> String {
+        effective_json(&self.config)
+    }
+}
+
+/// Base file lookup order: `explicit` (`--config`), `$VTUBER_CONFIG`,
+/// `$XDG_CONFIG_HOME/vtuber/conf.yaml`, else built-in defaults. Then the overlays beside
+/// it (`conf.d/*.yaml`) and the profile's file (`conf.NAME.yaml`); see [`super::layers`].
+pub fn load(explicit: Option<&Path>, profile: Option<&str>) -> Result<LoadedConfig, ConfigError> {
+    let base = explicit
+        .map(Path::to_path_buf)
+        .or_else(vtuber_shared::paths::user_config_file);
+    if let Some(path) = &base
+        && !path.is_file()
+    {
+        let shown = path.display().to_string();
+        let why = match std::fs::metadata(path) {
+            Ok(_) => "it is not a file".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        return Err(ConfigError::single(
+            &shown,
+            format!(
+                "cannot read the config file: {why} (check the path given with --config or $VTUBER_CONFIG)"
+            ),
+        ));
+    }
+    let files = layer_files(
+        base.as_deref(),
+        &vtuber_shared::paths::config_dir(),
+        profile,
+    )?;
+    let (config, layers) = load_layers(&files, &|name| std::env::var(name).ok())?;
+    Ok(LoadedConfig {
+        config,
+        source: base,
+        layers,
+    })
+}
+
 /// One file of the configuration and the keys it sets.
 #[derive(Debug, Clone)]
 pub struct Layer {

@@ -5,6 +5,7 @@ pub mod load;
 pub mod mcp;
 pub mod schema;
 
-pub use load::{ConfigError, ConfigProblem, LoadedConfig, load, parse};
+pub use layers::{LoadedConfig, load};
+pub use load::{ConfigError, ConfigProblem, parse};
 pub use mcp::{McpConfig, PolicyConfig, SandboxConfig, ServerConfig, Transport};
 pub use schema::*;

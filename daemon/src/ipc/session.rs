@@ -25,7 +25,12 @@ use crate::services::Services;
 /// A write that makes no progress for this long means the client is gone or stuck.
 const WRITE_STALL_LIMIT: Duration = Duration::from_secs(30);
 
-/// Accepts clients until `shutdown` fires.
+/// Longest wait for sessions to write their last frames (the `shutdown` answer, the
+/// `shutting_down` event) once the daemon stops.
+const FLUSH_LIMIT: Duration = Duration::from_secs(2);
+
+/// Accepts clients until `shutdown` fires, then waits (briefly) for every session to
+/// flush what it has queued, so a client is not cut off before its answer.
 pub async fn serve(
     listener: ls::Listener,
     cookie: Cookie,
@@ -33,6 +38,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let my_uid = vtuber_shared::paths::current_uid();
+    let sessions = tokio_util::task::TaskTracker::new();
     loop {
         let conn = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -53,12 +59,19 @@ pub async fn serve(
             tokio::spawn(refuse(stream));
             continue;
         }
-        tokio::spawn(session(
+        sessions.spawn(session(
             stream,
             cookie.clone(),
             services.clone(),
             shutdown.clone(),
         ));
+    }
+    sessions.close();
+    if tokio::time::timeout(FLUSH_LIMIT, sessions.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some clients were still being written to when the daemon stopped");
     }
 }
 
