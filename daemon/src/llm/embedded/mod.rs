@@ -13,6 +13,7 @@
 //! thread, [`native`] llama.cpp's process-wide setup, [`utf8`] the decoding of token pieces.
 
 mod native;
+mod stop;
 mod thread;
 mod utf8;
 

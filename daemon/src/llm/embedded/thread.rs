@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 use vtuber_shared::Usage;
 
 use super::native::backend;
+use super::stop::{Filtered, StopFilter};
 use super::utf8::Utf8Stream;
 use super::{DEFAULT_TEMPERATURE, Job, Loaded, Phase, WorkerConfig};
 use crate::llm::{ChatMessage, FinishReason, LlmError, LlmEvent, Role};
@@ -123,7 +124,10 @@ impl<'m> Worker<'m> {
             .map_err(|e| LlmError::ModelLoad(format!("cannot create a llama.cpp context: {e}")))?;
         let template = model.chat_template(None).ok();
         if template.is_none() {
-            info!("the model has no chat template; using ChatML");
+            warn!(
+                "the model file carries no chat template: prompting it in ChatML, which it may not know \
+                 (a base model rather than an instruct one?); template text it writes ends the reply"
+            );
         }
         debug!(
             n_ctx,
@@ -263,6 +267,7 @@ impl<'m> Worker<'m> {
         let mut batch = LlamaBatch::new(1, 1);
         let mut logits_at = last_logits;
         let mut utf8 = Utf8Stream::new();
+        let mut stop = StopFilter::new();
         let mut piece = Vec::new();
         let mut generated = 0usize;
         let model = self.model;
@@ -276,9 +281,17 @@ impl<'m> Worker<'m> {
             generated += 1;
             piece.clear();
             vocab.token_to_piece_into(token, &mut piece, false, None);
-            let text = utf8.push(&piece);
+            // Template markers written as text end the reply and are never sent.
+            let (text, marker) = match stop.push(&utf8.push(&piece)) {
+                Filtered::Text(t) => (t, false),
+                Filtered::Stop(t) => (t, true),
+            };
             if !text.is_empty() && !Self::send(job, LlmEvent::TextDelta(text)) {
                 return Ok(());
+            }
+            if marker {
+                debug!("the model wrote a chat-template marker as text; reply ended there");
+                break FinishReason::Stop;
             }
             if generated >= max_tokens || self.cached.len() + 1 >= self.n_ctx {
                 break FinishReason::Length;
@@ -300,6 +313,11 @@ impl<'m> Worker<'m> {
             logits_at = 0;
         };
 
+        // Held back as a possible marker, but the reply ended first: it was text.
+        let rest = stop.finish();
+        if !rest.is_empty() && !Self::send(job, LlmEvent::TextDelta(rest)) {
+            return Ok(());
+        }
         let usage = Usage {
             prompt_tokens: tokens.len() as u64,
             completion_tokens: generated as u64,
