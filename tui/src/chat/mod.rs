@@ -4,6 +4,7 @@
 //! Requests are written in order from the loop and their answers come back as
 //! messages from small tasks, so a slow answer never freezes typing.
 
+pub mod commands;
 pub mod input;
 pub mod markup;
 pub mod scrollback;
@@ -46,6 +47,10 @@ enum Purpose {
     McpServers,
     Approve,
     Voice,
+    /// `/character`: the list goes in the transcript.
+    ShowCharacters,
+    ShowConversations,
+    SwitchCharacter,
 }
 
 enum Msg {
@@ -60,6 +65,8 @@ enum Msg {
         generation: u64,
         servers: Vec<vtuber_shared::McpServerInfo>,
     },
+    /// A line for the transcript from work done in the background (`/export`).
+    Note(Result<String, ErrorBody>),
 }
 
 const FIRST_RETRY: Duration = Duration::from_millis(500);
@@ -280,17 +287,41 @@ impl Runner {
                     self.answer(purpose, *result).await;
                 }
             }
+            Msg::Note(Ok(text)) => self.app.push_system(&text),
+            Msg::Note(Err(e)) => self.app.push_error(&e),
         }
     }
 
     async fn answer(&mut self, purpose: Purpose, result: Result<Reply, ErrorBody>) {
-        let reply = match (purpose, result) {
-            (Purpose::Send(text), Err(e)) => return self.app.send_failed(&text, &e),
+        let reply = match (&purpose, result) {
+            (Purpose::Send(text), Err(e)) => return self.app.send_failed(text, &e),
             // An older daemon without tool servers: nothing to show.
             (Purpose::McpServers, Err(_)) => return,
             (_, Err(e)) => return self.app.push_error(&e),
             (_, Ok(reply)) => reply,
         };
+        match (purpose, reply) {
+            (
+                Purpose::ShowCharacters,
+                Reply::Characters {
+                    current,
+                    characters,
+                },
+            ) => {
+                self.app.set_characters(&current, &characters);
+                self.app
+                    .push_system(&characters_text(&current, &characters));
+            }
+            (Purpose::ShowConversations, Reply::Conversations { conversations }) => {
+                let current = self.app.status.as_ref().and_then(|s| s.conversation_id);
+                self.app
+                    .push_system(&conversations_text(&conversations, current));
+            }
+            (_, reply) => self.reply(reply).await,
+        }
+    }
+
+    async fn reply(&mut self, reply: Reply) {
         match reply {
             Reply::TurnAccepted { turn_id, .. } => self.app.turn_accepted(turn_id),
             Reply::ApprovalRecorded {
@@ -353,11 +384,52 @@ impl Runner {
         });
     }
 
+    /// `/export`: reads the current conversation whole and writes it as Markdown.
+    fn export(&mut self, path: Option<std::path::PathBuf>) {
+        let (Some(client), Some(id)) = (
+            self.client.clone(),
+            self.app.status.as_ref().and_then(|s| s.conversation_id),
+        ) else {
+            self.app
+                .push_system("nothing to export yet: this conversation is empty");
+            return;
+        };
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let note = async {
+                let (conversation, messages) = client.conversation(id, REQUEST_TIMEOUT).await?;
+                let path = path.unwrap_or_else(|| format!("conversation-{id}.md").into());
+                let text = crate::export::markdown(&conversation, &messages);
+                let shown = path.display().to_string();
+                tokio::task::spawn_blocking(move || std::fs::write(&path, text))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+                    .map_err(|e| {
+                        ErrorBody::new(
+                            vtuber_shared::ErrorCode::Internal,
+                            format!("cannot write {shown}: {e}"),
+                        )
+                        .with_hint("give another file: /export PATH")
+                    })?;
+                Ok(format!(
+                    "exported conversation {id} ({} messages) to {shown}",
+                    messages.len()
+                ))
+            };
+            let _ = tx.send(Msg::Note(note.await));
+        });
+    }
+
     /// Carries out an action; requests are written now (keeping their order) and
     /// answered later through the message channel.
     async fn perform(&mut self, action: Action) {
         if let Action::LoadConversation(id) = action {
             self.load_conversation(id);
+            return;
+        }
+        if let Action::Export(path) = action {
+            self.export(path);
             return;
         }
         let (purpose, request) = match action {
@@ -384,6 +456,15 @@ impl Runner {
             Action::Resync => (Purpose::Status, Request::Status),
             Action::SetListening(on) => (Purpose::Voice, Request::SetListening { on }),
             Action::PushToTalk(pressed) => (Purpose::Voice, Request::PushToTalk { pressed }),
+            Action::SwitchCharacter(name) => {
+                (Purpose::SwitchCharacter, Request::SwitchCharacter { name })
+            }
+            Action::ShowCharacters => (Purpose::ShowCharacters, Request::ListCharacters),
+            Action::ShowConversations => (
+                Purpose::ShowConversations,
+                Request::ListConversations { character: None },
+            ),
+            Action::Export(_) => return,
         };
         let Some(client) = &self.client else {
             if let Purpose::Send(text) = &purpose {
@@ -434,4 +515,48 @@ impl Runner {
             });
         });
     }
+}
+
+/// `/character`: one line per character, the current one marked.
+fn characters_text(current: &str, characters: &[vtuber_shared::CharacterInfo]) -> String {
+    let mut out = String::from("characters (/character NAME switches):");
+    for c in characters {
+        let mark = if c.id == current { "*" } else { " " };
+        let about = if c.description.is_empty() {
+            String::new()
+        } else {
+            format!(" — {}", c.description)
+        };
+        out.push_str(&format!("\n {mark} {} ({}){about}", c.id, c.name));
+    }
+    out
+}
+
+/// `/history`: newest first, the current one marked, with what `/history ID` needs.
+fn conversations_text(
+    conversations: &[vtuber_shared::ConversationSummary],
+    current: Option<i64>,
+) -> String {
+    if conversations.is_empty() {
+        return "no conversations yet".to_owned();
+    }
+    let mut out = String::from("conversations (/history ID opens one):");
+    for c in conversations.iter().take(30) {
+        let mark = if Some(c.id) == current { "*" } else { " " };
+        out.push_str(&format!(
+            "\n {mark} #{:<4} {}  {}  {} messages  {}",
+            c.id,
+            crate::time::format_ms(c.updated_ms),
+            c.character,
+            c.message_count,
+            crate::export::display_title(c)
+        ));
+    }
+    if conversations.len() > 30 {
+        out.push_str(&format!(
+            "\n   … {} older (`vtuber history` lists them all)",
+            conversations.len() - 30
+        ));
+    }
+    out
 }

@@ -165,6 +165,8 @@ pub struct App {
     pub input: Input,
     pub status: Option<Status>,
     pub character: Option<CharacterInfo>,
+    /// Every character's id, for `/character` completion.
+    pub character_ids: Vec<String>,
     pub conn: Conn,
     pub show_help: bool,
     /// First visible line when scrolled back; `None` follows the newest message.
@@ -207,6 +209,7 @@ impl App {
             character: None,
             conn: Conn::Connected,
             show_help: false,
+            character_ids: Vec::new(),
             scroll: None,
             viewport: Viewport::default(),
             line_cache: Default::default(),

@@ -12,6 +12,7 @@ use vtuber_shared::{
 
 use crate::tool_text;
 
+use super::commands::{Line, SlashCommand};
 use super::state::{App, Conn, Ended, Kind, Message, PendingApproval, ToolCall, ToolState};
 use super::wrap::sanitize;
 
@@ -38,6 +39,14 @@ pub enum Action {
     SetListening(bool),
     /// Push-to-talk: start (`true`) or finish (`false`) an utterance.
     PushToTalk(bool),
+    /// `/character NAME`.
+    SwitchCharacter(String),
+    /// `/character`: list them in the transcript.
+    ShowCharacters,
+    /// `/history`: list the conversations in the transcript.
+    ShowConversations,
+    /// `/export [FILE]`: the current conversation as Markdown.
+    Export(Option<std::path::PathBuf>),
     Quit,
 }
 
@@ -132,6 +141,7 @@ impl App {
     }
 
     pub fn set_characters(&mut self, current: &str, characters: &[CharacterInfo]) {
+        self.character_ids = characters.iter().map(|c| c.id.clone()).collect();
         self.character = characters
             .iter()
             .find(|c| c.id == current || c.name == current)
@@ -641,6 +651,13 @@ impl App {
             KeyCode::Enter if alt || shift => self.input.insert("\n"),
             KeyCode::Char('j') if ctrl => self.input.insert("\n"),
             KeyCode::Enter => return self.submit(),
+            KeyCode::Tab => {
+                if let Some(done) =
+                    super::commands::complete(self.input.text(), &self.character_ids)
+                {
+                    self.input.set(&done);
+                }
+            }
             KeyCode::Esc => return Some(Action::Interrupt),
             KeyCode::F(2) => return self.toggle_listening(),
             KeyCode::F(3) => return self.toggle_push_to_talk(),
@@ -710,6 +727,22 @@ impl App {
         if self.input.text().trim().is_empty() {
             return None;
         }
+        let command = match super::commands::parse(self.input.text()) {
+            Line::Text(text) => {
+                if text != self.input.text() {
+                    self.input.set(&text);
+                }
+                None
+            }
+            Line::Invalid(why) => {
+                self.push(Message::new(Kind::Error, &why));
+                return None;
+            }
+            Line::Command(c) => Some(c),
+        };
+        if let Some(command) = command {
+            return self.run_command(command);
+        }
         if self.conn != Conn::Connected {
             self.push(Message {
                 hint: Some(
@@ -721,6 +754,40 @@ impl App {
         }
         self.scroll = None;
         Some(Action::Send(self.input.take()))
+    }
+}
+
+impl App {
+    /// A `/` command: done here, or the action that does it.
+    fn run_command(&mut self, command: SlashCommand) -> Option<Action> {
+        let local = matches!(command, SlashCommand::Help | SlashCommand::Quit);
+        if !local && self.conn != Conn::Connected {
+            self.push(Message {
+                hint: Some(
+                    "the command is still in the input; press Enter again once reconnected".into(),
+                ),
+                ..Message::new(Kind::Error, "not connected to vtuberd")
+            });
+            return None;
+        }
+        self.input.take();
+        match command {
+            SlashCommand::Help => {
+                self.push_system(&super::commands::help());
+                None
+            }
+            SlashCommand::Quit => Some(Action::Quit),
+            SlashCommand::New => Some(Action::NewConversation),
+            SlashCommand::Character(Some(name)) => Some(Action::SwitchCharacter(name)),
+            SlashCommand::Character(None) => Some(Action::ShowCharacters),
+            SlashCommand::History(None) => Some(Action::ShowConversations),
+            SlashCommand::History(Some(id)) => {
+                self.scroll = None;
+                Some(Action::LoadConversation(id))
+            }
+            SlashCommand::Export(path) => Some(Action::Export(path)),
+            SlashCommand::Listen(on) => Some(Action::SetListening(on)),
+        }
     }
 }
 
@@ -804,6 +871,61 @@ pub(crate) mod tests {
             app.handle_key(key(KeyCode::Enter, KeyModifiers::NONE)),
             None
         );
+    }
+
+    #[test]
+    fn slash_commands_become_actions_and_tab_completes_them() {
+        let mut app = App::new();
+        app.set_characters(
+            "mao",
+            &[vtuber_shared::CharacterInfo {
+                id: "kitsune".into(),
+                name: "Kitsune".into(),
+                description: String::new(),
+                greeting: None,
+                source: "built-in".into(),
+            }],
+        );
+        type_text(&mut app, "/cha");
+        app.handle_key(key(KeyCode::Tab, KeyModifiers::NONE));
+        assert_eq!(app.input.text(), "/character ");
+        type_text(&mut app, "ki");
+        app.handle_key(key(KeyCode::Tab, KeyModifiers::NONE));
+        assert_eq!(
+            app.handle_key(key(KeyCode::Enter, KeyModifiers::NONE)),
+            Some(Action::SwitchCharacter("kitsune".into()))
+        );
+        assert!(app.input.is_empty());
+        for (line, want) in [
+            ("/history", Action::ShowConversations),
+            ("/history 3", Action::LoadConversation(3)),
+            ("/new", Action::NewConversation),
+            ("/export a.md", Action::Export(Some("a.md".into()))),
+            ("/listen off", Action::SetListening(false)),
+            ("//etc", Action::Send("/etc".into())),
+        ] {
+            type_text(&mut app, line);
+            assert_eq!(
+                app.handle_key(key(KeyCode::Enter, KeyModifiers::NONE)),
+                Some(want),
+                "{line}"
+            );
+        }
+        let before = app.messages.len();
+        type_text(&mut app, "/help");
+        assert_eq!(
+            app.handle_key(key(KeyCode::Enter, KeyModifiers::NONE)),
+            None
+        );
+        assert!(app.messages[before].text.contains("/character [NAME]"));
+        type_text(&mut app, "/nope");
+        assert_eq!(
+            app.handle_key(key(KeyCode::Enter, KeyModifiers::NONE)),
+            None
+        );
+        let last = app.messages.last().unwrap();
+        assert_eq!(last.kind, Kind::Error);
+        assert!(last.text.contains("no command `/nope`"), "{}", last.text);
     }
 
     #[test]

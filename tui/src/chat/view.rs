@@ -497,6 +497,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("Ctrl+Home / End", "oldest / latest message"),
     ("Up / Down", "move in the input, else scroll"),
     ("Ctrl+N", "new conversation"),
+    ("/help", "/character, /history, /export… (Tab)"),
     ("Ctrl+U / Ctrl+W", "delete line / word"),
     ("a / s / d", "allow / allow for session / deny a tool"),
     ("Ctrl+C", "quit (vtuberd keeps running)"),
