@@ -9,6 +9,7 @@ mod common;
 
 mod bounds;
 mod browser;
+mod chat;
 mod conversation;
 mod daemon;
 mod embedded;

@@ -128,8 +128,16 @@ fn message_lines(app: &App, m: &Message, width: usize) -> Vec<Line<'static>> {
     let mut out = Vec::new();
     match m.kind {
         Kind::System => {
-            let spans = [Span::styled(format!("· {}", m.text), NOTE)];
-            return wrap_spans(&spans, width);
+            // Lists (`/history`, `/character`) keep their lines.
+            return m
+                .text
+                .lines()
+                .enumerate()
+                .flat_map(|(i, line)| {
+                    let mark = if i == 0 { "· " } else { "  " };
+                    wrap_spans(&[Span::styled(format!("{mark}{line}"), NOTE)], width)
+                })
+                .collect();
         }
         Kind::User => {
             let mut header = vec![Span::styled("You", USER)];
