@@ -107,7 +107,9 @@ fn the_chat_answers_and_its_slash_commands_work() {
     tmux.wait_for("connected");
 
     tmux.type_line("hello there");
-    tmux.wait_for("Nice to meet you");
+    let screen = tmux.wait_for("Nice to meet you");
+    // The emotion tag is a marker, never the raw tag.
+    assert!(screen.contains("Nice to meet you ‹joy›"), "{screen}");
 
     // Tab completes the command; the list shows the built-in characters.
     tmux.run(&["send-keys", "-t", "chat", "-l", "/chara"]);

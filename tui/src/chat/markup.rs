@@ -290,3 +290,84 @@ mod tests {
         assert_eq!(text(&render("#hashtag", Style::new(), 30)), ["#hashtag"]);
     }
 }
+
+/// The character's emotion tags (`[joy]`, `[surprise]`, Open-LLM-VTuber's form) drive the
+/// avatar; in the terminal they become a small marker (`‹joy›`) instead of raw brackets.
+/// A tag is 3 to 20 lowercase letters or `_` in brackets, not followed by `(` (a link),
+/// outside code blocks.
+pub fn emotion_markers(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('[') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut in_code = false;
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
+            in_code = !in_code;
+            out.push_str(line);
+        } else if in_code {
+            out.push_str(line);
+        } else {
+            markers_in_line(line, &mut out);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+fn markers_in_line(text: &str, out: &mut String) {
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let tag = after
+            .find(']')
+            .map(|close| (&after[..close], &after[close + 1..]))
+            .filter(|(name, tail)| {
+                (3..=20).contains(&name.len())
+                    && name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    && !tail.starts_with('(')
+            });
+        match tag {
+            Some((name, tail)) => {
+                out.push('‹');
+                out.push_str(name);
+                out.push('›');
+                rest = tail;
+            }
+            None => {
+                out.push('[');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+}
+
+#[cfg(test)]
+mod emotion_tests {
+    use super::emotion_markers;
+
+    #[test]
+    fn tags_become_markers_and_other_brackets_stay() {
+        assert_eq!(emotion_markers("Hi! [joy] Nice."), "Hi! ‹joy› Nice.");
+        assert_eq!(emotion_markers("[surprise]Oh"), "‹surprise›Oh");
+        assert_eq!(
+            emotion_markers("see [docs](http://x)"),
+            "see [docs](http://x)"
+        );
+        assert_eq!(
+            emotion_markers("- [x] done, a[0], [Joy]"),
+            "- [x] done, a[0], [Joy]"
+        );
+        assert_eq!(emotion_markers("open [joy"), "open [joy");
+        assert_eq!(emotion_markers("no tags"), "no tags");
+        assert_eq!(
+            emotion_markers("[joy] code:\n```rust\n#[test]\n```\n[calm]"),
+            "‹joy› code:\n```rust\n#[test]\n```\n‹calm›"
+        );
+    }
+}

@@ -164,7 +164,7 @@ fn message_lines(app: &App, m: &Message, width: usize) -> Vec<Line<'static>> {
             let mut body = if m.text.is_empty() {
                 Vec::new()
             } else {
-                markup::render(&m.text, Style::new(), body_width)
+                markup::render(&markup::emotion_markers(&m.text), Style::new(), body_width)
             };
             if m.streaming {
                 // A block cursor where the next delta will land.
