@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod avatars;
+pub mod cors;
 pub mod olv_events;
 pub mod olv_messages;
 pub mod session;
@@ -488,6 +489,32 @@ async fn guard(State(web): State<Arc<WebState>>, req: Request, next: Next) -> Re
                 ),
             ));
         }
+    }
+    // The asset routes answer cross-origin reads from the origins that may use the
+    // WebSocket (see `cors` for why not every origin).
+    if cors::is_asset_path(req.uri().path()) {
+        let host = host_of(req.headers(), req.uri()).unwrap_or_default();
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .map(str::to_owned);
+        let allowed = origin
+            .as_deref()
+            .is_some_and(|o| origin_allowed(&web, Some(o), &host));
+        if cors::is_preflight(req.method(), req.headers()) {
+            if !allowed {
+                tracing::debug!(origin = ?origin, path = %req.uri().path(), "refused a CORS preflight from a foreign origin");
+            }
+            return with_security_headers(cors::preflight(
+                req.headers(),
+                origin.as_deref().unwrap_or_default(),
+                allowed,
+            ));
+        }
+        let mut resp = next.run(req).await;
+        cors::decorate(&mut resp, origin.as_deref(), allowed);
+        return with_security_headers(resp);
     }
     with_security_headers(next.run(req).await)
 }

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::WebState;
 use super::avatars::ModelConf;
-use super::olv_messages::{ClientMessage, ServerMessage};
+use super::olv_messages::ServerMessage;
 use super::socket::Socket;
 use reader::Reader;
 use writer::Writer;
@@ -78,7 +78,7 @@ pub(super) async fn run(socket: Socket, web: Arc<WebState>, peer: String) {
         web.shutdown.clone(),
         closed.clone(),
     ));
-    let (work_tx, work_rx) = mpsc::channel::<ClientMessage>(WORK_QUEUE);
+    let (work_tx, work_rx) = mpsc::channel::<worker::Job>(WORK_QUEUE);
     let worker = tokio::spawn(worker::run(web.clone(), work_rx, out_tx.clone()));
 
     let mut reader = Reader::new(web.clone(), conn, out_tx, work_tx);
