@@ -34,12 +34,13 @@ const OLV_ORIGIN: &str = "http://localhost:3000";
 const MODEL_URL: &str = "/live2d-models/haru/runtime/haru.model3.json";
 
 /// A daemon whose character uses a Cubism 3 model installed the way Open-LLM-VTuber
-/// installs them (`<name>/runtime/<name>.model3.json`, motion group `Idle`), with one
-/// background, and the frontend's origin allowed.
-fn olv_daemon(mock: &MockLlm) -> TestDaemon {
+/// installs them (`<name>/runtime/<name>.model3.json`, motion group `Idle`), one
+/// background in `web.backgrounds_dir`, and the frontend's origin allowed.
+fn olv_daemon(mock: &MockLlm, backgrounds: &std::path::Path) -> TestDaemon {
     let config = format!(
-        "{}character:\n  default: haru\nspeech:\n  enabled: true\naudio:\n  input: none\n  output: none\n  playback: clients\nweb:\n  port: 0\n  allowed_origins: [\"{OLV_ORIGIN}\"]\n",
-        openai_config(&mock.base_url())
+        "{}character:\n  default: haru\nspeech:\n  enabled: true\naudio:\n  input: none\n  output: none\n  playback: clients\nweb:\n  port: 0\n  allowed_origins: [\"{OLV_ORIGIN}\"]\n  backgrounds_dir: {}\n",
+        openai_config(&mock.base_url()),
+        backgrounds.display()
     );
     let mut daemon = TestDaemon::new(&config).expect("daemon home");
     let characters = daemon.dir.path().join("config/vtuber/characters");
@@ -58,9 +59,9 @@ fn olv_daemon(mock: &MockLlm) -> TestDaemon {
         "Motions": {"Idle": [{"File": "motion/idle.motion3.json"}], "TapBody": []}}});
     std::fs::write(runtime.join("haru.model3.json"), model3.to_string()).unwrap();
     std::fs::write(runtime.join("haru.2048/texture_00.png"), "png").unwrap();
-    // The frontend's default background, as Open-LLM-VTuber ships it in `backgrounds/`.
-    std::fs::create_dir_all(assets.join("bg")).unwrap();
-    std::fs::write(assets.join("bg/ceiling-window-room-night.jpeg"), "jpeg").unwrap();
+    // The frontend's default background, as Open-LLM-VTuber ships it in `backgrounds/`,
+    // in the configured folder.
+    std::fs::write(backgrounds.join("ceiling-window-room-night.jpeg"), "jpeg").unwrap();
     link_models(&daemon.models_dir()).expect("models (run scripts/setup.sh)");
     daemon.start().expect("daemon starts");
     daemon
@@ -97,7 +98,8 @@ async fn open_llm_vtubers_own_frontend_works_unchanged() {
     )
     .with_rate(6.0);
     let mock = MockLlm::start_blocking(MockBehaviour::Reply(reply)).expect("mock");
-    let daemon = olv_daemon(&mock);
+    let backgrounds = tempfile::tempdir().unwrap();
+    let daemon = olv_daemon(&mock, backgrounds.path());
     let base = web_url(&daemon).await;
     let page = PageUrl::parse(&base);
     let http = reqwest::Client::new();

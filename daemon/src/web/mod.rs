@@ -86,6 +86,8 @@ pub struct WebState {
     pub(crate) hub: broadcast::Sender<Arc<WebEvent>>,
     pub characters: Arc<Characters>,
     pub assets_dir: PathBuf,
+    /// Background images (`/bg/`, `fetch-backgrounds`).
+    pub backgrounds_dir: PathBuf,
     /// The access token's checks; `None`: `web.auth: none`.
     auth: Option<TokenAuth>,
     /// Bound to loopback: `Host` must name loopback (DNS-rebinding defence).
@@ -206,6 +208,13 @@ pub fn assets_dir(cfg: &WebConfig) -> PathBuf {
     cfg.assets_dir
         .clone()
         .unwrap_or_else(|| vtuber_shared::paths::data_dir().join("web"))
+}
+
+/// `web.backgrounds_dir`, else `<assets_dir>/bg`.
+pub fn backgrounds_dir(cfg: &WebConfig) -> PathBuf {
+    cfg.backgrounds_dir
+        .clone()
+        .unwrap_or_else(|| assets_dir(cfg).join("bg"))
 }
 
 /// A bound web server, not serving yet: its address is known before the daemon's
@@ -390,6 +399,7 @@ pub fn serve(
         hub,
         characters,
         assets_dir,
+        backgrounds_dir: backgrounds_dir(cfg),
         auth: bound
             .token
             .as_deref()
@@ -704,7 +714,7 @@ async fn background_file(
     State(web): State<Arc<WebState>>,
     UrlPath(path): UrlPath<String>,
 ) -> Response {
-    file_from(web.assets_dir.join("bg"), &path, "background").await
+    file_from(web.backgrounds_dir.clone(), &path, "background").await
 }
 
 /// Plain files in `dir` (not hidden), sorted; empty when there is no such folder.

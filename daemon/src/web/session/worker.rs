@@ -228,7 +228,7 @@ async fn request(web: &WebState, msg: ClientMessage) -> Vec<Out> {
             }
         }
         ClientMessage::FetchBackgrounds => {
-            let dir = web.assets_dir.join("bg");
+            let dir = web.backgrounds_dir.clone();
             let files = tokio::task::spawn_blocking(move || crate::web::list_files(&dir))
                 .await
                 .unwrap_or_default();
