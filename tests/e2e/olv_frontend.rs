@@ -27,6 +27,7 @@ use vtuber_shared::{Event, Reply, Request};
 use vtuber_test_support::daemon::{TestClient, TestDaemon, link_models};
 use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm, MockReply};
 use vtuber_test_support::web::PageUrl;
+use vtuberd::pcm::Pcm;
 
 /// Where the frontend is served from: not the daemon's own origin.
 const OLV_ORIGIN: &str = "http://localhost:3000";
@@ -268,6 +269,50 @@ async fn open_llm_vtubers_own_frontend_works_unchanged() {
     let stop = k.iter().position(|t| t == "interrupt-signal");
     let chain_end = k.len() - 1;
     assert!(stop.is_some_and(|i| i < chain_end), "{k:?}");
+
+    // A spoken turn, as its in-browser voice detection sends one: the utterance's
+    // 16 kHz samples in `mic-audio-data` messages, then `mic-audio-end`; once it has
+    // played the reply, `frontend-playback-complete`.
+    let wav = daemon.dir.path().join("speech.wav");
+    let status = std::process::Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "150", "-w"])
+        .arg(&wav)
+        .arg("What is the weather like today?")
+        .status()
+        .expect("espeak-ng runs");
+    assert!(status.success());
+    let pcm = Pcm::from_wav(&std::fs::read(&wav).unwrap())
+        .unwrap()
+        .resampled(16_000)
+        .unwrap();
+    for chunk in pcm.samples.chunks(4096) {
+        ws.send(json!({"type": "mic-audio-data", "audio": chunk}))
+            .await;
+    }
+    ws.send(json!({"type": "mic-audio-end", "images": []}))
+        .await;
+    let turn = ws.until(|m| m["type"] == "backend-synth-complete").await;
+    let heard = turn
+        .iter()
+        .find(|m| m["type"] == "user-input-transcription")
+        .unwrap_or_else(|| panic!("no transcription: {:?}", kinds(&turn)));
+    assert!(
+        heard["text"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("weather"),
+        "{heard}"
+    );
+    ws.send(json!({"type": "frontend-playback-complete"})).await;
+    let end = ws
+        .until(|m| m["type"] == "control" && m["text"] == "conversation-chain-end")
+        .await;
+    let k = kinds(&end);
+    assert_eq!(
+        &k[k.len() - 2..],
+        ["force-new-message", "control:conversation-chain-end"]
+    );
 
     // An invite: the frontend shows only `error` messages.
     ws.send(json!({"type": "add-client-to-group", "invitee_uid": "someone"}))
