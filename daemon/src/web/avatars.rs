@@ -93,18 +93,13 @@ impl Characters {
             )
         });
         let url = model_url(&self.assets_dir, &model);
-        let file = url
-            .strip_prefix("/live2d-models/")
-            .and_then(|rel| super::safe_join(&self.assets_dir.join("live2d-models"), rel));
+        let file = self.model_file(&url);
         // The model's own group, spelled as the model spells it (`Idle` in most Cubism 3+
         // models, `idle` in shizuku); `idle` when the file is missing or has none.
         let idle = file
             .as_deref()
             .and_then(idle_motion_group)
             .unwrap_or_else(|| "idle".to_owned());
-        if !url.ends_with(".model3.json") && file.as_deref().is_some_and(Path::is_file) {
-            self.warn_cubism2(&url);
-        }
         ModelConf {
             conf_uid: info.id.clone(),
             conf_name: info.name.clone(),
@@ -124,10 +119,25 @@ impl Characters {
 }
 
 impl Characters {
-    /// Open-LLM-VTuber's own frontend (web build 1.2.1) loads `<dir>/<name>.model3.json`
-    /// only: given `shizuku.model.json` it asks for `shizuku.model.json.model3.json`. A
-    /// Cubism 2 model therefore shows in our page only; said once per model.
-    fn warn_cubism2(&self, url: &str) {
+    /// The file behind a `/live2d-models/` URL.
+    fn model_file(&self, url: &str) -> Option<PathBuf> {
+        url.strip_prefix("/live2d-models/")
+            .and_then(|rel| super::safe_join(&self.assets_dir.join("live2d-models"), rel))
+    }
+
+    /// For a client that is not our own page (another origin, or none: maybe
+    /// Open-LLM-VTuber's own frontend): that frontend (web build 1.2.1) loads
+    /// `<dir>/<name>.model3.json` only (given `shizuku.model.json` it asks for
+    /// `shizuku.model.json.model3.json`), so an installed Cubism 2 model shows in our
+    /// page only. Said once per model, and not faked: the URL stays the real one.
+    /// Returns whether it warned now.
+    pub fn warn_if_cubism2(&self, conf: &ModelConf) -> bool {
+        let Some(url) = conf.model_info.get("url").and_then(Value::as_str) else {
+            return false;
+        };
+        if url.ends_with(".model3.json") || !self.model_file(url).is_some_and(|f| f.is_file()) {
+            return false;
+        }
         let first = match self.warned.lock() {
             Ok(mut w) => w.insert(url.to_owned()),
             Err(p) => p.into_inner().insert(url.to_owned()),
@@ -135,9 +145,10 @@ impl Characters {
         if first {
             tracing::warn!(
                 model = %url,
-                "this is a Cubism 2 model: vtuberd's page shows it, but Open-LLM-VTuber's own web frontend loads Cubism 3+ models (.model3.json) only and shows no avatar (and plays no audio) with it; give the character a Cubism 3+ model to use that frontend"
+                "a client other than vtuberd's page connected, and the character's model is a Cubism 2 model: vtuberd's page shows it, but Open-LLM-VTuber's own web frontend loads Cubism 3+ models (.model3.json) only and shows no avatar (and plays no audio) with it; give the character a Cubism 3+ model to use that frontend"
             );
         }
+        first
     }
 }
 
@@ -263,6 +274,10 @@ mod tests {
             conf.model_info["idleMotionGroupName"], "idle",
             "not installed"
         );
+        assert!(
+            !characters.warn_if_cubism2(&conf),
+            "nothing installed to warn about"
+        );
         let folder = dir.path().join("live2d-models/shizuku");
         std::fs::create_dir_all(&folder).unwrap();
         std::fs::write(
@@ -272,6 +287,9 @@ mod tests {
         .unwrap();
         let conf = characters.model_conf(&mao);
         assert_eq!(conf.model_info["idleMotionGroupName"], "Idle");
+        // An installed Cubism 2 model: warned about once.
+        assert!(characters.warn_if_cubism2(&conf));
+        assert!(!characters.warn_if_cubism2(&conf));
         assert_eq!(
             conf.model_info["url"],
             "/live2d-models/shizuku/shizuku.model.json"

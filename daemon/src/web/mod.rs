@@ -801,16 +801,21 @@ async fn page_config(
     }))
 }
 
+/// Whether `origin` is the page's own (the origin of `host` on this server).
+fn is_own_origin(web: &WebState, origin: &str, host: &str) -> bool {
+    let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+    let scheme = if web.tls { "https" } else { "http" };
+    origin == format!("{scheme}://{}", host.trim().to_ascii_lowercase())
+}
+
 /// Whether a WebSocket upgrade's `Origin` may drive the daemon: none (not a browser),
 /// the page's own origin, or one listed in `web.allowed_origins`.
 fn origin_allowed(web: &WebState, origin: Option<&str>, host: &str) -> bool {
     let Some(origin) = origin else {
         return true;
     };
-    let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
-    let scheme = if web.tls { "https" } else { "http" };
     // Read at each connection: a reload may have changed the list.
-    origin == format!("{scheme}://{}", host.trim().to_ascii_lowercase())
+    is_own_origin(web, origin, host)
         || web
             .services
             .config
@@ -818,7 +823,11 @@ fn origin_allowed(web: &WebState, origin: Option<&str>, host: &str) -> bool {
             .web
             .allowed_origins
             .iter()
-            .any(|o| o.trim().trim_end_matches('/').eq_ignore_ascii_case(&origin))
+            .any(|o| {
+                o.trim()
+                    .trim_end_matches('/')
+                    .eq_ignore_ascii_case(origin.trim().trim_end_matches('/'))
+            })
 }
 
 async fn client_ws(
@@ -861,8 +870,9 @@ async fn client_ws(
     // Messages up to the limit are read; up to twice it they are answered with an
     // `error` and dropped; larger ones close the connection (1009).
     let hard = web.max_message_bytes.saturating_mul(2);
+    let own_page = origin.is_some_and(|o| is_own_origin(&web, o, &host));
     ws.accept(hard, move |socket| {
-        session::run(socket, web, peer.to_string())
+        session::run(socket, web, peer.to_string(), own_page)
     })
 }
 

@@ -53,8 +53,9 @@ impl Out {
     }
 }
 
-/// Runs one connection until either side closes it.
-pub(super) async fn run(socket: Socket, web: Arc<WebState>, peer: String) {
+/// Runs one connection until either side closes it. `own_page`: the client is our own
+/// page (its origin), not another frontend.
+pub(super) async fn run(socket: Socket, web: Arc<WebState>, peer: String, own_page: bool) {
     let services = web.services.clone();
     let mut connection = services.clients.connect();
     let conn = connection.id();
@@ -71,6 +72,9 @@ pub(super) async fn run(socket: Socket, web: Arc<WebState>, peer: String) {
         web.characters
             .model_conf(&services.conversation.view().character),
     );
+    if !own_page {
+        web.characters.warn_if_cubism2(&conf);
+    }
     let writer = tokio::spawn(Writer::new(sink, client_uid, conn).run(
         out_rx,
         events,
