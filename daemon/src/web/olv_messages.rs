@@ -423,6 +423,10 @@ mod tests {
             json!({"type":"heartbeat-ack"})
         );
         assert_eq!(
+            v(ServerMessage::InterruptSignal),
+            json!({"type":"interrupt-signal"})
+        );
+        assert_eq!(
             v(ServerMessage::GroupUpdate {
                 members: vec![],
                 is_owner: false,

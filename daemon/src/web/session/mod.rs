@@ -85,7 +85,7 @@ pub(super) async fn run(socket: Socket, web: Arc<WebState>, peer: String, own_pa
     let (work_tx, work_rx) = mpsc::channel::<worker::Job>(WORK_QUEUE);
     let worker = tokio::spawn(worker::run(web.clone(), work_rx, out_tx.clone()));
 
-    let mut reader = Reader::new(web.clone(), conn, out_tx, work_tx);
+    let mut reader = Reader::new(web.clone(), conn, out_tx, work_tx, own_page);
     reader.run(stream, &closed).await;
     // The reader's senders go: the worker ends, then the writer.
     drop(reader);

@@ -87,9 +87,12 @@ impl Reader {
         conn: u64,
         out: mpsc::Sender<Out>,
         work: mpsc::Sender<Job>,
+        own_page: bool,
     ) -> Self {
         Self {
-            connecting_until: Some(Instant::now() + CONNECT_HANDSHAKE),
+            // Our own page never asks for a new conversation when it connects: its
+            // "New" button is always meant.
+            connecting_until: (!own_page).then(|| Instant::now() + CONNECT_HANDSHAKE),
             bucket: Bucket::new(web.max_messages_per_sec),
             web,
             conn,
