@@ -15,6 +15,7 @@ mod daemon;
 mod embedded;
 mod mcp;
 mod mcp_http;
+mod olv_frontend;
 mod privacy;
 mod service;
 mod socket_activation;

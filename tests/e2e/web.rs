@@ -46,18 +46,18 @@ fn token_query(base: &str) -> String {
 }
 
 /// `http://HOST:PORT/` of a page address, without its token.
-fn root(base: &str) -> String {
+pub(crate) fn root(base: &str) -> String {
     PageUrl::parse(base).root
 }
 
 /// A WebSocket client speaking JSON text frames.
-struct Ws {
+pub(crate) struct Ws {
     stream: WsStream,
 }
 
 impl Ws {
     /// Connects as an Open-LLM-VTuber client does: `/client-ws` with the page's token.
-    async fn connect(base: &str) -> Self {
+    pub(crate) async fn connect(base: &str) -> Self {
         Self::connect_with(base, &token_query(base), &[])
             .await
             .expect("websocket connects")
@@ -65,7 +65,11 @@ impl Ws {
 
     /// Connects to `/client-ws` with `query` (no token unless it holds one) and extra
     /// headers; the error is the HTTP status of a refusal.
-    async fn connect_with(base: &str, query: &str, headers: &[(&str, &str)]) -> Result<Self, u16> {
+    pub(crate) async fn connect_with(
+        base: &str,
+        query: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Self, u16> {
         let mut req = format!("{}{query}", PageUrl::parse(base).socket_url_bare())
             .into_client_request()
             .unwrap();
@@ -82,19 +86,19 @@ impl Ws {
         }
     }
 
-    async fn send(&mut self, v: Value) {
+    pub(crate) async fn send(&mut self, v: Value) {
         self.stream
             .send(Message::text(v.to_string()))
             .await
             .expect("send");
     }
 
-    async fn send_raw(&mut self, text: String) {
+    pub(crate) async fn send_raw(&mut self, text: String) {
         self.stream.send(Message::text(text)).await.expect("send");
     }
 
     /// Next JSON message; `Err` with the close frame's code when the server closes.
-    async fn next_raw(&mut self, limit: Duration) -> Result<Value, Option<u16>> {
+    pub(crate) async fn next_raw(&mut self, limit: Duration) -> Result<Value, Option<u16>> {
         loop {
             let m = tokio::time::timeout(limit, self.stream.next())
                 .await
@@ -110,12 +114,12 @@ impl Ws {
         }
     }
 
-    async fn next(&mut self) -> Value {
+    pub(crate) async fn next(&mut self) -> Value {
         self.next_raw(WAIT).await.expect("connection open")
     }
 
     /// Messages until one matches `stop` (included). `state` messages are left out.
-    async fn until(&mut self, stop: impl Fn(&Value) -> bool) -> Vec<Value> {
+    pub(crate) async fn until(&mut self, stop: impl Fn(&Value) -> bool) -> Vec<Value> {
         let mut out = Vec::new();
         loop {
             let m = self.next().await;
@@ -129,12 +133,12 @@ impl Ws {
         }
     }
 
-    async fn expect(&mut self, kind: &str) -> Value {
+    pub(crate) async fn expect(&mut self, kind: &str) -> Value {
         self.until(|m| m["type"] == kind).await.pop().unwrap()
     }
 
     /// The next `error` message, which must mention `needle`.
-    async fn expect_error(&mut self, needle: &str) {
+    pub(crate) async fn expect_error(&mut self, needle: &str) {
         let m = self.expect("error").await;
         assert!(
             m["message"].as_str().is_some_and(|t| t.contains(needle)),
@@ -143,7 +147,7 @@ impl Ws {
     }
 
     /// Reads the four greeting messages.
-    async fn greeting(&mut self) -> Vec<Value> {
+    pub(crate) async fn greeting(&mut self) -> Vec<Value> {
         let mut v = Vec::new();
         for _ in 0..4 {
             v.push(self.next().await);
@@ -152,7 +156,7 @@ impl Ws {
     }
 
     /// Nothing but `state` messages for `d`.
-    async fn quiet_for(&mut self, d: Duration) -> Result<(), Value> {
+    pub(crate) async fn quiet_for(&mut self, d: Duration) -> Result<(), Value> {
         let end = tokio::time::Instant::now() + d;
         loop {
             match tokio::time::timeout_at(end, self.stream.next()).await {
@@ -169,11 +173,11 @@ impl Ws {
     }
 }
 
-fn is_control(m: &Value, text: &str) -> bool {
+pub(crate) fn is_control(m: &Value, text: &str) -> bool {
     m["type"] == "control" && m["text"] == text
 }
 
-fn kinds(v: &[Value]) -> Vec<String> {
+pub(crate) fn kinds(v: &[Value]) -> Vec<String> {
     v.iter()
         .map(|m| match m["type"].as_str() {
             Some("control") => format!("control:{}", m["text"].as_str().unwrap_or("")),
@@ -184,7 +188,7 @@ fn kinds(v: &[Value]) -> Vec<String> {
 }
 
 /// The audio messages are real speech: WAV that decodes, volumes in 0..1 peaking at 1.
-fn check_audio(m: &Value) -> Pcm {
+pub(crate) fn check_audio(m: &Value) -> Pcm {
     let b64 = m["audio"]
         .as_str()
         .unwrap_or_else(|| panic!("audio message without sound: {m}"));

@@ -496,6 +496,9 @@ pub struct WebConfig {
     /// Folder of installed web assets (Live2D runtime, pixi, models); default
     /// `$XDG_DATA_HOME/vtuber/web`.
     pub assets_dir: Option<PathBuf>,
+    /// Folder of background images, served at `/bg/` and listed by `fetch-backgrounds`
+    /// (Open-LLM-VTuber's `backgrounds/`); default `<assets_dir>/bg`.
+    pub backgrounds_dir: Option<PathBuf>,
     /// Largest WebSocket message accepted, in bytes.
     pub max_message_bytes: usize,
     /// Messages per second one connection may send (bursts up to twice that).
@@ -513,6 +516,7 @@ impl Default for WebConfig {
             token: None,
             tls: None,
             assets_dir: None,
+            backgrounds_dir: None,
             max_message_bytes: 4 * 1024 * 1024,
             max_messages_per_sec: 200,
         }

@@ -1,9 +1,9 @@
 //! The characters' avatars as the page needs them (Live2D model and expression map):
 //! a roster of the web server's own, reloaded when the character files change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::Value;
 use vtuber_shared::CharacterInfo;
@@ -37,6 +37,8 @@ pub struct Characters {
     roster: RwLock<Roster>,
     dir: Option<PathBuf>,
     assets_dir: PathBuf,
+    /// Cubism 2 model URLs already warned about (once each).
+    warned: Mutex<BTreeSet<String>>,
 }
 
 impl Characters {
@@ -46,6 +48,7 @@ impl Characters {
             roster: RwLock::new(roster),
             dir,
             assets_dir,
+            warned: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -89,17 +92,25 @@ impl Characters {
                 |c| (c.avatar.model.clone(), c.avatar.emotions.clone()),
             )
         });
+        let url = model_url(&self.assets_dir, &model);
+        let file = self.model_file(&url);
+        // The model's own group, spelled as the model spells it (`Idle` in most Cubism 3+
+        // models, `idle` in shizuku); `idle` when the file is missing or has none.
+        let idle = file
+            .as_deref()
+            .and_then(idle_motion_group)
+            .unwrap_or_else(|| "idle".to_owned());
         ModelConf {
             conf_uid: info.id.clone(),
             conf_name: info.name.clone(),
             model_info: serde_json::json!({
                 "name": model,
-                "url": model_url(&self.assets_dir, &model),
+                "url": url,
                 "kScale": 0.3,
                 "initialXshift": 0,
                 "initialYshift": 0,
                 "kXOffset": 1150,
-                "idleMotionGroupName": "idle",
+                "idleMotionGroupName": idle,
                 "emotionMap": emotions,
                 "tapMotions": {},
             }),
@@ -107,21 +118,86 @@ impl Characters {
     }
 }
 
-/// Where the page loads a model from: `/live2d-models/<m>/<m>.model.json` (Cubism 2), or
-/// `<m>.model3.json` when only that is installed; a model given as a `.json` path is
-/// used as is.
+impl Characters {
+    /// The file behind a `/live2d-models/` URL.
+    fn model_file(&self, url: &str) -> Option<PathBuf> {
+        url.strip_prefix("/live2d-models/")
+            .and_then(|rel| super::safe_join(&self.assets_dir.join("live2d-models"), rel))
+    }
+
+    /// For a client that is not our own page (another origin, or none: maybe
+    /// Open-LLM-VTuber's own frontend): that frontend (web build 1.2.1) loads
+    /// `<dir>/<name>.model3.json` only (given `shizuku.model.json` it asks for
+    /// `shizuku.model.json.model3.json`), so an installed Cubism 2 model shows in our
+    /// page only. Said once per model, and not faked: the URL stays the real one.
+    /// Returns whether it warned now.
+    pub fn warn_if_cubism2(&self, conf: &ModelConf) -> bool {
+        let Some(url) = conf.model_info.get("url").and_then(Value::as_str) else {
+            return false;
+        };
+        if url.ends_with(".model3.json") || !self.model_file(url).is_some_and(|f| f.is_file()) {
+            return false;
+        }
+        let first = match self.warned.lock() {
+            Ok(mut w) => w.insert(url.to_owned()),
+            Err(p) => p.into_inner().insert(url.to_owned()),
+        };
+        if first {
+            tracing::warn!(
+                model = %url,
+                "a client other than vtuberd's page connected, and the character's model is a Cubism 2 model: vtuberd's page shows it, but Open-LLM-VTuber's own web frontend loads Cubism 3+ models (.model3.json) only and shows no avatar (and plays no audio) with it; give the character a Cubism 3+ model to use that frontend"
+            );
+        }
+        first
+    }
+}
+
+/// Where the page loads a model from: `/live2d-models/<m>/<m>.model.json` (Cubism 2);
+/// for a Cubism 3+ model, the `.model3.json` itself, where Open-LLM-VTuber's model
+/// folders keep it (`<m>/<m>.model3.json` or `<m>/runtime/<m>.model3.json`), since its
+/// frontend loads nothing else; a model given as a `.json` path is used as is.
 pub fn model_url(assets_dir: &Path, model: &str) -> String {
     if model.ends_with(".json") {
         return format!("/live2d-models/{}", model.trim_start_matches('/'));
     }
     let dir = assets_dir.join("live2d-models").join(model);
     let v2 = format!("{model}.model.json");
-    let v3 = format!("{model}.model3.json");
-    if !dir.join(&v2).is_file() && dir.join(&v3).is_file() {
-        format!("/live2d-models/{model}/{v3}")
-    } else {
-        format!("/live2d-models/{model}/{v2}")
+    if !dir.join(&v2).is_file() {
+        for v3 in [
+            format!("{model}.model3.json"),
+            format!("runtime/{model}.model3.json"),
+        ] {
+            if dir.join(&v3).is_file() {
+                return format!("/live2d-models/{model}/{v3}");
+            }
+        }
     }
+    format!("/live2d-models/{model}/{v2}")
+}
+
+/// The idle motion group of a model file, as the file spells it: the group named
+/// `idle` in any case, else the first whose name contains it. Cubism 3+ keeps the
+/// groups in `FileReferences.Motions`, Cubism 2 in `motions`. `None` when the file
+/// cannot be read or has no such group.
+pub fn idle_motion_group(model_file: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(model_file).ok()?;
+    idle_group_of(&serde_json::from_str(&text).ok()?)
+}
+
+fn idle_group_of(model: &Value) -> Option<String> {
+    let groups = model
+        .pointer("/FileReferences/Motions")
+        .or_else(|| model.get("motions"))?
+        .as_object()?;
+    groups
+        .keys()
+        .find(|k| k.eq_ignore_ascii_case("idle"))
+        .or_else(|| {
+            groups
+                .keys()
+                .find(|k| k.to_ascii_lowercase().contains("idle"))
+        })
+        .cloned()
 }
 
 #[cfg(test)]
@@ -148,6 +224,75 @@ mod tests {
         assert_eq!(
             model_url(dir.path(), "x/y.model.json"),
             "/live2d-models/x/y.model.json"
+        );
+        // Open-LLM-VTuber's layout: the runtime folder.
+        std::fs::create_dir_all(dir.path().join("live2d-models/haru/runtime")).unwrap();
+        std::fs::write(
+            dir.path()
+                .join("live2d-models/haru/runtime/haru.model3.json"),
+            "{}",
+        )
+        .unwrap();
+        assert_eq!(
+            model_url(dir.path(), "haru"),
+            "/live2d-models/haru/runtime/haru.model3.json"
+        );
+    }
+
+    #[test]
+    fn idle_groups_come_from_the_model_file() {
+        let v3 = serde_json::json!({"Version": 3, "FileReferences": {
+            "Moc": "m.moc3", "Motions": {"TapBody": [], "Idle": [{"File": "a.motion3.json"}]}}});
+        assert_eq!(idle_group_of(&v3).as_deref(), Some("Idle"));
+        let v2 = serde_json::json!({"model": "m.moc", "motions": {"idle": [], "tap_body": []}});
+        assert_eq!(idle_group_of(&v2).as_deref(), Some("idle"));
+        let loose =
+            serde_json::json!({"FileReferences": {"Motions": {"Tap": [], "idle_loop": []}}});
+        assert_eq!(idle_group_of(&loose).as_deref(), Some("idle_loop"));
+        assert_eq!(
+            idle_group_of(&serde_json::json!({"motions": {"tap": []}})),
+            None
+        );
+        assert_eq!(idle_group_of(&serde_json::json!({})), None);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("m.model3.json");
+        std::fs::write(&file, v3.to_string()).unwrap();
+        assert_eq!(idle_motion_group(&file).as_deref(), Some("Idle"));
+        std::fs::write(&file, "not json").unwrap();
+        assert_eq!(idle_motion_group(&file), None);
+        assert_eq!(idle_motion_group(&dir.path().join("none.json")), None);
+
+        // The conf sent to the page carries the model's own group, case and all.
+        let characters = Characters::load(None, dir.path().to_path_buf());
+        let mao = crate::characters::Roster::load(None)
+            .0
+            .get("mao")
+            .unwrap()
+            .info();
+        let conf = characters.model_conf(&mao);
+        assert_eq!(
+            conf.model_info["idleMotionGroupName"], "idle",
+            "not installed"
+        );
+        assert!(
+            !characters.warn_if_cubism2(&conf),
+            "nothing installed to warn about"
+        );
+        let folder = dir.path().join("live2d-models/shizuku");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(
+            folder.join("shizuku.model.json"),
+            r#"{"motions": {"tap_body": [], "Idle": []}}"#,
+        )
+        .unwrap();
+        let conf = characters.model_conf(&mao);
+        assert_eq!(conf.model_info["idleMotionGroupName"], "Idle");
+        // An installed Cubism 2 model: warned about once.
+        assert!(characters.warn_if_cubism2(&conf));
+        assert!(!characters.warn_if_cubism2(&conf));
+        assert_eq!(
+            conf.model_info["url"],
+            "/live2d-models/shizuku/shizuku.model.json"
         );
     }
 }

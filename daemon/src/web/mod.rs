@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod avatars;
+pub mod cors;
 pub mod olv_events;
 pub mod olv_messages;
 pub mod session;
@@ -85,6 +86,8 @@ pub struct WebState {
     pub(crate) hub: broadcast::Sender<Arc<WebEvent>>,
     pub characters: Arc<Characters>,
     pub assets_dir: PathBuf,
+    /// Background images (`/bg/`, `fetch-backgrounds`).
+    pub backgrounds_dir: PathBuf,
     /// The access token's checks; `None`: `web.auth: none`.
     auth: Option<TokenAuth>,
     /// Bound to loopback: `Host` must name loopback (DNS-rebinding defence).
@@ -205,6 +208,13 @@ pub fn assets_dir(cfg: &WebConfig) -> PathBuf {
     cfg.assets_dir
         .clone()
         .unwrap_or_else(|| vtuber_shared::paths::data_dir().join("web"))
+}
+
+/// `web.backgrounds_dir`, else `<assets_dir>/bg`.
+pub fn backgrounds_dir(cfg: &WebConfig) -> PathBuf {
+    cfg.backgrounds_dir
+        .clone()
+        .unwrap_or_else(|| assets_dir(cfg).join("bg"))
 }
 
 /// A bound web server, not serving yet: its address is known before the daemon's
@@ -389,6 +399,7 @@ pub fn serve(
         hub,
         characters,
         assets_dir,
+        backgrounds_dir: backgrounds_dir(cfg),
         auth: bound
             .token
             .as_deref()
@@ -488,6 +499,32 @@ async fn guard(State(web): State<Arc<WebState>>, req: Request, next: Next) -> Re
                 ),
             ));
         }
+    }
+    // The asset routes answer cross-origin reads from the origins that may use the
+    // WebSocket (see `cors` for why not every origin).
+    if cors::is_asset_path(req.uri().path()) {
+        let host = host_of(req.headers(), req.uri()).unwrap_or_default();
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .map(str::to_owned);
+        let allowed = origin
+            .as_deref()
+            .is_some_and(|o| origin_allowed(&web, Some(o), &host));
+        if cors::is_preflight(req.method(), req.headers()) {
+            if !allowed {
+                tracing::debug!(origin = ?origin, path = %req.uri().path(), "refused a CORS preflight from a foreign origin");
+            }
+            return with_security_headers(cors::preflight(
+                req.headers(),
+                origin.as_deref().unwrap_or_default(),
+                allowed,
+            ));
+        }
+        let mut resp = next.run(req).await;
+        cors::decorate(&mut resp, origin.as_deref(), allowed);
+        return with_security_headers(resp);
     }
     with_security_headers(next.run(req).await)
 }
@@ -677,7 +714,7 @@ async fn background_file(
     State(web): State<Arc<WebState>>,
     UrlPath(path): UrlPath<String>,
 ) -> Response {
-    file_from(web.assets_dir.join("bg"), &path, "background").await
+    file_from(web.backgrounds_dir.clone(), &path, "background").await
 }
 
 /// Plain files in `dir` (not hidden), sorted; empty when there is no such folder.
@@ -764,16 +801,21 @@ async fn page_config(
     }))
 }
 
+/// Whether `origin` is the page's own (the origin of `host` on this server).
+fn is_own_origin(web: &WebState, origin: &str, host: &str) -> bool {
+    let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+    let scheme = if web.tls { "https" } else { "http" };
+    origin == format!("{scheme}://{}", host.trim().to_ascii_lowercase())
+}
+
 /// Whether a WebSocket upgrade's `Origin` may drive the daemon: none (not a browser),
 /// the page's own origin, or one listed in `web.allowed_origins`.
 fn origin_allowed(web: &WebState, origin: Option<&str>, host: &str) -> bool {
     let Some(origin) = origin else {
         return true;
     };
-    let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
-    let scheme = if web.tls { "https" } else { "http" };
     // Read at each connection: a reload may have changed the list.
-    origin == format!("{scheme}://{}", host.trim().to_ascii_lowercase())
+    is_own_origin(web, origin, host)
         || web
             .services
             .config
@@ -781,7 +823,11 @@ fn origin_allowed(web: &WebState, origin: Option<&str>, host: &str) -> bool {
             .web
             .allowed_origins
             .iter()
-            .any(|o| o.trim().trim_end_matches('/').eq_ignore_ascii_case(&origin))
+            .any(|o| {
+                o.trim()
+                    .trim_end_matches('/')
+                    .eq_ignore_ascii_case(origin.trim().trim_end_matches('/'))
+            })
 }
 
 async fn client_ws(
@@ -824,8 +870,9 @@ async fn client_ws(
     // Messages up to the limit are read; up to twice it they are answered with an
     // `error` and dropped; larger ones close the connection (1009).
     let hard = web.max_message_bytes.saturating_mul(2);
+    let own_page = origin.is_some_and(|o| is_own_origin(&web, o, &host));
     ws.accept(hard, move |socket| {
-        session::run(socket, web, peer.to_string())
+        session::run(socket, web, peer.to_string(), own_page)
     })
 }
 

@@ -166,6 +166,10 @@ pub enum ServerMessage {
         actions: Option<Actions>,
         forwarded: bool,
     },
+    /// Open-LLM-VTuber's frontend stops its playback on this (its `interrupt-signal`
+    /// case calls its own `interrupt(false)`); it does not know `control: interrupt`.
+    #[serde(rename = "interrupt-signal")]
+    InterruptSignal,
     #[serde(rename = "backend-synth-complete")]
     BackendSynthComplete,
     #[serde(rename = "force-new-message")]
@@ -417,6 +421,10 @@ mod tests {
         assert_eq!(
             v(ServerMessage::HeartbeatAck),
             json!({"type":"heartbeat-ack"})
+        );
+        assert_eq!(
+            v(ServerMessage::InterruptSignal),
+            json!({"type":"interrupt-signal"})
         );
         assert_eq!(
             v(ServerMessage::GroupUpdate {

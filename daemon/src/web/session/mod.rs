@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::WebState;
 use super::avatars::ModelConf;
-use super::olv_messages::{ClientMessage, ServerMessage};
+use super::olv_messages::ServerMessage;
 use super::socket::Socket;
 use reader::Reader;
 use writer::Writer;
@@ -53,8 +53,9 @@ impl Out {
     }
 }
 
-/// Runs one connection until either side closes it.
-pub(super) async fn run(socket: Socket, web: Arc<WebState>, peer: String) {
+/// Runs one connection until either side closes it. `own_page`: the client is our own
+/// page (its origin), not another frontend.
+pub(super) async fn run(socket: Socket, web: Arc<WebState>, peer: String, own_page: bool) {
     let services = web.services.clone();
     let mut connection = services.clients.connect();
     let conn = connection.id();
@@ -71,6 +72,9 @@ pub(super) async fn run(socket: Socket, web: Arc<WebState>, peer: String) {
         web.characters
             .model_conf(&services.conversation.view().character),
     );
+    if !own_page {
+        web.characters.warn_if_cubism2(&conf);
+    }
     let writer = tokio::spawn(Writer::new(sink, client_uid, conn).run(
         out_rx,
         events,
@@ -78,10 +82,10 @@ pub(super) async fn run(socket: Socket, web: Arc<WebState>, peer: String) {
         web.shutdown.clone(),
         closed.clone(),
     ));
-    let (work_tx, work_rx) = mpsc::channel::<ClientMessage>(WORK_QUEUE);
+    let (work_tx, work_rx) = mpsc::channel::<worker::Job>(WORK_QUEUE);
     let worker = tokio::spawn(worker::run(web.clone(), work_rx, out_tx.clone()));
 
-    let mut reader = Reader::new(web.clone(), conn, out_tx, work_tx);
+    let mut reader = Reader::new(web.clone(), conn, out_tx, work_tx, own_page);
     reader.run(stream, &closed).await;
     // The reader's senders go: the worker ends, then the writer.
     drop(reader);

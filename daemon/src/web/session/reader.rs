@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
+use super::worker::Job;
 use super::{ORIGIN_VOICE, Out};
 use crate::pcm::Pcm;
 use crate::speech::INPUT_RATE;
@@ -17,6 +18,10 @@ use crate::voice_input::VoiceInput;
 use crate::web::WebState;
 use crate::web::olv_messages::{ClientMessage, ServerMessage, parse_client};
 use crate::web::socket::Socket;
+
+/// How long after connecting a client's first `create-new-history` counts as part of
+/// connecting (Open-LLM-VTuber's frontend sends it right after the socket opens).
+const CONNECT_HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// Longest utterance buffered from `mic-audio-data` (16 kHz samples).
 const MAX_UTTERANCE_SAMPLES: usize = INPUT_RATE as usize * 120;
@@ -62,8 +67,11 @@ pub(super) struct Reader {
     web: Arc<WebState>,
     conn: u64,
     out: mpsc::Sender<Out>,
-    work: mpsc::Sender<ClientMessage>,
+    work: mpsc::Sender<Job>,
     bucket: Bucket,
+    /// Until when a `create-new-history` is taken as part of connecting; `None` once
+    /// the client sent one, or anything that is not a connect-time request.
+    connecting_until: Option<Instant>,
     last_throttle_notice: Option<Instant>,
     last_stream_error: Option<Instant>,
     /// `mic-audio-data` of the utterance in progress.
@@ -78,9 +86,13 @@ impl Reader {
         web: Arc<WebState>,
         conn: u64,
         out: mpsc::Sender<Out>,
-        work: mpsc::Sender<ClientMessage>,
+        work: mpsc::Sender<Job>,
+        own_page: bool,
     ) -> Self {
         Self {
+            // Our own page never asks for a new conversation when it connects: its
+            // "New" button is always meant.
+            connecting_until: (!own_page).then(|| Instant::now() + CONNECT_HANDSHAKE),
             bucket: Bucket::new(web.max_messages_per_sec),
             web,
             conn,
@@ -188,30 +200,46 @@ impl Reader {
     }
 
     async fn handle(&mut self, msg: ClientMessage) {
+        if connect_time_new_history(&mut self.connecting_until, &msg, Instant::now()) {
+            if self.work.try_send(Job::JoinCurrent).is_err() {
+                self.error("too many requests at once: wait for the answers before sending more")
+                    .await;
+            }
+            return;
+        }
         match msg {
             ClientMessage::Heartbeat => self.send(Out::msg(ServerMessage::HeartbeatAck)).await,
             ClientMessage::FrontendPlaybackComplete => self.send(Out::PlaybackComplete).await,
             // Subtitles for group members; with one shared stage there is nobody to mirror to.
             ClientMessage::AudioPlayStart { .. } => {}
             ClientMessage::AiSpeakSignal => {
-                self.error("proactive speaking is not supported yet: the character only answers input")
-                    .await
+                self.error(
+                    "proactive speaking is not supported yet: the character only answers input",
+                )
+                .await
             }
             ClientMessage::AddClientToGroup { .. }
             | ClientMessage::RemoveClientFromGroup { .. }
             | ClientMessage::RequestGroupInfo => {
+                const NO_GROUPS: &str = "groups are not supported: every client already shares one stage (the same character and conversation)";
+                let asked = !matches!(msg, ClientMessage::RequestGroupInfo);
                 self.send(Out::msg(ServerMessage::GroupUpdate {
                     members: Vec::new(),
                     is_owner: false,
-                    error: Some(
-                        "groups are not supported: every client already shares one stage (the same character and conversation)"
-                            .into(),
-                    ),
+                    error: Some(NO_GROUPS.into()),
                 }))
-                .await
+                .await;
+                // Open-LLM-VTuber's frontend ignores `group-update`'s error and shows
+                // only `error` messages (a toast); its group drawer sends
+                // `request-group-info` each time it opens, so only an invite or a
+                // removal, which the user asked for, gets the toast.
+                if asked {
+                    self.error(NO_GROUPS).await;
+                }
             }
             ClientMessage::RequestInitConfig => {
-                let conf = self.web
+                let conf = self
+                    .web
                     .characters
                     .model_conf(&self.web.services.conversation.view().character);
                 self.send(Out::Model {
@@ -245,8 +273,13 @@ impl Reader {
                     }
                     return;
                 }
-                self.utterance
-                    .extend(audio.into_iter().map(|s| if s.is_finite() { s.clamp(-1.0, 1.0) } else { 0.0 }));
+                self.utterance.extend(audio.into_iter().map(|s| {
+                    if s.is_finite() {
+                        s.clamp(-1.0, 1.0)
+                    } else {
+                        0.0
+                    }
+                }));
             }
             ClientMessage::MicAudioEnd { .. } => self.utterance_end().await,
             ClientMessage::RawAudioData { audio } => {
@@ -254,18 +287,33 @@ impl Reader {
                     return;
                 };
                 self.streamed_raw = true;
-                let samples = audio.into_iter().map(|s| if s.is_finite() { s.clamp(-1.0, 1.0) } else { 0.0 }).collect();
+                let samples = audio
+                    .into_iter()
+                    .map(|s| {
+                        if s.is_finite() {
+                            s.clamp(-1.0, 1.0)
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
                 if let Err(e) = voice.stream(self.conn, samples) {
                     let now = Instant::now();
-                    if self.last_stream_error.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(5)) {
+                    if self
+                        .last_stream_error
+                        .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(5))
+                    {
                         self.last_stream_error = Some(now);
                         self.error(e.to_string()).await;
                     }
                 }
             }
             other => {
-                if self.work.try_send(other).is_err() {
-                    self.error("too many requests at once: wait for the answers before sending more").await;
+                if self.work.try_send(Job::Msg(other)).is_err() {
+                    self.error(
+                        "too many requests at once: wait for the answers before sending more",
+                    )
+                    .await;
                 }
             }
         }
@@ -324,9 +372,76 @@ impl Reader {
     }
 }
 
+/// Whether `msg` is a `create-new-history` sent while connecting: the client's first,
+/// before `*until` ([`CONNECT_HANDSHAKE`] after connecting), before it sent anything but
+/// the requests a page makes to set itself up. Open-LLM-VTuber's frontend sends one on
+/// every connect (its `wsService`, once the socket is open: `fetch-backgrounds`,
+/// `fetch-configs`, `fetch-history-list`, `create-new-history`); all clients share one
+/// conversation, so that must not replace it for everyone (see `worker::join_current`).
+/// A later "new chat" click, or one after the client did anything else, makes a new
+/// one. `*until` becomes `None` once the handshake is over.
+fn connect_time_new_history(
+    until: &mut Option<Instant>,
+    msg: &ClientMessage,
+    now: Instant,
+) -> bool {
+    let Some(by) = *until else {
+        return false;
+    };
+    match msg {
+        ClientMessage::CreateNewHistory => {
+            *until = None;
+            now <= by
+        }
+        ClientMessage::FetchBackgrounds
+        | ClientMessage::FetchConfigs
+        | ClientMessage::FetchHistoryList
+        | ClientMessage::RequestInitConfig
+        | ClientMessage::RequestGroupInfo
+        | ClientMessage::Heartbeat => false,
+        _ => {
+            *until = None;
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_connecting_clients_first_new_history_joins_the_current_one() {
+        let t0 = Instant::now();
+        let new = ClientMessage::CreateNewHistory;
+        // OLV's connect sequence: the set-up requests, then create-new-history.
+        let mut until = Some(t0 + CONNECT_HANDSHAKE);
+        for m in [
+            ClientMessage::FetchBackgrounds,
+            ClientMessage::FetchConfigs,
+            ClientMessage::FetchHistoryList,
+        ] {
+            assert!(!connect_time_new_history(&mut until, &m, t0));
+        }
+        assert!(connect_time_new_history(&mut until, &new, t0));
+        // The "new chat" click afterwards is a real one.
+        assert!(!connect_time_new_history(&mut until, &new, t0));
+        // After any input, it is a real one too.
+        let mut until = Some(t0 + CONNECT_HANDSHAKE);
+        let text = ClientMessage::TextInput {
+            text: "hi".into(),
+            images: None,
+        };
+        assert!(!connect_time_new_history(&mut until, &text, t0));
+        assert!(!connect_time_new_history(&mut until, &new, t0));
+        // And when it comes long after connecting.
+        let mut until = Some(t0 + CONNECT_HANDSHAKE);
+        assert!(!connect_time_new_history(
+            &mut until,
+            &new,
+            t0 + CONNECT_HANDSHAKE + Duration::from_secs(1)
+        ));
+    }
 
     #[test]
     fn bucket_allows_bursts_then_the_rate() {

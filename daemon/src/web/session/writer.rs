@@ -325,9 +325,13 @@ impl Writer {
     /// Every sentence of the turn is out.
     async fn speech_done(&mut self, interrupted: bool) -> Result<(), Stop> {
         if interrupted {
-            // Tell the page to stop playing; it will not report playback complete.
+            // Tell the page to stop playing; it will not report playback complete. Our
+            // page and the OLV protocol use `control: interrupt`; Open-LLM-VTuber's own
+            // frontend (web build 1.2.1) stops only on `interrupt-signal`. Both go to
+            // every client following the turn, whichever client interrupted.
             self.send(ServerMessage::control(control::INTERRUPT).encode())
                 .await?;
+            self.send(ServerMessage::InterruptSignal.encode()).await?;
             return self.end_turn().await;
         }
         let Some(t) = self.turn.as_mut() else {
