@@ -4,7 +4,7 @@
 use vtuber_shared::Usage;
 
 use super::wire::{ChunkJson, map_finish};
-use super::{AttemptError, ERROR_BODY_LIMIT, Emitter, truncate_chars};
+use crate::llm::http::{AttemptError, ERROR_BODY_LIMIT, Emitter, truncate_chars};
 use crate::llm::{FinishReason, LlmError, LlmEvent};
 
 #[derive(Debug, PartialEq, Eq)]
