@@ -15,6 +15,7 @@ mod embedded;
 mod mcp;
 mod mcp_http;
 mod privacy;
+mod providers;
 mod service;
 mod socket_activation;
 mod voice;

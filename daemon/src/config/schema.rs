@@ -28,6 +28,8 @@ pub enum ProviderKind {
     Embedded,
     /// Any server speaking OpenAI's `/v1/chat/completions` with SSE streaming.
     OpenaiCompatible,
+    /// Anthropic's Messages API (`/v1/messages`).
+    Anthropic,
 }
 
 impl ProviderKind {
@@ -35,9 +37,21 @@ impl ProviderKind {
         match self {
             Self::Embedded => "embedded",
             Self::OpenaiCompatible => "openai_compatible",
+            Self::Anthropic => "anthropic",
+        }
+    }
+
+    /// The base URL this provider uses when `llm.base_url` is left at its default.
+    pub fn default_base_url(self) -> &'static str {
+        match self {
+            Self::Embedded | Self::OpenaiCompatible => DEFAULT_BASE_URL,
+            Self::Anthropic => "https://api.anthropic.com",
         }
     }
 }
+
+/// `llm.base_url`'s default: a local OpenAI-compatible server (Ollama's `/v1`).
+pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:11434/v1";
 
 /// `llm:` section. Keys that do not apply to the chosen provider are ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,7 +64,9 @@ pub struct LlmConfig {
     pub context_size: u32,
     /// embedded: inference threads; default = available cores.
     pub threads: Option<u32>,
-    /// openai_compatible: base URL up to and including `/v1`.
+    /// openai_compatible: base URL up to and including `/v1`. anthropic, gemini, ollama:
+    /// the server's root; left at the default, each uses its own (see
+    /// [`LlmConfig::effective_base_url`]).
     pub base_url: String,
     /// openai_compatible: model name as the server knows it.
     pub model: Option<String>,
@@ -89,6 +105,19 @@ pub struct ReplyLimits {
 }
 
 impl LlmConfig {
+    /// The base URL the provider talks to, without a trailing `/`: `base_url` as set,
+    /// or the provider's own default when `base_url` was left at the default (the
+    /// OpenAI-compatible one).
+    pub fn effective_base_url(&self) -> String {
+        let set = self.base_url.trim().trim_end_matches('/');
+        let url = if set == DEFAULT_BASE_URL || set.is_empty() {
+            self.provider.default_base_url()
+        } else {
+            set
+        };
+        url.trim_end_matches('/').to_owned()
+    }
+
     /// The per-turn bounds with their defaults filled in.
     pub fn reply_limits(&self) -> ReplyLimits {
         let tokens = self
@@ -131,7 +160,7 @@ impl Default for LlmConfig {
             model_path: None,
             context_size: 4096,
             threads: None,
-            base_url: "http://127.0.0.1:11434/v1".into(),
+            base_url: DEFAULT_BASE_URL.into(),
             model: None,
             api_key_env: None,
             temperature: None,
@@ -353,7 +382,9 @@ pub struct AsrConfig {
     pub model_dir: Option<PathBuf>,
     /// whisper: CPU threads; unset means all available cores.
     pub threads: Option<u32>,
-    /// openai_compatible: base URL up to and including `/v1`.
+    /// openai_compatible: base URL up to and including `/v1`. anthropic, gemini, ollama:
+    /// the server's root; left at the default, each uses its own (see
+    /// [`LlmConfig::effective_base_url`]).
     pub base_url: String,
     /// openai_compatible: model name (`whisper-1`, `Systran/faster-whisper-small`, ...).
     pub model: String,

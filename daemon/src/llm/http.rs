@@ -302,6 +302,18 @@ impl Emitter {
         Ok(())
     }
 
+    /// An emitter and its receiving end, for tests of stream readers.
+    #[cfg(test)]
+    pub(super) fn for_test() -> (Self, LlmStream) {
+        let (tx, rx) = mpsc::channel(1024);
+        let out = Self {
+            tx,
+            emitted: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+        };
+        (out, rx)
+    }
+
     fn emitted(&self) -> bool {
         self.emitted.load(Ordering::SeqCst)
     }

@@ -5,10 +5,13 @@
 //! from an HTTP server: it reads the channel until [`LlmEvent::Finish`] or an error, and
 //! cancels through the token (dropping the receiver also stops the producer).
 
+pub mod anthropic;
 pub mod embedded;
 mod http;
 pub mod openai;
 mod sse;
+#[cfg(test)]
+mod test_util;
 
 use std::sync::Arc;
 
