@@ -164,3 +164,48 @@ async fn anthropic_tool_round() {
 async fn anthropic_retries_after_429() {
     retry_after_429("anthropic").await;
 }
+
+// ----- Gemini -----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gemini_streams_a_turn() {
+    streamed_turn("gemini", |req| {
+        assert_eq!(req.path, "/v1beta/models/mock-model:streamGenerateContent");
+        assert_eq!(req.header("x-goog-api-key"), Some(KEY));
+        assert!(
+            req.body["systemInstruction"]["parts"][0]["text"].is_string(),
+            "{:#}",
+            req.body
+        );
+        let contents = req.body["contents"].as_array().cloned().unwrap_or_default();
+        let last = contents.last().cloned().unwrap_or_default();
+        assert_eq!(last["role"], "user");
+        assert_eq!(last["parts"][0]["text"], "hi there");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gemini_tool_round() {
+    tool_round("gemini", |req| {
+        let contents = req.body["contents"].as_array().cloned().unwrap_or_default();
+        let call = &contents[contents.len() - 2];
+        assert_eq!(call["role"], "model");
+        assert_eq!(call["parts"][0]["functionCall"]["name"], "test__add");
+        assert_eq!(call["parts"][0]["functionCall"]["args"], json!({"a": 2, "b": 3}));
+        let result = &contents[contents.len() - 1];
+        assert_eq!(result["role"], "user");
+        let response = &result["parts"][0]["functionResponse"];
+        assert_eq!(response["name"], "test__add");
+        response["response"]["result"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gemini_retries_after_429() {
+    retry_after_429("gemini").await;
+}

@@ -30,6 +30,8 @@ pub enum ProviderKind {
     OpenaiCompatible,
     /// Anthropic's Messages API (`/v1/messages`).
     Anthropic,
+    /// Google's Gemini API (`/v1beta/models/{model}:streamGenerateContent`).
+    Gemini,
 }
 
 impl ProviderKind {
@@ -38,6 +40,7 @@ impl ProviderKind {
             Self::Embedded => "embedded",
             Self::OpenaiCompatible => "openai_compatible",
             Self::Anthropic => "anthropic",
+            Self::Gemini => "gemini",
         }
     }
 
@@ -46,6 +49,7 @@ impl ProviderKind {
         match self {
             Self::Embedded | Self::OpenaiCompatible => DEFAULT_BASE_URL,
             Self::Anthropic => "https://api.anthropic.com",
+            Self::Gemini => "https://generativelanguage.googleapis.com",
         }
     }
 }

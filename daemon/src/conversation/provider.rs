@@ -7,7 +7,7 @@ use vtuber_shared::{ErrorBody, LlmInfo, ModelLoad};
 
 use crate::config::{LlmConfig, ProviderKind};
 use crate::llm::{
-    SharedProvider, anthropic::AnthropicProvider, embedded::EmbeddedProvider,
+    SharedProvider, anthropic::AnthropicProvider, embedded::EmbeddedProvider, gemini::GeminiProvider,
     openai::OpenAiProvider,
 };
 
@@ -25,6 +25,9 @@ pub fn make_provider(cfg: &LlmConfig) -> Result<SharedProvider, ErrorBody> {
             .map(|p| Arc::new(p) as SharedProvider)
             .map_err(|e| e.to_body()),
         ProviderKind::Anthropic => AnthropicProvider::new(cfg)
+            .map(|p| Arc::new(p) as SharedProvider)
+            .map_err(|e| e.to_body()),
+        ProviderKind::Gemini => GeminiProvider::new(cfg)
             .map(|p| Arc::new(p) as SharedProvider)
             .map_err(|e| e.to_body()),
     }

@@ -7,6 +7,7 @@
 
 pub mod anthropic;
 pub mod embedded;
+pub mod gemini;
 mod http;
 pub mod openai;
 mod sse;
