@@ -93,7 +93,10 @@ async fn tool_round(provider: &str, result_of: fn(&RecordedRequest) -> String) {
         0,
     )
     .await;
-    assert_eq!(say(&daemon, "what is 2 + 3?").await, "Two plus three is five.");
+    assert_eq!(
+        say(&daemon, "what is 2 + 3?").await,
+        "Two plus three is five."
+    );
     let reqs = mock.requests();
     assert_eq!(reqs.len(), 2, "one request per step");
     assert_eq!(result_of(&reqs[1]).trim(), "5", "{:#}", reqs[1].body);
@@ -143,9 +146,9 @@ async fn anthropic_tool_round() {
         let call = &msgs[msgs.len() - 2];
         assert_eq!(call["role"], "assistant");
         assert!(
-            call["content"]
-                .as_array()
-                .is_some_and(|blocks| blocks.iter().any(|b| b["type"] == "tool_use"
+            call["content"].as_array().is_some_and(|blocks| blocks
+                .iter()
+                .any(|b| b["type"] == "tool_use"
                     && b["id"] == "c1"
                     && b["input"] == json!({"a": 2, "b": 3}))),
             "{call:#}"
@@ -192,7 +195,10 @@ async fn gemini_tool_round() {
         let call = &contents[contents.len() - 2];
         assert_eq!(call["role"], "model");
         assert_eq!(call["parts"][0]["functionCall"]["name"], "test__add");
-        assert_eq!(call["parts"][0]["functionCall"]["args"], json!({"a": 2, "b": 3}));
+        assert_eq!(
+            call["parts"][0]["functionCall"]["args"],
+            json!({"a": 2, "b": 3})
+        );
         let result = &contents[contents.len() - 1];
         assert_eq!(result["role"], "user");
         let response = &result["parts"][0]["functionResponse"];
@@ -208,4 +214,42 @@ async fn gemini_tool_round() {
 #[tokio::test(flavor = "multi_thread")]
 async fn gemini_retries_after_429() {
     retry_after_429("gemini").await;
+}
+
+// ----- Ollama -----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ollama_streams_a_turn() {
+    streamed_turn("ollama", |req| {
+        assert_eq!(req.path, "/api/chat");
+        assert_eq!(req.body["stream"], true);
+        assert_eq!(req.body["options"]["num_ctx"], 4096);
+        assert_eq!(req.messages()[0]["role"], "system");
+        assert_eq!(req.last_user_message(), Some("hi there"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ollama_tool_round() {
+    tool_round("ollama", |req| {
+        let msgs = req.messages();
+        let call = &msgs[msgs.len() - 2];
+        assert_eq!(call["role"], "assistant");
+        assert_eq!(call["tool_calls"][0]["function"]["name"], "test__add");
+        assert_eq!(
+            call["tool_calls"][0]["function"]["arguments"],
+            json!({"a": 2, "b": 3})
+        );
+        let result = &msgs[msgs.len() - 1];
+        assert_eq!(result["role"], "tool");
+        assert_eq!(result["tool_name"], "test__add");
+        result["content"].as_str().unwrap_or_default().to_owned()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ollama_retries_after_429() {
+    retry_after_429("ollama").await;
 }

@@ -32,6 +32,8 @@ pub enum ProviderKind {
     Anthropic,
     /// Google's Gemini API (`/v1beta/models/{model}:streamGenerateContent`).
     Gemini,
+    /// Ollama's native API (`/api/chat`).
+    Ollama,
 }
 
 impl ProviderKind {
@@ -41,6 +43,7 @@ impl ProviderKind {
             Self::OpenaiCompatible => "openai_compatible",
             Self::Anthropic => "anthropic",
             Self::Gemini => "gemini",
+            Self::Ollama => "ollama",
         }
     }
 
@@ -50,6 +53,7 @@ impl ProviderKind {
             Self::Embedded | Self::OpenaiCompatible => DEFAULT_BASE_URL,
             Self::Anthropic => "https://api.anthropic.com",
             Self::Gemini => "https://generativelanguage.googleapis.com",
+            Self::Ollama => "http://127.0.0.1:11434",
         }
     }
 }
@@ -65,6 +69,7 @@ pub struct LlmConfig {
     /// embedded: GGUF file. Default `$XDG_DATA_HOME/vtuber/models/SmolLM2-135M-Instruct.Q4_1.gguf`.
     pub model_path: Option<PathBuf>,
     /// embedded: context window in tokens (capped at the model's trained context).
+    /// ollama: sent as `options.num_ctx`.
     pub context_size: u32,
     /// embedded: inference threads; default = available cores.
     pub threads: Option<u32>,
@@ -111,13 +116,18 @@ pub struct ReplyLimits {
 impl LlmConfig {
     /// The base URL the provider talks to, without a trailing `/`: `base_url` as set,
     /// or the provider's own default when `base_url` was left at the default (the
-    /// OpenAI-compatible one).
+    /// OpenAI-compatible one). For `ollama` a trailing `/v1` (the OpenAI-compatible
+    /// address of the same server) is dropped.
     pub fn effective_base_url(&self) -> String {
         let set = self.base_url.trim().trim_end_matches('/');
         let url = if set == DEFAULT_BASE_URL || set.is_empty() {
             self.provider.default_base_url()
         } else {
             set
+        };
+        let url = match self.provider {
+            ProviderKind::Ollama => url.strip_suffix("/v1").unwrap_or(url),
+            _ => url,
         };
         url.trim_end_matches('/').to_owned()
     }
@@ -386,9 +396,7 @@ pub struct AsrConfig {
     pub model_dir: Option<PathBuf>,
     /// whisper: CPU threads; unset means all available cores.
     pub threads: Option<u32>,
-    /// openai_compatible: base URL up to and including `/v1`. anthropic, gemini, ollama:
-    /// the server's root; left at the default, each uses its own (see
-    /// [`LlmConfig::effective_base_url`]).
+    /// openai_compatible: base URL up to and including `/v1`.
     pub base_url: String,
     /// openai_compatible: model name (`whisper-1`, `Systran/faster-whisper-small`, ...).
     pub model: String,

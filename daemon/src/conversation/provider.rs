@@ -7,8 +7,8 @@ use vtuber_shared::{ErrorBody, LlmInfo, ModelLoad};
 
 use crate::config::{LlmConfig, ProviderKind};
 use crate::llm::{
-    SharedProvider, anthropic::AnthropicProvider, embedded::EmbeddedProvider, gemini::GeminiProvider,
-    openai::OpenAiProvider,
+    SharedProvider, anthropic::AnthropicProvider, embedded::EmbeddedProvider,
+    gemini::GeminiProvider, ollama::OllamaProvider, openai::OpenAiProvider,
 };
 
 /// File name of the default embedded model.
@@ -28,6 +28,9 @@ pub fn make_provider(cfg: &LlmConfig) -> Result<SharedProvider, ErrorBody> {
             .map(|p| Arc::new(p) as SharedProvider)
             .map_err(|e| e.to_body()),
         ProviderKind::Gemini => GeminiProvider::new(cfg)
+            .map(|p| Arc::new(p) as SharedProvider)
+            .map_err(|e| e.to_body()),
+        ProviderKind::Ollama => OllamaProvider::new(cfg)
             .map(|p| Arc::new(p) as SharedProvider)
             .map_err(|e| e.to_body()),
     }

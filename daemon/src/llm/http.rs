@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::sse::SseParser;
 use super::{FinishReason, LlmError, LlmEvent, LlmStream};
 use crate::config::LlmConfig;
 
@@ -302,6 +303,25 @@ impl Emitter {
         Ok(())
     }
 
+    /// Ends a reply: its usage, then `Finish`. APIs that end a reply with tool calls as
+    /// "stop" (or say nothing) get [`FinishReason::ToolCalls`] when it made calls.
+    pub(super) async fn finish_reply(
+        &self,
+        usage: Option<vtuber_shared::Usage>,
+        finish: Option<FinishReason>,
+        made_calls: bool,
+    ) -> Result<(), AttemptError> {
+        if let Some(usage) = usage {
+            self.send(LlmEvent::Usage(usage)).await?;
+        }
+        let finish = match finish {
+            Some(FinishReason::Stop) | None if made_calls => FinishReason::ToolCalls,
+            other => other.unwrap_or(FinishReason::Stop),
+        };
+        self.send(LlmEvent::Finish(finish)).await?;
+        Ok(())
+    }
+
     /// An emitter and its receiving end, for tests of stream readers.
     #[cfg(test)]
     pub(super) fn for_test() -> (Self, LlmStream) {
@@ -446,7 +466,11 @@ async fn exchange<V: Vendor>(vendor: &V, body: Bytes, out: &Emitter) -> Result<(
     }
 }
 
-async fn one_attempt<V: Vendor>(vendor: &V, body: Bytes, out: &Emitter) -> Result<(), AttemptError> {
+async fn one_attempt<V: Vendor>(
+    vendor: &V,
+    body: Bytes,
+    out: &Emitter,
+) -> Result<(), AttemptError> {
     let core = vendor.core();
     let mut req = core
         .client
@@ -489,6 +513,53 @@ pub(super) fn truncate_chars(s: &str, limit: usize) -> String {
     match s.char_indices().nth(limit) {
         Some((at, _)) => format!("{}…", &s[..at]),
         None => s.to_owned(),
+    }
+}
+
+/// A reply streamed as server-sent events, read event by event (see [`read_sse`]).
+pub(super) trait SseReply: Send {
+    /// Handles one event's data; `true` once the reply is complete.
+    fn on_event(
+        &mut self,
+        data: &str,
+        out: &Emitter,
+    ) -> impl Future<Output = Result<bool, AttemptError>> + Send;
+
+    /// Whether the stream may end here: it said how the reply ended.
+    fn ended(&self) -> bool;
+
+    /// Sends what is only known at the end (usage, the finish).
+    fn end(self, out: &Emitter) -> impl Future<Output = Result<(), AttemptError>> + Send;
+}
+
+/// Reads a server-sent-event reply into `reply` until it is complete or the stream
+/// ends; `expected` names what a complete stream ends with, for the error.
+pub(super) async fn read_sse<R: SseReply>(
+    core: &HttpCore,
+    mut response: Response,
+    out: &Emitter,
+    mut reply: R,
+    expected: &str,
+) -> Result<(), AttemptError> {
+    let mut parser = SseParser::default();
+    while let Some(chunk) = core.next_chunk(&mut response).await? {
+        for data in parser.push(&chunk).map_err(AttemptError::fatal)? {
+            if reply.on_event(&data, out).await? {
+                return reply.end(out).await;
+            }
+        }
+    }
+    for data in parser.finish().map_err(AttemptError::fatal)? {
+        if reply.on_event(&data, out).await? {
+            break;
+        }
+    }
+    if reply.ended() {
+        reply.end(out).await
+    } else {
+        Err(AttemptError::retryable(LlmError::Protocol(format!(
+            "the stream ended before the reply was complete (no {expected})"
+        ))))
     }
 }
 
@@ -561,7 +632,9 @@ mod tests {
 
     #[test]
     fn prompt_too_long_in_each_vendors_words() {
-        assert!(is_prompt_too_long("prompt is too long: 210000 tokens > 200000 maximum"));
+        assert!(is_prompt_too_long(
+            "prompt is too long: 210000 tokens > 200000 maximum"
+        ));
         assert!(is_prompt_too_long(
             "This model's maximum context length is 8192 tokens."
         ));

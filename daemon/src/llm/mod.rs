@@ -9,6 +9,7 @@ pub mod anthropic;
 pub mod embedded;
 pub mod gemini;
 mod http;
+pub mod ollama;
 pub mod openai;
 mod sse;
 #[cfg(test)]
@@ -52,6 +53,24 @@ impl ChatMessage {
             tool_calls: Vec::new(),
         }
     }
+}
+
+/// The name of the tool call `id` answers: the nearest earlier assistant message that
+/// made it ("" if none did). For APIs that name tool results by tool, not by call id.
+pub(crate) fn answered_call_name<'a>(earlier: &'a [ChatMessage], id: &str) -> &'a str {
+    earlier
+        .iter()
+        .rev()
+        .flat_map(|m| m.tool_calls.iter())
+        .find(|c| c.id == id)
+        .map_or("", |c| c.name.as_str())
+}
+
+/// A fresh id for a tool call from an API that sends none, unique in the process.
+pub(crate) fn new_call_id(vendor: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{vendor}_call_{n}")
 }
 
 /// A tool the model may call (JSON-Schema parameters, passed through).

@@ -35,7 +35,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::mock_vendor::{Encoder, WireFormat, encoder};
+use crate::mock_vendor::{CallPieces, Encoder, WireFormat, encoder};
 
 /// Model name reported when the request names none.
 pub const MOCK_MODEL: &str = "mock-model";
@@ -809,12 +809,8 @@ impl Encoder for OpenAiEncoder {
         vec![self.0.delta(json!({ "content": token }), None)]
     }
 
-    fn tool_call(
-        &mut self,
-        index: usize,
-        call: &MockToolCall,
-        pieces: Vec<String>,
-    ) -> Vec<String> {
+    fn tool_call(&mut self, call: CallPieces<'_>) -> Vec<String> {
+        let index = call.index;
         let head = json!({"tool_calls": [{
             "index": index,
             "id": call.id,
@@ -822,18 +818,18 @@ impl Encoder for OpenAiEncoder {
             "function": {"name": call.name, "arguments": ""},
         }]});
         let mut out = vec![self.0.delta(head, None)];
-        for piece in pieces {
+        for piece in call.pieces {
             let part = json!({"tool_calls": [{"index": index, "function": {"arguments": piece}}]});
             out.push(self.0.delta(part, None));
         }
         out
     }
 
-    fn tail(&mut self, reply: &MockReply, finish_reason: &str) -> Vec<String> {
+    fn tail(&mut self, output_tokens: u64, finish_reason: &str) -> Vec<String> {
         let request = &self.0;
         let mut out = vec![request.delta(json!({}), Some(finish_reason))];
         if request.include_usage {
-            let usage = request.usage(reply.tokens.len() as u64);
+            let usage = request.usage(output_tokens);
             let chunk = json!({
                 "id": request.id,
                 "object": "chat.completion.chunk",
@@ -902,11 +898,18 @@ async fn stream_reply(
 
     for (index, call) in reply.tool_calls.iter().enumerate() {
         let pieces = split_chars(&call.arguments, reply.argument_chunks);
-        if !send(encoder.tool_call(index, call, pieces)).await {
+        let call = CallPieces {
+            index,
+            id: &call.id,
+            name: &call.name,
+            arguments: &call.arguments,
+            pieces,
+        };
+        if !send(encoder.tool_call(call)).await {
             return;
         }
     }
-    let _ = send(encoder.tail(&reply, reply.finish_reason())).await;
+    let _ = send(encoder.tail(reply.tokens.len() as u64, reply.finish_reason())).await;
 }
 
 async fn cut_stream(cut: Cut, tx: &mpsc::Sender<BodyItem>, shutdown: &CancellationToken) {

@@ -2,12 +2,20 @@
 //! documents them: Anthropic's Messages API (`POST /v1/messages`, named SSE events),
 //! Gemini's `POST /v1beta/models/{model}:streamGenerateContent?alt=sse` (SSE of
 //! `GenerateContentResponse`s) and Ollama's `POST /api/chat` (NDJSON). One encoder per
-//! format turns a [`MockReply`] into the pieces of its stream; the server paces, cuts
-//! and records them the same way for every format.
+//! format turns a reply into the pieces of its stream; the server paces, cuts and
+//! records them the same way for every format.
 
 use serde_json::{Value, json};
 
-use crate::mock_llm::{MockReply, MockToolCall};
+/// One tool call as an encoder sees it.
+pub struct CallPieces<'a> {
+    pub index: usize,
+    pub id: &'a str,
+    pub name: &'a str,
+    /// The whole arguments JSON, and the same split into streamed pieces.
+    pub arguments: &'a str,
+    pub pieces: Vec<String>,
+}
 
 /// Which API a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,8 +33,7 @@ impl WireFormat {
             Some(Self::OpenAi)
         } else if path == "/v1/messages" {
             Some(Self::Anthropic)
-        } else if path.starts_with("/v1beta/models/") && path.ends_with(":streamGenerateContent")
-        {
+        } else if path.starts_with("/v1beta/models/") && path.ends_with(":streamGenerateContent") {
             Some(Self::Gemini)
         } else if path == "/api/chat" {
             Some(Self::Ollama)
@@ -107,10 +114,9 @@ impl WireFormat {
 pub(crate) trait Encoder: Send {
     fn head(&mut self) -> Vec<String>;
     fn text(&mut self, token: &str) -> Vec<String>;
-    /// Tool call number `index`, its arguments split into `pieces`.
-    fn tool_call(&mut self, index: usize, call: &MockToolCall, pieces: Vec<String>)
-    -> Vec<String>;
-    fn tail(&mut self, reply: &MockReply, finish_reason: &str) -> Vec<String>;
+    fn tool_call(&mut self, call: CallPieces<'_>) -> Vec<String>;
+    /// The end, after `output_tokens` tokens; `finish_reason` in OpenAI's words.
+    fn tail(&mut self, output_tokens: u64, finish_reason: &str) -> Vec<String>;
 }
 
 /// The encoder for a native format (OpenAI's lives with the mock server).
@@ -204,12 +210,7 @@ impl Encoder for Anthropic {
         out
     }
 
-    fn tool_call(
-        &mut self,
-        _index: usize,
-        call: &MockToolCall,
-        pieces: Vec<String>,
-    ) -> Vec<String> {
+    fn tool_call(&mut self, call: CallPieces<'_>) -> Vec<String> {
         let mut out = self.close_text();
         let index = self.block;
         self.block += 1;
@@ -218,7 +219,7 @@ impl Encoder for Anthropic {
             &json!({"type": "content_block_start", "index": index, "content_block":
                     {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}}),
         ));
-        for piece in pieces {
+        for piece in call.pieces {
             out.push(event(
                 "content_block_delta",
                 &json!({"type": "content_block_delta", "index": index,
@@ -232,7 +233,7 @@ impl Encoder for Anthropic {
         out
     }
 
-    fn tail(&mut self, reply: &MockReply, finish_reason: &str) -> Vec<String> {
+    fn tail(&mut self, output_tokens: u64, finish_reason: &str) -> Vec<String> {
         let mut out = self.close_text();
         let stop = match finish_reason {
             "stop" => "end_turn",
@@ -244,7 +245,7 @@ impl Encoder for Anthropic {
             "message_delta",
             &json!({"type": "message_delta",
                     "delta": {"stop_reason": stop, "stop_sequence": null},
-                    "usage": {"output_tokens": reply.tokens.len()}}),
+                    "usage": {"output_tokens": output_tokens}}),
         ));
         out.push(event("message_stop", &json!({"type": "message_stop"})));
         out
@@ -285,28 +286,20 @@ impl Encoder for Gemini {
         vec![self.chunk(json!([{ "text": token }]), None, None)]
     }
 
-    fn tool_call(
-        &mut self,
-        _index: usize,
-        call: &MockToolCall,
-        _pieces: Vec<String>,
-    ) -> Vec<String> {
+    fn tool_call(&mut self, call: CallPieces<'_>) -> Vec<String> {
         // Gemini sends a function call whole, in one part.
-        let part = json!({"functionCall": {"name": call.name, "args": arguments_value(&call.arguments)}});
+        let part =
+            json!({"functionCall": {"name": call.name, "args": arguments_value(call.arguments)}});
         vec![self.chunk(json!([part]), None, None)]
     }
 
-    fn tail(&mut self, reply: &MockReply, finish_reason: &str) -> Vec<String> {
+    fn tail(&mut self, output_tokens: u64, finish_reason: &str) -> Vec<String> {
         let finish = match finish_reason {
             "length" => "MAX_TOKENS",
             "stop" | "tool_calls" => "STOP",
             other => other,
         };
-        vec![self.chunk(
-            json!([{ "text": "" }]),
-            Some(finish),
-            Some(reply.tokens.len() as u64),
-        )]
+        vec![self.chunk(json!([{ "text": "" }]), Some(finish), Some(output_tokens))]
     }
 }
 
@@ -336,21 +329,15 @@ impl Encoder for Ollama {
         vec![self.line(json!({"role": "assistant", "content": token}), false)]
     }
 
-    fn tool_call(
-        &mut self,
-        _index: usize,
-        call: &MockToolCall,
-        _pieces: Vec<String>,
-    ) -> Vec<String> {
-        let calls =
-            json!([{"function": {"name": call.name, "arguments": arguments_value(&call.arguments)}}]);
+    fn tool_call(&mut self, call: CallPieces<'_>) -> Vec<String> {
+        let calls = json!([{"function": {"name": call.name, "arguments": arguments_value(call.arguments)}}]);
         vec![self.line(
             json!({"role": "assistant", "content": "", "tool_calls": calls}),
             false,
         )]
     }
 
-    fn tail(&mut self, reply: &MockReply, finish_reason: &str) -> Vec<String> {
+    fn tail(&mut self, output_tokens: u64, finish_reason: &str) -> Vec<String> {
         let reason = if finish_reason == "tool_calls" {
             "stop"
         } else {
@@ -361,7 +348,7 @@ impl Encoder for Ollama {
             "message": {"role": "assistant", "content": ""},
             "done": true, "done_reason": reason,
             "total_duration": 1000, "load_duration": 10,
-            "prompt_eval_count": self.prompt_tokens, "eval_count": reply.tokens.len(),
+            "prompt_eval_count": self.prompt_tokens, "eval_count": output_tokens,
         });
         vec![format!("{line}\n")]
     }
@@ -392,11 +379,16 @@ mod tests {
     #[test]
     fn anthropic_stream_has_the_documented_events_in_order() {
         let mut e = encoder(WireFormat::Anthropic, "m", 3).unwrap();
-        let reply = MockReply::tokens(["Hi"]);
         let mut all = e.head();
         all.extend(e.text("Hi"));
-        all.extend(e.tool_call(0, &MockToolCall::new("t1", "f", "{}"), vec!["{}".into()]));
-        all.extend(e.tail(&reply, "tool_calls"));
+        all.extend(e.tool_call(CallPieces {
+            index: 0,
+            id: "t1",
+            name: "f",
+            arguments: "{}",
+            pieces: vec!["{}".into()],
+        }));
+        all.extend(e.tail(1, "tool_calls"));
         let names: Vec<&str> = all
             .iter()
             .map(|s| s.lines().next().unwrap().trim_start_matches("event: "))

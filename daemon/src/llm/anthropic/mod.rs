@@ -18,10 +18,9 @@ use tokio_util::sync::CancellationToken;
 use vtuber_shared::{LlmInfo, ModelLoad};
 
 use super::http::{self, AttemptError, Emitter, HttpCore, Vendor};
-use super::sse::SseParser;
 use super::{ChatRequest, LlmError, LlmProvider, LlmStream};
 use crate::config::LlmConfig;
-use stream::{Flow, StreamState};
+use stream::StreamState;
 
 /// The API version this client speaks (`anthropic-version`).
 pub const API_VERSION: &str = "2023-06-01";
@@ -135,28 +134,9 @@ impl Vendor for Inner {
         ))
     }
 
-    async fn read(&self, mut response: Response, out: &Emitter) -> Result<(), AttemptError> {
-        let mut parser = SseParser::default();
-        let mut state = StreamState::default();
-        while let Some(chunk) = self.core.next_chunk(&mut response).await? {
-            for data in parser.push(&chunk).map_err(AttemptError::fatal)? {
-                if state.on_data(&data, out).await? == Flow::Done {
-                    return state.finish(out).await;
-                }
-            }
-        }
-        for data in parser.finish().map_err(AttemptError::fatal)? {
-            if state.on_data(&data, out).await? == Flow::Done {
-                break;
-            }
-        }
-        if state.complete() {
-            state.finish(out).await
-        } else {
-            Err(AttemptError::retryable(LlmError::Protocol(
-                "the stream ended before the reply was complete (no message_stop)".into(),
-            )))
-        }
+    async fn read(&self, response: Response, out: &Emitter) -> Result<(), AttemptError> {
+        let reply = StreamState::default();
+        http::read_sse(&self.core, response, out, reply, "message_stop").await
     }
 }
 

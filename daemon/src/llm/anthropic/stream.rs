@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use vtuber_shared::Usage;
 
 use super::wire::{BlockJson, DeltaJson, ErrorJson, EventJson, UsageJson, map_stop};
-use crate::llm::http::{AttemptError, Emitter, truncate_chars};
+use crate::llm::http::{AttemptError, Emitter, SseReply, truncate_chars};
 use crate::llm::{FinishReason, LlmError, LlmEvent};
 
 #[derive(Debug, PartialEq, Eq)]
@@ -200,5 +200,19 @@ fn stream_error(error: ErrorJson) -> AttemptError {
             "the LLM server reported {}: {body}",
             error.kind
         ))),
+    }
+}
+
+impl SseReply for StreamState {
+    async fn on_event(&mut self, data: &str, out: &Emitter) -> Result<bool, AttemptError> {
+        Ok(self.on_data(data, out).await? == Flow::Done)
+    }
+
+    fn ended(&self) -> bool {
+        self.complete()
+    }
+
+    async fn end(self, out: &Emitter) -> Result<(), AttemptError> {
+        self.finish(out).await
     }
 }

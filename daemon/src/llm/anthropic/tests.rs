@@ -6,6 +6,7 @@ use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm, MockReply, MockToolC
 use super::stream::{Flow, StreamState};
 use super::*;
 use crate::config::ProviderKind;
+use crate::llm::sse::SseParser;
 use crate::llm::test_util::{Item, calls_of, collect, last_error, last_finish, text_of};
 use crate::llm::{ChatMessage, FinishReason, LlmEvent, Role, ToolCall, ToolSpec};
 
@@ -66,7 +67,9 @@ async fn parse_in_pieces(sse: &str, piece: usize) -> Vec<Item> {
         }
     }
     if let Err(AttemptError::Failed { error, .. }) = result {
-        let _ = out.send(LlmEvent::TextDelta(format!("ERROR: {error}"))).await;
+        let _ = out
+            .send(LlmEvent::TextDelta(format!("ERROR: {error}")))
+            .await;
     }
     drop(out);
     collect(rx).await
@@ -293,7 +296,12 @@ async fn maps_http_errors_with_hints() {
             |e| matches!(e, LlmError::Server { status: 529, .. }),
             "overloaded",
         ),
-        (429, "slow down", |e| matches!(e, LlmError::RateLimited), "wait"),
+        (
+            429,
+            "slow down",
+            |e| matches!(e, LlmError::RateLimited),
+            "wait",
+        ),
     ];
     for (status, message, check, hint_part) in cases {
         let mock = MockLlm::start(MockBehaviour::Status {
@@ -354,7 +362,11 @@ async fn cancellation_stops_promptly() {
     let rest = collect(rx).await;
     assert!(cancelled_at.elapsed() < Duration::from_millis(500));
     assert_eq!(last_finish(&rest), Some(FinishReason::Cancelled));
-    assert!(rest.len() < 10, "kept streaming after cancel: {}", rest.len());
+    assert!(
+        rest.len() < 10,
+        "kept streaming after cancel: {}",
+        rest.len()
+    );
 }
 
 #[test]
@@ -371,10 +383,6 @@ fn default_base_url_and_required_model() {
     );
     assert_eq!(p.info().backend, "anthropic");
     assert!(p.supports_native_tools());
-    let err = AnthropicProvider::new(&LlmConfig {
-        model: None,
-        ..cfg
-    })
-    .unwrap_err();
+    let err = AnthropicProvider::new(&LlmConfig { model: None, ..cfg }).unwrap_err();
     assert!(err.to_string().contains("anthropic"), "{err}");
 }

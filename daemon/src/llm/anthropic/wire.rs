@@ -138,7 +138,10 @@ fn messages(history: &[ChatMessage]) -> Vec<Value> {
     if out.first().is_some_and(|(role, _)| *role == "assistant") {
         out.insert(
             0,
-            ("user", vec![json!({"type": "text", "text": OPENING_USER_TEXT})]),
+            (
+                "user",
+                vec![json!({"type": "text", "text": OPENING_USER_TEXT})],
+            ),
         );
     }
     out.into_iter()

@@ -18,7 +18,6 @@ use tokio_util::sync::CancellationToken;
 use vtuber_shared::{LlmInfo, ModelLoad};
 
 use super::http::{self, AttemptError, Emitter, HttpCore, Vendor};
-use super::sse::SseParser;
 use super::{ChatRequest, LlmError, LlmProvider, LlmStream};
 use crate::config::LlmConfig;
 use stream::StreamState;
@@ -57,8 +56,7 @@ impl GeminiProvider {
         // `models/gemini-…` (as the API lists them) and `gemini-…` both work.
         let model = model.strip_prefix("models/").unwrap_or(&model).to_owned();
         let base_url = cfg.effective_base_url();
-        let endpoint =
-            format!("{base_url}/v1beta/models/{model}:streamGenerateContent?alt=sse");
+        let endpoint = format!("{base_url}/v1beta/models/{model}:streamGenerateContent?alt=sse");
         Ok(Self {
             inner: Arc::new(Inner {
                 core: HttpCore::new(cfg, base_url, endpoint, model)?,
@@ -128,30 +126,16 @@ impl Vendor for Inner {
 
     fn classify(&self, status: StatusCode, message: &str) -> Option<LlmError> {
         // Gemini answers a bad key with 400 INVALID_ARGUMENT.
-        (status == StatusCode::BAD_REQUEST && message.contains("API key"))
-            .then(|| LlmError::Unauthorized {
+        (status == StatusCode::BAD_REQUEST && message.contains("API key")).then(|| {
+            LlmError::Unauthorized {
                 key_env: self.core.api_key_env.clone(),
-            })
+            }
+        })
     }
 
-    async fn read(&self, mut response: Response, out: &Emitter) -> Result<(), AttemptError> {
-        let mut parser = SseParser::default();
-        let mut state = StreamState::default();
-        while let Some(chunk) = self.core.next_chunk(&mut response).await? {
-            for data in parser.push(&chunk).map_err(AttemptError::fatal)? {
-                state.on_data(&data, out).await?;
-            }
-        }
-        for data in parser.finish().map_err(AttemptError::fatal)? {
-            state.on_data(&data, out).await?;
-        }
-        if state.complete() {
-            state.finish(out).await
-        } else {
-            Err(AttemptError::retryable(LlmError::Protocol(
-                "the stream ended before the reply was complete (no finishReason)".into(),
-            )))
-        }
+    async fn read(&self, response: Response, out: &Emitter) -> Result<(), AttemptError> {
+        let reply = StreamState::default();
+        http::read_sse(&self.core, response, out, reply, "finishReason").await
     }
 }
 

@@ -2,16 +2,11 @@
 //! as they come, each function call whole (with an id made up when the API sends none),
 //! usage and the finish at the end of the stream.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use vtuber_shared::Usage;
 
 use super::wire::{ErrorJson, ResponseJson, map_finish};
-use crate::llm::http::{AttemptError, ERROR_BODY_LIMIT, Emitter, truncate_chars};
-use crate::llm::{FinishReason, LlmError, LlmEvent};
-
-/// Numbers the ids made up for function calls, unique in the process.
-static NEXT_CALL: AtomicU64 = AtomicU64::new(1);
+use crate::llm::http::{AttemptError, ERROR_BODY_LIMIT, Emitter, SseReply, truncate_chars};
+use crate::llm::{FinishReason, LlmError, LlmEvent, new_call_id};
 
 /// What a stream has said so far.
 #[derive(Default)]
@@ -53,9 +48,10 @@ impl StreamState {
                 if let Some(call) = part.function_call {
                     let index = self.tool_calls;
                     self.tool_calls += 1;
-                    let id = call.id.filter(|id| !id.is_empty()).unwrap_or_else(|| {
-                        format!("gemini_call_{}", NEXT_CALL.fetch_add(1, Ordering::Relaxed))
-                    });
+                    let id = call
+                        .id
+                        .filter(|id| !id.is_empty())
+                        .unwrap_or_else(|| new_call_id("gemini"));
                     let arguments = match call.args {
                         serde_json::Value::Null => "{}".to_owned(),
                         args => args.to_string(),
@@ -88,16 +84,9 @@ impl StreamState {
     }
 
     pub(super) async fn finish(self, out: &Emitter) -> Result<(), AttemptError> {
-        if let Some(usage) = self.usage {
-            out.send(LlmEvent::Usage(usage)).await?;
-        }
         // Gemini ends a reply that calls functions with STOP.
-        let finish = match self.finish {
-            Some(FinishReason::Stop) | None if self.tool_calls > 0 => FinishReason::ToolCalls,
-            other => other.unwrap_or(FinishReason::Stop),
-        };
-        out.send(LlmEvent::Finish(finish)).await?;
-        Ok(())
+        out.finish_reply(self.usage, self.finish, self.tool_calls > 0)
+            .await
     }
 }
 
@@ -114,5 +103,20 @@ fn stream_error(error: ErrorJson) -> AttemptError {
             "the LLM server reported {}: {body}",
             error.status
         ))),
+    }
+}
+
+impl SseReply for StreamState {
+    async fn on_event(&mut self, data: &str, out: &Emitter) -> Result<bool, AttemptError> {
+        // The stream ends when the server closes it.
+        self.on_data(data, out).await.map(|()| false)
+    }
+
+    fn ended(&self) -> bool {
+        self.complete()
+    }
+
+    async fn end(self, out: &Emitter) -> Result<(), AttemptError> {
+        self.finish(out).await
     }
 }

@@ -5,6 +5,7 @@ use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm, MockReply, MockToolC
 
 use super::*;
 use crate::config::ProviderKind;
+use crate::llm::sse::SseParser;
 use crate::llm::test_util::{Item, calls_of, collect, last_error, last_finish, text_of};
 use crate::llm::{ChatMessage, FinishReason, LlmEvent, Role, ToolCall, ToolSpec};
 
@@ -61,7 +62,9 @@ async fn parse_in_pieces(sse: &str, piece: usize) -> Vec<Item> {
         result = state.finish(&out).await;
     }
     if let Err(AttemptError::Failed { error, .. }) = result {
-        let _ = out.send(LlmEvent::TextDelta(format!("ERROR: {error}"))).await;
+        let _ = out
+            .send(LlmEvent::TextDelta(format!("ERROR: {error}")))
+            .await;
     }
     drop(out);
     collect(rx).await
@@ -133,10 +136,7 @@ async fn streams_text_with_the_documented_request() {
     assert_eq!(last_finish(&items), Some(FinishReason::Stop));
     assert!(items.iter().any(|i| matches!(i, Ok(LlmEvent::Usage(_)))));
     let req = &mock.requests()[0];
-    assert_eq!(
-        req.path,
-        "/v1beta/models/gemini-test:streamGenerateContent"
-    );
+    assert_eq!(req.path, "/v1beta/models/gemini-test:streamGenerateContent");
     assert_eq!(req.header("x-goog-api-key"), Some(SECRET));
     assert_eq!(req.header("authorization"), None);
     assert_eq!(req.body["contents"][0]["role"], "user");
@@ -169,7 +169,10 @@ async fn tool_round_trip_in_gemini_format() {
     assert_eq!(last_finish(&items), Some(FinishReason::ToolCalls));
     let got = calls_of(&items);
     assert_eq!(got.len(), 1);
-    assert_eq!((got[0].1.as_str(), got[0].2.as_str()), ("lookup", r#"{"q":"x"}"#));
+    assert_eq!(
+        (got[0].1.as_str(), got[0].2.as_str()),
+        ("lookup", r#"{"q":"x"}"#)
+    );
 
     let mut assistant = ChatMessage::new(Role::Assistant, "");
     assistant.tool_calls = vec![ToolCall {

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::llm::{ChatMessage, ChatRequest, FinishReason, Role, ToolSpec};
+use crate::llm::{ChatMessage, ChatRequest, FinishReason, Role, ToolSpec, answered_call_name};
 
 /// The `streamGenerateContent` body.
 pub(super) fn request_body(
@@ -60,16 +60,6 @@ fn declarations(specs: &[ToolSpec]) -> Vec<Value> {
         .collect()
 }
 
-/// The name of the call `id` answers: the nearest earlier assistant message that made it.
-fn call_name<'a>(earlier: &'a [ChatMessage], id: &str) -> &'a str {
-    earlier
-        .iter()
-        .rev()
-        .flat_map(|m| m.tool_calls.iter())
-        .find(|c| c.id == id)
-        .map_or("", |c| c.name.as_str())
-}
-
 /// A JSON object for a call's arguments or a tool's result: the text itself when it is
 /// a JSON object, else `{"result": text}` (the API wants an object).
 fn as_object(text: &str, key: &str) -> Value {
@@ -88,7 +78,7 @@ fn parts(history: &[ChatMessage], at: usize) -> (&'static str, Vec<Value>) {
     if m.role == Role::Tool {
         let id = m.tool_call_id.as_deref().unwrap_or_default();
         parts.push(json!({"functionResponse": {
-            "name": call_name(&history[..at], id),
+            "name": answered_call_name(&history[..at], id),
             "response": as_object(&m.content, "result"),
         }}));
         return ("user", parts);
@@ -253,7 +243,10 @@ mod tests {
             ..ChatRequest::default()
         };
         let body = request_body(&request, Some(0.3), Some(200));
-        assert_eq!(body["systemInstruction"]["parts"][0]["text"], "You are Mira.");
+        assert_eq!(
+            body["systemInstruction"]["parts"][0]["text"],
+            "You are Mira."
+        );
         assert_eq!(
             body["tools"][0]["functionDeclarations"][0]["name"],
             "weather"
@@ -279,7 +272,10 @@ mod tests {
         assert_eq!(contents[0]["role"], "user");
         assert_eq!(contents[1]["role"], "model");
         assert_eq!(contents[1]["parts"][0]["functionCall"]["name"], "weather");
-        assert_eq!(contents[1]["parts"][0]["functionCall"]["args"]["city"], "Oslo");
+        assert_eq!(
+            contents[1]["parts"][0]["functionCall"]["args"]["city"],
+            "Oslo"
+        );
         assert_eq!(contents[2]["role"], "user");
         let r = &contents[2]["parts"];
         assert_eq!(r[0]["functionResponse"]["name"], "weather");

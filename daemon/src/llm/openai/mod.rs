@@ -23,10 +23,9 @@ use tokio_util::sync::CancellationToken;
 use vtuber_shared::{LlmInfo, ModelLoad};
 
 use super::http::{self, AttemptError, Emitter, HttpCore, Vendor};
-use super::sse::SseParser;
 use super::{ChatRequest, FinishReason, LlmError, LlmEvent, LlmProvider, LlmStream};
 use crate::config::LlmConfig;
-use stream::{Flow, StreamState};
+use stream::StreamState;
 use wire::{CompletionJson, RequestBody, StreamOptions, WireMessage, WireTool, map_finish};
 
 /// What [`OpenAiProvider::context_size`] reports. The API does not say how large a
@@ -139,7 +138,8 @@ impl Vendor for Inner {
         if is_json {
             self.read_whole(response, out).await
         } else {
-            self.read_stream(response, out).await
+            let expected = "finish_reason or [DONE]";
+            http::read_sse(&self.core, response, out, StreamState::default(), expected).await
         }
     }
 }
@@ -156,31 +156,6 @@ impl Inner {
             temperature: request.temperature.or(self.temperature),
             max_tokens: request.max_tokens.or(self.max_tokens),
             tools: request.tools.iter().map(WireTool::from).collect(),
-        }
-    }
-
-    async fn read_stream(&self, mut response: Response, out: &Emitter) -> Result<(), AttemptError> {
-        let mut parser = SseParser::default();
-        let mut state = StreamState::default();
-        while let Some(chunk) = self.core.next_chunk(&mut response).await? {
-            for data in parser.push(&chunk).map_err(AttemptError::fatal)? {
-                if state.on_data(&data, out).await? == Flow::Done {
-                    return state.finish(out).await;
-                }
-            }
-        }
-        for data in parser.finish().map_err(AttemptError::fatal)? {
-            if state.on_data(&data, out).await? == Flow::Done {
-                break;
-            }
-        }
-        if state.done || state.finish.is_some() {
-            state.finish(out).await
-        } else {
-            Err(AttemptError::retryable(LlmError::Protocol(
-                "the stream ended before the reply was complete (no finish_reason or [DONE])"
-                    .into(),
-            )))
         }
     }
 
