@@ -259,6 +259,24 @@ mod tests {
     }
 
     #[test]
+    fn a_character_may_pick_a_native_provider() {
+        use crate::config::{LlmConfig, ProviderKind};
+        for (name, kind) in [
+            ("anthropic", ProviderKind::Anthropic),
+            ("gemini", ProviderKind::Gemini),
+            ("ollama", ProviderKind::Ollama),
+        ] {
+            let text = format!(
+                "name = \"Ada\"\npersona = \"p\"\n[llm]\nprovider = \"{name}\"\nmodel = \"m\"\n"
+            );
+            let c = parse("ada", &text, None).unwrap();
+            let effective = c.llm.apply(&LlmConfig::default());
+            assert_eq!(effective.provider, kind);
+            assert_eq!(effective.effective_base_url(), kind.default_base_url());
+        }
+    }
+
+    #[test]
     fn user_files_add_and_override_and_bad_ones_are_reported() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(

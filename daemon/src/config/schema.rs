@@ -28,6 +28,12 @@ pub enum ProviderKind {
     Embedded,
     /// Any server speaking OpenAI's `/v1/chat/completions` with SSE streaming.
     OpenaiCompatible,
+    /// Anthropic's Messages API (`/v1/messages`).
+    Anthropic,
+    /// Google's Gemini API (`/v1beta/models/{model}:streamGenerateContent`).
+    Gemini,
+    /// Ollama's native API (`/api/chat`).
+    Ollama,
 }
 
 impl ProviderKind {
@@ -35,9 +41,25 @@ impl ProviderKind {
         match self {
             Self::Embedded => "embedded",
             Self::OpenaiCompatible => "openai_compatible",
+            Self::Anthropic => "anthropic",
+            Self::Gemini => "gemini",
+            Self::Ollama => "ollama",
+        }
+    }
+
+    /// The base URL this provider uses when `llm.base_url` is left at its default.
+    pub fn default_base_url(self) -> &'static str {
+        match self {
+            Self::Embedded | Self::OpenaiCompatible => DEFAULT_BASE_URL,
+            Self::Anthropic => "https://api.anthropic.com",
+            Self::Gemini => "https://generativelanguage.googleapis.com",
+            Self::Ollama => "http://127.0.0.1:11434",
         }
     }
 }
+
+/// `llm.base_url`'s default: a local OpenAI-compatible server (Ollama's `/v1`).
+pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:11434/v1";
 
 /// `llm:` section. Keys that do not apply to the chosen provider are ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,10 +69,13 @@ pub struct LlmConfig {
     /// embedded: GGUF file. Default `$XDG_DATA_HOME/vtuber/models/SmolLM2-135M-Instruct.Q4_1.gguf`.
     pub model_path: Option<PathBuf>,
     /// embedded: context window in tokens (capped at the model's trained context).
+    /// ollama: sent as `options.num_ctx`.
     pub context_size: u32,
     /// embedded: inference threads; default = available cores.
     pub threads: Option<u32>,
-    /// openai_compatible: base URL up to and including `/v1`.
+    /// openai_compatible: base URL up to and including `/v1`. anthropic, gemini, ollama:
+    /// the server's root; left at the default, each uses its own (see
+    /// [`LlmConfig::effective_base_url`]).
     pub base_url: String,
     /// openai_compatible: model name as the server knows it.
     pub model: Option<String>,
@@ -89,6 +114,24 @@ pub struct ReplyLimits {
 }
 
 impl LlmConfig {
+    /// The base URL the provider talks to, without a trailing `/`: `base_url` as set,
+    /// or the provider's own default when `base_url` was left at the default (the
+    /// OpenAI-compatible one). For `ollama` a trailing `/v1` (the OpenAI-compatible
+    /// address of the same server) is dropped.
+    pub fn effective_base_url(&self) -> String {
+        let set = self.base_url.trim().trim_end_matches('/');
+        let url = if set == DEFAULT_BASE_URL || set.is_empty() {
+            self.provider.default_base_url()
+        } else {
+            set
+        };
+        let url = match self.provider {
+            ProviderKind::Ollama => url.strip_suffix("/v1").unwrap_or(url),
+            _ => url,
+        };
+        url.trim_end_matches('/').to_owned()
+    }
+
     /// The per-turn bounds with their defaults filled in.
     pub fn reply_limits(&self) -> ReplyLimits {
         let tokens = self
@@ -131,7 +174,7 @@ impl Default for LlmConfig {
             model_path: None,
             context_size: 4096,
             threads: None,
-            base_url: "http://127.0.0.1:11434/v1".into(),
+            base_url: DEFAULT_BASE_URL.into(),
             model: None,
             api_key_env: None,
             temperature: None,

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use vtuber_shared::{ErrorBody, LlmInfo, ModelLoad};
 
 use crate::config::{LlmConfig, ProviderKind};
-use crate::llm::{SharedProvider, embedded::EmbeddedProvider, openai::OpenAiProvider};
+use crate::llm::{
+    SharedProvider, anthropic::AnthropicProvider, embedded::EmbeddedProvider,
+    gemini::GeminiProvider, ollama::OllamaProvider, openai::OpenAiProvider,
+};
 
 /// File name of the default embedded model.
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -19,6 +22,15 @@ pub fn make_provider(cfg: &LlmConfig) -> Result<SharedProvider, ErrorBody> {
             Ok(Arc::new(EmbeddedProvider::new(cfg, default)))
         }
         ProviderKind::OpenaiCompatible => OpenAiProvider::new(cfg)
+            .map(|p| Arc::new(p) as SharedProvider)
+            .map_err(|e| e.to_body()),
+        ProviderKind::Anthropic => AnthropicProvider::new(cfg)
+            .map(|p| Arc::new(p) as SharedProvider)
+            .map_err(|e| e.to_body()),
+        ProviderKind::Gemini => GeminiProvider::new(cfg)
+            .map(|p| Arc::new(p) as SharedProvider)
+            .map_err(|e| e.to_body()),
+        ProviderKind::Ollama => OllamaProvider::new(cfg)
             .map(|p| Arc::new(p) as SharedProvider)
             .map_err(|e| e.to_body()),
     }

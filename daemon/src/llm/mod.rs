@@ -5,8 +5,15 @@
 //! from an HTTP server: it reads the channel until [`LlmEvent::Finish`] or an error, and
 //! cancels through the token (dropping the receiver also stops the producer).
 
+pub mod anthropic;
 pub mod embedded;
+pub mod gemini;
+mod http;
+pub mod ollama;
 pub mod openai;
+mod sse;
+#[cfg(test)]
+mod test_util;
 
 use std::sync::Arc;
 
@@ -46,6 +53,24 @@ impl ChatMessage {
             tool_calls: Vec::new(),
         }
     }
+}
+
+/// The name of the tool call `id` answers: the nearest earlier assistant message that
+/// made it ("" if none did). For APIs that name tool results by tool, not by call id.
+pub(crate) fn answered_call_name<'a>(earlier: &'a [ChatMessage], id: &str) -> &'a str {
+    earlier
+        .iter()
+        .rev()
+        .flat_map(|m| m.tool_calls.iter())
+        .find(|c| c.id == id)
+        .map_or("", |c| c.name.as_str())
+}
+
+/// A fresh id for a tool call from an API that sends none, unique in the process.
+pub(crate) fn new_call_id(vendor: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{vendor}_call_{n}")
 }
 
 /// A tool the model may call (JSON-Schema parameters, passed through).
@@ -111,7 +136,12 @@ pub enum LlmError {
     #[error("the LLM server rejected the API key (HTTP 401)")]
     Unauthorized { key_env: Option<String> },
     #[error("the LLM server does not know model `{model}` or the endpoint {url} (HTTP 404)")]
-    NotFound { url: String, model: String },
+    NotFound {
+        url: String,
+        model: String,
+        /// What to do, when the provider knows better than "check llm.model".
+        hint: Option<String>,
+    },
     #[error("the LLM server is rate limiting requests (HTTP 429)")]
     RateLimited,
     #[error("the LLM server failed with HTTP {status}: {body}")]
@@ -128,6 +158,8 @@ pub enum LlmError {
     ModelMissing { path: String, fetch_hint: String },
     #[error("the model failed to load: {0}")]
     ModelLoad(String),
+    #[error("the LLM server says the prompt is too long: {message}")]
+    PromptTooLong { message: String },
     #[error("the prompt ({prompt} tokens) does not fit the model's context ({ctx} tokens)")]
     ContextOverflow { prompt: usize, ctx: usize },
     #[error("inference failed: {0}")]
@@ -151,11 +183,19 @@ impl LlmError {
                     }
                 },
             ),
-            Self::NotFound { .. } => (
+            Self::NotFound { hint, .. } => (
                 ErrorCode::Llm,
-                "check llm.model and that llm.base_url ends in /v1".into(),
+                hint.clone().unwrap_or_else(|| {
+                    "check llm.model and that llm.base_url ends in /v1".into()
+                }),
             ),
             Self::RateLimited => (ErrorCode::Llm, "wait a moment and try again".into()),
+            Self::Server {
+                status: 503 | 529, ..
+            } => (
+                ErrorCode::Llm,
+                "the provider is overloaded; try again in a moment".into(),
+            ),
             Self::Server { .. } => (
                 ErrorCode::Llm,
                 "the server logged the cause; try again or check it".into(),
@@ -181,7 +221,7 @@ impl LlmError {
                 ErrorCode::Model,
                 "check that llm.model_path is a valid GGUF file".into(),
             ),
-            Self::ContextOverflow { .. } => (
+            Self::PromptTooLong { .. } | Self::ContextOverflow { .. } => (
                 ErrorCode::Llm,
                 "lower history.token_budget or raise llm.context_size".into(),
             ),

@@ -5,6 +5,10 @@
 //! failure modes a provider must survive (status codes, hangs, connections cut
 //! mid-stream) and the shapes of a reply (paced text, tool-call deltas, scripted turns).
 //!
+//! Besides OpenAI's API it speaks Anthropic's, Gemini's and Ollama's native ones (see
+//! [`crate::mock_vendor`]), chosen by the request's path; point those providers at
+//! [`MockLlm::root_url`].
+//!
 //! Async tests use [`MockLlm::start`] on their own runtime; synchronous code (integration
 //! tests driving daemon binaries, benchmarks) uses [`MockLlm::start_blocking`], which runs
 //! the server on a runtime of its own. Dropping the handle stops the server.
@@ -21,7 +25,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming};
-use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -30,6 +34,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::mock_vendor::{CallPieces, Encoder, WireFormat, encoder};
 
 /// Model name reported when the request names none.
 pub const MOCK_MODEL: &str = "mock-model";
@@ -147,8 +153,10 @@ pub enum MockBehaviour {
     /// Reply `"{prefix}{last user message}"`, split into word tokens, at this pace
     /// (0 = as fast as possible). Shows that history reached the prompt.
     EchoLastUser { prefix: String, tokens_per_sec: f64 },
-    /// Answer with this HTTP status and an OpenAI-style error body.
+    /// Answer with this HTTP status and an error body in the request's format.
     Status { status: u16, message: String },
+    /// Answer with this HTTP status, a `retry-after: secs` header and an error body.
+    RetryAfter { status: u16, secs: u64 },
     /// Accept the connection and read the request, then never answer.
     HangBeforeFirstByte,
     /// Stream the first `after_tokens` tokens of the reply, then go silent without
@@ -336,6 +344,12 @@ impl MockLlm {
         })
     }
 
+    /// `http://127.0.0.1:PORT`, the value for `llm.base_url` with the `anthropic`,
+    /// `gemini` and `ollama` providers.
+    pub fn root_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
     /// `http://127.0.0.1:PORT/v1`, the value for `llm.base_url`.
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
@@ -460,14 +474,12 @@ fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Respo
 }
 
 fn error_response(status: u16, message: &str) -> Response<MockBody> {
+    format_error(WireFormat::OpenAi, status, message)
+}
+
+fn format_error(format: WireFormat, status: u16, message: &str) -> Response<MockBody> {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = json!({
-        "error": {
-            "message": message,
-            "type": "mock_error",
-            "code": status.as_u16(),
-        }
-    });
+    let body = format.error_body(status.as_u16(), message);
     full(status, "application/json", body.to_string())
 }
 
@@ -504,19 +516,22 @@ async fn handle(
         let list = json!({"object": "list", "data": [{"id": MOCK_MODEL, "object": "model"}]});
         return Ok(full(StatusCode::OK, "application/json", list.to_string()));
     }
-    if method != Method::POST || !path.ends_with("/chat/completions") {
-        return Ok(error_response(
-            404,
-            &format!("no route for {method} {path}"),
-        ));
-    }
+    let format = match WireFormat::from_path(&path) {
+        Some(format) if method == Method::POST => format,
+        _ => {
+            return Ok(error_response(
+                404,
+                &format!("no route for {method} {path}"),
+            ));
+        }
+    };
     if body.is_null() {
-        return Ok(error_response(400, "the body is not JSON"));
+        return Ok(format_error(format, 400, "the body is not JSON"));
     }
 
     let n = shared.completions.fetch_add(1, Ordering::SeqCst);
     let behaviour = lock(&shared.behaviour).resolve(n).clone();
-    let request = RequestInfo::new(&body, n);
+    let request = RequestInfo::new(&body, n, format);
     match behaviour {
         MockBehaviour::Endless {
             token,
@@ -539,12 +554,18 @@ async fn handle(
             prefix,
             tokens_per_sec,
         } => {
-            let last = body_last_user(&body);
+            let last = format.last_user_text(&body);
             let reply = MockReply::text(&format!("{prefix}{last}")).with_rate(tokens_per_sec);
             (reply, Cut::None)
         }
         MockBehaviour::Status { status, message } => {
-            return Ok(error_response(status, &message));
+            return Ok(format_error(format, status, &message));
+        }
+        MockBehaviour::RetryAfter { status, secs } => {
+            let mut resp = format_error(format, status, &format!("mock error {status}"));
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
+            return Ok(resp);
         }
         MockBehaviour::HangBeforeFirstByte => {
             shutdown.cancelled().await;
@@ -583,8 +604,14 @@ async fn handle(
     }
 
     let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(stream_reply(request, reply, cut, tx, shutdown));
-    Ok(sse_response(rx))
+    let content_type = format.content_type();
+    let encoder = encoder(format, &request.model, request.prompt_tokens)
+        .unwrap_or_else(|| Box::new(OpenAiEncoder(request)));
+    tokio::spawn(stream_reply(encoder, reply, cut, tx, shutdown));
+    let mut resp = sse_response(rx);
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Ok(resp)
 }
 
 /// A `text/event-stream` response fed from `rx`.
@@ -669,7 +696,7 @@ struct RequestInfo {
 }
 
 impl RequestInfo {
-    fn new(body: &Value, n: usize) -> Self {
+    fn new(body: &Value, n: usize, format: WireFormat) -> Self {
         let prompt_chars: usize = body["messages"]
             .as_array()
             .map(|msgs| {
@@ -682,7 +709,8 @@ impl RequestInfo {
         Self {
             id: format!("chatcmpl-mock-{n}"),
             model: body["model"].as_str().unwrap_or(MOCK_MODEL).to_owned(),
-            stream: body["stream"].as_bool().unwrap_or(false),
+            // Gemini streams by endpoint, the others by `stream: true`.
+            stream: format == WireFormat::Gemini || body["stream"].as_bool().unwrap_or(false),
             include_usage: body["stream_options"]["include_usage"]
                 .as_bool()
                 .unwrap_or(false),
@@ -712,15 +740,6 @@ impl RequestInfo {
             "total_tokens": self.prompt_tokens + completion_tokens,
         })
     }
-}
-
-fn body_last_user(body: &Value) -> String {
-    body["messages"]
-        .as_array()
-        .and_then(|msgs| msgs.iter().rev().find(|m| m["role"] == "user"))
-        .and_then(|m| m["content"].as_str())
-        .unwrap_or("")
-        .to_owned()
 }
 
 fn completion_json(request: &RequestInfo, reply: &MockReply) -> Value {
@@ -773,23 +792,79 @@ pub fn split_tokens(text: &str) -> Vec<String> {
     tokens
 }
 
-/// Writes the SSE events of one reply into the body channel.
+/// OpenAI's chat-completion chunks.
+struct OpenAiEncoder(RequestInfo);
+
+impl Encoder for OpenAiEncoder {
+    fn head(&mut self) -> Vec<String> {
+        // A keep-alive comment first, like several hosted APIs send.
+        vec![
+            ": keep-alive\n\n".to_owned(),
+            self.0
+                .delta(json!({"role": "assistant", "content": ""}), None),
+        ]
+    }
+
+    fn text(&mut self, token: &str) -> Vec<String> {
+        vec![self.0.delta(json!({ "content": token }), None)]
+    }
+
+    fn tool_call(&mut self, call: CallPieces<'_>) -> Vec<String> {
+        let index = call.index;
+        let head = json!({"tool_calls": [{
+            "index": index,
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": ""},
+        }]});
+        let mut out = vec![self.0.delta(head, None)];
+        for piece in call.pieces {
+            let part = json!({"tool_calls": [{"index": index, "function": {"arguments": piece}}]});
+            out.push(self.0.delta(part, None));
+        }
+        out
+    }
+
+    fn tail(&mut self, output_tokens: u64, finish_reason: &str) -> Vec<String> {
+        let request = &self.0;
+        let mut out = vec![request.delta(json!({}), Some(finish_reason))];
+        if request.include_usage {
+            let usage = request.usage(output_tokens);
+            let chunk = json!({
+                "id": request.id,
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": request.model,
+                "choices": [],
+                "usage": usage,
+            });
+            out.push(format!("data: {chunk}\n\n"));
+        }
+        out.push("data: [DONE]\n\n".to_owned());
+        out
+    }
+}
+
+/// Writes the stream of one reply, in the encoder's format, into the body channel.
 async fn stream_reply(
-    request: RequestInfo,
+    mut encoder: Box<dyn Encoder>,
     reply: MockReply,
     cut: Cut,
     tx: mpsc::Sender<BodyItem>,
     shutdown: CancellationToken,
 ) {
-    let send = |text: String| {
+    let send = |pieces: Vec<String>| {
         let tx = tx.clone();
-        async move { tx.send(BodyItem::Data(Bytes::from(text))).await.is_ok() }
+        async move {
+            for piece in pieces {
+                if tx.send(BodyItem::Data(Bytes::from(piece))).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        }
     };
-    // A keep-alive comment first, like several hosted APIs send.
-    if !send(": keep-alive\n\n".to_owned()).await {
-        return;
-    }
-    if !send(request.delta(json!({"role": "assistant", "content": ""}), None)).await {
+    if !send(encoder.head()).await {
         return;
     }
 
@@ -813,7 +888,7 @@ async fn stream_reply(
                 () = shutdown.cancelled() => return,
             }
         }
-        if !send(request.delta(json!({ "content": token }), None)).await {
+        if !send(encoder.text(token)).await {
             return;
         }
     }
@@ -822,41 +897,19 @@ async fn stream_reply(
     }
 
     for (index, call) in reply.tool_calls.iter().enumerate() {
-        let head = json!({"tool_calls": [{
-            "index": index,
-            "id": call.id,
-            "type": "function",
-            "function": {"name": call.name, "arguments": ""},
-        }]});
-        if !send(request.delta(head, None)).await {
-            return;
-        }
-        for piece in split_chars(&call.arguments, reply.argument_chunks) {
-            let part = json!({"tool_calls": [{"index": index, "function": {"arguments": piece}}]});
-            if !send(request.delta(part, None)).await {
-                return;
-            }
-        }
-    }
-
-    if !send(request.delta(json!({}), Some(reply.finish_reason()))).await {
-        return;
-    }
-    if request.include_usage {
-        let usage = request.usage(reply.tokens.len() as u64);
-        let chunk = json!({
-            "id": request.id,
-            "object": "chat.completion.chunk",
-            "created": 0,
-            "model": request.model,
-            "choices": [],
-            "usage": usage,
-        });
-        if !send(format!("data: {chunk}\n\n")).await {
+        let pieces = split_chars(&call.arguments, reply.argument_chunks);
+        let call = CallPieces {
+            index,
+            id: &call.id,
+            name: &call.name,
+            arguments: &call.arguments,
+            pieces,
+        };
+        if !send(encoder.tool_call(call)).await {
             return;
         }
     }
-    let _ = send("data: [DONE]\n\n".to_owned()).await;
+    let _ = send(encoder.tail(reply.tokens.len() as u64, reply.finish_reason())).await;
 }
 
 async fn cut_stream(cut: Cut, tx: &mpsc::Sender<BodyItem>, shutdown: &CancellationToken) {

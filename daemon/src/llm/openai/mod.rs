@@ -10,27 +10,22 @@
 //! This file is the vendor side (HTTP, key, retries, errors); the wire format sits apart:
 //! [`wire`] the JSON shapes, [`sse`] the event stream, [`stream`] chunks into events.
 
-mod sse;
 mod stream;
 mod wire;
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use reqwest::{Client, Response, StatusCode};
-use tokio::sync::mpsc;
+use reqwest::Response;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
 use vtuber_shared::{LlmInfo, ModelLoad};
 
+use super::http::{self, AttemptError, Emitter, HttpCore, Vendor};
 use super::{ChatRequest, FinishReason, LlmError, LlmEvent, LlmProvider, LlmStream};
 use crate::config::LlmConfig;
-use sse::SseParser;
-use stream::{Flow, StreamState};
+use stream::StreamState;
 use wire::{CompletionJson, RequestBody, StreamOptions, WireMessage, WireTool, map_finish};
 
 /// What [`OpenAiProvider::context_size`] reports. The API does not say how large a
@@ -39,24 +34,9 @@ use wire::{CompletionJson, RequestBody, StreamOptions, WireMessage, WireTool, ma
 /// comes back from the server as an HTTP 400 with its explanation.
 pub const REMOTE_CONTEXT_SIZE: usize = 32_768;
 
-/// Events buffered between the HTTP task and the consumer.
-const CHANNEL_CAPACITY: usize = 64;
-/// First retry delay; doubled per attempt up to [`BACKOFF_CAP`].
-const BACKOFF_BASE: Duration = Duration::from_millis(250);
-const BACKOFF_CAP: Duration = Duration::from_secs(8);
-/// Error bodies are cut to this many characters before they reach users.
-const ERROR_BODY_LIMIT: usize = 300;
 /// Largest non-streamed (`application/json`) completion read. The turn's own limits
 /// (`llm.max_reply_bytes`) cut the text later; this only bounds the buffer.
 const MAX_WHOLE_BODY_BYTES: usize = 16 * 1024 * 1024;
-
-/// Reads an environment variable; swapped in tests so they need not mutate the
-/// process environment (unsound while other threads read it).
-type KeyLookup = fn(&str) -> Option<String>;
-
-fn env_lookup(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
 
 /// Streams chat completions from an OpenAI-compatible server.
 pub struct OpenAiProvider {
@@ -64,29 +44,21 @@ pub struct OpenAiProvider {
 }
 
 struct Inner {
-    client: Client,
-    /// `llm.base_url` as configured, for messages.
-    base_url: String,
-    /// `{base_url}/chat/completions`.
-    endpoint: String,
-    model: String,
-    api_key_env: Option<String>,
-    key_lookup: KeyLookup,
+    core: HttpCore,
     temperature: Option<f32>,
     max_tokens: Option<u32>,
-    timeout: Duration,
-    retries: u32,
 }
 
 impl fmt::Debug for OpenAiProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Only the variable's name: the key itself is never held.
+        let core = &self.inner.core;
         f.debug_struct("OpenAiProvider")
-            .field("endpoint", &self.inner.endpoint)
-            .field("model", &self.inner.model)
-            .field("api_key_env", &self.inner.api_key_env)
-            .field("timeout", &self.inner.timeout)
-            .field("retries", &self.inner.retries)
+            .field("endpoint", &core.endpoint)
+            .field("model", &core.model)
+            .field("api_key_env", &core.api_key_env)
+            .field("timeout", &core.timeout)
+            .field("retries", &core.retries)
             .finish_non_exhaustive()
     }
 }
@@ -95,49 +67,22 @@ impl OpenAiProvider {
     /// Builds the provider; fails if `llm.model` is unset, since OpenAI-compatible
     /// servers need a model name.
     pub fn new(cfg: &LlmConfig) -> Result<Self, LlmError> {
-        let model = cfg
-            .model
-            .as_deref()
-            .map(str::trim)
-            .filter(|m| !m.is_empty())
-            .ok_or_else(|| {
-                LlmError::ModelLoad(
-                    "the openai_compatible provider needs a model name: set llm.model in conf.yaml"
-                        .into(),
-                )
-            })?
-            .to_owned();
+        let model = HttpCore::required_model(cfg, "openai_compatible")?;
         let base_url = cfg.base_url.trim().trim_end_matches('/').to_owned();
         let endpoint = format!("{base_url}/chat/completions");
-        let client = Client::builder()
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .user_agent(concat!("vtuberd/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| LlmError::Connect {
-                url: base_url.clone(),
-                reason: format!("cannot set up the HTTP client: {}", innermost(&e)),
-            })?;
         Ok(Self {
             inner: Arc::new(Inner {
-                client,
-                base_url,
-                endpoint,
-                model,
-                api_key_env: cfg.api_key_env.clone().filter(|v| !v.is_empty()),
-                key_lookup: env_lookup,
+                core: HttpCore::new(cfg, base_url, endpoint, model)?,
                 temperature: cfg.temperature,
                 max_tokens: cfg.max_tokens,
-                timeout: Duration::from_secs(cfg.timeout_secs.max(1)),
-                retries: cfg.retries,
             }),
         })
     }
 
     #[cfg(test)]
-    fn with_key_lookup(mut self, lookup: KeyLookup) -> Self {
+    fn with_key_lookup(mut self, lookup: http::KeyLookup) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.key_lookup = lookup;
+            inner.core.key_lookup = lookup;
         }
         self
     }
@@ -147,7 +92,7 @@ impl LlmProvider for OpenAiProvider {
     fn info(&self) -> LlmInfo {
         LlmInfo {
             backend: "openai_compatible".into(),
-            model: self.inner.model.clone(),
+            model: self.inner.core.model.clone(),
         }
     }
 
@@ -156,18 +101,10 @@ impl LlmProvider for OpenAiProvider {
     }
 
     fn stream(&self, request: ChatRequest, cancel: CancellationToken) -> LlmStream {
-        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(run(self.inner.clone(), request, cancel, tx));
-            }
-            Err(_) => {
-                let _ = tx.try_send(Err(LlmError::Inference(
-                    "the OpenAI-compatible provider was called outside the tokio runtime".into(),
-                )));
-            }
-        }
-        rx
+        let body = serde_json::to_vec(&self.inner.request_body(&request))
+            .map(Bytes::from)
+            .map_err(|e| LlmError::Inference(format!("cannot encode the request: {e}")));
+        http::spawn(self.inner.clone(), body, cancel)
     }
 
     fn context_size(&self) -> usize {
@@ -179,129 +116,38 @@ impl LlmProvider for OpenAiProvider {
     }
 }
 
-/// The sending half plus what the retry logic needs to know about it.
-struct Emitter {
-    tx: mpsc::Sender<Result<LlmEvent, LlmError>>,
-    /// Something reached the consumer: retrying now would duplicate output.
-    emitted: AtomicBool,
-    /// `Finish` was sent.
-    finished: AtomicBool,
-}
-
-/// The consumer dropped its receiver.
-struct Gone;
-
-impl Emitter {
-    async fn send(&self, event: LlmEvent) -> Result<(), Gone> {
-        let is_finish = matches!(event, LlmEvent::Finish(_));
-        self.emitted.store(true, Ordering::SeqCst);
-        self.tx.send(Ok(event)).await.map_err(|_| Gone)?;
-        if is_finish {
-            self.finished.store(true, Ordering::SeqCst);
-        }
-        Ok(())
+impl Vendor for Inner {
+    fn core(&self) -> &HttpCore {
+        &self.core
     }
 
-    fn emitted(&self) -> bool {
-        self.emitted.load(Ordering::SeqCst)
-    }
-}
-
-/// Why one HTTP attempt ended without a complete reply.
-enum AttemptError {
-    Failed {
-        error: LlmError,
-        /// Worth another attempt if nothing was emitted yet.
-        retryable: bool,
-        retry_after: Option<Duration>,
-    },
-    Gone,
-}
-
-impl AttemptError {
-    fn fatal(error: LlmError) -> Self {
-        Self::Failed {
-            error,
-            retryable: false,
-            retry_after: None,
-        }
+    fn label(&self) -> &'static str {
+        "OpenAI-compatible"
     }
 
-    fn retryable(error: LlmError) -> Self {
-        Self::Failed {
-            error,
-            retryable: true,
-            retry_after: None,
+    fn key_header(&self, key: &str) -> (HeaderName, String) {
+        (AUTHORIZATION, format!("Bearer {key}"))
+    }
+
+    async fn read(&self, response: Response, out: &Emitter) -> Result<(), AttemptError> {
+        let is_json = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if is_json {
+            self.read_whole(response, out).await
+        } else {
+            let expected = "finish_reason or [DONE]";
+            http::read_sse(&self.core, response, out, StreamState::default(), expected).await
         }
     }
-}
-
-impl From<Gone> for AttemptError {
-    fn from(_: Gone) -> Self {
-        Self::Gone
-    }
-}
-
-/// The task behind one `stream()` call.
-async fn run(
-    inner: Arc<Inner>,
-    request: ChatRequest,
-    cancel: CancellationToken,
-    tx: mpsc::Sender<Result<LlmEvent, LlmError>>,
-) {
-    let out = Emitter {
-        tx,
-        emitted: AtomicBool::new(false),
-        finished: AtomicBool::new(false),
-    };
-    let body = match serde_json::to_vec(&inner.request_body(&request)) {
-        Ok(body) => Bytes::from(body),
-        Err(e) => {
-            let _ = out
-                .tx
-                .send(Err(LlmError::Inference(format!(
-                    "cannot encode the request: {e}"
-                ))))
-                .await;
-            return;
-        }
-    };
-    // Dropping `exchange` drops the HTTP response, which closes the connection.
-    let result = tokio::select! {
-        biased;
-        () = cancel.cancelled() => None,
-        () = out.tx.closed() => Some(Err(AttemptError::Gone)),
-        result = inner.exchange(body, &out) => Some(result),
-    };
-    match result {
-        None => {
-            if !out.finished.load(Ordering::SeqCst) {
-                debug!("LLM request cancelled");
-                let _ = out
-                    .tx
-                    .send(Ok(LlmEvent::Finish(FinishReason::Cancelled)))
-                    .await;
-            }
-        }
-        Some(Ok(()) | Err(AttemptError::Gone)) => {}
-        Some(Err(AttemptError::Failed { error, .. })) => {
-            warn!(error = %error, "LLM request failed");
-            let _ = out.tx.send(Err(error)).await;
-        }
-    }
-}
-
-/// Exponential backoff for retry `attempt` (0-based), or the server's Retry-After when
-/// that is longer, both capped.
-fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
-    let exp = BACKOFF_BASE.saturating_mul(1u32.checked_shl(attempt).unwrap_or(u32::MAX));
-    exp.max(retry_after.unwrap_or_default()).min(BACKOFF_CAP)
 }
 
 impl Inner {
     fn request_body<'a>(&'a self, request: &'a ChatRequest) -> RequestBody<'a> {
         RequestBody {
-            model: &self.model,
+            model: &self.core.model,
             messages: request.messages.iter().map(WireMessage::from).collect(),
             stream: true,
             stream_options: StreamOptions {
@@ -313,128 +159,10 @@ impl Inner {
         }
     }
 
-    /// Attempts until success, a fatal error, or the retries are spent.
-    async fn exchange(&self, body: Bytes, out: &Emitter) -> Result<(), AttemptError> {
-        let mut attempt = 0;
-        loop {
-            match self.attempt(body.clone(), out).await {
-                Err(AttemptError::Failed {
-                    error,
-                    retryable: true,
-                    retry_after,
-                }) if attempt < self.retries && !out.emitted() => {
-                    let delay = backoff(attempt, retry_after);
-                    warn!(attempt = attempt + 1, of = self.retries, ?delay, error = %error, "LLM request failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    fn auth_header(&self) -> Result<Option<HeaderValue>, AttemptError> {
-        let Some(var) = &self.api_key_env else {
-            return Ok(None);
-        };
-        let Some(key) = (self.key_lookup)(var) else {
-            warn!(variable = %var, "llm.api_key_env names a variable that is not set; sending no key");
-            return Ok(None);
-        };
-        let mut value = HeaderValue::from_str(&format!("Bearer {}", key.trim())).map_err(|_| {
-            warn!(variable = %var, "the API key contains characters not allowed in an HTTP header");
-            AttemptError::fatal(LlmError::Unauthorized {
-                key_env: Some(var.clone()),
-            })
-        })?;
-        value.set_sensitive(true);
-        Ok(Some(value))
-    }
-
-    fn timeout_error(&self) -> LlmError {
-        LlmError::Timeout {
-            secs: self.timeout.as_secs(),
-        }
-    }
-
-    async fn attempt(&self, body: Bytes, out: &Emitter) -> Result<(), AttemptError> {
-        let mut req = self
-            .client
-            .post(&self.endpoint)
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "text/event-stream")
-            .body(body);
-        if let Some(auth) = self.auth_header()? {
-            req = req.header(AUTHORIZATION, auth);
-        }
-        debug!(endpoint = %self.endpoint, model = %self.model, "LLM request");
-        let response = match tokio::time::timeout(self.timeout, req.send()).await {
-            Err(_) => return Err(AttemptError::fatal(self.timeout_error())),
-            Ok(Err(e)) => {
-                return Err(AttemptError::retryable(LlmError::Connect {
-                    url: self.base_url.clone(),
-                    reason: innermost(&e),
-                }));
-            }
-            Ok(Ok(response)) => response,
-        };
-        let status = response.status();
-        if !status.is_success() {
-            return Err(self.status_error(response).await);
-        }
-        let is_json = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
-        if is_json {
-            self.read_whole(response, out).await
-        } else {
-            self.read_stream(response, out).await
-        }
-    }
-
-    /// Next body chunk within the silence timeout.
-    async fn next_chunk(&self, response: &mut Response) -> Result<Option<Bytes>, AttemptError> {
-        match tokio::time::timeout(self.timeout, response.chunk()).await {
-            Err(_) => Err(AttemptError::fatal(self.timeout_error())),
-            Ok(Err(e)) => Err(AttemptError::retryable(LlmError::Connect {
-                url: self.base_url.clone(),
-                reason: format!("the connection broke mid-reply: {}", innermost(&e)),
-            })),
-            Ok(Ok(chunk)) => Ok(chunk),
-        }
-    }
-
-    async fn read_stream(&self, mut response: Response, out: &Emitter) -> Result<(), AttemptError> {
-        let mut parser = SseParser::default();
-        let mut state = StreamState::default();
-        while let Some(chunk) = self.next_chunk(&mut response).await? {
-            for data in parser.push(&chunk).map_err(AttemptError::fatal)? {
-                if state.on_data(&data, out).await? == Flow::Done {
-                    return state.finish(out).await;
-                }
-            }
-        }
-        for data in parser.finish().map_err(AttemptError::fatal)? {
-            if state.on_data(&data, out).await? == Flow::Done {
-                break;
-            }
-        }
-        if state.done || state.finish.is_some() {
-            state.finish(out).await
-        } else {
-            Err(AttemptError::retryable(LlmError::Protocol(
-                "the stream ended before the reply was complete (no finish_reason or [DONE])"
-                    .into(),
-            )))
-        }
-    }
-
     /// A server that ignored `stream: true` and sent one JSON completion.
     async fn read_whole(&self, mut response: Response, out: &Emitter) -> Result<(), AttemptError> {
         let mut body = Vec::new();
-        while let Some(chunk) = self.next_chunk(&mut response).await? {
+        while let Some(chunk) = self.core.next_chunk(&mut response).await? {
             if body.len() + chunk.len() > MAX_WHOLE_BODY_BYTES {
                 return Err(AttemptError::fatal(LlmError::BodyTooLarge {
                     limit: MAX_WHOLE_BODY_BYTES,
@@ -473,93 +201,16 @@ impl Inner {
             .await?;
         Ok(())
     }
-
-    async fn status_error(&self, response: Response) -> AttemptError {
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                AttemptError::fatal(LlmError::Unauthorized {
-                    key_env: self.api_key_env.clone(),
-                })
-            }
-            StatusCode::NOT_FOUND => AttemptError::fatal(LlmError::NotFound {
-                url: self.endpoint.clone(),
-                model: self.model.clone(),
-            }),
-            StatusCode::TOO_MANY_REQUESTS => AttemptError::Failed {
-                error: LlmError::RateLimited,
-                retryable: true,
-                retry_after,
-            },
-            _ => {
-                let body = match tokio::time::timeout(self.timeout, response.text()).await {
-                    Ok(Ok(text)) => self.error_excerpt(&text),
-                    _ => String::new(),
-                };
-                AttemptError::Failed {
-                    error: LlmError::Server {
-                        status: status.as_u16(),
-                        body,
-                    },
-                    retryable: status.is_server_error(),
-                    retry_after,
-                }
-            }
-        }
-    }
-
-    /// The server's message from an error body, shortened and with the key masked in
-    /// case the server echoed it.
-    fn error_excerpt(&self, body: &str) -> String {
-        let message = serde_json::from_str::<serde_json::Value>(body)
-            .ok()
-            .and_then(|v| {
-                v["error"]["message"]
-                    .as_str()
-                    .or_else(|| v["error"].as_str())
-                    .or_else(|| v["message"].as_str())
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| body.trim().to_owned());
-        let key = self.api_key_env.as_deref().and_then(self.key_lookup);
-        let message = match key {
-            Some(key) if !key.trim().is_empty() => message.replace(key.trim(), "***"),
-            _ => message,
-        };
-        truncate_chars(&message, ERROR_BODY_LIMIT)
-    }
-}
-
-/// The most specific message in an error's source chain (e.g. "Connection refused"
-/// rather than "error sending request").
-fn innermost(e: &reqwest::Error) -> String {
-    let mut current: &dyn std::error::Error = e;
-    while let Some(source) = current.source() {
-        current = source;
-    }
-    current.to_string()
-}
-
-fn truncate_chars(s: &str, limit: usize) -> String {
-    match s.char_indices().nth(limit) {
-        Some((at, _)) => format!("{}…", &s[..at]),
-        None => s.to_owned(),
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm, MockReply, MockToolCall};
 
-    use super::sse::MAX_LINE_BYTES;
+    use super::super::http::ERROR_BODY_LIMIT;
+    use super::super::sse::MAX_LINE_BYTES;
     use super::*;
     use crate::llm::{ChatMessage, Role, ToolSpec};
 
@@ -1096,25 +747,9 @@ mod tests {
         assert_eq!(p.info().backend, "openai_compatible");
         assert_eq!(p.info().model, "test-model");
         assert_eq!(p.load_state(), ModelLoad::Ready);
-        assert_eq!(p.inner.endpoint, "http://127.0.0.1:9/v1/chat/completions");
-    }
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        assert_eq!(backoff(0, None), Duration::from_millis(250));
-        assert_eq!(backoff(1, None), Duration::from_millis(500));
-        assert_eq!(backoff(2, None), Duration::from_secs(1));
-        assert_eq!(backoff(30, None), BACKOFF_CAP);
         assert_eq!(
-            backoff(0, Some(Duration::from_secs(3))),
-            Duration::from_secs(3)
+            p.inner.core.endpoint,
+            "http://127.0.0.1:9/v1/chat/completions"
         );
-        assert_eq!(backoff(0, Some(Duration::from_secs(600))), BACKOFF_CAP);
-    }
-
-    #[test]
-    fn truncation_respects_characters() {
-        assert_eq!(truncate_chars("äöü", 2), "äö…");
-        assert_eq!(truncate_chars("abc", 3), "abc");
     }
 }

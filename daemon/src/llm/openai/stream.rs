@@ -4,7 +4,7 @@
 use vtuber_shared::Usage;
 
 use super::wire::{ChunkJson, map_finish};
-use super::{AttemptError, ERROR_BODY_LIMIT, Emitter, truncate_chars};
+use crate::llm::http::{AttemptError, ERROR_BODY_LIMIT, Emitter, SseReply, truncate_chars};
 use crate::llm::{FinishReason, LlmError, LlmEvent};
 
 #[derive(Debug, PartialEq, Eq)]
@@ -102,5 +102,19 @@ impl StreamState {
         out.send(LlmEvent::Finish(self.finish.unwrap_or(FinishReason::Stop)))
             .await?;
         Ok(())
+    }
+}
+
+impl SseReply for StreamState {
+    async fn on_event(&mut self, data: &str, out: &Emitter) -> Result<bool, AttemptError> {
+        Ok(self.on_data(data, out).await? == Flow::Done)
+    }
+
+    fn ended(&self) -> bool {
+        self.done || self.finish.is_some()
+    }
+
+    async fn end(self, out: &Emitter) -> Result<(), AttemptError> {
+        self.finish(out).await
     }
 }

@@ -1,4 +1,4 @@
-//! Server-sent events, as OpenAI-compatible servers stream them: bytes in, the `data` of
+//! Server-sent events, as OpenAI-compatible servers, Anthropic and Gemini stream them: bytes in, the `data` of
 //! each complete event out, with a bound on line length.
 
 use crate::llm::LlmError;
@@ -12,7 +12,7 @@ use crate::llm::LlmError;
 /// line end), and an unfinished line is kept only up to [`MAX_LINE_BYTES`]; a longer one
 /// fails the stream instead of growing the buffer.
 #[derive(Default)]
-pub(super) struct SseParser {
+pub(crate) struct SseParser {
     /// The unfinished line so far.
     buf: Vec<u8>,
     /// The last line ended in `\r`: a `\n` starting the next chunk belongs to it.
@@ -26,7 +26,7 @@ pub(super) struct SseParser {
 pub const MAX_LINE_BYTES: usize = 1024 * 1024;
 
 impl SseParser {
-    pub(super) fn push(&mut self, mut chunk: &[u8]) -> Result<Vec<String>, LlmError> {
+    pub(crate) fn push(&mut self, mut chunk: &[u8]) -> Result<Vec<String>, LlmError> {
         let mut events = Vec::new();
         if self.after_cr && !chunk.is_empty() {
             self.after_cr = false;
@@ -71,7 +71,7 @@ impl SseParser {
     }
 
     /// Flushes a last line and event the server did not terminate.
-    pub(super) fn finish(&mut self) -> Result<Vec<String>, LlmError> {
+    pub(crate) fn finish(&mut self) -> Result<Vec<String>, LlmError> {
         let mut events = Vec::new();
         let rest = std::mem::take(&mut self.buf);
         let rest = String::from_utf8_lossy(&rest);
