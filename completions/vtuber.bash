@@ -271,6 +271,9 @@ _vtuber() {
             vtuber__subcmd__help__subcmd__models,path)
                 cmd="vtuber__subcmd__help__subcmd__models__subcmd__path"
                 ;;
+            vtuber__subcmd__help__subcmd__models,pull)
+                cmd="vtuber__subcmd__help__subcmd__models__subcmd__pull"
+                ;;
             vtuber__subcmd__help__subcmd__models,verify)
                 cmd="vtuber__subcmd__help__subcmd__models__subcmd__verify"
                 ;;
@@ -364,6 +367,9 @@ _vtuber() {
             vtuber__subcmd__models,path)
                 cmd="vtuber__subcmd__models__subcmd__path"
                 ;;
+            vtuber__subcmd__models,pull)
+                cmd="vtuber__subcmd__models__subcmd__pull"
+                ;;
             vtuber__subcmd__models,verify)
                 cmd="vtuber__subcmd__models__subcmd__verify"
                 ;;
@@ -375,6 +381,9 @@ _vtuber() {
                 ;;
             vtuber__subcmd__models__subcmd__help,path)
                 cmd="vtuber__subcmd__models__subcmd__help__subcmd__path"
+                ;;
+            vtuber__subcmd__models__subcmd__help,pull)
+                cmd="vtuber__subcmd__models__subcmd__help__subcmd__pull"
                 ;;
             vtuber__subcmd__models__subcmd__help,verify)
                 cmd="vtuber__subcmd__models__subcmd__help__subcmd__verify"
@@ -1554,7 +1563,7 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__help__subcmd__models)
-            opts="list verify path"
+            opts="list verify path pull"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1582,6 +1591,20 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__help__subcmd__models__subcmd__path)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__help__subcmd__models__subcmd__pull)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2252,7 +2275,7 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__models)
-            opts="-h --socket --config --help list verify path help"
+            opts="-h --socket --config --help list verify path pull help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2274,7 +2297,7 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__models__subcmd__help)
-            opts="list verify path help"
+            opts="list verify path pull help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2316,6 +2339,20 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__models__subcmd__help__subcmd__path)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__models__subcmd__help__subcmd__pull)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2372,6 +2409,32 @@ _vtuber() {
                 return 0
             fi
             case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__models__subcmd__pull)
+            opts="-h --base-url --socket --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --base-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -60,13 +60,14 @@ complete -c vtuber -n "__fish_vtuber_using_subcommand speak" -s o -l output -d '
 complete -c vtuber -n "__fish_vtuber_using_subcommand speak" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand speak" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand speak" -s h -l help -d 'Print help'
-complete -c vtuber -n "__fish_vtuber_using_subcommand models; and not __fish_seen_subcommand_from list verify path help" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
-complete -c vtuber -n "__fish_vtuber_using_subcommand models; and not __fish_seen_subcommand_from list verify path help" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
-complete -c vtuber -n "__fish_vtuber_using_subcommand models; and not __fish_seen_subcommand_from list verify path help" -s h -l help -d 'Print help'
-complete -c vtuber -n "__fish_vtuber_using_subcommand models; and not __fish_seen_subcommand_from list verify path help" -f -a "list" -d 'List model files with their role, state, size and path'
-complete -c vtuber -n "__fish_vtuber_using_subcommand models; and not __fish_seen_subcommand_from list verify path help" -f -a "verify" -d 'Check every model file\'s SHA-256 (exits 1 when one is missing or damaged)'
-complete -c vtuber -n "__fish_vtuber_using_subcommand models; and not __fish_seen_subcommand_from list verify path help" -f -a "path" -d 'Print the models folder'
-complete -c vtuber -n "__fish_vtuber_using_subcommand models; and not __fish_seen_subcommand_from list verify path help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and not __fish_seen_subcommand_from list verify path pull help" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and not __fish_seen_subcommand_from list verify path pull help" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and not __fish_seen_subcommand_from list verify path pull help" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and not __fish_seen_subcommand_from list verify path pull help" -f -a "list" -d 'List model files with their role, state, size and path'
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and not __fish_seen_subcommand_from list verify path pull help" -f -a "verify" -d 'Check every model file\'s SHA-256 (exits 1 when one is missing or damaged)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and not __fish_seen_subcommand_from list verify path pull help" -f -a "path" -d 'Print the models folder'
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and not __fish_seen_subcommand_from list verify path pull help" -f -a "pull" -d 'Download a model into the Ollama server the config names (its /api/pull), with progress; for `llm.provider: ollama`'
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and not __fish_seen_subcommand_from list verify path pull help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from list" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from list" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from list" -l json -d 'Print JSON instead of a table'
@@ -79,9 +80,14 @@ complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_su
 complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from path" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from path" -l json -d 'Print JSON instead of a table'
 complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from path" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from pull" -l base-url -d 'Ollama\'s address [default: llm.base_url from the config, else http://127.0.0.1:11434]' -r
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from pull" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from pull" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from pull" -s h -l help -d 'Print help'
 complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from help" -f -a "list" -d 'List model files with their role, state, size and path'
 complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Check every model file\'s SHA-256 (exits 1 when one is missing or damaged)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from help" -f -a "path" -d 'Print the models folder'
+complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from help" -f -a "pull" -d 'Download a model into the Ollama server the config names (its /api/pull), with progress; for `llm.provider: ollama`'
 complete -c vtuber -n "__fish_vtuber_using_subcommand models; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand status" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand status" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
@@ -287,6 +293,7 @@ complete -c vtuber -n "__fish_vtuber_using_subcommand help; and not __fish_seen_
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from models" -f -a "list" -d 'List model files with their role, state, size and path'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from models" -f -a "verify" -d 'Check every model file\'s SHA-256 (exits 1 when one is missing or damaged)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from models" -f -a "path" -d 'Print the models folder'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from models" -f -a "pull" -d 'Download a model into the Ollama server the config names (its /api/pull), with progress; for `llm.provider: ollama`'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from characters" -f -a "list" -d 'List the characters the daemon knows (current one marked with *)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from characters" -f -a "switch" -d 'Make NAME the current character'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from history" -f -a "list" -d 'List conversations, newest first'

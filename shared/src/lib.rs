@@ -9,5 +9,6 @@ pub mod cookie;
 pub mod framing;
 pub mod paths;
 pub mod protocol;
+pub mod units;
 
 pub use protocol::*;

@@ -144,6 +144,16 @@ pub enum ModelsCommand {
     Verify(JsonFlag),
     /// Print the models folder
     Path(JsonFlag),
+    /// Download a model into the Ollama server the config names (its /api/pull), with
+    /// progress; for `llm.provider: ollama`
+    Pull {
+        /// Model name as Ollama knows it [default: llm.model from the config]
+        name: Option<String>,
+        /// Ollama's address [default: llm.base_url from the config, else
+        /// http://127.0.0.1:11434]
+        #[arg(long, value_name = "URL")]
+        base_url: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -34,3 +34,27 @@ pub fn run_vtuberd(
         }
     })
 }
+
+/// The effective configuration as `vtuberd --show-config=json` prints it (secrets
+/// masked): the daemon's own loader, so overlays, the profile and `--config` apply.
+pub fn effective_json(
+    vtuberd: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> Result<serde_json::Value> {
+    let mut cmd = std::process::Command::new(vtuberd);
+    cmd.arg("--show-config=json");
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {}", vtuberd.display()))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "the configuration is not valid:\n{}\n(fix it; `vtuber config check` lists every problem)",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout)
+        .context("vtuberd printed no configuration (is it the same version as vtuber?)")
+}

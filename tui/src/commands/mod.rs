@@ -8,6 +8,7 @@ pub mod history;
 pub mod logs;
 pub mod mcp;
 pub mod models;
+pub mod ollama_pull;
 pub mod say;
 pub mod service_unit;
 pub mod socket_units;

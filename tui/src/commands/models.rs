@@ -1,4 +1,5 @@
-//! `vtuber models`: the daemon binary reports on its model files.
+//! `vtuber models`: the daemon binary reports on its model files; `pull` downloads a
+//! model into an Ollama server.
 
 use std::process::ExitCode;
 
@@ -15,6 +16,9 @@ pub fn models(target: &Target, cmd: &ModelsCommand) -> Result<ExitCode> {
         ModelsCommand::List(f) => ("list", f.json),
         ModelsCommand::Verify(f) => ("verify", f.json),
         ModelsCommand::Path(f) => ("path", f.json),
+        ModelsCommand::Pull { name, base_url } => {
+            return super::ollama_pull::pull(target, name.clone(), base_url.clone());
+        }
     };
     command.arg("--models").arg(action);
     if json {

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 /// The shipped local-socket unit (its path is vtuber's default socket path).
 pub(super) const LOCAL: &str = include_str!("../../../contrib/systemd/vtuberd.socket");
@@ -26,26 +26,10 @@ impl WebListen {
     /// Asks `vtuberd --show-config=json` (the daemon's own loader: overlays, profile,
     /// `--config`).
     pub fn from_daemon(vtuberd: &Path, config: Option<&Path>) -> Result<Self> {
-        let mut cmd = std::process::Command::new(vtuberd);
-        cmd.arg("--show-config=json");
-        if let Some(config) = config {
-            cmd.arg("--config").arg(config);
-        }
-        let out = cmd
-            .output()
-            .with_context(|| format!("cannot run {}", vtuberd.display()))?;
-        if !out.status.success() {
-            bail!(
-                "the configuration is not valid, so the web port is unknown:\n{}\n(fix it; `vtuber config check` lists every problem)",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Self::from_json(&String::from_utf8_lossy(&out.stdout))
+        Self::from_value(&super::config::effective_json(vtuberd, config)?)
     }
 
-    fn from_json(text: &str) -> Result<Self> {
-        let value: serde_json::Value = serde_json::from_str(text.trim())
-            .context("vtuberd printed no configuration (is it the same version as vtuber?)")?;
+    fn from_value(value: &serde_json::Value) -> Result<Self> {
         let web = &value["web"];
         let (Some(enabled), Some(host), Some(port)) = (
             web["enabled"].as_bool(),
@@ -129,12 +113,12 @@ mod tests {
 
     #[test]
     fn the_daemons_json_is_read() {
-        let w = WebListen::from_json(
-            r#"{"web":{"enabled":true,"host":"127.0.0.1","port":12393,"token":"********"}}"#,
-        )
+        let w = WebListen::from_value(&serde_json::json!(
+            {"web":{"enabled":true,"host":"127.0.0.1","port":12393,"token":"********"}}
+        ))
         .unwrap();
         assert_eq!(w, web("127.0.0.1", 12393));
-        assert!(WebListen::from_json("").is_err());
-        assert!(WebListen::from_json(r#"{"web":{}}"#).is_err());
+        assert!(WebListen::from_value(&serde_json::json!({})).is_err());
+        assert!(WebListen::from_value(&serde_json::json!({"web":{}})).is_err());
     }
 }

@@ -117,7 +117,7 @@ impl Vendor for Inner {
 
     fn not_found_hint(&self, model: &str) -> Option<String> {
         Some(format!(
-            "download the model first: `ollama pull {model}` (or fix llm.model)"
+            "download the model first: `vtuber models pull {model}` (or `ollama pull {model}`), or fix llm.model"
         ))
     }
 
