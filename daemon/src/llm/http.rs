@@ -374,12 +374,15 @@ impl From<Gone> for AttemptError {
     }
 }
 
-/// Starts the task behind one `stream()` call; `body` is the encoded request.
+/// Starts the task behind one `stream()` call; `body` is the request, encoded here.
 pub(super) fn spawn<V: Vendor>(
     vendor: Arc<V>,
-    body: Result<Bytes, LlmError>,
+    body: &impl serde::Serialize,
     cancel: CancellationToken,
 ) -> LlmStream {
+    let body = serde_json::to_vec(body)
+        .map(Bytes::from)
+        .map_err(|e| LlmError::Inference(format!("cannot encode the request: {e}")));
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
     match tokio::runtime::Handle::try_current() {
         Ok(handle) => {

@@ -11,7 +11,6 @@ mod wire;
 use std::fmt;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use reqwest::header::HeaderName;
 use reqwest::{Response, StatusCode};
 use tokio_util::sync::CancellationToken;
@@ -90,10 +89,7 @@ impl LlmProvider for GeminiProvider {
     fn stream(&self, request: ChatRequest, cancel: CancellationToken) -> LlmStream {
         let inner = &self.inner;
         let body = wire::request_body(&request, inner.temperature, inner.max_tokens);
-        let body = serde_json::to_vec(&body)
-            .map(Bytes::from)
-            .map_err(|e| LlmError::Inference(format!("cannot encode the request: {e}")));
-        http::spawn(self.inner.clone(), body, cancel)
+        http::spawn(self.inner.clone(), &body, cancel)
     }
 
     fn context_size(&self) -> usize {

@@ -11,7 +11,6 @@ mod wire;
 use std::fmt;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use reqwest::Response;
 use reqwest::header::{AUTHORIZATION, HeaderName};
 use tokio_util::sync::CancellationToken;
@@ -82,10 +81,7 @@ impl LlmProvider for OllamaProvider {
             inner.max_tokens,
             inner.context_size,
         );
-        let body = serde_json::to_vec(&body)
-            .map(Bytes::from)
-            .map_err(|e| LlmError::Inference(format!("cannot encode the request: {e}")));
-        http::spawn(self.inner.clone(), body, cancel)
+        http::spawn(self.inner.clone(), &body, cancel)
     }
 
     fn context_size(&self) -> usize {

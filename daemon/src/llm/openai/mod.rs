@@ -16,7 +16,6 @@ mod wire;
 use std::fmt;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use reqwest::Response;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName};
 use tokio_util::sync::CancellationToken;
@@ -101,10 +100,11 @@ impl LlmProvider for OpenAiProvider {
     }
 
     fn stream(&self, request: ChatRequest, cancel: CancellationToken) -> LlmStream {
-        let body = serde_json::to_vec(&self.inner.request_body(&request))
-            .map(Bytes::from)
-            .map_err(|e| LlmError::Inference(format!("cannot encode the request: {e}")));
-        http::spawn(self.inner.clone(), body, cancel)
+        http::spawn(
+            self.inner.clone(),
+            &self.inner.request_body(&request),
+            cancel,
+        )
     }
 
     fn context_size(&self) -> usize {
