@@ -180,6 +180,9 @@ pub struct App {
     pub(super) my_turns: HashSet<u64>,
     /// The conversation most recently asked for; older answers are ignored.
     pub(super) wanted_conversation: Option<i64>,
+    /// Turns heard of since the last conversation load was asked for: the answer is
+    /// a snapshot from before them, so their messages survive it.
+    pub(super) turns_since_load: HashSet<u64>,
     /// Whether the shown messages are a loaded conversation (so a greeting may show).
     pub(super) loaded: bool,
     /// Approval requests, the first one shown in the dialog.
@@ -216,6 +219,7 @@ impl App {
             tick: 0,
             my_turns: HashSet::new(),
             wanted_conversation: None,
+            turns_since_load: HashSet::new(),
             loaded: false,
             approvals: VecDeque::new(),
             now: Instant::now(),

@@ -132,6 +132,7 @@ impl App {
             None => {
                 // No conversation yet: an empty one, where the greeting belongs.
                 self.wanted_conversation = None;
+                self.turns_since_load.clear();
                 self.messages = self.live_messages();
                 self.loaded = true;
                 self.add_greeting_if_empty();
@@ -149,13 +150,15 @@ impl App {
         self.add_greeting_if_empty();
     }
 
-    /// The prompt and partial reply of turns still streaming, which a reload keeps.
+    /// The messages of turns a reload must keep: those still streaming, and those
+    /// that began or ended after the load was asked for (the answer predates them).
     fn live_messages(&self) -> Vec<Message> {
         let live: HashSet<u64> = self
             .messages
             .iter()
             .filter(|m| m.streaming)
             .filter_map(|m| m.turn_id)
+            .chain(self.turns_since_load.iter().copied())
             .collect();
         self.messages
             .iter()
@@ -167,6 +170,7 @@ impl App {
     /// Remembers which conversation a load is for, so a stale answer is dropped.
     pub fn loading_conversation(&mut self, id: i64) {
         self.wanted_conversation = Some(id);
+        self.turns_since_load.clear();
     }
 
     /// A loaded conversation replaces the view, keeping replies still streaming in.
@@ -186,17 +190,19 @@ impl App {
         }
         let live = self.live_messages();
         self.messages = stored.iter().map(Message::from_stored).collect();
-        for m in live {
-            // The daemon may already have stored the prompt of the running turn.
-            let duplicate = m.kind == Kind::User
-                && self
-                    .messages
-                    .last()
-                    .is_some_and(|last| last.kind == Kind::User && last.text == m.text);
-            if !duplicate {
-                self.messages.push(m);
-            }
-        }
+        // The daemon may already have stored the first of them (the prompt of the
+        // running turn, or a whole turn that ended meanwhile): skip what overlaps.
+        let overlap = (1..=live.len().min(self.messages.len()))
+            .rev()
+            .find(|&n| {
+                let tail = &self.messages[self.messages.len() - n..];
+                tail.iter()
+                    .zip(&live[..n])
+                    .all(|(stored, kept)| stored.kind == kept.kind && stored.text == kept.text)
+            })
+            .unwrap_or(0);
+        self.messages.extend(live.into_iter().skip(overlap));
+        self.turns_since_load.clear();
         self.loaded = true;
         self.scroll = None;
         self.add_greeting_if_empty();
@@ -351,6 +357,7 @@ impl App {
                     s.conversation_id = Some(conversation_id);
                 }
                 self.wanted_conversation = Some(conversation_id);
+                self.turns_since_load.insert(turn_id);
                 // The greeting is not part of the stored conversation; keep it anyway.
                 self.push(Message {
                     turn_id: Some(turn_id),
@@ -364,6 +371,7 @@ impl App {
                 });
             }
             Event::Delta { turn_id, text } => {
+                self.turns_since_load.insert(turn_id);
                 let text = sanitize(&text);
                 match self.reply_index(turn_id) {
                     Some(i) => self.messages[i].text.push_str(&text),
@@ -382,6 +390,7 @@ impl App {
                 cut,
                 ..
             } => {
+                self.turns_since_load.insert(turn_id);
                 let i = match self.reply_index(turn_id) {
                     Some(i) => i,
                     None => {
@@ -457,6 +466,7 @@ impl App {
                         s.conversation_id = None;
                     }
                     self.wanted_conversation = None;
+                    self.turns_since_load.clear();
                     self.messages = self.live_messages();
                     self.loaded = true;
                     self.add_greeting_if_empty();
@@ -1109,6 +1119,41 @@ pub(crate) mod tests {
             3,
             "an answer for another conversation is ignored"
         );
+    }
+
+    /// The first message of a fresh conversation: its load is asked for when the
+    /// conversation appears, and the answer (a snapshot from then) may come after the
+    /// whole turn ended. The reply must survive it, once, whatever the snapshot held.
+    #[test]
+    fn a_turn_that_ends_while_its_conversation_loads_survives_the_answer() {
+        for stored_then in [0, 1, 2] {
+            let mut app = App::new();
+            app.loading_conversation(7);
+            app.apply_event(started(3, "hello there"));
+            app.apply_event(Event::TurnEnded {
+                turn_id: 3,
+                outcome: TurnOutcome::Finished,
+                text: "Nice to meet you".into(),
+                usage: None,
+                cut: None,
+                text_omitted: false,
+            });
+            let stored = [
+                StoredMessage::new(1, Role::User, "hello there", 0),
+                StoredMessage::new(2, Role::Assistant, "Nice to meet you", 0),
+            ];
+            app.set_conversation(&summary(7), &stored[..stored_then]);
+            let texts: Vec<&str> = app.messages.iter().map(|m| m.text.as_str()).collect();
+            assert_eq!(
+                texts,
+                ["hello there", "Nice to meet you"],
+                "{stored_then} stored"
+            );
+            // A later load (nothing new since) is the stored conversation alone.
+            app.loading_conversation(7);
+            app.set_conversation(&summary(7), &stored);
+            assert_eq!(app.messages.len(), 2);
+        }
     }
 
     #[test]
