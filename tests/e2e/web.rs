@@ -314,6 +314,7 @@ async fn greeting_then_a_spoken_turn_with_the_playback_handshake() {
     let reply = local
         .request(Request::SendText {
             text: "from the terminal".into(),
+            images: Vec::new(),
         })
         .await
         .unwrap();

@@ -437,7 +437,13 @@ impl Runner {
                 self.quit = true;
                 return;
             }
-            Action::Send(text) => (Purpose::Send(text.clone()), Request::SendText { text }),
+            Action::Send(text) => (
+                Purpose::Send(text.clone()),
+                Request::SendText {
+                    text,
+                    images: Vec::new(),
+                },
+            ),
             Action::Interrupt => (Purpose::Interrupt, Request::Interrupt),
             Action::NewConversation => (Purpose::NewConversation, Request::NewConversation),
             Action::LoadConversation(_) => return,

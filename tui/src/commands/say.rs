@@ -44,7 +44,10 @@ pub async fn say(target: &Target, args: &SayArgs) -> Result<ExitCode> {
     one_turn(
         target,
         "say",
-        Request::SendText { text },
+        Request::SendText {
+            text,
+            images: Vec::new(),
+        },
         args.json,
         approval,
     )
