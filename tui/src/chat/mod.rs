@@ -437,12 +437,9 @@ impl Runner {
                 self.quit = true;
                 return;
             }
-            Action::Send(text) => (
+            Action::Send(text, images) => (
                 Purpose::Send(text.clone()),
-                Request::SendText {
-                    text,
-                    images: Vec::new(),
-                },
+                Request::SendText { text, images },
             ),
             Action::Interrupt => (Purpose::Interrupt, Request::Interrupt),
             Action::NewConversation => (Purpose::NewConversation, Request::NewConversation),
