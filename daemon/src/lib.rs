@@ -12,6 +12,7 @@ pub mod config;
 pub mod conversation;
 pub mod daemon;
 pub mod events;
+pub mod images;
 pub mod ipc;
 pub mod llm;
 pub mod logging;

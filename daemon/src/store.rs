@@ -10,8 +10,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 use vtuber_shared::framing::{json_prefix_len, json_str_len};
 use vtuber_shared::{
-    ConversationSummary, CutReason, ErrorBody, ErrorCode, PageCursor, Role, StoredMessage,
+    ConversationSummary, CutReason, ErrorBody, ErrorCode, PageCursor, Role, StoredImage,
+    StoredMessage,
 };
+
+use crate::images::{PreparedImage, extension};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -26,6 +29,11 @@ pub enum StoreError {
     NoSuchConversation(i64),
     #[error("history database task failed: {0}")]
     Task(String),
+    #[error("stored image {path}: {source}")]
+    Image {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl StoreError {
@@ -64,8 +72,9 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation_id, id);
 ";
 
-/// Schema version written after [`migrate`]: 2 added `messages.cut`.
-const SCHEMA_VERSION: i64 = 2;
+/// Schema version written after [`migrate`]: 2 added `messages.cut`, 3 added
+/// `messages.images` (a JSON list of [`StoredImage`], NULL when none).
+const SCHEMA_VERSION: i64 = 3;
 
 /// Brings a database made by an older daemon up to date. Only adds columns, so an older
 /// daemon can still read (and write) the file afterwards.
@@ -75,6 +84,12 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         .exists([])?;
     if !has_cut {
         conn.execute_batch("ALTER TABLE messages ADD COLUMN cut TEXT")?;
+    }
+    let has_images = conn
+        .prepare("SELECT 1 FROM pragma_table_info('messages') WHERE name = 'images'")?
+        .exists([])?;
+    if !has_images {
+        conn.execute_batch("ALTER TABLE messages ADD COLUMN images TEXT")?;
     }
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)
 }
@@ -124,10 +139,22 @@ fn parse_role(s: &str) -> Role {
     }
 }
 
+/// A message about to be stored.
+struct NewRow {
+    role: Role,
+    text: String,
+    interrupted: bool,
+    cut: Option<CutReason>,
+    images: Vec<StoredImage>,
+}
+
 /// Handle to the history database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// `images/` beside the database: each picture once, as `<sha256>.<ext>` (0600;
+    /// the folder 0700, made when the first picture arrives).
+    images: Arc<PathBuf>,
 }
 
 impl Store {
@@ -161,8 +188,12 @@ impl Store {
         // WAL mode has created -wal/-shm by now; SQLite gives them the database's mode,
         // but one left by an older version may be wider.
         crate::private::tighten_database(path).map_err(io_err)?;
+        let images = path
+            .parent()
+            .map_or_else(|| PathBuf::from("images"), |d| d.join("images"));
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            images: Arc::new(images),
         })
     }
 
@@ -218,6 +249,82 @@ impl Store {
             .await
     }
 
+    /// The file a stored picture is kept in.
+    pub fn image_path(&self, image: &StoredImage) -> Option<PathBuf> {
+        // The name comes from the database; only a hash is accepted as one.
+        let is_hash = image.sha256.len() == 64
+            && image
+                .sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        is_hash.then(|| {
+            self.images
+                .join(format!("{}.{}", image.sha256, extension(&image.mime_type)))
+        })
+    }
+
+    /// Reads a stored picture's file.
+    pub async fn read_image(&self, image: &StoredImage) -> Result<Vec<u8>, StoreError> {
+        let Some(path) = self.image_path(image) else {
+            return Err(StoreError::Image {
+                path: PathBuf::from(&image.sha256),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not a hash"),
+            });
+        };
+        tokio::task::spawn_blocking(move || {
+            std::fs::read(&path).map_err(|source| StoreError::Image { path, source })
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Appends the user's message with its pictures; each picture's file is written
+    /// once (by hash), before the row that names it.
+    pub async fn add_user_message(
+        &self,
+        conversation: i64,
+        text: &str,
+        images: Vec<PreparedImage>,
+    ) -> Result<StoredMessage, StoreError> {
+        let mut stored = Vec::with_capacity(images.len());
+        if !images.is_empty() {
+            let dir = self.images.clone();
+            let this = self.clone();
+            stored = tokio::task::spawn_blocking(move || {
+                let io = |path: &Path, source| StoreError::Image {
+                    path: path.to_path_buf(),
+                    source,
+                };
+                crate::private::ensure_dir(&dir).map_err(|e| io(&dir, e))?;
+                let mut out = Vec::with_capacity(images.len());
+                for image in images {
+                    let s = StoredImage {
+                        sha256: image.sha256,
+                        mime_type: image.mime_type.to_owned(),
+                    };
+                    if let Some(path) = this.image_path(&s)
+                        && !path.exists()
+                    {
+                        crate::private::write_atomic(&path, &image.bytes)
+                            .map_err(|e| io(&path, e))?;
+                    }
+                    out.push(s);
+                }
+                Ok::<_, StoreError>(out)
+            })
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))??;
+        }
+        let row = NewRow {
+            role: Role::User,
+            text: text.to_owned(),
+            interrupted: false,
+            cut: None,
+            images: stored,
+        };
+        self.insert(conversation, row).await
+    }
+
     /// [`Store::add_message`] for a reply a per-turn limit may have cut.
     pub async fn add_reply(
         &self,
@@ -227,7 +334,29 @@ impl Store {
         interrupted: bool,
         cut: Option<CutReason>,
     ) -> Result<StoredMessage, StoreError> {
-        let text = text.to_owned();
+        let row = NewRow {
+            role,
+            text: text.to_owned(),
+            interrupted,
+            cut,
+            images: Vec::new(),
+        };
+        self.insert(conversation, row).await
+    }
+
+    async fn insert(&self, conversation: i64, row: NewRow) -> Result<StoredMessage, StoreError> {
+        let NewRow {
+            role,
+            text,
+            interrupted,
+            cut,
+            images,
+        } = row;
+        let images_json = if images.is_empty() {
+            None
+        } else {
+            serde_json::to_string(&images).ok()
+        };
         self.with(move |c| {
             let tx = c.transaction()?;
             let now = now_ms();
@@ -241,14 +370,15 @@ impl Store {
                 return Err(StoreError::NoSuchConversation(conversation));
             }
             tx.execute(
-                "INSERT INTO messages (conversation_id, role, text, created_ms, interrupted, cut) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![conversation, role_str(role), text, now, interrupted, cut.map(cut_str)],
+                "INSERT INTO messages (conversation_id, role, text, created_ms, interrupted, cut, images) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![conversation, role_str(role), text, now, interrupted, cut.map(cut_str), images_json],
             )?;
             let id = tx.last_insert_rowid();
             tx.commit()?;
             Ok(StoredMessage {
                 interrupted,
                 cut,
+                images,
                 ..StoredMessage::new(id, role, text, now)
             })
         })
@@ -263,7 +393,7 @@ impl Store {
     ) -> Result<Vec<StoredMessage>, StoreError> {
         self.with(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, role, text, created_ms, interrupted, cut FROM messages
+                "SELECT id, role, text, created_ms, interrupted, cut, images FROM messages
                  WHERE conversation_id = ?1 ORDER BY id DESC LIMIT ?2",
             )?;
             let mut rows: Vec<StoredMessage> = stmt
@@ -302,7 +432,7 @@ impl Store {
         self.with(move |c| {
             let summary = summary_of(c, id)?;
             let mut stmt = c.prepare_cached(
-                "SELECT id, role, text, created_ms, interrupted, cut FROM messages
+                "SELECT id, role, text, created_ms, interrupted, cut, images FROM messages
                  WHERE conversation_id = ?1 ORDER BY id",
             )?;
             let messages = stmt
@@ -328,7 +458,7 @@ impl Store {
             let summary = summary_of(c, id)?;
             let from_id = from.map_or(i64::MIN, |f| f.message_id);
             let mut stmt = c.prepare_cached(
-                "SELECT id, role, text, created_ms, interrupted, cut FROM messages
+                "SELECT id, role, text, created_ms, interrupted, cut, images FROM messages
                  WHERE conversation_id = ?1 AND id >= ?2 ORDER BY id",
             )?;
             let mut rows = stmt.query(params![id, from_id])?;
@@ -349,7 +479,11 @@ impl Store {
                     _ => 0,
                 };
                 let rest_len = m.text.len() - start;
-                let cost = json_str_len(&m.text[start..]) + MESSAGE_OVERHEAD;
+                let cost = json_str_len(&m.text[start..]) + MESSAGE_OVERHEAD + m.images.len() * 120;
+                if start > 0 {
+                    // The pictures came with the message's first part.
+                    m.images.clear();
+                }
                 if used + cost <= budget {
                     used += cost;
                     m.text.replace_range(..start, "");
@@ -420,9 +554,14 @@ impl Store {
 }
 
 fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
+    let images = r
+        .get::<_, Option<String>>(6)?
+        .and_then(|json| serde_json::from_str(&json).ok())
+        .unwrap_or_default();
     Ok(StoredMessage {
         interrupted: r.get(4)?,
         cut: parse_cut(r.get(5)?),
+        images,
         ..StoredMessage::new(
             r.get(0)?,
             parse_role(&r.get::<_, String>(1)?),
@@ -471,6 +610,53 @@ fn row_to_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConversationSummary
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn pictures_are_stored_once_by_hash_and_come_back_with_the_message() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("history.sqlite3")).unwrap();
+        let conv = store.create_conversation("mao").await.unwrap().id;
+        let png = crate::images::tests::encoded(16, 16, image::ImageFormat::Png);
+        let image = crate::images::prepare_bytes(0, &png).unwrap();
+        let first = store
+            .add_user_message(conv, "look", vec![image.clone()])
+            .await
+            .unwrap();
+        store
+            .add_user_message(conv, "again", vec![image.clone(), image.clone()])
+            .await
+            .unwrap();
+        assert_eq!(first.images[0].sha256, image.sha256);
+        assert_eq!(first.images[0].mime_type, "image/jpeg");
+        let folder = dir.path().join("images");
+        let files: Vec<_> = std::fs::read_dir(&folder).unwrap().collect();
+        assert_eq!(files.len(), 1, "one file per distinct picture");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&folder), 0o700);
+        let file = store.image_path(&first.images[0]).unwrap();
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(file.extension().unwrap(), "jpg");
+
+        let (_, msgs) = store.conversation(conv).await.unwrap();
+        assert_eq!(msgs[0].images, first.images);
+        assert_eq!(msgs[1].images.len(), 2);
+        let recent = store.recent_messages(conv, 10).await.unwrap();
+        assert_eq!(recent[1].images.len(), 2);
+        let (_, page, _) = store.conversation_page(conv, None, 4096, 10).await.unwrap();
+        assert_eq!(page[0].images.len(), 1);
+        assert_eq!(
+            store.read_image(&first.images[0]).await.unwrap(),
+            image.bytes
+        );
+        // Only hashes name files.
+        let evil = StoredImage {
+            sha256: "../../etc/passwd".into(),
+            mime_type: "image/png".into(),
+        };
+        assert!(store.image_path(&evil).is_none());
+        assert!(store.read_image(&evil).await.is_err());
+    }
 
     #[tokio::test]
     async fn conversation_lifecycle() {

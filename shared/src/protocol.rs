@@ -40,6 +40,11 @@ pub enum Request {
     /// User input. Interrupts a reply in progress (the partial reply is kept).
     SendText {
         text: String,
+        /// Pictures sent with the text, for models that can see them. The daemon
+        /// refuses an undecodable or oversized one (`bad_request`) and downscales the
+        /// rest; a text-only model gets the text alone (with a notice).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        images: Vec<ImageInput>,
     },
     /// Stops the reply in progress, if any.
     Interrupt,
@@ -478,6 +483,33 @@ pub enum Role {
     Tool,
 }
 
+/// A picture attached to a message: the encoded file (PNG, JPEG, WebP or GIF) in
+/// standard base64, and its MIME type (`image/png`, ...). The daemon decodes the data
+/// to tell the format, so a wrong or empty `mime_type` is tolerated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInput {
+    #[serde(default)]
+    pub mime_type: String,
+    pub data_base64: String,
+}
+
+impl ImageInput {
+    pub fn new(mime_type: impl Into<String>, data_base64: impl Into<String>) -> Self {
+        Self {
+            mime_type: mime_type.into(),
+            data_base64: data_base64.into(),
+        }
+    }
+}
+
+/// A stored picture of a user message: the SHA-256 (hex) of the file the daemon
+/// keeps as `images/<sha256>.<ext>` in its data folder, and its MIME type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredImage {
+    pub sha256: String,
+    pub mime_type: String,
+}
+
 /// One row of stored history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredMessage {
@@ -499,6 +531,9 @@ pub struct StoredMessage {
     /// In a paged read: more of this message's text follows in the next page.
     #[serde(default, skip_serializing_if = "is_false")]
     pub text_continues: bool,
+    /// Pictures sent with a user message (in a paged read, on the first part only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<StoredImage>,
 }
 
 impl StoredMessage {
@@ -513,6 +548,7 @@ impl StoredMessage {
             cut: None,
             text_offset: 0,
             text_continues: false,
+            images: Vec::new(),
         }
     }
 }
@@ -775,7 +811,10 @@ mod tests {
     fn request_wire_shape() {
         let f = ClientFrame {
             id: 7,
-            request: Request::SendText { text: "hi".into() },
+            request: Request::SendText {
+                text: "hi".into(),
+                images: Vec::new(),
+            },
         };
         assert_eq!(
             serde_json::to_value(&f).unwrap(),

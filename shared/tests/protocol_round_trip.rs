@@ -122,7 +122,10 @@ fn request_samples() -> Vec<Request> {
         },
         Request::Ping,
         Request::Status,
-        Request::SendText { text: "hi".into() },
+        Request::SendText {
+            text: "what is this?".into(),
+            images: vec![ImageInput::new("image/png", "iVBORw0KGgo=")],
+        },
         Request::Interrupt,
         Request::ListCharacters,
         Request::SwitchCharacter { name: "bob".into() },
@@ -202,6 +205,11 @@ fn reply_samples() -> Vec<Reply> {
     message.interrupted = true;
     message.cut = Some(CutReason::Time);
     message.text_continues = true;
+    let mut with_image = StoredMessage::new(8, Role::User, "hi", 1);
+    with_image.images = vec![StoredImage {
+        sha256: "ab".repeat(32),
+        mime_type: "image/jpeg".into(),
+    }];
     vec![
         Reply::Welcome {
             protocol: PROTOCOL_VERSION,
@@ -228,7 +236,7 @@ fn reply_samples() -> Vec<Reply> {
         },
         Reply::Conversation {
             conversation: summary(),
-            messages: vec![StoredMessage::new(8, Role::User, "hi", 1), message],
+            messages: vec![with_image, message],
             next: Some(PageCursor {
                 message_id: 9,
                 text_offset: 5,

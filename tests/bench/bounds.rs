@@ -44,6 +44,7 @@ async fn one_turn(behaviour: MockBehaviour, extra_llm: &str) -> anyhow::Result<(
     let Ok(Reply::TurnAccepted { turn_id, .. }) = c
         .request(Request::SendText {
             text: "hello".into(),
+            images: Vec::new(),
         })
         .await?
     else {

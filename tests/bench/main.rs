@@ -238,6 +238,7 @@ async fn bench_overhead(mock: &MockLlm) -> anyhow::Result<()> {
         let Reply::TurnAccepted { turn_id, .. } = c
             .request(Request::SendText {
                 text: format!("x{i}"),
+                images: Vec::new(),
             })
             .await??
         else {
@@ -284,7 +285,10 @@ async fn bench_fanout(mock: &MockLlm) -> anyhow::Result<()> {
     let cpu0 = cpu_ticks(pid)?;
     let t = Instant::now();
     let Reply::TurnAccepted { turn_id, .. } = driver
-        .request(Request::SendText { text: "go".into() })
+        .request(Request::SendText {
+            text: "go".into(),
+            images: Vec::new(),
+        })
         .await??
     else {
         bail!("not accepted");

@@ -386,7 +386,12 @@ pub async fn bench_first_audio() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for _ in 0..8 {
         let t0 = Instant::now();
-        let r = c.request(Request::SendText { text: "hi".into() }).await?;
+        let r = c
+            .request(Request::SendText {
+                text: "hi".into(),
+                images: Vec::new(),
+            })
+            .await?;
         let Ok(Reply::TurnAccepted { turn_id, .. }) = r else {
             bail!("{r:?}")
         };
@@ -538,6 +543,7 @@ pub async fn bench_barge_in() -> anyhow::Result<()> {
         let r = c
             .request(Request::SendText {
                 text: "story".into(),
+                images: Vec::new(),
             })
             .await?;
         let Ok(Reply::TurnAccepted { turn_id, .. }) = r else {
@@ -633,6 +639,7 @@ pub async fn bench_voice_rss() -> anyhow::Result<()> {
     let r = c
         .request(Request::SendText {
             text: "Say hello.".into(),
+            images: Vec::new(),
         })
         .await?;
     if let Ok(Reply::TurnAccepted { turn_id, .. }) = r {

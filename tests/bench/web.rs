@@ -156,7 +156,10 @@ async fn fanout(n: usize) -> anyhow::Result<Fanout> {
         .collect();
     let mut local = d.client("bench-local").await?;
     local
-        .request(Request::SendText { text: "go".into() })
+        .request(Request::SendText {
+            text: "go".into(),
+            images: Vec::new(),
+        })
         .await?
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut peak_rss = rss_before;
@@ -259,7 +262,12 @@ pub async fn bench() -> anyhow::Result<()> {
     let mut local_ms = Vec::new();
     for _ in 0..8 {
         let t = Instant::now();
-        let r = c.request(Request::SendText { text: "hi".into() }).await?;
+        let r = c
+            .request(Request::SendText {
+                text: "hi".into(),
+                images: Vec::new(),
+            })
+            .await?;
         let Ok(Reply::TurnAccepted { turn_id, .. }) = r else {
             bail!("{r:?}")
         };

@@ -131,6 +131,7 @@ async fn a_6_mb_reply_streams_to_a_subscriber_in_frames_that_fit() {
     let Ok(Reply::TurnAccepted { turn_id, .. }) = c
         .request(Request::SendText {
             text: "go on".into(),
+            images: Vec::new(),
         })
         .await
         .unwrap()

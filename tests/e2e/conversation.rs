@@ -105,6 +105,7 @@ async fn new_input_interrupts_and_keeps_the_partial_reply() {
     }) = a
         .request(Request::SendText {
             text: "long please".into(),
+            images: Vec::new(),
         })
         .await
         .unwrap()
@@ -123,6 +124,7 @@ async fn new_input_interrupts_and_keeps_the_partial_reply() {
     }) = b
         .request(Request::SendText {
             text: "stop, short one".into(),
+            images: Vec::new(),
         })
         .await
         .unwrap()
@@ -176,7 +178,10 @@ async fn interrupt_request_stops_the_reply() {
     let (_mock, daemon) = daemon_with_mock(MockBehaviour::Reply(slow));
     let mut c = daemon.client("c").await.unwrap();
     let Ok(Reply::TurnAccepted { turn_id, .. }) = c
-        .request(Request::SendText { text: "go".into() })
+        .request(Request::SendText {
+            text: "go".into(),
+            images: Vec::new(),
+        })
         .await
         .unwrap()
     else {
@@ -273,10 +278,13 @@ async fn two_clients_see_the_same_events_in_order() {
     a.events_until(WAIT, |e| matches!(e, Event::ClientsChanged { clients: 2 }))
         .await
         .unwrap();
-    a.request(Request::SendText { text: "go".into() })
-        .await
-        .unwrap()
-        .unwrap();
+    a.request(Request::SendText {
+        text: "go".into(),
+        images: Vec::new(),
+    })
+    .await
+    .unwrap()
+    .unwrap();
     let is_end = |e: &Event| matches!(e, Event::TurnEnded { .. });
     let ea = a.events_until(WAIT, is_end).await.unwrap();
     let eb = b.events_until(WAIT, is_end).await.unwrap();

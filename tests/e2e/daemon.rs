@@ -335,6 +335,7 @@ async fn characters_switch_and_reload_on_save() {
     .unwrap();
     c.request(Request::SendText {
         text: "who are you?".into(),
+        images: Vec::new(),
     })
     .await
     .unwrap()

@@ -95,7 +95,10 @@ async fn turn(
     interrupt_after: Option<usize>,
 ) -> (String, TurnOutcome) {
     let Ok(Reply::TurnAccepted { turn_id, .. }) = client
-        .request(Request::SendText { text: text.into() })
+        .request(Request::SendText {
+            text: text.into(),
+            images: Vec::new(),
+        })
         .await
         .unwrap()
     else {

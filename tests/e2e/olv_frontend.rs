@@ -112,6 +112,7 @@ async fn open_llm_vtubers_own_frontend_works_unchanged() {
     terminal
         .request(Request::SendText {
             text: "hello".into(),
+            images: Vec::new(),
         })
         .await
         .unwrap()

@@ -17,7 +17,8 @@ const KEY: &str = "e2e-vendor-key-0123456789";
 fn llm_section(provider: &str, mock: &MockLlm, retries: u32) -> Value {
     json!({
         "provider": provider,
-        "base_url": mock.root_url(),
+        // OpenAI-compatible servers are configured up to `/v1`, the others at the root.
+        "base_url": if provider == "openai_compatible" { mock.base_url() } else { mock.root_url() },
         "model": "mock-model",
         "api_key_env": KEY_VAR,
         "timeout_secs": 10,
@@ -52,8 +53,13 @@ async fn setup(
 
 /// `vtuber say text`; its stdout.
 async fn say(daemon: &McpDaemon, text: &str) -> String {
+    say_args(daemon, &["say".as_ref(), text.as_ref()]).await
+}
+
+/// `vtuber ARGS` (a `say`); its stdout.
+async fn say_args(daemon: &McpDaemon, args: &[&std::ffi::OsStr]) -> String {
     let mut cmd = daemon.daemon.vtuber();
-    cmd.args(["say", text]);
+    cmd.args(args);
     let out = run(cmd).await;
     assert!(
         out.status.success(),
@@ -62,6 +68,111 @@ async fn say(daemon: &McpDaemon, text: &str) -> String {
         daemon.log_text()
     );
     stdout(&out).trim_end().to_owned()
+}
+
+/// A 1×1 PNG.
+const PNG_1X1: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+
+/// `vtuber say --image a.png "what is this?"` reaches the mock; `check` gets the user
+/// message of the request and the base64 picture the daemon made (JPEG or PNG).
+async fn image_turn(provider: &str, check: fn(&Value)) {
+    use base64::Engine as _;
+    let (mock, daemon) = setup(provider, MockBehaviour::reply("A dot."), Vec::new(), 0).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("a.png");
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(PNG_1X1)
+        .expect("test PNG");
+    std::fs::write(&file, png).expect("write test PNG");
+    let args = [
+        "say".as_ref(),
+        "--image".as_ref(),
+        file.as_os_str(),
+        "what is this?".as_ref(),
+    ];
+    assert_eq!(say_args(&daemon, &args).await, "A dot.");
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 1);
+    // Gemini calls them contents.
+    let list = match reqs[0].body["contents"].as_array() {
+        Some(contents) => contents.as_slice(),
+        None => reqs[0].messages(),
+    };
+    let user = list
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .cloned()
+        .expect("a user message");
+    check(&user);
+}
+
+/// Whether `b64` is a picture the daemon re-encoded (JPEG or PNG, base64).
+fn is_reencoded(b64: &Value) -> bool {
+    b64.as_str()
+        .is_some_and(|s| s.starts_with("/9j/") || s.starts_with("iVBORw0KGgo"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_compatible_gets_an_image_url_part() {
+    image_turn("openai_compatible", |user| {
+        assert_eq!(user["content"][0]["type"], "text", "{user:#}");
+        assert_eq!(user["content"][0]["text"], "what is this?");
+        assert_eq!(user["content"][1]["type"], "image_url");
+        let url = user["content"][1]["image_url"]["url"]
+            .as_str()
+            .unwrap_or("");
+        let (head, data) = url.split_once(',').unwrap_or_default();
+        assert!(
+            head.starts_with("data:image/") && head.ends_with(";base64"),
+            "{url}"
+        );
+        assert!(is_reencoded(&json!(data)), "{url}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn anthropic_gets_a_base64_image_block() {
+    image_turn("anthropic", |user| {
+        let image = &user["content"][0];
+        assert_eq!(image["type"], "image", "{user:#}");
+        assert_eq!(image["source"]["type"], "base64");
+        assert!(
+            image["source"]["media_type"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("image/")
+        );
+        assert!(is_reencoded(&image["source"]["data"]), "{user:#}");
+        assert_eq!(user["content"][1]["text"], "what is this?");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gemini_gets_inline_data() {
+    image_turn("gemini", |user| {
+        assert_eq!(user["parts"][0]["text"], "what is this?", "{user:#}");
+        let inline = &user["parts"][1]["inlineData"];
+        assert!(
+            inline["mimeType"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("image/")
+        );
+        assert!(is_reencoded(&inline["data"]), "{user:#}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ollama_gets_an_images_list() {
+    image_turn("ollama", |user| {
+        assert_eq!(user["content"], "what is this?", "{user:#}");
+        assert!(is_reencoded(&user["images"][0]), "{user:#}");
+    })
+    .await;
 }
 
 /// A streamed turn reaches the client, and the request went where the vendor wants it.

@@ -152,6 +152,7 @@ async fn kill_9_in_the_middle_of_a_reply_loses_no_finished_turn() {
     let is_end = |e: &Event| matches!(e, Event::TurnEnded { .. });
     let first = Request::SendText {
         text: "first question".into(),
+        images: Vec::new(),
     };
     let conversation_id = match c.request(first).await.unwrap() {
         Ok(Reply::TurnAccepted {
@@ -162,6 +163,7 @@ async fn kill_9_in_the_middle_of_a_reply_loses_no_finished_turn() {
     c.events_until(WAIT, is_end).await.expect("first turn ends");
     c.request(Request::SendText {
         text: "second question".into(),
+        images: Vec::new(),
     })
     .await
     .unwrap()
@@ -251,7 +253,10 @@ async fn a_reload_applies_what_it_can_and_a_broken_file_changes_nothing() {
     }
     // The next turn goes to the new model.
     let turn = client
-        .request(Request::SendText { text: "hi".into() })
+        .request(Request::SendText {
+            text: "hi".into(),
+            images: Vec::new(),
+        })
         .await
         .unwrap();
     assert!(matches!(turn, Ok(Reply::TurnAccepted { .. })), "{turn:?}");

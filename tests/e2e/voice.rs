@@ -235,6 +235,7 @@ async fn replies_are_spoken_sentence_by_sentence_in_order() {
     let r = client
         .request(Request::SendText {
             text: "talk to me".into(),
+            images: Vec::new(),
         })
         .await
         .expect("answer");
@@ -335,6 +336,7 @@ async fn speaking_over_the_character_interrupts_it() {
     let r = client
         .request(Request::SendText {
             text: "tell me a story".into(),
+            images: Vec::new(),
         })
         .await
         .expect("answer");

@@ -314,6 +314,7 @@ async fn greeting_then_a_spoken_turn_with_the_playback_handshake() {
     let reply = local
         .request(Request::SendText {
             text: "from the terminal".into(),
+            images: Vec::new(),
         })
         .await
         .unwrap();
@@ -1625,4 +1626,46 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(daemon.pid(), pid);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn olv_text_input_images_reach_the_model_and_bad_ones_are_refused() {
+    let mock = MockLlm::start_blocking(MockBehaviour::reply("A dot.")).expect("mock");
+    let daemon = web_daemon(&mock, "");
+    let base = web_url(&daemon).await;
+    let mut ws = Ws::connect(&base).await;
+    ws.greeting().await;
+
+    // A picture that is not one: an `error` message, no turn.
+    ws.send(json!({"type": "text-input", "text": "look", "images": [
+        {"source": "upload", "data": "data:image/png;base64,aGVsbG8=", "mime_type": "image/png"}
+    ]}))
+    .await;
+    let refused = ws.expect("error").await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("image 0"),
+        "{refused}"
+    );
+
+    // A 1×1 PNG as Open-LLM-VTuber sends it (a data URL).
+    let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+    ws.send(json!({"type": "text-input", "text": "what is this?", "images": [
+        {"source": "camera", "data": format!("data:image/png;base64,{png}"), "mime_type": "image/png"}
+    ]}))
+    .await;
+    ws.expect("backend-synth-complete").await;
+    ws.send(json!({"type": "frontend-playback-complete"})).await;
+    ws.until(|m| is_control(m, "conversation-chain-end")).await;
+
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 1, "the refused message reached the model");
+    let user = reqs[0].messages().last().cloned().unwrap_or_default();
+    assert_eq!(user["content"][0]["text"], "what is this?", "{user:#}");
+    let url = user["content"][1]["image_url"]["url"]
+        .as_str()
+        .unwrap_or("");
+    assert!(url.starts_with("data:image/"), "{user:#}");
 }

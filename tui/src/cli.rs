@@ -105,6 +105,11 @@ pub struct SayArgs {
     /// Print the response and each event of the turn as raw protocol JSON lines
     #[arg(long)]
     pub json: bool,
+    /// Send a picture (PNG, JPEG, GIF or WebP) with the message; repeat for more
+    ///
+    /// For models that can see pictures; a text-only model gets the text alone.
+    #[arg(long = "image", value_name = "FILE")]
+    pub images: Vec<std::path::PathBuf>,
     /// Allow every tool call of this message that asks for approval, once each
     ///
     /// Without it, `say` asks on the terminal; when standard input is not a

@@ -31,6 +31,19 @@ fn speaker(role: Role, character: &str) -> &str {
 
 /// A readable transcript: a header with the metadata, then one section per message.
 /// Message text is kept as written (it is usually Markdown already).
+/// Where the daemon keeps a stored picture: `images/<sha256>.<ext>` beside the
+/// history database (the default place; a `history.database` set elsewhere moves it).
+pub fn image_path(image: &vtuber_shared::StoredImage) -> std::path::PathBuf {
+    let ext = if image.mime_type == "image/png" {
+        "png"
+    } else {
+        "jpg"
+    };
+    vtuber_shared::paths::data_dir()
+        .join("images")
+        .join(format!("{}.{ext}", image.sha256))
+}
+
 pub fn markdown(conversation: &ConversationSummary, messages: &[StoredMessage]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# {}\n", display_title(conversation));
@@ -59,6 +72,9 @@ pub fn markdown(conversation: &ConversationSummary, messages: &[StoredMessage]) 
             {
                 let _ = writeln!(out, "```");
             }
+        }
+        for image in &message.images {
+            let _ = writeln!(out, "\n![image]({})", image_path(image).display());
         }
         if message.interrupted {
             if !text.is_empty() {
@@ -195,5 +211,25 @@ Try the
         let back_msgs: Vec<StoredMessage> = serde_json::from_value(v["messages"].clone()).unwrap();
         assert_eq!(back, conv);
         assert_eq!(back_msgs, msgs);
+    }
+
+    #[test]
+    fn markdown_links_the_pictures() {
+        let mut m = message(1, Role::User, "look", false);
+        m.images = vec![m_image()];
+        let md = markdown(&conversation("t"), &[m]);
+        let line = format!("![image]({})", image_path(&m_image()).display());
+        assert!(md.contains(&line), "{md}");
+        assert!(
+            line.ends_with(&format!("images/{}.jpg)", "ab".repeat(32))),
+            "{line}"
+        );
+    }
+
+    fn m_image() -> vtuber_shared::StoredImage {
+        vtuber_shared::StoredImage {
+            sha256: "ab".repeat(32),
+            mime_type: "image/jpeg".into(),
+        }
     }
 }

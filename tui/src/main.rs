@@ -9,6 +9,7 @@ mod commands;
 mod exit;
 mod export;
 mod generated;
+mod images;
 mod launcher;
 mod time;
 mod tool_text;

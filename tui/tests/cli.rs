@@ -184,7 +184,7 @@ async fn status_json_is_the_daemons_status() {
 /// A turn whose events start before the acceptance, amid another client's turn.
 fn say_script(outcome: TurnOutcome) -> Script {
     Arc::new(move |id, r| match r {
-        Request::SendText { text } => {
+        Request::SendText { text, .. } => {
             let mut frames = vec![
                 event(
                     1,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use vtuber_shared::{CharacterInfo, DaemonState, ErrorBody, ErrorCode, Event, ModelLoad, Role};
+use vtuber_shared::{CharacterInfo, DaemonState, ErrorBody, ErrorCode, Event, ModelLoad};
 
 use super::character_files::{character_dir, spawn_watcher};
 use super::provider::{make_provider, provider_info, provider_load};
@@ -20,6 +20,7 @@ use super::view::{ConversationView, SharedView};
 use crate::characters::{Character, Roster};
 use crate::config::{Config, LlmConfig};
 use crate::events::EventBus;
+use crate::images::PreparedImage;
 use crate::llm::SharedProvider;
 use crate::speech_out::SpeechOut;
 use crate::store::Store;
@@ -29,6 +30,7 @@ use crate::store::Store;
 pub(super) enum Command {
     SendText {
         text: String,
+        images: Vec<PreparedImage>,
         origin: String,
         reply: oneshot::Sender<Result<(u64, i64), ErrorBody>>,
     },
@@ -147,6 +149,7 @@ pub(super) fn spawn(
         view: view.clone(),
         bus,
         store,
+        told_text_only: None,
     };
     actor.refresh_state();
     actor.watch_model_load();
@@ -187,6 +190,8 @@ struct Actor {
     view: SharedView,
     bus: EventBus,
     store: Store,
+    /// The conversation whose client was told the model is text-only (once each).
+    told_text_only: Option<i64>,
 }
 
 impl Actor {
@@ -195,10 +200,11 @@ impl Actor {
             match cmd {
                 Command::SendText {
                     text,
+                    images,
                     origin,
                     reply,
                 } => {
-                    let r = self.start_turn(text, origin).await;
+                    let r = self.start_turn(text, images, origin).await;
                     let _ = reply.send(r);
                 }
                 Command::Interrupt { reply } => {
@@ -528,7 +534,12 @@ impl Actor {
         Some(turn.id)
     }
 
-    async fn start_turn(&mut self, text: String, origin: String) -> Result<(u64, i64), ErrorBody> {
+    async fn start_turn(
+        &mut self,
+        text: String,
+        images: Vec<PreparedImage>,
+        origin: String,
+    ) -> Result<(u64, i64), ErrorBody> {
         self.stop_turn().await;
         let provider = self.provider.clone()?;
         let conversation = match self.conversation_id {
@@ -543,10 +554,21 @@ impl Actor {
                 c.id
             }
         };
+        let has_images = !images.is_empty();
         self.store
-            .add_message(conversation, Role::User, &text, false)
+            .add_user_message(conversation, &text, images)
             .await
             .map_err(|e| e.to_body())?;
+        if has_images && !provider.sees_images() && self.told_text_only != Some(conversation) {
+            self.told_text_only = Some(conversation);
+            self.bus.emit(Event::Error {
+                error: ErrorBody::new(
+                    ErrorCode::InvalidArgument,
+                    "this model cannot see images; sent the text only",
+                )
+                .with_hint("use a vision model (llm.provider openai, anthropic, gemini or ollama with one) to send pictures"),
+            });
+        }
         let turn_id = self.next_turn;
         self.next_turn += 1;
         let cancel = CancellationToken::new();

@@ -4,7 +4,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 use vtuber_shared::framing::json_str_len;
-use vtuber_shared::{CharacterInfo, DaemonState, ErrorBody, ErrorCode};
+use vtuber_shared::{CharacterInfo, DaemonState, ErrorBody, ErrorCode, ImageInput};
 
 use super::actor::{self, Command, ConversationSetup};
 use super::view::{ConversationView, SharedView};
@@ -66,7 +66,19 @@ impl Conversation {
 
     /// Starts a turn with `text`; returns (turn id, conversation id).
     pub async fn send_text(&self, text: String, origin: String) -> Result<(u64, i64), ErrorBody> {
-        if text.trim().is_empty() {
+        self.send_text_with_images(text, Vec::new(), origin).await
+    }
+
+    /// [`Conversation::send_text`] with pictures. They are checked, downscaled and
+    /// re-encoded here, on the blocking pool, before the actor sees them; a bad one
+    /// refuses the whole message with the reason.
+    pub async fn send_text_with_images(
+        &self,
+        text: String,
+        images: Vec<ImageInput>,
+        origin: String,
+    ) -> Result<(u64, i64), ErrorBody> {
+        if text.trim().is_empty() && images.is_empty() {
             return Err(
                 ErrorBody::new(ErrorCode::InvalidArgument, "the message is empty")
                     .with_hint("type something to say"),
@@ -82,8 +94,12 @@ impl Conversation {
             )
             .with_hint("send a shorter message"));
         }
+        let images = crate::images::prepare_all(images)
+            .await
+            .map_err(|e| e.to_body())?;
         self.ask(|reply| Command::SendText {
             text,
+            images,
             origin,
             reply,
         })

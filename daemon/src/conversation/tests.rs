@@ -66,9 +66,17 @@ async fn stage_configured(
 }
 
 async fn finish(fx: &Fixture, text: &str) -> (Vec<Event>, String) {
+    finish_with(fx, text, Vec::new()).await
+}
+
+async fn finish_with(
+    fx: &Fixture,
+    text: &str,
+    images: Vec<vtuber_shared::ImageInput>,
+) -> (Vec<Event>, String) {
     let (mut rx, _) = fx.bus.subscribe();
     fx.stage
-        .send_text(text.into(), "test".into())
+        .send_text_with_images(text.into(), images, "test".into())
         .await
         .unwrap();
     let mut events = Vec::new();
@@ -328,4 +336,46 @@ async fn a_large_reply_goes_out_in_pieces_that_fit_frames() {
     assert!(text_omitted, "a reply this large is not repeated");
     assert!(text.is_empty());
     assert_eq!(cut, None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pictures_reach_the_prompt_and_stay_in_later_ones() {
+    use base64::Engine as _;
+    let mock = MockLlm::start(MockBehaviour::reply("A square."))
+        .await
+        .unwrap();
+    let tools = Arc::new(FakeTools {
+        calls: AtomicUsize::new(0),
+    });
+    let fx = stage_with(&mock, tools).await;
+    let png = crate::images::tests::encoded(20, 20, image::ImageFormat::Png);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&png);
+    let image = vtuber_shared::ImageInput::new("image/png", b64);
+    finish_with(&fx, "what is this?", vec![image]).await;
+    finish(&fx, "and its colour?").await;
+    let requests = mock.requests();
+    for r in &requests {
+        let msgs = r.messages();
+        let first_user = msgs.iter().find(|m| m["role"] == "user").unwrap();
+        assert_eq!(first_user["content"][0]["text"], "what is this?");
+        let url = first_user["content"][1]["image_url"]["url"]
+            .as_str()
+            .unwrap();
+        assert!(url.starts_with("data:image/jpeg;base64,/9j/"), "{url}");
+    }
+    assert_eq!(
+        requests[1].messages().last().unwrap()["content"],
+        "and its colour?"
+    );
+
+    // A picture that is not one is refused with the reason; no turn starts.
+    let bad = vtuber_shared::ImageInput::new("image/png", "aGVsbG8=");
+    let err = fx
+        .stage
+        .send_text_with_images("look".into(), vec![bad], "test".into())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, vtuber_shared::ErrorCode::InvalidArgument);
+    assert!(err.message.contains("cannot be read"), "{}", err.message);
+    assert_eq!(mock.requests().len(), 2);
 }

@@ -15,14 +15,24 @@ use super::tool_use::{self, ToolInvocation, ToolReply, ToolRunner};
 use super::view::SharedView;
 use crate::config::{LlmConfig, ReplyLimits};
 use crate::events::EventBus;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
 use crate::llm::{
-    ChatMessage, ChatRequest, FinishReason, LlmError, LlmEvent, SharedProvider, ToolCall,
+    ChatImage, ChatMessage, ChatRequest, FinishReason, LlmError, LlmEvent, SharedProvider, ToolCall,
 };
 use crate::store::Store;
 
 /// Most messages read back from history when building a prompt; the token budget
 /// usually stops earlier.
 const HISTORY_SCAN_LIMIT: usize = 200;
+
+/// Most pictures a prompt carries: the newest ones of the window (this turn's first).
+/// Every picture is sent again with every later request, at about a thousand tokens
+/// and up to a few hundred KB each, so older ones are left out (their text stays).
+pub const MAX_PROMPT_IMAGES: usize = 4;
+/// What one picture is counted as against the history's token budget.
+const IMAGE_TOKENS: usize = 1000;
 
 /// Largest piece of reply text in one `delta` event (JSON-escaped bytes). A provider may
 /// hand over any amount at once (a non-streaming server, held-back JSON-mode text);
@@ -522,8 +532,14 @@ impl Turn {
         let budget = self.token_budget.min(room);
         let mut window = Vec::new();
         let mut used = 0usize;
+        let mut images_left = if self.provider.sees_images() {
+            MAX_PROMPT_IMAGES
+        } else {
+            0
+        };
         for (i, m) in history.iter().rev().enumerate() {
-            let cost = self.provider.estimate_tokens(&m.text) + 4;
+            let attach = m.images.len().min(images_left);
+            let cost = self.provider.estimate_tokens(&m.text) + 4 + attach * IMAGE_TOKENS;
             // The newest message (this turn's input) is always sent.
             if i > 0 && used + cost > budget {
                 break;
@@ -534,7 +550,22 @@ impl Turn {
             } else {
                 m.text.clone()
             };
-            window.push(ChatMessage::new(m.role, text));
+            let mut message = ChatMessage::new(m.role, text);
+            if m.role == Role::User && attach > 0 {
+                images_left -= attach;
+                // The newest pictures of the message, in their order.
+                for image in &m.images[m.images.len() - attach..] {
+                    match self.store.read_image(image).await {
+                        Ok(bytes) => message.images.push(ChatImage {
+                            mime_type: image.mime_type.clone(),
+                            base64: BASE64.encode(bytes).into(),
+                        }),
+                        // A file removed by hand: the text goes on without it.
+                        Err(e) => tracing::warn!(error = %e, "stored image unreadable"),
+                    }
+                }
+            }
+            window.push(message);
         }
         // A window must not open with the assistant's side of an exchange it cut.
         while window.len() > 1 && window.last().is_some_and(|m| m.role != Role::User) {

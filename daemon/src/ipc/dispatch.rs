@@ -220,15 +220,13 @@ async fn answer(
         .with_hint("send it once, first")),
         Request::Ping => Ok(Reply::Pong),
         Request::Status => Ok(Reply::Status(services.status())),
-        Request::SendText { text } => {
-            conversation
-                .send_text(text, label)
-                .await
-                .map(|(turn_id, conversation_id)| Reply::TurnAccepted {
-                    turn_id,
-                    conversation_id,
-                })
-        }
+        Request::SendText { text, images } => conversation
+            .send_text_with_images(text, images, label)
+            .await
+            .map(|(turn_id, conversation_id)| Reply::TurnAccepted {
+                turn_id,
+                conversation_id,
+            }),
         Request::Interrupt => conversation
             .interrupt()
             .await
@@ -718,7 +716,10 @@ mod tests {
         let services = services(&dir);
         let mut peer = attached(&services).await;
 
-        let empty = Request::SendText { text: " ".into() };
+        let empty = Request::SendText {
+            text: " ".into(),
+            images: Vec::new(),
+        };
         assert_eq!(
             code(ask(&services, &mut peer, empty).await),
             ErrorCode::InvalidArgument
@@ -729,7 +730,10 @@ mod tests {
         }) = ask(
             &services,
             &mut peer,
-            Request::SendText { text: "hi".into() },
+            Request::SendText {
+                text: "hi".into(),
+                images: Vec::new(),
+            },
         )
         .await
         else {

@@ -42,6 +42,24 @@ pub struct ChatMessage {
     pub tool_call_id: Option<String>,
     /// For assistant messages that requested tools.
     pub tool_calls: Vec<ToolCall>,
+    /// Pictures sent with a user message, already checked and downscaled.
+    pub images: Vec<ChatImage>,
+}
+
+/// A picture on a user message, ready for the wire: its MIME type (`image/jpeg` or
+/// `image/png`) and the encoded file in standard base64. Every vision API takes base64,
+/// so it is encoded once; the `Arc` makes a prompt's copy cheap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatImage {
+    pub mime_type: String,
+    pub base64: Arc<str>,
+}
+
+impl ChatImage {
+    /// `data:<mime>;base64,<data>`, as OpenAI-compatible APIs take it.
+    pub fn data_url(&self) -> String {
+        format!("data:{};base64,{}", self.mime_type, self.base64)
+    }
 }
 
 impl ChatMessage {
@@ -51,6 +69,15 @@ impl ChatMessage {
             content: content.into(),
             tool_call_id: None,
             tool_calls: Vec::new(),
+            images: Vec::new(),
+        }
+    }
+
+    /// A user message with pictures.
+    pub fn user_with_images(content: impl Into<String>, images: Vec<ChatImage>) -> Self {
+        Self {
+            images,
+            ..Self::new(Role::User, content)
         }
     }
 }
@@ -260,6 +287,12 @@ pub trait LlmProvider: Send + Sync {
     /// get tools described in the prompt and answer with JSON (see `tools`).
     fn supports_native_tools(&self) -> bool {
         false
+    }
+
+    /// Whether the model takes pictures with a message. A text-only one is sent the
+    /// text alone (the client is told once per conversation).
+    fn sees_images(&self) -> bool {
+        true
     }
 }
 

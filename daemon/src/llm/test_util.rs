@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{FinishReason, LlmError, LlmEvent, LlmStream};
+use super::{ChatImage, ChatMessage, ChatRequest, FinishReason, LlmError, LlmEvent, LlmStream};
 
 pub(super) type Item = Result<LlmEvent, LlmError>;
 
@@ -70,5 +70,23 @@ pub(super) fn last_error(items: &[Item]) -> &LlmError {
     match items.last() {
         Some(Err(e)) => e,
         _ => panic!("the stream did not end in an error: {items:?}"),
+    }
+}
+
+/// A user message "what is this?" with a (tiny, fake) PNG, as every provider's image
+/// test sends it; `system` puts a system message first.
+pub(super) fn image_request(system: bool) -> ChatRequest {
+    let image = ChatImage {
+        mime_type: "image/png".into(),
+        base64: "iVBORw0KGgo=".into(),
+    };
+    let mut messages = Vec::new();
+    if system {
+        messages.push(ChatMessage::new(super::Role::System, "You are Mira."));
+    }
+    messages.push(ChatMessage::user_with_images("what is this?", vec![image]));
+    ChatRequest {
+        messages,
+        ..ChatRequest::default()
     }
 }

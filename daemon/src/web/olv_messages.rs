@@ -7,13 +7,30 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use vtuber_shared::{ApprovalDecision, ApprovalResolution};
 
+/// The pictures of a `text-input` or `mic-audio-end`: each entry's `data` (a data URL
+/// or bare base64) and `mime_type`; entries without a `data` string are skipped (the
+/// daemon checks the data itself, so nothing here needs to be trusted).
+pub fn images_of(images: Option<&Value>) -> Vec<vtuber_shared::ImageInput> {
+    let Some(Value::Array(list)) = images else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|entry| {
+            let data = entry.get("data")?.as_str()?;
+            let mime = entry.get("mime_type").and_then(Value::as_str).unwrap_or("");
+            Some(vtuber_shared::ImageInput::new(mime, data))
+        })
+        .collect()
+}
+
 /// A message from a client. Unknown fields are ignored (clients send extras).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ClientMessage {
     TextInput {
         text: String,
-        /// Accepted and ignored for now (no vision yet).
+        /// `[{source, data: "data:image/...;base64,...", mime_type}]`; see
+        /// [`images_of`].
         #[serde(default)]
         images: Option<Value>,
     },
@@ -452,5 +469,20 @@ mod tests {
         assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00Z");
         assert_eq!(iso8601(1_767_225_599_999), "2025-12-31T23:59:59Z");
         assert_eq!(iso8601(-1000), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn images_come_from_data_entries() {
+        let v = json!([
+            {"source": "camera", "data": "data:image/png;base64,AAAA", "mime_type": "image/png"},
+            {"source": "upload"},
+            "junk",
+        ]);
+        let images = images_of(Some(&v));
+        assert_eq!(images.len(), 1);
+        assert_eq!(images[0].mime_type, "image/png");
+        assert_eq!(images[0].data_base64, "data:image/png;base64,AAAA");
+        assert!(images_of(None).is_empty());
+        assert!(images_of(Some(&json!({"data": "x"}))).is_empty());
     }
 }

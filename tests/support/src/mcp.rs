@@ -372,6 +372,7 @@ impl JsonClient {
         let r = self
             .ok(Request::SendText {
                 text: text.to_owned(),
+                images: Vec::new(),
             })
             .await?;
         r["turn_id"].as_u64().context("no turn_id in the reply")

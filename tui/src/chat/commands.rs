@@ -16,6 +16,8 @@ pub enum SlashCommand {
     /// Write the current conversation as Markdown (default: `conversation-ID.md` here).
     Export(Option<PathBuf>),
     Listen(bool),
+    /// Attach a picture to the next message.
+    Image(PathBuf),
     Quit,
 }
 
@@ -24,6 +26,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("/character", "[NAME]", "switch character; alone: list them"),
     ("/export", "[FILE]", "write this conversation as Markdown"),
     ("/help", "", "list these commands"),
+    ("/image", "PATH", "attach a picture to your next message"),
     (
         "/history",
         "[ID]",
@@ -78,6 +81,10 @@ pub fn parse(line: &str) -> Line {
         ("listen", Some(v)) if v == "on" => SlashCommand::Listen(true),
         ("listen", Some(v)) if v == "off" => SlashCommand::Listen(false),
         ("listen", _) => return Line::Invalid("write `/listen on` or `/listen off`".into()),
+        ("image", Some(path)) => SlashCommand::Image(PathBuf::from(path)),
+        ("image", None) => {
+            return Line::Invalid("write `/image PATH` (a PNG, JPEG, GIF or WebP file)".into());
+        }
         ("quit" | "exit" | "q", None) => SlashCommand::Quit,
         (known, Some(_)) if COMMANDS.iter().any(|(c, _, _)| &c[1..] == known) => {
             return Line::Invalid(format!("/{known} takes no argument"));
@@ -227,5 +234,14 @@ mod tests {
         for (c, _, _) in COMMANDS {
             assert!(h.contains(c), "{h}");
         }
+    }
+
+    #[test]
+    fn image_takes_a_path() {
+        assert_eq!(
+            parse("/image ~/a b.png"),
+            Line::Command(SlashCommand::Image(PathBuf::from("~/a b.png")))
+        );
+        assert!(matches!(parse("/image"), Line::Invalid(_)));
     }
 }

@@ -437,7 +437,10 @@ impl Runner {
                 self.quit = true;
                 return;
             }
-            Action::Send(text) => (Purpose::Send(text.clone()), Request::SendText { text }),
+            Action::Send(text, images) => (
+                Purpose::Send(text.clone()),
+                Request::SendText { text, images },
+            ),
             Action::Interrupt => (Purpose::Interrupt, Request::Interrupt),
             Action::NewConversation => (Purpose::NewConversation, Request::NewConversation),
             Action::LoadConversation(_) => return,

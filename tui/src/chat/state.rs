@@ -195,6 +195,8 @@ pub struct App {
     pub(super) call_names: HashMap<String, (String, String)>,
     /// Microphone level (0..1) while listening.
     pub input_level: f32,
+    /// Pictures `/image` attached to the next message.
+    pub pending_images: Vec<vtuber_shared::ImageInput>,
 }
 
 impl Default for App {
@@ -226,6 +228,7 @@ impl App {
             mcp: BTreeMap::new(),
             call_names: HashMap::new(),
             input_level: 0.0,
+            pending_images: Vec::new(),
         }
     }
 

@@ -22,7 +22,8 @@ const TOOL_ARGS_CHARS: usize = 48;
 /// Something the runner should do on the app's behalf.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    Send(String),
+    /// Text, with the pictures `/image` attached.
+    Send(String, Vec<vtuber_shared::ImageInput>),
     Interrupt,
     NewConversation,
     LoadConversation(i64),
@@ -763,14 +764,18 @@ impl App {
             return None;
         }
         self.scroll = None;
-        Some(Action::Send(self.input.take()))
+        let images = std::mem::take(&mut self.pending_images);
+        Some(Action::Send(self.input.take(), images))
     }
 }
 
 impl App {
     /// A `/` command: done here, or the action that does it.
     fn run_command(&mut self, command: SlashCommand) -> Option<Action> {
-        let local = matches!(command, SlashCommand::Help | SlashCommand::Quit);
+        let local = matches!(
+            command,
+            SlashCommand::Help | SlashCommand::Quit | SlashCommand::Image(_)
+        );
         if !local && self.conn != Conn::Connected {
             self.push(Message {
                 hint: Some(
@@ -797,6 +802,23 @@ impl App {
             }
             SlashCommand::Export(path) => Some(Action::Export(path)),
             SlashCommand::Listen(on) => Some(Action::SetListening(on)),
+            SlashCommand::Image(path) => {
+                match crate::images::read_image(&path) {
+                    Ok(image) => {
+                        self.pending_images.push(image);
+                        let name = path.file_name().map_or_else(
+                            || path.display().to_string(),
+                            |n| n.to_string_lossy().into_owned(),
+                        );
+                        self.push_system(&format!(
+                            "📎 {name} (goes with your next message; {} attached)",
+                            self.pending_images.len()
+                        ));
+                    }
+                    Err(e) => self.push(Message::new(Kind::Error, &format!("{e:#}"))),
+                }
+                None
+            }
         }
     }
 }
@@ -874,7 +896,7 @@ pub(crate) mod tests {
         type_text(&mut app, "there");
         assert_eq!(
             app.handle_key(key(KeyCode::Enter, KeyModifiers::NONE)),
-            Some(Action::Send("hi\n\nthere".into()))
+            Some(Action::Send("hi\n\nthere".into(), Vec::new()))
         );
         assert!(app.input.is_empty());
         assert_eq!(
@@ -912,7 +934,7 @@ pub(crate) mod tests {
             ("/new", Action::NewConversation),
             ("/export a.md", Action::Export(Some("a.md".into()))),
             ("/listen off", Action::SetListening(false)),
-            ("//etc", Action::Send("/etc".into())),
+            ("//etc", Action::Send("/etc".into(), Vec::new())),
         ] {
             type_text(&mut app, line);
             assert_eq!(
@@ -1374,5 +1396,33 @@ pub(crate) mod tests {
             ]
         );
         assert_eq!(app.tools_ready(), Some(0));
+    }
+
+    #[test]
+    fn an_image_command_attaches_a_picture_to_the_next_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let png = dir.path().join("cat.png");
+        std::fs::write(&png, b"\x89PNG\r\n\x1a\nxx").unwrap();
+        let mut app = App::new();
+        type_text(&mut app, &format!("/image {}", png.display()));
+        assert_eq!(
+            app.handle_key(key(KeyCode::Enter, KeyModifiers::NONE)),
+            None
+        );
+        assert!(app.messages.last().unwrap().text.contains("📎 cat.png"));
+        type_text(&mut app, "what is this?");
+        let Some(Action::Send(text, images)) =
+            app.handle_key(key(KeyCode::Enter, KeyModifiers::NONE))
+        else {
+            panic!("no send");
+        };
+        assert_eq!(text, "what is this?");
+        assert_eq!(images.len(), 1);
+        assert_eq!(images[0].mime_type, "image/png");
+        assert!(app.pending_images.is_empty());
+        // A file that is no picture: an error, nothing attached.
+        type_text(&mut app, &format!("/image {}", dir.path().display()));
+        app.handle_key(key(KeyCode::Enter, KeyModifiers::NONE));
+        assert!(app.pending_images.is_empty());
     }
 }

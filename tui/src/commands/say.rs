@@ -33,6 +33,11 @@ fn say_text(words: &[String]) -> Result<String> {
 
 pub async fn say(target: &Target, args: &SayArgs) -> Result<ExitCode> {
     let text = say_text(&args.text)?;
+    let images = args
+        .images
+        .iter()
+        .map(|path| crate::images::read_image(path))
+        .collect::<Result<Vec<_>>>()?;
     let reads_stdin = args.text.len() == 1 && args.text[0] == "-";
     let approval = if args.approve {
         Approval::Auto
@@ -44,7 +49,7 @@ pub async fn say(target: &Target, args: &SayArgs) -> Result<ExitCode> {
     one_turn(
         target,
         "say",
-        Request::SendText { text },
+        Request::SendText { text, images },
         args.json,
         approval,
     )

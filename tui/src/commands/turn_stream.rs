@@ -524,7 +524,10 @@ mod tests {
         let end = stream_turn(
             &conn.client,
             &mut conn.events,
-            Request::SendText { text: text.into() },
+            Request::SendText {
+                text: text.into(),
+                images: Vec::new(),
+            },
             &mut Outputs {
                 out: &mut out,
                 diag: &mut diag,
@@ -551,7 +554,8 @@ mod tests {
             assert_eq!(
                 req.request,
                 Request::SendText {
-                    text: "hello".into()
+                    text: "hello".into(),
+                    images: Vec::new(),
                 }
             );
             peer.event(

@@ -80,7 +80,7 @@ fn tools(specs: &[ToolSpec]) -> Vec<Value> {
 }
 
 /// The content blocks of one message. Every kind of content a message can hold is
-/// converted here (text, tool calls, tool results).
+/// converted here (text, images, tool calls, tool results).
 fn content_blocks(m: &ChatMessage) -> (&'static str, Vec<Value>) {
     let mut blocks = Vec::new();
     match m.role {
@@ -93,6 +93,15 @@ fn content_blocks(m: &ChatMessage) -> (&'static str, Vec<Value>) {
             return ("user", blocks);
         }
         Role::System | Role::User | Role::Assistant => {}
+    }
+    // Pictures first: Anthropic advises images before the text about them.
+    if m.role == Role::User {
+        for image in &m.images {
+            blocks.push(json!({
+                "type": "image",
+                "source": {"type": "base64", "media_type": image.mime_type, "data": &*image.base64},
+            }));
+        }
     }
     if !m.content.trim().is_empty() {
         blocks.push(json!({"type": "text", "text": m.content}));
@@ -395,5 +404,18 @@ mod tests {
         assert_eq!(map_stop("max_tokens"), FinishReason::Length);
         assert_eq!(map_stop("tool_use"), FinishReason::ToolCalls);
         assert_eq!(map_stop("refusal"), FinishReason::Other);
+    }
+
+    #[test]
+    fn images_become_base64_image_blocks_before_the_text() {
+        let request = crate::llm::test_util::image_request(false);
+        let body = request_body("claude-x", &request, None, None);
+        let blocks = &body["messages"][0]["content"];
+        assert_eq!(blocks[0]["type"], "image");
+        assert_eq!(blocks[0]["source"]["type"], "base64");
+        assert_eq!(blocks[0]["source"]["media_type"], "image/png");
+        assert_eq!(blocks[0]["source"]["data"], "iVBORw0KGgo=");
+        assert_eq!(blocks[1]["type"], "text");
+        assert_eq!(blocks[1]["text"], "what is this?");
     }
 }

@@ -256,6 +256,11 @@ impl LlmProvider for EmbeddedProvider {
             .get()
             .map_or(self.configured_ctx, |loaded| loaded.n_ctx)
     }
+
+    /// llama.cpp runs text models here (no multimodal projector is loaded).
+    fn sees_images(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

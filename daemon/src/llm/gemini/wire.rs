@@ -71,7 +71,7 @@ fn as_object(text: &str, key: &str) -> Value {
 }
 
 /// The parts of message `at`. Every kind of content a message can hold is converted
-/// here (text, function calls, function responses).
+/// here (text, images, function calls, function responses).
 fn parts(history: &[ChatMessage], at: usize) -> (&'static str, Vec<Value>) {
     let m = &history[at];
     let mut parts = Vec::new();
@@ -85,6 +85,12 @@ fn parts(history: &[ChatMessage], at: usize) -> (&'static str, Vec<Value>) {
     }
     if !m.content.trim().is_empty() {
         parts.push(json!({"text": m.content}));
+    }
+    if m.role == Role::User {
+        for image in &m.images {
+            parts
+                .push(json!({"inlineData": {"mimeType": image.mime_type, "data": &*image.base64}}));
+        }
     }
     if m.role == Role::Assistant {
         for call in &m.tool_calls {
@@ -289,5 +295,15 @@ mod tests {
         assert_eq!(map_finish("STOP"), FinishReason::Stop);
         assert_eq!(map_finish("MAX_TOKENS"), FinishReason::Length);
         assert_eq!(map_finish("SAFETY"), FinishReason::Other);
+    }
+
+    #[test]
+    fn images_become_inline_data_parts() {
+        let request = crate::llm::test_util::image_request(false);
+        let body = request_body(&request, None, None);
+        let parts = &body["contents"][0]["parts"];
+        assert_eq!(parts[0]["text"], "what is this?");
+        assert_eq!(parts[1]["inlineData"]["mimeType"], "image/png");
+        assert_eq!(parts[1]["inlineData"]["data"], "iVBORw0KGgo=");
     }
 }

@@ -48,7 +48,7 @@ fn tools(specs: &[ToolSpec]) -> Vec<Value> {
 }
 
 /// Message `at` as Ollama takes it. Every kind of content a message can hold is
-/// converted here (text, tool calls, tool results).
+/// converted here (text, images, tool calls, tool results).
 fn message(history: &[ChatMessage], at: usize) -> Value {
     let m = &history[at];
     let role = match m.role {
@@ -75,6 +75,10 @@ fn message(history: &[ChatMessage], at: usize) -> Value {
     if m.role == Role::Tool {
         let id = m.tool_call_id.as_deref().unwrap_or_default();
         out["tool_name"] = json!(answered_call_name(&history[..at], id));
+    }
+    if m.role == Role::User && !m.images.is_empty() {
+        let images: Vec<Value> = m.images.iter().map(|i| json!(&*i.base64)).collect();
+        out["images"] = Value::Array(images);
     }
     out
 }
@@ -176,5 +180,14 @@ mod tests {
         assert_eq!(map_done("stop"), FinishReason::Stop);
         assert_eq!(map_done("length"), FinishReason::Length);
         assert_eq!(map_done("unload"), FinishReason::Other);
+    }
+
+    #[test]
+    fn images_go_in_the_message_images_list() {
+        let request = crate::llm::test_util::image_request(true);
+        let body = request_body("llava", &request, None, None, 4096);
+        assert_eq!(body["messages"][1]["content"], "what is this?");
+        assert_eq!(body["messages"][1]["images"][0], "iVBORw0KGgo=");
+        assert!(body["messages"][0].get("images").is_none());
     }
 }

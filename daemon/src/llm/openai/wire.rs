@@ -49,7 +49,7 @@ pub(super) struct StreamOptions {
 pub(super) struct WireMessage<'a> {
     pub role: &'static str,
     /// `null` for an assistant turn that only called tools, as OpenAI sends it.
-    pub content: Option<&'a str>,
+    pub content: Option<WireContent<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<WireToolCall<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -60,8 +60,17 @@ impl<'a> From<&'a ChatMessage> for WireMessage<'a> {
     fn from(m: &'a ChatMessage) -> Self {
         let content = if m.content.is_empty() && !m.tool_calls.is_empty() {
             None
+        } else if m.role == Role::User && !m.images.is_empty() {
+            let mut parts = Vec::with_capacity(m.images.len() + 1);
+            if !m.content.is_empty() {
+                parts.push(WirePart::Text { text: &m.content });
+            }
+            parts.extend(m.images.iter().map(|i| WirePart::ImageUrl {
+                image_url: WireImageUrl { url: i.data_url() },
+            }));
+            Some(WireContent::Parts(parts))
         } else {
-            Some(m.content.as_str())
+            Some(WireContent::Text(&m.content))
         };
         Self {
             role: role_name(m.role),
@@ -84,6 +93,26 @@ impl<'a> From<&'a ChatMessage> for WireMessage<'a> {
             },
         }
     }
+}
+
+/// A message's content: plain text, or parts when it carries pictures.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub(super) enum WireContent<'a> {
+    Text(&'a str),
+    Parts(Vec<WirePart<'a>>),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(super) enum WirePart<'a> {
+    Text { text: &'a str },
+    ImageUrl { image_url: WireImageUrl },
+}
+
+#[derive(Serialize)]
+pub(super) struct WireImageUrl {
+    pub url: String,
 }
 
 #[derive(Serialize)]
@@ -210,5 +239,25 @@ mod tests {
         assert_eq!(map_finish("length"), FinishReason::Length);
         assert_eq!(map_finish("tool_calls"), FinishReason::ToolCalls);
         assert_eq!(map_finish("content_filter"), FinishReason::Other);
+    }
+
+    #[test]
+    fn a_user_message_with_images_becomes_parts() {
+        let image = crate::llm::ChatImage {
+            mime_type: "image/png".into(),
+            base64: "iVBORw0KGgo=".into(),
+        };
+        let m = ChatMessage::user_with_images("what is this?", vec![image]);
+        let v = serde_json::to_value(WireMessage::from(&m)).unwrap();
+        assert_eq!(v["content"][0]["type"], "text");
+        assert_eq!(v["content"][0]["text"], "what is this?");
+        assert_eq!(v["content"][1]["type"], "image_url");
+        assert_eq!(
+            v["content"][1]["image_url"]["url"],
+            "data:image/png;base64,iVBORw0KGgo="
+        );
+        let plain = ChatMessage::new(Role::User, "hi");
+        let v = serde_json::to_value(WireMessage::from(&plain)).unwrap();
+        assert_eq!(v["content"], "hi");
     }
 }

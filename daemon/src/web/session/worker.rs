@@ -125,8 +125,12 @@ async fn request(web: &WebState, msg: ClientMessage) -> Vec<Out> {
     let conversation = &web.services.conversation;
     let store = &web.services.store;
     match msg {
-        ClientMessage::TextInput { text, .. } => {
-            match conversation.send_text(text, ORIGIN_TEXT.into()).await {
+        ClientMessage::TextInput { text, images } => {
+            let images = crate::web::olv_messages::images_of(images.as_ref());
+            match conversation
+                .send_text_with_images(text, images, ORIGIN_TEXT.into())
+                .await
+            {
                 // The turn's events answer it.
                 Ok(_) => Vec::new(),
                 Err(e) => err(e),
