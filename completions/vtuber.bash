@@ -2473,12 +2473,16 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__say)
-            opts="-h --json --approve --socket --config --help"
+            opts="-h --json --image --approve --socket --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --image)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -46,6 +46,7 @@ complete -c vtuber -n "__fish_vtuber_needs_command" -f -a "help" -d 'Print this 
 complete -c vtuber -n "__fish_vtuber_using_subcommand chat" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand chat" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand chat" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand say" -l image -d 'Send a picture (PNG, JPEG, GIF or WebP) with the message; repeat for more' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand say" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand say" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand say" -l json -d 'Print the response and each event of the turn as raw protocol JSON lines'
