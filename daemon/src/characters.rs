@@ -36,6 +36,56 @@ struct CharacterFile {
     voice: Voice,
     #[serde(default)]
     llm: LlmOverrides,
+    #[serde(default)]
+    proactive: Proactive,
+}
+
+/// Speaking up after a silence (Open-LLM-VTuber's proactive speech). Off by default:
+/// a character that talks unasked is a choice, not a surprise.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Proactive {
+    /// Seconds of quiet (no turn, no speech, nobody talking) before speaking up; 0 is off.
+    pub after_secs: u64,
+    /// The instruction the model gets; it is not stored or shown as a message.
+    pub prompt: String,
+    /// How many times in a row it may speak up before the user says something.
+    pub max_in_a_row: u32,
+    /// Each unanswered attempt multiplies the wait by this, so silence is respected.
+    pub backoff: f64,
+}
+
+impl Default for Proactive {
+    fn default() -> Self {
+        Self {
+            after_secs: 0,
+            prompt: "(Nobody has said anything for a while. Say one short thing, in character, \
+                     that picks the conversation up again or asks the user something. Do not \
+                     mention this note.)"
+                .into(),
+            max_in_a_row: 2,
+            backoff: 2.0,
+        }
+    }
+}
+
+impl Proactive {
+    /// The problem with these settings, if any.
+    fn check(&self) -> Option<String> {
+        if !(self.backoff.is_finite() && self.backoff >= 1.0) {
+            return Some(format!(
+                "proactive.backoff: expected a number of at least 1.0, got {}",
+                self.backoff
+            ));
+        }
+        if self.after_secs > 0 && self.prompt.trim().is_empty() {
+            return Some(
+                "proactive.prompt: empty; write the instruction, or remove the key for the default"
+                    .into(),
+            );
+        }
+        None
+    }
 }
 
 /// What the browser page shows.
@@ -68,6 +118,7 @@ pub struct Character {
     pub avatar: Avatar,
     pub voice: Voice,
     pub llm: LlmOverrides,
+    pub proactive: Proactive,
     /// The file it came from; `None` for a built-in.
     pub path: Option<PathBuf>,
 }
@@ -126,6 +177,12 @@ fn parse(id: &str, text: &str, path: Option<&Path>) -> Result<Character, Charact
             message: "`name` is empty: give the character a display name".into(),
         });
     }
+    if let Some(message) = file.proactive.check() {
+        return Err(CharacterProblem {
+            path: shown,
+            message,
+        });
+    }
     Ok(Character {
         id: id.to_owned(),
         name: file.name,
@@ -135,6 +192,7 @@ fn parse(id: &str, text: &str, path: Option<&Path>) -> Result<Character, Charact
         avatar: file.avatar,
         voice: file.voice,
         llm: file.llm,
+        proactive: file.proactive,
         path: path.map(Path::to_path_buf),
     })
 }

@@ -17,6 +17,7 @@ mod mcp;
 mod mcp_http;
 mod olv_frontend;
 mod privacy;
+mod proactive;
 mod providers;
 mod service;
 mod socket_activation;

@@ -1202,7 +1202,11 @@ async fn microphone_audio_is_transcribed_and_answered() {
         ws.send(json!({"type": "mic-audio-data", "audio": chunk}))
             .await;
     }
-    ws.send(json!({"type": "mic-audio-end"})).await;
+    // A camera frame goes with the utterance, as Open-LLM-VTuber's frontend sends it.
+    ws.send(json!({"type": "mic-audio-end", "images": [
+        {"source": "camera", "data": format!("data:image/png;base64,{PNG_1X1}"), "mime_type": "image/png"}
+    ]}))
+    .await;
     let turn = ws.until(|m| m["type"] == "backend-synth-complete").await;
     let k = kinds(&turn);
     let heard = turn
@@ -1231,6 +1235,9 @@ async fn microphone_audio_is_transcribed_and_answered() {
             .to_lowercase()
             .contains("weather")
     );
+    let images = reqs.last().unwrap().last_user_images();
+    assert_eq!(images.len(), 1, "the camera frame went with the words");
+    assert!(images[0].starts_with("data:image/"), "{images:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1628,6 +1635,9 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
     assert_eq!(daemon.pid(), pid);
 }
 
+/// A 1×1 PNG, base64.
+const PNG_1X1: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+
 #[tokio::test(flavor = "multi_thread")]
 async fn olv_text_input_images_reach_the_model_and_bad_ones_are_refused() {
     let mock = MockLlm::start_blocking(MockBehaviour::reply("A dot.")).expect("mock");
@@ -1651,9 +1661,8 @@ async fn olv_text_input_images_reach_the_model_and_bad_ones_are_refused() {
     );
 
     // A 1×1 PNG as Open-LLM-VTuber sends it (a data URL).
-    let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
     ws.send(json!({"type": "text-input", "text": "what is this?", "images": [
-        {"source": "camera", "data": format!("data:image/png;base64,{png}"), "mime_type": "image/png"}
+        {"source": "camera", "data": format!("data:image/png;base64,{PNG_1X1}"), "mime_type": "image/png"}
     ]}))
     .await;
     ws.expect("backend-synth-complete").await;

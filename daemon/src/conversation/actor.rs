@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use vtuber_shared::{CharacterInfo, DaemonState, ErrorBody, ErrorCode, Event, ModelLoad};
 
 use super::character_files::{character_dir, spawn_watcher};
+use super::proactive::{ORIGIN_PROACTIVE, ProactiveClock};
 use super::provider::{make_provider, provider_info, provider_load};
 use super::tool_use::ToolRunner;
 use super::turn::Turn;
@@ -36,6 +37,10 @@ pub(super) enum Command {
     },
     Interrupt {
         reply: oneshot::Sender<Option<u64>>,
+    },
+    /// The character speaks up now, unasked (Open-LLM-VTuber's `ai-speak-signal`).
+    SpeakUp {
+        reply: oneshot::Sender<Result<(u64, i64), ErrorBody>>,
     },
     SwitchCharacter {
         name: String,
@@ -101,6 +106,17 @@ pub struct ConversationSetup {
     pub speech: Option<SpeechOut>,
 }
 
+/// What a turn answers.
+enum Input {
+    /// A message from the user, stored before the reply.
+    User {
+        text: String,
+        images: Vec<PreparedImage>,
+    },
+    /// A note for the model only (proactive speech): not stored, not shown.
+    Instruction(String),
+}
+
 /// Starts the actor for `setup`; returns its command queue and the view it keeps current.
 pub(super) fn spawn(
     setup: ConversationSetup,
@@ -150,7 +166,9 @@ pub(super) fn spawn(
         bus,
         store,
         told_text_only: None,
+        proactive: ProactiveClock::default(),
     };
+    let mut actor = actor;
     actor.refresh_state();
     actor.watch_model_load();
     if let Some(dir) = character_dir {
@@ -192,11 +210,29 @@ struct Actor {
     store: Store,
     /// The conversation whose client was told the model is text-only (once each).
     told_text_only: Option<i64>,
+    proactive: ProactiveClock,
 }
 
 impl Actor {
+    /// The next command; meanwhile, speaks up when a quiet spell has lasted long enough.
+    async fn next_command(&mut self, rx: &mut mpsc::Receiver<Command>) -> Option<Command> {
+        loop {
+            let Some(at) = self.proactive.deadline(&self.character.proactive) else {
+                return rx.recv().await;
+            };
+            tokio::select! {
+                cmd = rx.recv() => return cmd,
+                () = tokio::time::sleep_until(at.into()) => {
+                    if let Err(e) = self.speak_up().await {
+                        tracing::debug!(error = %e, "did not speak up");
+                    }
+                }
+            }
+        }
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        while let Some(cmd) = rx.recv().await {
+        while let Some(cmd) = self.next_command(&mut rx).await {
             match cmd {
                 Command::SendText {
                     text,
@@ -204,7 +240,20 @@ impl Actor {
                     origin,
                     reply,
                 } => {
-                    let r = self.start_turn(text, images, origin).await;
+                    self.proactive.user_spoke();
+                    let r = self.start_turn(Input::User { text, images }, origin).await;
+                    let _ = reply.send(r);
+                }
+                Command::SpeakUp { reply } => {
+                    let r = if self.running.is_some() || self.speaking.is_some() {
+                        Err(ErrorBody::new(
+                            ErrorCode::InvalidArgument,
+                            "the character is already talking",
+                        )
+                        .with_hint("ask again when the reply has finished"))
+                    } else {
+                        self.speak_up().await
+                    };
                     let _ = reply.send(r);
                 }
                 Command::Interrupt { reply } => {
@@ -311,11 +360,17 @@ impl Actor {
 
     /// The resting state when no turn runs: speaking (a reply still playing), hearing,
     /// loading, error, listening or idle.
-    fn refresh_state(&self) {
+    fn refresh_state(&mut self) {
         if self.running.is_some() {
+            self.proactive.busy();
             return;
         }
         let view = self.view.get();
+        if view.hearing || self.speaking.is_some() {
+            self.proactive.busy();
+        } else {
+            self.proactive.quiet(std::time::Instant::now());
+        }
         let state = match view.model_load {
             _ if view.hearing => DaemonState::Hearing,
             _ if self.speaking.is_some() => DaemonState::Speaking,
@@ -534,12 +589,27 @@ impl Actor {
         Some(turn.id)
     }
 
-    async fn start_turn(
-        &mut self,
-        text: String,
-        images: Vec<PreparedImage>,
-        origin: String,
-    ) -> Result<(u64, i64), ErrorBody> {
+    /// A turn of the character's own: the character's proactive prompt as a hidden
+    /// instruction. Only when the model is ready, so a broken setup is not retried.
+    async fn speak_up(&mut self) -> Result<(u64, i64), ErrorBody> {
+        let view = self.view.get();
+        if view.hearing {
+            return Err(
+                ErrorBody::new(ErrorCode::InvalidArgument, "someone is speaking")
+                    .with_hint("the character speaks up only in a quiet moment"),
+            );
+        }
+        if let ModelLoad::Loading | ModelLoad::Failed { .. } = view.model_load {
+            return Err(ErrorBody::new(ErrorCode::Model, "the model is not ready")
+                .with_hint("wait for it to load (see `vtuber status`)"));
+        }
+        self.proactive.spoke_up();
+        let instruction = self.character.proactive.prompt.trim().to_owned();
+        self.start_turn(Input::Instruction(instruction), ORIGIN_PROACTIVE.into())
+            .await
+    }
+
+    async fn start_turn(&mut self, input: Input, origin: String) -> Result<(u64, i64), ErrorBody> {
         self.stop_turn().await;
         let provider = self.provider.clone()?;
         let conversation = match self.conversation_id {
@@ -554,11 +624,17 @@ impl Actor {
                 c.id
             }
         };
-        let has_images = !images.is_empty();
-        self.store
-            .add_user_message(conversation, &text, images)
-            .await
-            .map_err(|e| e.to_body())?;
+        let (text, instruction, has_images) = match input {
+            Input::User { text, images } => {
+                let has_images = !images.is_empty();
+                self.store
+                    .add_user_message(conversation, &text, images)
+                    .await
+                    .map_err(|e| e.to_body())?;
+                (text, None, has_images)
+            }
+            Input::Instruction(instruction) => (String::new(), Some(instruction), false),
+        };
         if has_images && !provider.sees_images() && self.told_text_only != Some(conversation) {
             self.told_text_only = Some(conversation);
             self.bus.emit(Event::Error {
@@ -617,6 +693,7 @@ impl Actor {
             max_tool_rounds: self.max_tool_rounds,
             character: self.character.id.clone(),
             speaker,
+            instruction,
         };
         let tx = self.tx.clone();
         let handle = tokio::spawn(async move {

@@ -69,6 +69,12 @@ impl Conversation {
         self.send_text_with_images(text, Vec::new(), origin).await
     }
 
+    /// The character speaks up now, unasked, with its proactive prompt (Open-LLM-VTuber's
+    /// `ai-speak-signal`); refused while it is already talking.
+    pub async fn speak_up(&self) -> Result<(u64, i64), ErrorBody> {
+        self.ask(|reply| Command::SpeakUp { reply }).await?
+    }
+
     /// [`Conversation::send_text`] with pictures. They are checked, downscaled and
     /// re-encoded here, on the blocking pool, before the actor sees them; a bad one
     /// refuses the whole message with the reason.

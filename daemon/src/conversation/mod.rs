@@ -6,6 +6,7 @@
 //! - [`turn`]: one reply: prompt → LLM stream → deltas and sentences → speech → tools;
 //! - [`tool_use`]: tools as a turn sees them ([`tool_use::ToolRunner`]) and JSON-mode calls;
 //! - [`view`]: the status view mirrored for `status`;
+//! - [`proactive`]: when the character speaks up on its own after a quiet spell;
 //! - [`provider`]: which LLM provider a character's settings call for;
 //! - [`character_files`]: where character files live and the watcher that reloads them.
 
@@ -14,6 +15,7 @@ pub mod character_files;
 #[cfg(test)]
 mod fake_tools;
 pub mod handle;
+pub mod proactive;
 pub mod provider;
 #[cfg(test)]
 mod tests;

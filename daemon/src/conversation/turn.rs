@@ -180,6 +180,9 @@ pub(super) struct Turn {
     pub(super) character: String,
     /// Speaks the reply as it streams; dropped with the turn, which ends the speech input.
     pub(super) speaker: Option<crate::speech::speaker::Speaker>,
+    /// A note for the model after the history, neither stored nor shown (the prompt of
+    /// a turn the character starts itself).
+    pub(super) instruction: Option<String>,
 }
 
 impl Turn {
@@ -573,6 +576,9 @@ impl Turn {
         }
         window.push(ChatMessage::new(Role::System, self.system_prompt.clone()));
         window.reverse();
+        if let Some(instruction) = &self.instruction {
+            window.push(ChatMessage::new(Role::User, instruction.clone()));
+        }
         Ok(window)
     }
 }
@@ -685,6 +691,7 @@ mod tests {
             max_tool_rounds: 3,
             character: "mao".into(),
             speaker: None,
+            instruction: None,
         };
         turn.run().await;
         let mut deltas = String::new();

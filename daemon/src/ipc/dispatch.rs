@@ -319,21 +319,20 @@ async fn answer(
                 .await
                 .map(|entries| Reply::ToolAudit { entries }),
         },
-        Request::SendAudio { wav_base64 } => {
-            match services.voice() {
-                Ok(v) => match decode_wav(&wav_base64) {
-                    Ok(pcm) => v.utterance(pcm, &format!("{label} (audio)")).await.map(
-                        |(transcript, turn)| Reply::Heard {
-                            transcript,
-                            turn_id: turn.map(|t| t.0),
-                            conversation_id: turn.map(|t| t.1),
-                        },
-                    ),
-                    Err(e) => Err(e),
-                },
+        Request::SendAudio { wav_base64 } => match services.voice() {
+            Ok(v) => match decode_wav(&wav_base64) {
+                Ok(pcm) => v
+                    .utterance(pcm, &format!("{label} (audio)"), Vec::new())
+                    .await
+                    .map(|(transcript, turn)| Reply::Heard {
+                        transcript,
+                        turn_id: turn.map(|t| t.0),
+                        conversation_id: turn.map(|t| t.1),
+                    }),
                 Err(e) => Err(e),
-            }
-        }
+            },
+            Err(e) => Err(e),
+        },
         Request::Speak { text } => match services.speech() {
             Ok(s) => s
                 .speak(&text, &conversation.view().voice)

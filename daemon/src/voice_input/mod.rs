@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::mpsc;
-use vtuber_shared::{EngineStatus, ErrorBody, ErrorCode, Event, ModelLoad, VoiceStatus};
+use vtuber_shared::{
+    EngineStatus, ErrorBody, ErrorCode, Event, ImageInput, ModelLoad, VoiceStatus,
+};
 
 use crate::config::{BargeIn, Config, Playback};
 use crate::conversation::Conversation;
@@ -166,9 +168,10 @@ impl VoiceInput {
             })
     }
 
-    /// The client says its utterance is complete (it did its own voice detection).
-    pub fn stream_end(&self, client: u64) {
-        let _ = self.inner.input.try_send(Input::ClientEnd(client));
+    /// The client says its utterance is complete (it did its own voice detection);
+    /// `images` (a camera frame, a screenshot) go with what it said.
+    pub fn stream_end(&self, client: u64, images: Vec<ImageInput>) {
+        let _ = self.inner.input.try_send(Input::ClientEnd(client, images));
     }
 
     /// A client disconnected: forget its detector state.
@@ -187,11 +190,13 @@ impl VoiceInput {
         }
     }
 
-    /// Transcribes a whole utterance and starts a turn with it, as if spoken.
+    /// Transcribes a whole utterance and starts a turn with it (and any pictures the
+    /// client sent along), as if spoken.
     pub async fn utterance(
         &self,
         pcm: Pcm,
         origin: &str,
+        images: Vec<ImageInput>,
     ) -> Result<(String, Option<(u64, i64)>), ErrorBody> {
         if pcm.samples.is_empty() {
             return Err(
@@ -215,7 +220,7 @@ impl VoiceInput {
         let turn = self
             .inner
             .conversation
-            .send_text(text.clone(), origin.to_owned())
+            .send_text_with_images(text.clone(), images, origin.to_owned())
             .await?;
         self.inner.bus.emit(Event::Transcript {
             text: text.clone(),

@@ -32,7 +32,7 @@ pub(super) enum Input {
     /// 16 kHz samples from a client.
     Client(u64, Vec<f32>),
     /// The client's utterance is complete (browser `mic-audio-end`): close it now.
-    ClientEnd(u64),
+    ClientEnd(u64, Vec<vtuber_shared::ImageInput>),
     ClientGone(u64),
     PushToTalk(bool),
 }
@@ -118,7 +118,7 @@ impl InputWorker {
                 }
                 Input::PushToTalk(false) => {
                     if let Some(buf) = ptt_buffer.take() {
-                        self.finish_utterance(Source::Device, buf);
+                        self.finish_utterance(Source::Device, buf, Vec::new());
                     }
                 }
                 Input::Client(id, samples) => {
@@ -134,7 +134,7 @@ impl InputWorker {
                     };
                     self.detect(Source::Client(id), src, &samples);
                 }
-                Input::ClientEnd(id) => {
+                Input::ClientEnd(id, images) => {
                     if let Some(src) = clients.get_mut(&id)
                         && let Some(VadEvent::SpeechEnd { utterance, .. }) = src.segmenter.flush()
                     {
@@ -142,7 +142,7 @@ impl InputWorker {
                             .inner
                             .bus
                             .emit(Event::VoiceActivity { speaking: false });
-                        self.finish_utterance(Source::Client(id), utterance);
+                        self.finish_utterance(Source::Client(id), utterance, images);
                     }
                 }
                 Input::ClientGone(id) => {
@@ -182,13 +182,18 @@ impl InputWorker {
                         .inner
                         .bus
                         .emit(Event::VoiceActivity { speaking: false });
-                    self.finish_utterance(source, utterance);
+                    self.finish_utterance(source, utterance, Vec::new());
                 }
             }
         }
     }
 
-    fn finish_utterance(&self, source: Source, samples: Vec<f32>) {
+    fn finish_utterance(
+        &self,
+        source: Source,
+        samples: Vec<f32>,
+        images: Vec<vtuber_shared::ImageInput>,
+    ) {
         let voice = self.voice.clone();
         self.runtime.spawn(async move {
             voice.inner.conversation.set_hearing(false);
@@ -200,7 +205,9 @@ impl InputWorker {
                 Source::Client(id) => format!("voice:{id}"),
             };
             let started = Instant::now();
-            match voice.utterance(Pcm::new(samples, INPUT_RATE), &origin).await {
+            match voice
+                .utterance(Pcm::new(samples, INPUT_RATE), &origin, images)
+                .await {
                 Ok((text, _)) => {
                     tracing::debug!(ms = started.elapsed().as_millis() as u64, %text, "utterance transcribed");
                 }

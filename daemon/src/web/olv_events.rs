@@ -194,7 +194,9 @@ impl Translator {
                 );
                 // Voice turns show up as `user-input-transcription` (from the transcript
                 // event) instead, so the page does not list them twice.
-                if !is_voice_origin(origin) {
+                if !is_voice_origin(origin)
+                    && origin != crate::conversation::proactive::ORIGIN_PROACTIVE
+                {
                     out.turn_messages.push(
                         ServerMessage::UserInput {
                             text: text.clone(),

@@ -274,7 +274,30 @@ impl RecordedRequest {
             .iter()
             .rev()
             .find(|m| m["role"] == "user")
-            .and_then(|m| m["content"].as_str())
+            .and_then(|m| match &m["content"] {
+                // With pictures the content is a list of parts; the text is a part.
+                Value::Array(parts) => parts
+                    .iter()
+                    .find(|p| p["type"] == "text")
+                    .and_then(|p| p["text"].as_str()),
+                content => content.as_str(),
+            })
+    }
+
+    /// The `image_url` parts of the last user message (data URLs).
+    pub fn last_user_images(&self) -> Vec<&str> {
+        self.messages()
+            .iter()
+            .rev()
+            .find(|m| m["role"] == "user")
+            .and_then(|m| m["content"].as_array())
+            .map(|parts| {
+                parts
+                    .iter()
+                    .filter_map(|p| p["image_url"]["url"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 

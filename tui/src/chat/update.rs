@@ -360,11 +360,14 @@ impl App {
                 self.wanted_conversation = Some(conversation_id);
                 self.turns_since_load.insert(turn_id);
                 // The greeting is not part of the stored conversation; keep it anyway.
-                self.push(Message {
-                    turn_id: Some(turn_id),
-                    origin: Some(origin),
-                    ..Message::new(Kind::User, &text)
-                });
+                // A turn the character starts itself (proactive speech) has no prompt.
+                if !text.is_empty() {
+                    self.push(Message {
+                        turn_id: Some(turn_id),
+                        origin: Some(origin),
+                        ..Message::new(Kind::User, &text)
+                    });
+                }
                 self.push(Message {
                     turn_id: Some(turn_id),
                     streaming: true,

@@ -212,12 +212,6 @@ impl Reader {
             ClientMessage::FrontendPlaybackComplete => self.send(Out::PlaybackComplete).await,
             // Subtitles for group members; with one shared stage there is nobody to mirror to.
             ClientMessage::AudioPlayStart { .. } => {}
-            ClientMessage::AiSpeakSignal => {
-                self.error(
-                    "proactive speaking is not supported yet: the character only answers input",
-                )
-                .await
-            }
             ClientMessage::AddClientToGroup { .. }
             | ClientMessage::RemoveClientFromGroup { .. }
             | ClientMessage::RequestGroupInfo => {
@@ -281,7 +275,10 @@ impl Reader {
                     }
                 }));
             }
-            ClientMessage::MicAudioEnd { .. } => self.utterance_end().await,
+            ClientMessage::MicAudioEnd { images } => {
+                self.utterance_end(crate::web::olv_messages::images_of(images.as_ref()))
+                    .await
+            }
             ClientMessage::RawAudioData { audio } => {
                 let Some(voice) = self.voice_or_error().await else {
                     return;
@@ -331,7 +328,9 @@ impl Reader {
     }
 
     /// `mic-audio-end`: transcribe the buffered utterance and answer it, off the socket.
-    async fn utterance_end(&mut self) {
+    /// `mic-audio-end`: the utterance (buffered here, or detected by the server's
+    /// voice detection) goes as a turn, with the client's pictures.
+    async fn utterance_end(&mut self, images: Vec<vtuber_shared::ImageInput>) {
         let samples = std::mem::take(&mut self.utterance);
         self.utterance_overflow = false;
         let Some(voice) = self.voice_or_error().await else {
@@ -340,7 +339,7 @@ impl Reader {
         if samples.is_empty() {
             if self.streamed_raw {
                 // Server-side detection: the client says the utterance is over.
-                voice.stream_end(self.conn);
+                voice.stream_end(self.conn, images);
             } else {
                 self.error("mic-audio-end without audio: send mic-audio-data first")
                     .await;
@@ -350,7 +349,7 @@ impl Reader {
         let out = self.out.clone();
         tokio::spawn(async move {
             match voice
-                .utterance(Pcm::new(samples, INPUT_RATE), ORIGIN_VOICE)
+                .utterance(Pcm::new(samples, INPUT_RATE), ORIGIN_VOICE, images)
                 .await
             {
                 // The transcript event shows it to every client, this one included.

@@ -136,6 +136,11 @@ async fn request(web: &WebState, msg: ClientMessage) -> Vec<Out> {
                 Err(e) => err(e),
             }
         }
+        // The frontend's idle timer: the character speaks up (a turn like any other).
+        ClientMessage::AiSpeakSignal => match conversation.speak_up().await {
+            Ok(_) => Vec::new(),
+            Err(e) => err(e),
+        },
         ClientMessage::FetchHistoryList => {
             let character = conversation.view().character.id;
             let emotions = web.characters.emotions(&character);
@@ -260,7 +265,6 @@ async fn request(web: &WebState, msg: ClientMessage) -> Vec<Out> {
         | ClientMessage::MicAudioEnd { .. }
         | ClientMessage::RawAudioData { .. }
         | ClientMessage::InterruptSignal { .. }
-        | ClientMessage::AiSpeakSignal
         | ClientMessage::FrontendPlaybackComplete
         | ClientMessage::AudioPlayStart { .. }
         | ClientMessage::RequestInitConfig
