@@ -20,5 +20,6 @@ mod privacy;
 mod providers;
 mod service;
 mod socket_activation;
+mod speech_engines;
 mod voice;
 mod web;
