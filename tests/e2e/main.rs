@@ -21,5 +21,6 @@ mod proactive;
 mod providers;
 mod service;
 mod socket_activation;
+mod speech_engines;
 mod voice;
 mod web;

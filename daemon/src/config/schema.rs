@@ -384,6 +384,10 @@ pub enum AsrBackend {
     Whisper,
     /// A server with OpenAI's `/v1/audio/transcriptions` API.
     OpenaiCompatible,
+    /// Deepgram's `/v1/listen` (`speech.asr.deepgram`).
+    Deepgram,
+    /// Azure AI Speech short-audio REST (`speech.asr.azure`).
+    Azure,
 }
 
 /// `speech.asr:` speech recognition.
@@ -406,6 +410,55 @@ pub struct AsrConfig {
     /// it per utterance when unset or `auto`; remote backends get it as a hint.
     pub language: Option<String>,
     pub timeout_secs: u64,
+    pub deepgram: DeepgramConfig,
+    pub azure: AzureAsrConfig,
+}
+
+/// `speech.asr.deepgram:` Deepgram pre-recorded transcription.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeepgramConfig {
+    pub base_url: String,
+    /// NAME of the environment variable holding the API key.
+    pub api_key_env: Option<String>,
+    /// `nova-3`, `nova-2`, `whisper-large`, ...
+    pub model: String,
+    /// Punctuation and formatting of numbers and dates.
+    pub smart_format: bool,
+}
+
+impl Default for DeepgramConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.deepgram.com".into(),
+            api_key_env: Some("DEEPGRAM_API_KEY".into()),
+            model: "nova-3".into(),
+            smart_format: true,
+        }
+    }
+}
+
+/// `speech.asr.azure:` Azure AI Speech, short audio (up to 60 s) over REST.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AzureAsrConfig {
+    /// Unset means `https://{region}.stt.speech.microsoft.com`.
+    pub base_url: String,
+    pub api_key_env: Option<String>,
+    pub region: String,
+    /// A full locale (`en-US`, `ja-JP`): the service needs one.
+    pub language: String,
+}
+
+impl Default for AzureAsrConfig {
+    fn default() -> Self {
+        Self {
+            base_url: String::new(),
+            api_key_env: Some("AZURE_SPEECH_KEY".into()),
+            region: "eastus".into(),
+            language: "en-US".into(),
+        }
+    }
 }
 
 impl Default for AsrConfig {
@@ -419,6 +472,8 @@ impl Default for AsrConfig {
             api_key_env: None,
             language: None,
             timeout_secs: 30,
+            deepgram: DeepgramConfig::default(),
+            azure: AzureAsrConfig::default(),
         }
     }
 }
@@ -444,6 +499,22 @@ pub struct TtsConfig {
     pub first_sentence_min_chars: usize,
     /// Longer sentences are cut at a word boundary.
     pub max_sentence_chars: usize,
+    /// The engine of characters whose `[voice]` names none.
+    pub backend: String,
+    /// `elevenlabs`: ElevenLabs' streaming text-to-speech API.
+    pub elevenlabs: ElevenLabsConfig,
+    /// `azure`: Azure AI Speech, SSML over REST.
+    pub azure: AzureTtsConfig,
+    /// `gpt_sovits`: a GPT-SoVITS `api_v2.py` server.
+    pub gpt_sovits: GptSovitsConfig,
+    /// `fish_audio`: Fish Audio's `/v1/tts`.
+    pub fish_audio: FishAudioConfig,
+    /// `siliconflow`: SiliconFlow's OpenAI-like `/v1/audio/speech`.
+    pub siliconflow: SiliconFlowConfig,
+    /// `minimax`: MiniMax `t2a_v2`.
+    pub minimax: MiniMaxConfig,
+    /// `cosyvoice`: CosyVoice's FastAPI server.
+    pub cosyvoice: CosyVoiceConfig,
 }
 
 impl Default for TtsConfig {
@@ -457,9 +528,150 @@ impl Default for TtsConfig {
             timeout_secs: 30,
             first_sentence_min_chars: 24,
             max_sentence_chars: 240,
+            backend: "piper".into(),
+            elevenlabs: ElevenLabsConfig::default(),
+            azure: AzureTtsConfig::default(),
+            gpt_sovits: GptSovitsConfig::default(),
+            fish_audio: FishAudioConfig::default(),
+            siliconflow: SiliconFlowConfig::default(),
+            minimax: MiniMaxConfig::default(),
+            cosyvoice: CosyVoiceConfig::default(),
         }
     }
 }
+
+/// Declares a network TTS engine's settings: `base_url`, `api_key_env`, `voice` (used
+/// when the character's `[voice] voice` is empty), `timeout_secs`, then its own keys;
+/// all with defaults, unknown keys refused.
+macro_rules! tts_engine_config {
+    (
+        $(#[$meta:meta])* $name:ident {
+            base_url: $base:expr, api_key_env: $key:expr, voice: $voice:expr,
+            $( $(#[$fmeta:meta])* $field:ident : $ty:ty = $default:expr ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct $name {
+            /// Where the service is.
+            pub base_url: String,
+            /// NAME of the environment variable holding the API key.
+            pub api_key_env: Option<String>,
+            /// The voice of characters whose `[voice] voice` is empty.
+            pub voice: String,
+            pub timeout_secs: u64,
+            $( $(#[$fmeta])* pub $field: $ty, )*
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self {
+                    base_url: $base.into(),
+                    api_key_env: $key.map(Into::into),
+                    voice: $voice.into(),
+                    timeout_secs: 30,
+                    $( $field: $default, )*
+                }
+            }
+        }
+    };
+}
+
+tts_engine_config!(
+    /// `speech.tts.elevenlabs:`; `voice` is a voice ID.
+    ElevenLabsConfig {
+        base_url: "https://api.elevenlabs.io", api_key_env: Some("ELEVENLABS_API_KEY"),
+        voice: "JBFqnCBsd6RMkjVDRZzb",
+        model_id: String = "eleven_flash_v2_5".into(),
+        /// `mp3_44100_128`, `mp3_22050_32`, `pcm_24000`, ... (`opus_*` and `ulaw_*` cannot be decoded).
+        output_format: String = "mp3_44100_128".into(),
+    }
+);
+
+tts_engine_config!(
+    /// `speech.tts.azure:`; `voice` is a neural voice name.
+    AzureTtsConfig {
+        base_url: "", api_key_env: Some("AZURE_SPEECH_KEY"),
+        voice: "en-US-AvaMultilingualNeural",
+        /// Region of the Speech resource; the URL is `https://{region}.tts.speech.microsoft.com`
+        /// unless `base_url` is set.
+        region: String = "eastus".into(),
+        /// `X-Microsoft-OutputFormat`: `riff-*-pcm`, `raw-*-pcm` or `*-mp3`.
+        output_format: String = "riff-24khz-16bit-mono-pcm".into(),
+    }
+);
+
+tts_engine_config!(
+    /// `speech.tts.gpt_sovits:`; `voice` is the reference audio path on the server.
+    GptSovitsConfig {
+        base_url: "http://127.0.0.1:9880", api_key_env: None::<&str>, voice: "",
+        /// Language of the text: `auto`, `en`, `zh`, `ja`, `ko`, `yue`, `all_zh`, ...
+        text_lang: String = "auto".into(),
+        /// What the reference audio says, and its language.
+        prompt_text: String = String::new(),
+        prompt_lang: String = "en".into(),
+        /// `cut0`..`cut5`: how the server itself splits text.
+        text_split_method: String = "cut5".into(),
+        /// `wav`, `ogg` or `raw` (32 kHz 16-bit).
+        media_type: String = "wav".into(),
+        /// Ask the server to stream the audio as it is made.
+        streaming_mode: bool = false,
+    }
+);
+
+tts_engine_config!(
+    /// `speech.tts.fish_audio:`; `voice` is a reference (voice model) ID.
+    FishAudioConfig {
+        base_url: "https://api.fish.audio", api_key_env: Some("FISH_API_KEY"), voice: "",
+        /// The `model` header: `s1`, `speech-1.6`, `speech-1.5`.
+        model: String = "s1".into(),
+        /// `mp3`, `wav` or `pcm` (opus cannot be decoded).
+        format: String = "mp3".into(),
+        /// `normal` or `balanced` (faster, lower quality).
+        latency: String = "normal".into(),
+    }
+);
+
+tts_engine_config!(
+    /// `speech.tts.siliconflow:`; `voice` is `model:voice` or a voice of `model`.
+    SiliconFlowConfig {
+        base_url: "https://api.siliconflow.cn/v1", api_key_env: Some("SILICONFLOW_API_KEY"),
+        voice: "alex",
+        model: String = "FunAudioLLM/CosyVoice2-0.5B".into(),
+        /// `mp3`, `wav` or `pcm` (opus cannot be decoded).
+        response_format: String = "mp3".into(),
+        sample_rate: u32 = 32_000,
+    }
+);
+
+tts_engine_config!(
+    /// `speech.tts.minimax:`; `voice` is a voice ID.
+    MiniMaxConfig {
+        base_url: "https://api.minimax.io", api_key_env: Some("MINIMAX_API_KEY"),
+        voice: "male-qn-qingse",
+        /// The account's GroupId (the `GroupId` query parameter).
+        group_id: String = String::new(),
+        model: String = "speech-02-turbo".into(),
+        /// `mp3`, `wav` or `pcm`.
+        format: String = "mp3".into(),
+        sample_rate: u32 = 32_000,
+    }
+);
+
+tts_engine_config!(
+    /// `speech.tts.cosyvoice:`; `voice` is a built-in speaker (`中文女`, `英文男`, ...), used
+    /// when no `prompt_wav` is set.
+    CosyVoiceConfig {
+        base_url: "http://127.0.0.1:50000", api_key_env: None::<&str>, voice: "英文女",
+        /// A reference recording on this machine: clone it with `inference_zero_shot`.
+        prompt_wav: Option<PathBuf> = None,
+        /// What the reference recording says.
+        prompt_text: String = String::new(),
+        /// The model's output rate (22050 for CosyVoice 1, 24000 for CosyVoice 2).
+        sample_rate: u32 = 22_050,
+    }
+);
 
 /// Where replies are played.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

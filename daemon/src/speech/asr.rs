@@ -1,11 +1,13 @@
-//! Speech recognition: [`Asr`] is Whisper on its own thread or an OpenAI-compatible
-//! transcription service.
+//! Speech recognition: [`Asr`] is Whisper on its own thread, an OpenAI-compatible
+//! transcription service, or one of the [`super::asr_http`] services.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use vtuber_shared::{EngineStatus, ModelLoad};
 
 use super::SpeechError;
+use super::asr_http::{HttpAsr, azure::AzureAsr, deepgram::Deepgram};
 use super::model_paths::ModelPaths;
 use super::remote::Endpoint;
 use super::whisper::WhisperModel;
@@ -24,10 +26,18 @@ pub enum Asr {
         endpoint: Endpoint,
         language: Option<String>,
     },
+    Service(Arc<dyn HttpAsr>),
 }
 
 impl Asr {
     pub fn new(cfg: &SpeechConfig, paths: &ModelPaths) -> Result<Self, SpeechError> {
+        // `auto` means no hint: the service detects the language.
+        let hint = cfg
+            .asr
+            .language
+            .clone()
+            .filter(|l| !l.eq_ignore_ascii_case("auto"));
+        let timeout = Duration::from_secs(cfg.asr.timeout_secs.max(1));
         Ok(match cfg.asr.backend {
             AsrBackend::Whisper => {
                 let dir = paths.whisper.clone();
@@ -46,18 +56,19 @@ impl Asr {
             }
             AsrBackend::OpenaiCompatible => Self::Remote {
                 endpoint: Endpoint::new(
+                    "speech recognition server",
+                    "speech.asr",
                     &cfg.asr.base_url,
                     &cfg.asr.model,
                     cfg.asr.api_key_env.as_deref(),
-                    Duration::from_secs(cfg.asr.timeout_secs.max(1)),
+                    timeout,
                 )?,
-                // `auto` means no hint: the service detects the language.
-                language: cfg
-                    .asr
-                    .language
-                    .clone()
-                    .filter(|l| !l.eq_ignore_ascii_case("auto")),
+                language: hint,
             },
+            AsrBackend::Deepgram => {
+                Self::Service(Arc::new(Deepgram::new(&cfg.asr.deepgram, hint, timeout)?))
+            }
+            AsrBackend::Azure => Self::Service(Arc::new(AzureAsr::new(&cfg.asr.azure, timeout)?)),
         })
     }
 
@@ -68,6 +79,11 @@ impl Asr {
             Self::Remote { endpoint, language } => {
                 endpoint
                     .transcribe(&Pcm::new(pcm_16k, super::INPUT_RATE), language.as_deref())
+                    .await
+            }
+            Self::Service(service) => {
+                service
+                    .transcribe(&Pcm::new(pcm_16k, super::INPUT_RATE))
                     .await
             }
         }
@@ -85,6 +101,14 @@ impl Asr {
                 model: endpoint.model().to_owned(),
                 load: ModelLoad::Ready,
             },
+            Self::Service(service) => {
+                let (backend, model) = service.describe();
+                EngineStatus {
+                    backend: backend.into(),
+                    model,
+                    load: ModelLoad::Ready,
+                }
+            }
         }
     }
 }

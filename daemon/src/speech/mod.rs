@@ -7,14 +7,18 @@
 //! runs them on dedicated threads, never on the async runtime.
 
 pub mod asr;
+pub mod asr_http;
+pub mod decode;
 pub mod espeak;
 pub mod model_paths;
+pub mod net;
 pub mod onnx;
 pub mod piper;
 pub mod remote;
 pub mod speaker;
 pub mod text;
 pub mod tts;
+pub mod tts_http;
 pub mod vad;
 pub mod whisper;
 pub mod worker;
@@ -28,13 +32,19 @@ use crate::pcm::PcmError;
 /// Sample rate every input engine (VAD, ASR) works at.
 pub const INPUT_RATE: u32 = 16_000;
 
+/// The Piper voice of characters that name none (installed by `scripts/fetch-model.sh`).
+pub const DEFAULT_PIPER_VOICE: &str = "en_US-joe-medium";
+
 /// How a character sounds: the `[voice]` table of its file, read by the TTS engines
 /// and the speaker.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Voice {
-    /// `piper`, `espeak` or `openai`.
+    /// The engine: `piper`, `espeak`, `openai`, or a service of [`tts_http::NAMES`];
+    /// empty means `speech.tts.backend`.
     pub tts: String,
+    /// The engine's voice; empty means the engine's default (Piper's
+    /// [`DEFAULT_PIPER_VOICE`], a service's `speech.tts.<name>.voice`).
     pub voice: String,
     pub speed: f32,
     pub language: String,
@@ -45,8 +55,8 @@ pub struct Voice {
 impl Default for Voice {
     fn default() -> Self {
         Self {
-            tts: "piper".into(),
-            voice: "en_US-joe-medium".into(),
+            tts: String::new(),
+            voice: String::new(),
             speed: 1.0,
             language: "en".into(),
             clean: text::clean::CleanOptions::default(),

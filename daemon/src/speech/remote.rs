@@ -5,46 +5,31 @@
 use std::time::Duration;
 
 use super::SpeechError;
+use super::decode::AudioFormat;
+use super::net::Service;
 use crate::pcm::Pcm;
 
 /// Connection details shared by both directions.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Endpoint {
-    client: reqwest::Client,
-    base_url: String,
+    service: Service,
     model: String,
-    api_key_env: Option<String>,
-}
-
-impl std::fmt::Debug for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the key itself.
-        f.debug_struct("Endpoint")
-            .field("base_url", &self.base_url)
-            .field("model", &self.model)
-            .field("api_key_env", &self.api_key_env)
-            .finish()
-    }
 }
 
 impl Endpoint {
+    /// `engine` names it in errors (`speech recognition server`), `section` is where it
+    /// is configured (`speech.asr`).
     pub fn new(
+        engine: &'static str,
+        section: &'static str,
         base_url: &str,
         model: &str,
         api_key_env: Option<&str>,
         timeout: Duration,
     ) -> Result<Self, SpeechError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .timeout(timeout)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| SpeechError::inference("HTTP client", e))?;
         Ok(Self {
-            client,
-            base_url: base_url.trim_end_matches('/').to_owned(),
+            service: Service::new(engine, section, base_url, api_key_env, timeout)?,
             model: model.to_owned(),
-            api_key_env: api_key_env.filter(|v| !v.is_empty()).map(str::to_owned),
         })
     }
 
@@ -52,76 +37,12 @@ impl Endpoint {
         &self.model
     }
 
-    fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match self
-            .api_key_env
-            .as_deref()
-            .and_then(|v| std::env::var(v).ok())
-            .filter(|k| !k.is_empty())
-        {
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        let req = self.service.client().post(self.service.url(path));
+        match self.service.api_key() {
             Some(key) => req.bearer_auth(key),
             None => req,
         }
-    }
-
-    fn remote_error(&self, what: &'static str, e: reqwest::Error) -> SpeechError {
-        let hint = if e.is_connect() {
-            format!("is the server at {} running?", self.base_url)
-        } else if e.is_timeout() {
-            "the server did not answer in time; raise timeout_secs or check the server".into()
-        } else {
-            "check base_url and model in conf.yaml".into()
-        };
-        SpeechError::Remote {
-            what,
-            reason: e.without_url().to_string(),
-            hint,
-        }
-    }
-
-    /// Sends `req` with the API key, mapping failures and error statuses to errors
-    /// that say what to check.
-    async fn send(
-        &self,
-        what: &'static str,
-        req: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, SpeechError> {
-        let resp = self
-            .authorize(req)
-            .send()
-            .await
-            .map_err(|e| self.remote_error(what, e))?;
-        self.check(what, resp).await
-    }
-
-    async fn check(
-        &self,
-        what: &'static str,
-        resp: reqwest::Response,
-    ) -> Result<reqwest::Response, SpeechError> {
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(resp);
-        }
-        let body = resp.text().await.unwrap_or_default();
-        let detail: String = body.chars().take(300).collect();
-        let hint = match status.as_u16() {
-            401 | 403 => format!(
-                "the server refused the API key; check the variable named by api_key_env ({})",
-                self.api_key_env.as_deref().unwrap_or("unset")
-            ),
-            404 => format!(
-                "no such endpoint or model at {}; check base_url and model",
-                self.base_url
-            ),
-            429 => "rate limited by the server; wait and retry".into(),
-            _ => "see the server's log".into(),
-        };
-        Err(SpeechError::Remote {
-            what,
-            reason: format!("HTTP {status}: {detail}"),
-            hint,
-        })
     }
 
     /// Transcribes audio with `/audio/transcriptions`.
@@ -130,81 +51,74 @@ impl Endpoint {
         pcm: &Pcm,
         language: Option<&str>,
     ) -> Result<String, SpeechError> {
-        const WHAT: &str = "speech recognition server";
-        let part = reqwest::multipart::Part::bytes(pcm.to_wav())
-            .file_name("speech.wav")
-            .mime_str("audio/wav")
-            .map_err(|e| SpeechError::inference(WHAT, e))?;
-        let mut form = reqwest::multipart::Form::new()
-            .part("file", part)
-            .text("model", self.model.clone())
-            .text("response_format", "json");
-        if let Some(lang) = language {
-            form = form.text("language", lang.to_owned());
-        }
-        let req = self
-            .client
-            .post(format!("{}/audio/transcriptions", self.base_url))
-            .multipart(form);
-        let resp = self.send(WHAT, req).await?;
-        #[derive(serde::Deserialize)]
-        struct Transcription {
-            text: String,
-        }
-        let body: Transcription = resp.json().await.map_err(|e| SpeechError::Remote {
-            what: WHAT,
-            reason: format!("unexpected answer: {e}"),
-            hint: "the server must answer {\"text\": ...} (response_format json)".into(),
-        })?;
-        Ok(body.text.trim().to_owned())
+        let wav = pcm.to_wav();
+        let resp = self
+            .service
+            .send(|| {
+                let part = reqwest::multipart::Part::bytes(wav.clone())
+                    .file_name("speech.wav")
+                    .mime_str("audio/wav")
+                    .unwrap_or_else(|_| reqwest::multipart::Part::bytes(wav.clone()));
+                let mut form = reqwest::multipart::Form::new()
+                    .part("file", part)
+                    .text("model", self.model.clone())
+                    .text("response_format", "json");
+                if let Some(lang) = language {
+                    form = form.text("language", lang.to_owned());
+                }
+                self.post("/audio/transcriptions").multipart(form)
+            })
+            .await?;
+        let body = self.service.body(resp).await?;
+        transcription_text(&body).ok_or_else(|| {
+            self.service.error(
+                format!(
+                    "unexpected answer: {}",
+                    String::from_utf8_lossy(&body)
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
+                ),
+                "the server must answer {\"text\": ...} (response_format json or verbose_json)",
+            )
+        })
     }
 
     /// Synthesizes `text` with `/audio/speech` as WAV.
     pub async fn speak(&self, text: &str, voice: &str, speed: f32) -> Result<Pcm, SpeechError> {
-        const WHAT: &str = "speech synthesis server";
-        let req = self
-            .client
-            .post(format!("{}/audio/speech", self.base_url))
-            .json(&serde_json::json!({
-                "model": self.model,
-                "input": text,
-                "voice": voice,
-                "speed": speed,
-                "response_format": "wav",
-            }));
-        let resp = self.send(WHAT, req).await?;
-        let bytes = resp.bytes().await.map_err(|e| self.remote_error(WHAT, e))?;
-        Pcm::from_wav(&fix_streamed_wav(&bytes)).map_err(|e| SpeechError::Remote {
-            what: WHAT,
-            reason: format!("the answer is not usable WAV audio: {e}"),
-            hint: "the server must support response_format \"wav\"".into(),
-        })
+        let body = serde_json::json!({
+            "model": self.model,
+            "input": text,
+            "voice": voice,
+            "speed": speed,
+            "response_format": "wav",
+        });
+        let resp = self
+            .service
+            .send(|| self.post("/audio/speech").json(&body))
+            .await?;
+        let bytes = self.service.body(resp).await?;
+        // Some servers answer MP3 whatever was asked; the decoder tells by the bytes.
+        self.service.decode(&bytes, AudioFormat::Sniff)
     }
 }
 
-/// Streaming servers (and espeak-ng) write WAV headers with placeholder lengths
-/// (0 or 0xFFFFFFFF) because they do not know the length up front; put the real ones in.
-pub fn fix_streamed_wav(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
-        return bytes.into();
+/// The text of a transcription answer: `{"text": ...}` as `json` gives it, the same
+/// with `segments`, `language` and `duration` as `verbose_json` (OpenAI, Groq) gives
+/// it, or a plain-text body from servers that ignore `response_format`.
+pub fn transcription_text(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Transcription {
+        text: String,
     }
-    let mut out = bytes.to_vec();
-    let riff_len = (out.len() - 8) as u32;
-    out[4..8].copy_from_slice(&riff_len.to_le_bytes());
-    let mut pos = 12;
-    while pos + 8 <= out.len() {
-        let id = [out[pos], out[pos + 1], out[pos + 2], out[pos + 3]];
-        let len = u32::from_le_bytes([out[pos + 4], out[pos + 5], out[pos + 6], out[pos + 7]]);
-        if &id == b"data" {
-            let actual = (out.len() - pos - 8) as u32;
-            if len == 0 || len > actual {
-                out[pos + 4..pos + 8].copy_from_slice(&actual.to_le_bytes());
-            }
-            break;
+    match serde_json::from_slice::<Transcription>(body) {
+        Ok(t) => Some(t.text.trim().to_owned()),
+        Err(_) => {
+            let text = std::str::from_utf8(body).ok()?.trim();
+            let looks_json = text.starts_with('{') || text.starts_with('[');
+            (!looks_json).then(|| text.to_owned())
         }
-        pos += 8 + len as usize + (len as usize & 1);
     }
-    out.into()
 }
 
 #[cfg(test)]
@@ -212,16 +126,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn placeholder_wav_lengths_are_fixed() {
-        let pcm = Pcm::new(vec![0.25; 100], 16000);
-        let mut wav = pcm.to_wav();
-        wav[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        let data = wav
-            .windows(4)
-            .position(|w| w == b"data")
-            .expect("data chunk");
-        wav[data + 4..data + 8].copy_from_slice(&u32::MAX.to_le_bytes());
-        let back = Pcm::from_wav(&fix_streamed_wav(&wav)).expect("decodes");
-        assert_eq!(back.samples.len(), 100);
+    fn transcriptions_read_json_verbose_json_and_plain_text() {
+        assert_eq!(
+            transcription_text(br#"{"text": " Hello there. "}"#).as_deref(),
+            Some("Hello there.")
+        );
+        // Groq's verbose_json, trimmed.
+        let groq = br#"{"task":"transcribe","language":"English","duration":1.52,
+            "text":" Hello there.","segments":[{"id":0,"seek":0,"start":0,"end":1.52,
+            "text":" Hello there.","tokens":[50365,2425],"temperature":0,
+            "avg_logprob":-0.2,"compression_ratio":0.8,"no_speech_prob":0.01}],
+            "x_groq":{"id":"req_01"}}"#;
+        assert_eq!(transcription_text(groq).as_deref(), Some("Hello there."));
+        assert_eq!(
+            transcription_text(b"Hello there.\n").as_deref(),
+            Some("Hello there.")
+        );
+        assert_eq!(transcription_text(br#"{"error": "x"}"#), None);
     }
 }

@@ -1,6 +1,6 @@
 //! Speech synthesis: [`Tts`] speaks every character's voice with Piper (on its own
-//! thread), espeak-ng or an OpenAI-compatible service, falling back to espeak-ng when a
-//! Piper voice cannot load.
+//! thread), espeak-ng, an OpenAI-compatible service or one of the [`super::tts_http`]
+//! services, falling back to espeak-ng when a Piper voice cannot load.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,8 +13,9 @@ use super::espeak::EspeakTts;
 use super::model_paths::ModelPaths;
 use super::piper::PiperVoice;
 use super::remote::Endpoint;
+use super::tts_http::{Engines, SpeakRequest};
 use super::worker::Worker;
-use super::{SpeechError, Voice};
+use super::{DEFAULT_PIPER_VOICE, SpeechError, Voice};
 use crate::config::SpeechConfig;
 use crate::pcm::Pcm;
 
@@ -44,6 +45,10 @@ pub struct Tts {
     paths: ModelPaths,
     piper: Worker<PiperVoices>,
     remote: Endpoint,
+    /// The network services (`elevenlabs`, `azure`, ...).
+    services: Engines,
+    /// `speech.tts.backend`: the engine of voices that name none.
+    backend: String,
     /// Piper voices that could not load, so the fallback is announced once.
     fallen_back: Arc<Mutex<HashMap<PathBuf, String>>>,
 }
@@ -62,19 +67,46 @@ impl Tts {
                 })
             }),
             remote: Endpoint::new(
+                "speech synthesis server",
+                "speech.tts",
                 &cfg.tts.base_url,
                 &cfg.tts.model,
                 cfg.tts.api_key_env.as_deref(),
                 Duration::from_secs(cfg.tts.timeout_secs.max(1)),
             )?,
+            services: Engines::new(&cfg.tts)?,
+            backend: if cfg.tts.backend.trim().is_empty() {
+                "piper".into()
+            } else {
+                cfg.tts.backend.trim().to_owned()
+            },
             fallen_back: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
+    /// The engine `voice` speaks with.
+    fn engine<'a>(&'a self, voice: &'a Voice) -> &'a str {
+        if voice.tts.trim().is_empty() {
+            &self.backend
+        } else {
+            voice.tts.trim()
+        }
+    }
+
+    /// The Piper voice file of `voice`.
+    fn piper_path(&self, voice: &Voice) -> PathBuf {
+        let name = if voice.voice.trim().is_empty() {
+            DEFAULT_PIPER_VOICE
+        } else {
+            &voice.voice
+        };
+        self.paths.piper_voice(name)
+    }
+
     /// Loads `voice` ahead of its first sentence.
     pub async fn preload(&self, voice: &Voice) {
-        if voice.tts == "piper" {
-            let path = self.paths.piper_voice(&voice.voice);
+        if self.engine(voice) == "piper" {
+            let path = self.piper_path(voice);
             let _ = self.piper.call(move |v| v.voice(&path).map(|_| ())).await;
         }
     }
@@ -83,9 +115,9 @@ impl Tts {
     /// (logged once), so speech never goes silent for want of a model file.
     pub async fn synthesize(&self, text: &str, voice: &Voice) -> Result<Pcm, SpeechError> {
         let speed = if voice.speed > 0.0 { voice.speed } else { 1.0 };
-        match voice.tts.as_str() {
+        match self.engine(voice) {
             "piper" => {
-                let path = self.paths.piper_voice(&voice.voice);
+                let path = self.piper_path(voice);
                 let owned = text.to_owned();
                 let p = path.clone();
                 match self
@@ -109,13 +141,32 @@ impl Tts {
                     Err(e) => Err(e),
                 }
             }
+            "espeak" if voice.voice.trim().is_empty() => {
+                self.espeak(text, &espeak_voice_for(&voice.language), speed)
+                    .await
+            }
             "espeak" => self.espeak(text, &voice.voice, speed).await,
             "openai" => self.remote.speak(text, &voice.voice, speed).await,
-            other => Err(SpeechError::Load {
-                what: "voice",
-                path: PathBuf::from(other),
-                reason: format!("unknown TTS engine {other:?}; use piper, espeak or openai"),
-            }),
+            other => match self.services.get(other) {
+                Some(service) => {
+                    service
+                        .speak(SpeakRequest {
+                            text,
+                            voice: &voice.voice,
+                            speed,
+                            language: &voice.language,
+                        })
+                        .await
+                }
+                None => Err(SpeechError::Unsupported {
+                    what: "voice",
+                    reason: format!("unknown TTS engine {other:?}"),
+                    hint: format!(
+                        "set the character's [voice] tts (or speech.tts.backend) to one of piper, espeak, openai, {}",
+                        super::tts_http::NAMES.join(", ")
+                    ),
+                }),
+            },
         }
     }
 
@@ -131,9 +182,9 @@ impl Tts {
     }
 
     pub fn status(&self, voice: &Voice) -> EngineStatus {
-        let (backend, load) = match voice.tts.as_str() {
+        let (backend, load) = match self.engine(voice) {
             "piper" => {
-                let path = self.paths.piper_voice(&voice.voice);
+                let path = self.piper_path(voice);
                 let fallback = self
                     .fallen_back
                     .lock()
@@ -151,9 +202,14 @@ impl Tts {
             }
             other => (other.to_owned(), ModelLoad::Ready),
         };
+        let model = match self.services.get(&backend) {
+            Some(service) if voice.voice.trim().is_empty() => service.default_voice().to_owned(),
+            _ if voice.voice.trim().is_empty() && backend == "piper" => DEFAULT_PIPER_VOICE.into(),
+            _ => voice.voice.clone(),
+        };
         EngineStatus {
             backend,
-            model: voice.voice.clone(),
+            model,
             load,
         }
     }
@@ -164,5 +220,55 @@ fn espeak_voice_for(language: &str) -> String {
     match language {
         "" | "en" => "en-us".into(),
         other => other.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tts_with_backend(backend: &str) -> Tts {
+        let mut cfg = SpeechConfig::default();
+        cfg.tts.backend = backend.into();
+        Tts::new(&cfg, &ModelPaths::new(&cfg)).expect("engines build without contacting anything")
+    }
+
+    #[tokio::test]
+    async fn a_voice_without_engine_or_voice_uses_the_configured_defaults() {
+        let tts = tts_with_backend("azure");
+        let status = tts.status(&Voice::default());
+        assert_eq!(status.backend, "azure");
+        assert_eq!(status.model, "en-US-AvaMultilingualNeural");
+        let status = tts_with_backend("piper").status(&Voice::default());
+        assert_eq!(
+            (status.backend.as_str(), status.model.as_str()),
+            ("piper", DEFAULT_PIPER_VOICE)
+        );
+        let named = Voice {
+            tts: "elevenlabs".into(),
+            voice: "abc".into(),
+            ..Voice::default()
+        };
+        let status = tts.status(&named);
+        assert_eq!(
+            (status.backend.as_str(), status.model.as_str()),
+            ("elevenlabs", "abc")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_engine_lists_the_known_ones() {
+        let voice = Voice {
+            tts: "bark".into(),
+            ..Voice::default()
+        };
+        let err = tts_with_backend("piper")
+            .synthesize("hi", &voice)
+            .await
+            .expect_err("unknown");
+        assert!(err.to_string().contains("bark"), "{err}");
+        for name in ["piper", "espeak", "openai", "elevenlabs", "cosyvoice"] {
+            assert!(err.hint().contains(name), "{}", err.hint());
+        }
     }
 }

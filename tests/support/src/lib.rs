@@ -6,5 +6,6 @@ pub mod daemon;
 pub mod frame_queue;
 pub mod mcp;
 pub mod mock_llm;
+pub mod mock_speech;
 pub mod mock_vendor;
 pub mod web;

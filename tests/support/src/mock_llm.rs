@@ -310,7 +310,7 @@ struct Shared {
 }
 
 /// Locks a mutex even if a panicking test thread poisoned it.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -435,21 +435,21 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellatio
 }
 
 /// What the task producing a response body sends.
-enum BodyItem {
+pub(crate) enum BodyItem {
     Data(Bytes),
     /// Abort the connection once the data before it is flushed.
     Cut,
 }
 
 /// A response body fed from a channel, so a task can pace, stall or abort it.
-struct ChannelBody {
+pub(crate) struct ChannelBody {
     rx: mpsc::Receiver<BodyItem>,
     /// `Cut` was received and the flush opportunity given.
     cutting: bool,
 }
 
 impl ChannelBody {
-    fn new(rx: mpsc::Receiver<BodyItem>) -> Self {
+    pub(crate) fn new(rx: mpsc::Receiver<BodyItem>) -> Self {
         Self { rx, cutting: false }
     }
 }

@@ -35,6 +35,10 @@ pub struct CleanOptions {
     /// Drop `[bracketed]` text: expression tags like `[joy]`, `[laughs]`, `[1]`.
     /// Markdown links are turned into their text first.
     pub drop_bracketed: bool,
+    /// Drop `<angle bracketed>` spans (`<laugh>`, `<break/>`, stray HTML), as
+    /// Open-LLM-VTuber's `ignore_angle_brackets` does: an SSML engine would otherwise
+    /// get markup, and others read the tag's name.
+    pub drop_angle_brackets: bool,
 }
 
 impl Default for CleanOptions {
@@ -46,6 +50,7 @@ impl Default for CleanOptions {
             drop_parentheticals: false,
             drop_actions: true,
             drop_bracketed: true,
+            drop_angle_brackets: true,
         }
     }
 }
@@ -58,6 +63,11 @@ impl Default for CleanOptions {
 pub fn clean_for_speech(text: &str, opts: &CleanOptions) -> String {
     let text = strip_think(text);
     let text = strip_code(&text, opts);
+    let text = if opts.drop_angle_brackets {
+        strip_balanced(&text, |c| c == '<', |c| c == '>')
+    } else {
+        text
+    };
     let text = strip_block_markup(&text);
     let text = strip_links(&text);
     let text = strip_emphasis(&text, opts.drop_actions);
@@ -329,10 +339,14 @@ fn strip_parentheticals(text: &str) -> String {
     )
 }
 
-/// Drops balanced `[…]`. Afterwards no `[` precedes a `]`: every `]` that found an open
-/// `[` removed it.
+/// Drops balanced `[…]` (and the full-width `【…】`, `［…］` of CJK replies). Afterwards no
+/// `[` precedes a `]`: every `]` that found an open `[` removed it.
 fn strip_brackets(text: &str) -> String {
-    strip_balanced(text, |c| c == '[', |c| c == ']')
+    strip_balanced(
+        text,
+        |c| matches!(c, '[' | '【' | '［'),
+        |c| matches!(c, ']' | '】' | '］'),
+    )
 }
 
 fn strip_balanced(text: &str, open: impl Fn(char) -> bool, close: impl Fn(char) -> bool) -> String {
@@ -494,6 +508,28 @@ mod tests {
             ..CleanOptions::default()
         };
         assert_eq!(clean_for_speech("[joy] Hi", &opts), "[joy] Hi");
+    }
+
+    #[test]
+    fn clean_drops_angle_tags_and_full_width_brackets_per_option() {
+        let opts = CleanOptions::default();
+        assert_eq!(
+            clean_for_speech("Hi <laugh> there【笑】, friend<br/>.", &opts),
+            "Hi there, friend."
+        );
+        // Unbalanced comparisons are kept.
+        assert_eq!(
+            clean_for_speech("If a < b, stop.", &opts),
+            "If a < b, stop."
+        );
+        let keep = CleanOptions {
+            drop_angle_brackets: false,
+            ..CleanOptions::default()
+        };
+        assert_eq!(
+            clean_for_speech("Hi <laugh> there.", &keep),
+            "Hi <laugh> there."
+        );
     }
 
     #[test]
