@@ -37,17 +37,20 @@ pub struct Characters {
     roster: RwLock<Roster>,
     dir: Option<PathBuf>,
     assets_dir: PathBuf,
+    /// `web.live2d_core_url`: with it, a Cubism 3+ model needs no installed Core.
+    core_url: Option<String>,
     /// Cubism 2 model URLs already warned about (once each).
     warned: Mutex<BTreeSet<String>>,
 }
 
 impl Characters {
-    pub fn load(dir: Option<PathBuf>, assets_dir: PathBuf) -> Self {
+    pub fn load(dir: Option<PathBuf>, assets_dir: PathBuf, core_url: Option<String>) -> Self {
         let (roster, _) = Roster::load(dir.as_deref());
         Self {
             roster: RwLock::new(roster),
             dir,
             assets_dir,
+            core_url,
             warned: Mutex::new(BTreeSet::new()),
         }
     }
@@ -86,13 +89,13 @@ impl Characters {
     }
 
     pub fn model_conf(&self, info: &CharacterInfo) -> ModelConf {
-        let (model, emotions) = self.with(|r| {
+        let (avatar, emotions) = self.with(|r| {
             r.get(&info.id).map_or_else(
-                || (crate::characters::Avatar::default().model, BTreeMap::new()),
-                |c| (c.avatar.model.clone(), c.avatar.emotions.clone()),
+                || (crate::characters::Avatar::default(), BTreeMap::new()),
+                |c| (c.avatar.clone(), c.avatar.emotions.clone()),
             )
         });
-        let url = model_url(&self.assets_dir, &model);
+        let (model, url) = self.pick_model(&avatar);
         let file = self.model_file(&url);
         // The model's own group, spelled as the model spells it (`Idle` in most Cubism 3+
         // models, `idle` in shizuku); `idle` when the file is missing or has none.
@@ -106,7 +109,7 @@ impl Characters {
             model_info: serde_json::json!({
                 "name": model,
                 "url": url,
-                "kScale": 0.3,
+                "kScale": k_scale(&url),
                 "initialXshift": 0,
                 "initialYshift": 0,
                 "kXOffset": 1150,
@@ -119,6 +122,37 @@ impl Characters {
 }
 
 impl Characters {
+    /// The avatar's model, or its fallback when the model (or the runtime its kind needs)
+    /// is not installed and the fallback is; the model when neither is, so the page says
+    /// what is missing. Returns the name and the page's URL for it.
+    fn pick_model(&self, avatar: &crate::characters::Avatar) -> (String, String) {
+        let url = model_url(&self.assets_dir, &avatar.model);
+        if let Some(fallback) = &avatar.fallback
+            && !self.installed(&url)
+        {
+            let other = model_url(&self.assets_dir, fallback);
+            if self.installed(&other) {
+                tracing::debug!(model = %avatar.model, fallback = %fallback, "the character's model is not installed: showing its fallback");
+                return (fallback.clone(), other);
+            }
+        }
+        (avatar.model.clone(), url)
+    }
+
+    /// Whether the model at `url` and the runtime its kind needs are installed: Cubism 3+
+    /// (`.model3.json`) needs the plugin's Cubism 4 build and a Cubism Core (installed,
+    /// or `web.live2d_core_url`); Cubism 2 the Cubism 2 build and runtime.
+    fn installed(&self, url: &str) -> bool {
+        let libs = self.assets_dir.join("libs");
+        let runtime = if url.ends_with(".model3.json") {
+            libs.join("cubism4.min.js").is_file()
+                && (self.core_url.is_some() || libs.join(CUBISM_CORE).is_file())
+        } else {
+            libs.join("cubism2.min.js").is_file() && libs.join(CUBISM2_RUNTIME).is_file()
+        };
+        runtime && self.model_file(url).is_some_and(|f| f.is_file())
+    }
+
     /// The file behind a `/live2d-models/` URL.
     fn model_file(&self, url: &str) -> Option<PathBuf> {
         url.strip_prefix("/live2d-models/")
@@ -152,6 +186,11 @@ impl Characters {
     }
 }
 
+/// The Cubism Core's file in the assets' `libs/` (Cubism 3+ models).
+pub const CUBISM_CORE: &str = "live2dcubismcore.min.js";
+/// The Cubism 2.1 runtime's file in the assets' `libs/`.
+pub const CUBISM2_RUNTIME: &str = "live2d.core.js";
+
 /// Where the page loads a model from: `/live2d-models/<m>/<m>.model.json` (Cubism 2);
 /// for a Cubism 3+ model, the `.model3.json` itself, where Open-LLM-VTuber's model
 /// folders keep it (`<m>/<m>.model3.json` or `<m>/runtime/<m>.model3.json`), since its
@@ -173,6 +212,17 @@ pub fn model_url(assets_dir: &Path, model: &str) -> String {
         }
     }
     format!("/live2d-models/{model}/{v2}")
+}
+
+/// OLV's `kScale` for a model: Open-LLM-VTuber's frontend multiplies a Cubism 3+
+/// model's natural size by it (Haru is 405×760 at 1: 0.8 fills most of a stage), our
+/// page its "fit the stage" size; the Cubism 2 models (Shizuku) keep the 0.3 they had.
+fn k_scale(url: &str) -> f64 {
+    if url.ends_with(".model3.json") {
+        0.8
+    } else {
+        0.3
+    }
 }
 
 /// The idle motion group of a model file, as the file spells it: the group named
@@ -263,7 +313,7 @@ mod tests {
         assert_eq!(idle_motion_group(&dir.path().join("none.json")), None);
 
         // The conf sent to the page carries the model's own group, case and all.
-        let characters = Characters::load(None, dir.path().to_path_buf());
+        let characters = Characters::load(None, dir.path().to_path_buf(), None);
         let mao = crate::characters::Roster::load(None)
             .0
             .get("mao")
@@ -285,7 +335,18 @@ mod tests {
             r#"{"motions": {"tap_body": [], "Idle": []}}"#,
         )
         .unwrap();
+        // Mao's model (Haru) is missing, and Shizuku's runtime too: still Haru, so the
+        // page says what is missing.
         let conf = characters.model_conf(&mao);
+        assert_eq!(conf.model_info["name"], "haru");
+        let libs = dir.path().join("libs");
+        std::fs::create_dir_all(&libs).unwrap();
+        for lib in ["cubism2.min.js", CUBISM2_RUNTIME] {
+            std::fs::write(libs.join(lib), "").unwrap();
+        }
+        // Now the fallback is installed, and shown.
+        let conf = characters.model_conf(&mao);
+        assert_eq!(conf.model_info["name"], "shizuku");
         assert_eq!(conf.model_info["idleMotionGroupName"], "Idle");
         // An installed Cubism 2 model: warned about once.
         assert!(characters.warn_if_cubism2(&conf));
@@ -294,5 +355,32 @@ mod tests {
             conf.model_info["url"],
             "/live2d-models/shizuku/shizuku.model.json"
         );
+
+        // Haru installed, but no Cubism Core: still the fallback.
+        let runtime = dir.path().join("live2d-models/haru/runtime");
+        std::fs::create_dir_all(&runtime).unwrap();
+        std::fs::write(
+            runtime.join("haru.model3.json"),
+            r#"{"FileReferences": {"Moc": "h.moc3", "Motions": {"Idle": []}}}"#,
+        )
+        .unwrap();
+        std::fs::write(libs.join("cubism4.min.js"), "").unwrap();
+        assert_eq!(characters.model_conf(&mao).model_info["name"], "shizuku");
+        // With web.live2d_core_url, the Core comes from there: Haru.
+        let with_url = Characters::load(
+            None,
+            dir.path().to_path_buf(),
+            Some("https://cubism.live2d.com/sdk-web/cubismcore/live2dcubismcore.min.js".into()),
+        );
+        assert_eq!(with_url.model_conf(&mao).model_info["name"], "haru");
+        // With the Core installed: Haru, at its runtime/ path, with its own idle group.
+        std::fs::write(libs.join(CUBISM_CORE), "").unwrap();
+        let conf = characters.model_conf(&mao);
+        assert_eq!(
+            conf.model_info["url"],
+            "/live2d-models/haru/runtime/haru.model3.json"
+        );
+        assert_eq!(conf.model_info["idleMotionGroupName"], "Idle");
+        assert!(!characters.warn_if_cubism2(&conf));
     }
 }

@@ -512,7 +512,7 @@ mod tests {
     }
 
     fn translator(speech: bool) -> Translator {
-        let characters = Arc::new(Characters::load(None, PathBuf::from("/nonexistent")));
+        let characters = Arc::new(Characters::load(None, PathBuf::from("/nonexistent"), None));
         let (roster, _) = Roster::load(None);
         Translator::new(
             characters,
