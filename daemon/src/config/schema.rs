@@ -549,6 +549,10 @@ pub struct WebConfig {
     /// `https://` or `http://` address (its origin is added to the page's script policy)
     /// or a path on this server.
     pub live2d_core_url: Option<String>,
+    /// The Live2D models, served at `/live2d-models/`; default `<assets_dir>/live2d-models`.
+    /// May be an Open-LLM-VTuber checkout's `live2d-models/`: its `model_dict.json` (in
+    /// that folder or the one above it) is read as is.
+    pub live2d_models_dir: Option<PathBuf>,
     /// Largest WebSocket message accepted, in bytes.
     pub max_message_bytes: usize,
     /// Messages per second one connection may send (bursts up to twice that).
@@ -568,6 +572,7 @@ impl Default for WebConfig {
             assets_dir: None,
             backgrounds_dir: None,
             live2d_core_url: None,
+            live2d_models_dir: None,
             max_message_bytes: 4 * 1024 * 1024,
             max_messages_per_sec: 200,
         }

@@ -90,6 +90,8 @@ pub struct WebState {
     pub(crate) hub: broadcast::Sender<Arc<WebEvent>>,
     pub characters: Arc<Characters>,
     pub assets_dir: PathBuf,
+    /// The Live2D models (`web.live2d_models_dir`), served at `/live2d-models/`.
+    pub models_dir: PathBuf,
     /// Background images (`/bg/`, `fetch-backgrounds`).
     pub backgrounds_dir: PathBuf,
     /// The access token's checks; `None`: `web.auth: none`.
@@ -232,6 +234,13 @@ pub fn assets_dir(cfg: &WebConfig) -> PathBuf {
     cfg.assets_dir
         .clone()
         .unwrap_or_else(|| vtuber_shared::paths::data_dir().join("web"))
+}
+
+/// `web.live2d_models_dir`, else `<assets_dir>/live2d-models`.
+pub fn models_dir(cfg: &WebConfig) -> PathBuf {
+    cfg.live2d_models_dir
+        .clone()
+        .unwrap_or_else(|| assets_dir(cfg).join("live2d-models"))
 }
 
 /// `web.backgrounds_dir`, else `<assets_dir>/bg`.
@@ -406,6 +415,7 @@ pub fn serve(
     let characters = Arc::new(Characters::load(
         character_dir(&config),
         assets_dir.clone(),
+        models_dir(cfg),
         config.web.live2d_core_url.clone(),
     ));
     let translator = Translator::new(
@@ -427,6 +437,7 @@ pub fn serve(
         hub,
         characters,
         assets_dir,
+        models_dir: models_dir(cfg),
         backgrounds_dir: backgrounds_dir(cfg),
         auth: bound
             .token
@@ -756,7 +767,7 @@ async fn lib_file(State(web): State<Arc<WebState>>, UrlPath(path): UrlPath<Strin
 }
 
 async fn model_file(State(web): State<Arc<WebState>>, UrlPath(path): UrlPath<String>) -> Response {
-    file_from(web.assets_dir.join("live2d-models"), &path, "model file").await
+    file_from(web.models_dir.clone(), &path, "model file").await
 }
 
 async fn background_file(
@@ -826,7 +837,7 @@ fn list_models(dir: &Path) -> serde_json::Value {
 }
 
 async fn models_info(State(web): State<Arc<WebState>>) -> Response {
-    let dir = web.assets_dir.join("live2d-models");
+    let dir = web.models_dir.clone();
     let info = tokio::task::spawn_blocking(move || list_models(&dir))
         .await
         .unwrap_or_else(
