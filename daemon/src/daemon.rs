@@ -368,7 +368,7 @@ async fn bind_web(
             let access = WebAccess {
                 url: Some(bound.page_url.clone()),
                 auth: Some(cfg.web.auth.as_str().to_owned()),
-                error: None,
+                ..WebAccess::default()
             };
             (Some(bound), access)
         }

@@ -114,6 +114,38 @@ pub struct WebAccess {
     pub auth: Option<String>,
     /// Why the web server is not running, when it failed to start.
     pub error: Option<String>,
+    /// What the page last said about showing the character's model.
+    pub avatar: AvatarReport,
+}
+
+/// The page's last word on the character's model (`avatar-status`): why it could not be
+/// shown, or nothing once one was. Shared by the web sessions and `status`.
+#[derive(Debug, Clone, Default)]
+pub struct AvatarReport(Arc<Mutex<Option<String>>>);
+
+impl AvatarReport {
+    /// Longest message kept: it comes from a client.
+    const MAX_CHARS: usize = 600;
+
+    /// Records a page's report on `model_url`: `error` is why it could not show it, `None`
+    /// that it did (which clears an earlier problem).
+    pub fn report(&self, model_url: &str, error: Option<&str>) {
+        let text = error.map(|why| {
+            let url: String = model_url.chars().take(200).collect();
+            let why: String = why.chars().take(Self::MAX_CHARS).collect();
+            if url.is_empty() {
+                why
+            } else {
+                format!("{url}: {why}")
+            }
+        });
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = text;
+    }
+
+    /// The problem last reported, if any.
+    pub fn problem(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl Services {
@@ -137,6 +169,7 @@ impl Services {
             web_url: self.web.url.clone(),
             web_auth: self.web.auth.clone(),
             web_error: self.web.error.clone(),
+            avatar_error: self.web.avatar.problem(),
             config_files: reload.files,
             reload_error: reload.error,
             needs_restart: reload.needs_restart,

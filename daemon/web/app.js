@@ -5,7 +5,7 @@
 import { Connection } from './connection.js';
 import { Player, MOUTH_HISTORY_MAX } from './player.js';
 import { Mic } from './mic.js';
-import { createLive2DAvatar, loadLive2DRuntime } from './live2d.js';
+import { createLive2DAvatar, modelKind } from './live2d.js';
 import { createFallbackAvatar } from './avatar-fallback.js';
 
 const CHAT_MAX = 500;
@@ -25,6 +25,8 @@ const el = {
   stageMessage: $('stage-message'),
   notice: $('notice'),
   noticeDetail: $('notice-detail'),
+  noticeTitle: $('notice-title'),
+  noticeHelp: $('notice-help'),
   noticeClose: $('notice-close'),
   soundHint: $('sound-hint'),
   soundEnable: $('sound-enable'),
@@ -56,6 +58,16 @@ const hooks = {
   live2d: false,
   avatarKind: null, // "live2d" | "fallback" | null while loading
   avatarReady: false,
+  live2dRuntime: null, // "cubism2" | "cubism4" while a Live2D model shows
+  avatarUrl: null,
+  avatarError: null, // why the character's model could not be shown (also in the notice)
+  avatarLoadMs: null, // from set-model-and-conf to the model on the stage
+  fps: null, // the avatar's frame rate, updated each second
+  mouthParameter: null,
+  mocVersion: null,
+  coreVersion: null,
+  expression: null, // the model's current expression name, once one was set
+  expressionsSet: 0,
   mouthHistory: [],
   audioPlayed: 0,
   subtitles: '',
@@ -244,7 +256,9 @@ function stageMessage(text) {
 
 let avatar = null;
 let avatarSeq = 0;
-let live2dRuntime = 'unknown'; // "unknown" | "yes" | "no"
+// Whether each Live2D runtime is installed, from /api/page-config: "yes" | "no" | "unknown".
+const runtimes = { cubism2: 'unknown', cubism4: 'unknown' };
+let coreUrl = null; // web.live2d_core_url
 let modelInfo = null;
 
 function onMouthApplied(v) {
@@ -256,13 +270,40 @@ function replaceAvatar(next) {
   avatar = next;
   hooks.avatarKind = next.kind;
   hooks.live2d = next.kind === 'live2d';
+  hooks.live2dRuntime = next.runtime || null;
+  hooks.avatarUrl = next.url || null;
+  hooks.mouthParameter = next.mouthParameter || null;
+  hooks.mocVersion = next.mocVersion ?? null;
+  hooks.coreVersion = next.coreVersion ?? null;
+  hooks.expression = null;
   hooks.avatarReady = true;
   stageMessage('');
 }
 
-function showNotice(detail) {
-  el.noticeDetail.textContent = detail ? `(${shorten(detail, 300)})` : '';
+setInterval(() => {
+  hooks.fps = avatar && avatar.fps ? avatar.fps() : null;
+}, 1000);
+
+const NOTICE_MISSING = 'Live2D avatar not installed.';
+
+/** The notice over the stage: `title`, then what to do (only for a missing runtime). */
+function showNotice(detail, title = NOTICE_MISSING) {
+  el.noticeTitle.textContent = title;
+  el.noticeHelp.hidden = title !== NOTICE_MISSING;
+  el.noticeDetail.textContent = detail ? (title === NOTICE_MISSING ? `(${shorten(detail, 300)})` : shorten(detail, 600)) : '';
   el.notice.hidden = false;
+}
+
+/**
+ * A model that cannot be shown: said in the page (never an empty stage: the built-in
+ * avatar stands in) and told to the daemon, which shows it in `vtuber status`.
+ */
+function reportAvatarError(info, err) {
+  const message = err && err.message ? err.message : String(err);
+  hooks.avatarError = message;
+  const missing = !err || err.name !== 'AvatarLoadError';
+  showNotice(message, missing ? NOTICE_MISSING : 'This Live2D model cannot be shown.');
+  conn.send({ type: 'avatar-status', model_url: (info && info.url) || '', error: message });
 }
 
 function useFallback(info) {
@@ -272,7 +313,15 @@ function useFallback(info) {
 
 async function showAvatar(info) {
   const seq = ++avatarSeq;
-  if (live2dRuntime === 'no' || !info || typeof info.url !== 'string' || !info.url) {
+  if (!info || typeof info.url !== 'string' || !info.url) {
+    useFallback(info);
+    return;
+  }
+  const kind = modelKind(info.url);
+  if (runtimes[kind] === 'no') {
+    showNotice(kind === 'cubism4'
+      ? 'The Cubism 3/4 runtime (Cubism Core and the plugin\'s Cubism 4 build) is not installed.'
+      : '');
     useFallback(info);
     return;
   }
@@ -281,17 +330,33 @@ async function showAvatar(info) {
     return;
   }
   if (!avatar) stageMessage('Loading the avatar…');
+  const t0 = performance.now();
   try {
-    const next = await createLive2DAvatar(el.stage, info, { onMouthApplied });
+    const next = await createLive2DAvatar(el.stage, info, { onMouthApplied, coreUrl });
     if (seq !== avatarSeq) { next.destroy(); return; }
     replaceAvatar(next);
+    hooks.avatarLoadMs = Math.round(performance.now() - t0);
+    hooks.avatarError = null;
+    // Clears a problem `vtuber status` shows (maybe another page's, or an older model's).
+    conn.send({ type: 'avatar-status', model_url: info.url, error: null });
     el.notice.hidden = true;
   } catch (err) {
     if (seq !== avatarSeq) return;
     console.warn('vtuber: Live2D failed, using the built-in avatar:', err);
-    showNotice(err && err.message ? err.message : String(err));
+    reportAvatarError(info, err);
     useFallback(info);
   }
+}
+
+/** Puts an emotionMap value on the face and notes which expression it became. */
+function applyExpression(id) {
+  if (!avatar) return;
+  const target = avatar;
+  Promise.resolve(target.setExpression(id, emotionWord(id))).then(() => {
+    if (avatar !== target) return;
+    hooks.expressionsSet += 1;
+    hooks.expression = target.expressionName ? target.expressionName() : null;
+  });
 }
 
 function emotionWord(id) {
@@ -342,7 +407,7 @@ const player = new Player({
       if (!item.forwarded && item.displayText) conn.send({ type: 'audio-play-start', display_text: item.displayText });
     }
     const expr = item.actions && Array.isArray(item.actions.expressions) ? item.actions.expressions[0] : undefined;
-    if (avatar && (typeof expr === 'number' || typeof expr === 'string')) avatar.setExpression(expr, emotionWord(expr));
+    if (typeof expr === 'number' || typeof expr === 'string') applyExpression(expr);
     updateStopButton();
   },
   onItemEnd(item, completed) {
@@ -878,7 +943,7 @@ const conn = new Connection(wsUrl, {
       }
       setState('idle');
       updateStopButton();
-      if (!avatar && live2dRuntime !== 'unknown') stageMessage('Waiting for the daemon…');
+      if (!avatar) stageMessage('Waiting for the daemon…');
       if (was) console.info('vtuber: connection lost,', detail);
     }
   },
@@ -919,21 +984,13 @@ async function start() {
     setConnStatus('closed', 'no access token (run `vtuber web url`)');
     return;
   }
-  if (config && config.live2d_runtime === false) {
-    live2dRuntime = 'no';
+  // The runtime a model needs loads with it, once `set-model-and-conf` names the model.
+  if (config && typeof config.live2d_runtime === 'boolean') runtimes.cubism2 = config.live2d_runtime ? 'yes' : 'no';
+  if (config && typeof config.cubism4_runtime === 'boolean') runtimes.cubism4 = config.cubism4_runtime ? 'yes' : 'no';
+  if (config && typeof config.live2d_core_url === 'string' && config.live2d_core_url) coreUrl = config.live2d_core_url;
+  if (runtimes.cubism2 === 'no' && runtimes.cubism4 === 'no') {
     showNotice('');
     useFallback(null);
-  } else {
-    // Load the runtime while connecting; the model comes with `set-model-and-conf`.
-    loadLive2DRuntime().then(
-      () => { if (live2dRuntime === 'unknown') live2dRuntime = 'yes'; },
-      (err) => {
-        live2dRuntime = 'no';
-        console.warn('vtuber: Live2D runtime unavailable:', err);
-        showNotice(err && err.message ? err.message : String(err));
-        useFallback(modelInfo);
-      },
-    );
   }
   conn.connect();
 }

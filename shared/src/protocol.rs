@@ -389,6 +389,10 @@ pub struct Status {
     /// Why the web server is not running, and what to do, when it failed to start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web_error: Option<String>,
+    /// Why the avatar page could not show the character's model (e.g. a Cubism 5 model
+    /// and a Cubism Core that cannot read it), as the page last reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_error: Option<String>,
     /// Every configuration file read (`config_file`, overlays, the profile's), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub config_files: Vec<String>,

@@ -36,6 +36,7 @@ fn status() -> Status {
         web_url: Some("http://127.0.0.1:1/?token=t".into()),
         web_auth: Some("token".into()),
         web_error: None,
+        avatar_error: None,
         config_files: vec!["conf.yaml".into()],
         reload_error: Some(ErrorBody::new(
             ErrorCode::Config,

@@ -3,7 +3,17 @@
 // person would see and hear: connected, subtitles, chat log, a drawn avatar, a moving mouth.
 //
 //   node check-page.mjs --url http://127.0.0.1:PORT/ --text "hello" --out DIR
-//                       [--expect-live2d] [--mic] [--timeout SECONDS] [--chromium PATH]
+//                       [--expect-live2d] [--expect-runtime cubism2|cubism4]
+//                       [--expect-expression NAME] [--expect-avatar-error TEXT]
+//                       [--mic] [--timeout SECONDS] [--chromium PATH]
+//
+// --expect-runtime: the Live2D model shown must use that runtime (Cubism 2, or Cubism 3/4
+// through the Cubism Core), and its pixels must change between frames (it idles).
+// --expect-expression: after the turn, the model's current expression must be NAME (the
+// reply's emotion tag, mapped through the character's emotion map).
+// --expect-avatar-error: the character's model cannot be shown; the page must say so in
+// its notice (containing TEXT) and draw its own avatar instead of an empty stage.
+// Always reported: the model's load time (avatar_load_ms) and frame rate (fps).
 //
 // A --url with ?token= (what `vtuber web url` prints) is also checked for the access token:
 // without it the page must say so rather than connect; with it the token must leave the
@@ -24,12 +34,13 @@ import { chromium } from 'playwright-core';
 
 function usage(msg) {
   if (msg) console.error(`check-page: ${msg}`);
-  console.error('usage: node check-page.mjs --url URL --text TEXT --out DIR [--expect-live2d] [--mic] [--timeout S] [--chromium PATH]');
+  console.error('usage: node check-page.mjs --url URL --text TEXT --out DIR [--expect-live2d] [--expect-runtime R] [--expect-expression NAME] [--expect-avatar-error TEXT] [--mic] [--timeout S] [--chromium PATH]');
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const a = { url: '', text: '', out: '', expectLive2d: false, mic: false, timeout: 90,
+  const a = { url: '', text: '', out: '', expectLive2d: false, expectRuntime: '', expectExpression: '',
+    expectAvatarError: '', mic: false, timeout: 90,
     chromium: process.env.CHROMIUM || '/usr/bin/chromium' };
   for (let i = 2; i < argv.length; i++) {
     const k = argv[i];
@@ -38,6 +49,9 @@ function parseArgs(argv) {
     else if (k === '--text') a.text = v();
     else if (k === '--out') a.out = v();
     else if (k === '--expect-live2d') a.expectLive2d = true;
+    else if (k === '--expect-runtime') { a.expectRuntime = v(); a.expectLive2d = true; }
+    else if (k === '--expect-expression') a.expectExpression = v();
+    else if (k === '--expect-avatar-error') a.expectAvatarError = v();
     else if (k === '--mic') a.mic = true;
     else if (k === '--timeout') a.timeout = Number(v());
     else if (k === '--chromium') a.chromium = v();
@@ -120,7 +134,8 @@ const hooks = () => {
   if (!v) return null;
   const keys = ['connected', 'live2d', 'avatarKind', 'avatarReady', 'audioPlayed', 'subtitles', 'subtitlesSeen',
     'chatLog', 'lastError', 'state', 'turnsStarted', 'turnsEnded', 'turnActive', 'playbackCompleteSent',
-    'micUtterances', 'micChunksSent', 'mouthHistory', 'version'];
+    'micUtterances', 'micChunksSent', 'mouthHistory', 'version', 'live2dRuntime', 'avatarError', 'avatarLoadMs',
+    'fps', 'expression', 'expressionsSet', 'mouthParameter', 'mocVersion', 'coreVersion', 'avatarUrl'];
   const o = {};
   for (const k of keys) o[k] = v[k];
   return o;
@@ -147,6 +162,30 @@ const canvasStats = async () => {
     }
   }
   return { ratio: drawn / (w * h), width: c.width, height: c.height, colours: colours.size };
+};
+
+/** Share of the avatar canvas's pixels that differ between two frames `ms` apart. */
+const canvasChange = async (ms) => {
+  const c = [...document.querySelectorAll('#stage canvas')].find((x) => x.width > 0 && x.height > 0);
+  if (!c) return 0;
+  const w = 320;
+  const h = Math.max(1, Math.round((c.height / c.width) * w));
+  const grab = () => {
+    const off = document.createElement('canvas');
+    off.width = w;
+    off.height = h;
+    const ctx = off.getContext('2d', { willReadFrequently: true });
+    ctx.drawImage(c, 0, 0, w, h);
+    return ctx.getImageData(0, 0, w, h).data;
+  };
+  const a = grab();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = grab();
+  let changed = 0;
+  for (let i = 0; i < a.length; i += 4) {
+    if (Math.abs(a[i] - b[i]) + Math.abs(a[i + 1] - b[i + 1]) + Math.abs(a[i + 2] - b[i + 2]) + Math.abs(a[i + 3] - b[i + 3]) > 24) changed += 1;
+  }
+  return changed / (w * h);
 };
 
 let context;
@@ -190,6 +229,12 @@ try {
   // The avatar: Live2D loads after `set-model-and-conf`; the built-in one at once.
   await waitFor(page, 'avatar', (expect) => window.__vtuber && window.__vtuber.avatarReady
     && (!expect || window.__vtuber.live2d || (window.__vtuber.avatarKind === 'fallback')), args.expectLive2d, 45_000);
+  if (args.expectAvatarError) {
+    await waitFor(page, 'avatar error', () => window.__vtuber.avatarError, null, 20_000);
+  }
+  // Frames move: the model idles (breath, blinks, idle motions) without any input.
+  obs.canvas_change_ratio = Math.round((await page.evaluate(canvasChange, 1000)) * 10000) / 10000;
+  await page.screenshot({ path: path.join(args.out, 'avatar.png') }).catch(() => {});
 
   const none = { turnsEnded: 0, turnsStarted: 0 };
   const before = (await page.evaluate(hooks)) || none;
@@ -272,6 +317,36 @@ try {
   checks.no_server_error = !h.lastError;
   checks.no_page_errors = pageErrors.length === 0;
   if (args.expectLive2d) checks.live2d = !!h.live2d;
+  Object.assign(obs, {
+    live2d_runtime: h.live2dRuntime,
+    avatar_url: h.avatarUrl,
+    avatar_load_ms: h.avatarLoadMs,
+    fps: h.fps,
+    expression: h.expression,
+    expressions_set: h.expressionsSet,
+    mouth_parameter: h.mouthParameter,
+    moc_version: h.mocVersion,
+    core_version: h.coreVersion,
+    avatar_error: h.avatarError,
+  });
+  if (args.expectRuntime) {
+    checks.runtime = h.live2dRuntime === args.expectRuntime;
+    checks.canvas_animates = obs.canvas_change_ratio > 0.001;
+  }
+  if (args.expectExpression) {
+    const got = await waitFor(page, 'expression', (name) => window.__vtuber.expression === name, args.expectExpression, 10_000);
+    obs.expression = await page.evaluate(() => window.__vtuber.expression);
+    checks.expression = !!got;
+  }
+  if (args.expectAvatarError) {
+    obs.notice = await page.evaluate(() => {
+      const n = document.querySelector('#notice');
+      return { shown: !!n && !n.hidden, text: n ? n.innerText.replace(/\s+/g, ' ').trim() : '' };
+    });
+    checks.avatar_error_said = obs.notice.shown && obs.notice.text.includes(args.expectAvatarError)
+      && String(h.avatarError || '').includes(args.expectAvatarError);
+    checks.stage_not_blank = h.avatarKind === 'fallback';
+  }
   if (token) {
     // A #token= address (never sent to a server) gets in too, once the cookie is gone.
     await context.clearCookies();

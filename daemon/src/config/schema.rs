@@ -754,6 +754,17 @@ pub struct WebConfig {
     /// Folder of background images, served at `/bg/` and listed by `fetch-backgrounds`
     /// (Open-LLM-VTuber's `backgrounds/`); default `<assets_dir>/bg`.
     pub backgrounds_dir: Option<PathBuf>,
+    /// Where the page loads Live2D's Cubism Core from for Cubism 3+ models, instead of
+    /// the installed `<assets_dir>/libs/live2dcubismcore.min.js` (Core 4.2.2, which cannot
+    /// read Cubism 5 models): e.g. Live2D's own
+    /// `https://cubism.live2d.com/sdk-web/cubismcore/live2dcubismcore.min.js`. An
+    /// `https://` or `http://` address (its origin is added to the page's script policy)
+    /// or a path on this server.
+    pub live2d_core_url: Option<String>,
+    /// The Live2D models, served at `/live2d-models/`; default `<assets_dir>/live2d-models`.
+    /// May be an Open-LLM-VTuber checkout's `live2d-models/`: its `model_dict.json` (in
+    /// that folder or the one above it) is read as is.
+    pub live2d_models_dir: Option<PathBuf>,
     /// Largest WebSocket message accepted, in bytes.
     pub max_message_bytes: usize,
     /// Messages per second one connection may send (bursts up to twice that).
@@ -772,6 +783,8 @@ impl Default for WebConfig {
             tls: None,
             assets_dir: None,
             backgrounds_dir: None,
+            live2d_core_url: None,
+            live2d_models_dir: None,
             max_message_bytes: 4 * 1024 * 1024,
             max_messages_per_sec: 200,
         }

@@ -68,6 +68,10 @@ pub enum WebError {
     #[error("web.token: {0}")]
     Token(String),
     #[error(
+        "web.live2d_core_url `{0}` is not an http(s) address nor a path on this server (e.g. https://cubism.live2d.com/sdk-web/cubismcore/live2dcubismcore.min.js)"
+    )]
+    CoreUrl(String),
+    #[error(
         "cannot keep the web access token in {path}: {source} (check that folder's owner and permissions, or set web.token in conf.yaml)"
     )]
     TokenFile {
@@ -86,6 +90,8 @@ pub struct WebState {
     pub(crate) hub: broadcast::Sender<Arc<WebEvent>>,
     pub characters: Arc<Characters>,
     pub assets_dir: PathBuf,
+    /// The Live2D models (`web.live2d_models_dir`), served at `/live2d-models/`.
+    pub models_dir: PathBuf,
     /// Background images (`/bg/`, `fetch-backgrounds`).
     pub backgrounds_dir: PathBuf,
     /// The access token's checks; `None`: `web.auth: none`.
@@ -133,6 +139,9 @@ pub fn check(config: &Config) -> Result<(), WebError> {
 
 fn prepare(config: &Config) -> Result<Prepared, WebError> {
     let cfg = &config.web;
+    if let Some(url) = cfg.live2d_core_url.as_deref() {
+        core_url_origin(url)?;
+    }
     let token = match (cfg.auth, resolve_token(config)?) {
         (WebAuth::Token, Some(t)) => TokenSource::Configured(t),
         (WebAuth::Token, None) => TokenSource::Generated,
@@ -189,6 +198,23 @@ fn resolve_token(config: &Config) -> Result<Option<String>, WebError> {
     Ok((!value.is_empty()).then_some(value))
 }
 
+/// The origin `web.live2d_core_url` loads from, to allow in the page's script policy:
+/// `None` for a path on this server. An error for anything but an absolute `http(s)`
+/// address with a host, or a path: a page must never be told to run script from a
+/// `data:` or `javascript:` address.
+pub fn core_url_origin(url: &str) -> Result<Option<String>, WebError> {
+    let url = url.trim();
+    if url.starts_with('/') && !url.starts_with("//") {
+        return Ok(None);
+    }
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+            Ok(Some(u.origin().ascii_serialization()))
+        }
+        _ => Err(WebError::CoreUrl(url.to_owned())),
+    }
+}
+
 /// The address to show for a bound server.
 pub fn url(cfg: &WebConfig, addr: SocketAddr) -> String {
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
@@ -208,6 +234,13 @@ pub fn assets_dir(cfg: &WebConfig) -> PathBuf {
     cfg.assets_dir
         .clone()
         .unwrap_or_else(|| vtuber_shared::paths::data_dir().join("web"))
+}
+
+/// `web.live2d_models_dir`, else `<assets_dir>/live2d-models`.
+pub fn models_dir(cfg: &WebConfig) -> PathBuf {
+    cfg.live2d_models_dir
+        .clone()
+        .unwrap_or_else(|| assets_dir(cfg).join("live2d-models"))
 }
 
 /// `web.backgrounds_dir`, else `<assets_dir>/bg`.
@@ -379,7 +412,12 @@ pub fn serve(
         tokio::spawn(tls::watch(live, files, shutdown.clone()));
     }
     let assets_dir = assets_dir(cfg);
-    let characters = Arc::new(Characters::load(character_dir(&config), assets_dir.clone()));
+    let characters = Arc::new(Characters::load(
+        character_dir(&config),
+        assets_dir.clone(),
+        models_dir(cfg),
+        config.web.live2d_core_url.clone(),
+    ));
     let translator = Translator::new(
         characters.clone(),
         services.conversation.view().character,
@@ -399,6 +437,7 @@ pub fn serve(
         hub,
         characters,
         assets_dir,
+        models_dir: models_dir(cfg),
         backgrounds_dir: backgrounds_dir(cfg),
         auth: bound
             .token
@@ -526,10 +565,38 @@ async fn guard(State(web): State<Arc<WebState>>, req: Request, next: Next) -> Re
         cors::decorate(&mut resp, origin.as_deref(), allowed);
         return with_security_headers(resp);
     }
-    with_security_headers(next.run(req).await)
+    // Read at each request: a reload may have changed web.live2d_core_url (checked
+    // when the config was loaded; a bad one here just adds nothing).
+    let core_origin = web
+        .services
+        .config
+        .get()
+        .web
+        .live2d_core_url
+        .as_deref()
+        .and_then(|u| core_url_origin(u).ok().flatten());
+    with_csp(next.run(req).await, core_origin.as_deref())
 }
 
-fn with_security_headers(mut resp: Response) -> Response {
+/// The page's Content-Security-Policy: only our own origin's scripts and connections,
+/// plus the origin of `web.live2d_core_url` for scripts (Live2D's CDN, when set). pixi.js
+/// 6 compiles its shaders' uniform uploaders with `new Function`, and Cubism Core 5
+/// instantiates WebAssembly, hence 'unsafe-eval'.
+fn content_security_policy(core_origin: Option<&str>) -> String {
+    let extra = core_origin.map(|o| format!(" {o}")).unwrap_or_default();
+    format!(
+        "default-src 'self'; script-src 'self' 'unsafe-eval'{extra}; style-src 'self'; \
+         img-src 'self' data: blob:; media-src 'self' data: blob:; connect-src 'self'; \
+         worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    )
+}
+
+fn with_security_headers(resp: Response) -> Response {
+    with_csp(resp, None)
+}
+
+/// The security headers, with `core_origin` allowed to serve scripts.
+fn with_csp(mut resp: Response, core_origin: Option<&str>) -> Response {
     let h = resp.headers_mut();
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -542,16 +609,9 @@ fn with_security_headers(mut resp: Response) -> Response {
     );
     // No framing by other sites (clickjacking the approval buttons).
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    // Only our own origin's scripts and connections. pixi.js 6 compiles its shaders'
-    // uniform uploaders with `new Function`, hence 'unsafe-eval'.
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self'; \
-             img-src 'self' data: blob:; media-src 'self' data: blob:; connect-src 'self'; \
-             worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
-        ),
-    );
+    if let Ok(v) = HeaderValue::from_str(&content_security_policy(core_origin)) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
     resp
 }
 
@@ -707,7 +767,7 @@ async fn lib_file(State(web): State<Arc<WebState>>, UrlPath(path): UrlPath<Strin
 }
 
 async fn model_file(State(web): State<Arc<WebState>>, UrlPath(path): UrlPath<String>) -> Response {
-    file_from(web.assets_dir.join("live2d-models"), &path, "model file").await
+    file_from(web.models_dir.clone(), &path, "model file").await
 }
 
 async fn background_file(
@@ -750,9 +810,13 @@ fn list_models(dir: &Path) -> serde_json::Value {
         .into_iter()
         .filter_map(|name| {
             let folder = dir.join(&name);
-            let model = [format!("{name}.model3.json"), format!("{name}.model.json")]
-                .into_iter()
-                .find(|f| folder.join(f).is_file())?;
+            let model = [
+                format!("{name}.model3.json"),
+                format!("runtime/{name}.model3.json"),
+                format!("{name}.model.json"),
+            ]
+            .into_iter()
+            .find(|f| folder.join(f).is_file())?;
             let avatar = ["png", "jpg", "jpeg"]
                 .iter()
                 .map(|ext| format!("{name}.{ext}"))
@@ -773,7 +837,7 @@ fn list_models(dir: &Path) -> serde_json::Value {
 }
 
 async fn models_info(State(web): State<Arc<WebState>>) -> Response {
-    let dir = web.assets_dir.join("live2d-models");
+    let dir = web.models_dir.clone();
     let info = tokio::task::spawn_blocking(move || list_models(&dir))
         .await
         .unwrap_or_else(
@@ -789,12 +853,26 @@ async fn page_config(
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> Response {
-    let runtime = web.assets_dir.join("libs/live2d.core.js");
-    let live2d_runtime = tokio::fs::metadata(&runtime)
-        .await
-        .is_ok_and(|m| m.is_file());
+    let libs = web.assets_dir.join("libs");
+    let is_file = |name: &str| {
+        let path = libs.join(name);
+        async move { tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_file()) }
+    };
+    let core_url = web
+        .services
+        .config
+        .get()
+        .web
+        .live2d_core_url
+        .clone()
+        .filter(|u| !u.trim().is_empty());
+    let live2d_runtime = is_file(avatars::CUBISM2_RUNTIME).await;
+    let cubism4_runtime = is_file("cubism4.min.js").await
+        && (core_url.is_some() || is_file(avatars::CUBISM_CORE).await);
     json(serde_json::json!({
         "live2d_runtime": live2d_runtime,
+        "cubism4_runtime": cubism4_runtime,
+        "live2d_core_url": core_url,
         "token_required": web.auth.is_some(),
         "authorized": web.auth.as_ref().is_none_or(|a| a.allows(&headers, &uri)),
         "version": env!("CARGO_PKG_VERSION"),
@@ -967,6 +1045,46 @@ mod tests {
             e.starts_with("web.token:") && e.contains("VTUBER_SURELY_UNSET_TOKEN_42"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_core_url_is_an_http_address_or_a_local_path() {
+        assert_eq!(
+            core_url_origin("https://cubism.live2d.com/sdk-web/cubismcore/live2dcubismcore.min.js")
+                .unwrap()
+                .as_deref(),
+            Some("https://cubism.live2d.com")
+        );
+        assert_eq!(
+            core_url_origin("http://127.0.0.1:9000/core.js")
+                .unwrap()
+                .as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(core_url_origin("/libs/core5.js").unwrap(), None);
+        for bad in [
+            "javascript:alert(1)",
+            "data:text/javascript,1",
+            "//cdn.example/core.js",
+            "core.js",
+            "file:///tmp/core.js",
+        ] {
+            assert!(
+                matches!(core_url_origin(bad), Err(WebError::CoreUrl(_))),
+                "{bad}"
+            );
+        }
+        let mut config = Config::default();
+        config.web.live2d_core_url = Some("javascript:alert(1)".into());
+        let e = check(&config).unwrap_err().to_string();
+        assert!(e.starts_with("web.live2d_core_url"), "{e}");
+        // The page may then run scripts from that origin, and from no other.
+        let csp = content_security_policy(Some("https://cubism.live2d.com"));
+        assert!(
+            csp.contains("script-src 'self' 'unsafe-eval' https://cubism.live2d.com;"),
+            "{csp}"
+        );
+        assert!(content_security_policy(None).contains("script-src 'self' 'unsafe-eval';"));
     }
 
     #[test]

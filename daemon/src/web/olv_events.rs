@@ -514,7 +514,12 @@ mod tests {
     }
 
     fn translator(speech: bool) -> Translator {
-        let characters = Arc::new(Characters::load(None, PathBuf::from("/nonexistent")));
+        let characters = Arc::new(Characters::load(
+            None,
+            PathBuf::from("/nonexistent"),
+            PathBuf::from("/nonexistent/live2d-models"),
+            None,
+        ));
         let (roster, _) = Roster::load(None);
         Translator::new(
             characters,

@@ -83,6 +83,14 @@ pub enum ClientMessage {
         request_id: u64,
         decision: ApprovalDecision,
     },
+    /// Our extension: whether the page could show the character's model (`error`:
+    /// why not, e.g. a `.moc3` too new for its Cubism Core), for `vtuber status`.
+    AvatarStatus {
+        #[serde(default)]
+        model_url: String,
+        #[serde(default)]
+        error: Option<String>,
+    },
 }
 
 /// Every `type` a client may send, for telling "unknown type" from "bad fields".
@@ -108,6 +116,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "remove-client-from-group",
     "request-group-info",
     "approval-response",
+    "avatar-status",
 ];
 
 /// Parses one text frame; the error is a sentence for an `error` message.

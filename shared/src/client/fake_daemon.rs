@@ -36,6 +36,7 @@ pub fn status() -> Status {
         web_url: None,
         web_auth: None,
         web_error: None,
+        avatar_error: None,
         config_files: Vec::new(),
         reload_error: None,
         needs_restart: Vec::new(),

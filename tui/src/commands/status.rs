@@ -59,6 +59,9 @@ pub fn status_table(status: &Status) -> String {
     if let Some(err) = &status.web_error {
         rows.push(("web", format!("unavailable: {err}")));
     }
+    if let Some(err) = &status.avatar_error {
+        rows.push(("avatar", format!("not shown: {err}")));
+    }
     if let Some(v) = &status.voice {
         let engine = |e: &vtuber_shared::EngineStatus| {
             format!("{} · {} ({})", e.backend, e.model, model_load_text(&e.load))

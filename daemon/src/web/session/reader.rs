@@ -231,6 +231,16 @@ impl Reader {
                     self.error(NO_GROUPS).await;
                 }
             }
+            ClientMessage::AvatarStatus { model_url, error } => {
+                if let Some(why) = &error {
+                    tracing::warn!(model = %model_url, conn = self.conn, "the page cannot show the character's model: {why}");
+                }
+                self.web
+                    .services
+                    .web
+                    .avatar
+                    .report(&model_url, error.as_deref());
+            }
             ClientMessage::RequestInitConfig => {
                 let conf = self
                     .web

@@ -271,7 +271,8 @@ async fn request(web: &WebState, msg: ClientMessage) -> Vec<Out> {
         | ClientMessage::Heartbeat
         | ClientMessage::AddClientToGroup { .. }
         | ClientMessage::RemoveClientFromGroup { .. }
-        | ClientMessage::RequestGroupInfo => Vec::new(),
+        | ClientMessage::RequestGroupInfo
+        | ClientMessage::AvatarStatus { .. } => Vec::new(),
     }
 }
 
