@@ -506,8 +506,6 @@ async fn bad_messages_get_errors_and_the_connection_goes_on() {
     ws.expect_error("moonwalk").await;
     ws.send(json!({"type": "switch-config"})).await;
     ws.expect_error("file").await;
-    ws.send(json!({"type": "ai-speak-signal"})).await;
-    ws.expect_error("proactive").await;
     ws.send(json!({"type": "request-group-info"})).await;
     let g = ws.expect("group-update").await;
     assert!(g["error"].as_str().unwrap().contains("not supported"));
