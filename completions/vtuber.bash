@@ -64,6 +64,9 @@ _vtuber() {
             vtuber__subcmd__characters,help)
                 cmd="vtuber__subcmd__characters__subcmd__help"
                 ;;
+            vtuber__subcmd__characters,import)
+                cmd="vtuber__subcmd__characters__subcmd__import"
+                ;;
             vtuber__subcmd__characters,list)
                 cmd="vtuber__subcmd__characters__subcmd__list"
                 ;;
@@ -72,6 +75,9 @@ _vtuber() {
                 ;;
             vtuber__subcmd__characters__subcmd__help,help)
                 cmd="vtuber__subcmd__characters__subcmd__help__subcmd__help"
+                ;;
+            vtuber__subcmd__characters__subcmd__help,import)
+                cmd="vtuber__subcmd__characters__subcmd__help__subcmd__import"
                 ;;
             vtuber__subcmd__characters__subcmd__help,list)
                 cmd="vtuber__subcmd__characters__subcmd__help__subcmd__list"
@@ -195,6 +201,9 @@ _vtuber() {
                 ;;
             vtuber__subcmd__help,web)
                 cmd="vtuber__subcmd__help__subcmd__web"
+                ;;
+            vtuber__subcmd__help__subcmd__characters,import)
+                cmd="vtuber__subcmd__help__subcmd__characters__subcmd__import"
                 ;;
             vtuber__subcmd__help__subcmd__characters,list)
                 cmd="vtuber__subcmd__help__subcmd__characters__subcmd__list"
@@ -429,7 +438,7 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__characters)
-            opts="-h --socket --config --help list switch help"
+            opts="-h --socket --config --help list switch import help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -451,7 +460,7 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__characters__subcmd__help)
-            opts="list switch help"
+            opts="list switch import help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -465,6 +474,20 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__characters__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__characters__subcmd__help__subcmd__import)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -499,6 +522,32 @@ _vtuber() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__characters__subcmd__import)
+            opts="-h --write --dir --socket --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1101,8 +1150,22 @@ _vtuber() {
             return 0
             ;;
         vtuber__subcmd__help__subcmd__characters)
-            opts="list switch"
+            opts="list switch import"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        vtuber__subcmd__help__subcmd__characters__subcmd__import)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

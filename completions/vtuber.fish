@@ -94,12 +94,13 @@ complete -c vtuber -n "__fish_vtuber_using_subcommand status" -l socket -d 'Sock
 complete -c vtuber -n "__fish_vtuber_using_subcommand status" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand status" -l json -d 'Print JSON instead of a table'
 complete -c vtuber -n "__fish_vtuber_using_subcommand status" -s h -l help -d 'Print help'
-complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and not __fish_seen_subcommand_from list switch help" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
-complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and not __fish_seen_subcommand_from list switch help" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
-complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and not __fish_seen_subcommand_from list switch help" -s h -l help -d 'Print help'
-complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and not __fish_seen_subcommand_from list switch help" -f -a "list" -d 'List the characters the daemon knows (current one marked with *)'
-complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and not __fish_seen_subcommand_from list switch help" -f -a "switch" -d 'Make NAME the current character'
-complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and not __fish_seen_subcommand_from list switch help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and not __fish_seen_subcommand_from list switch import help" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and not __fish_seen_subcommand_from list switch import help" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and not __fish_seen_subcommand_from list switch import help" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and not __fish_seen_subcommand_from list switch import help" -f -a "list" -d 'List the characters the daemon knows (current one marked with *)'
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and not __fish_seen_subcommand_from list switch import help" -f -a "switch" -d 'Make NAME the current character'
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and not __fish_seen_subcommand_from list switch import help" -f -a "import" -d 'Convert an Open-LLM-VTuber character (its conf.yaml or characters/*.yaml): prints the character file, or writes it with --write'
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and not __fish_seen_subcommand_from list switch import help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from list" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from list" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from list" -l json -d 'Print JSON instead of a table'
@@ -107,8 +108,14 @@ complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_see
 complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from switch" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from switch" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from switch" -s h -l help -d 'Print help'
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from import" -l dir -d 'The character folder to write into (with --write)' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from import" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from import" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from import" -l write -d 'Write it to the character folder ($XDG_CONFIG_HOME/vtuber/characters, or --dir) instead of printing it'
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from import" -s h -l help -d 'Print help'
 complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the characters the daemon knows (current one marked with *)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from help" -f -a "switch" -d 'Make NAME the current character'
+complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from help" -f -a "import" -d 'Convert an Open-LLM-VTuber character (its conf.yaml or characters/*.yaml): prints the character file, or writes it with --write'
 complete -c vtuber -n "__fish_vtuber_using_subcommand characters; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand history; and not __fish_seen_subcommand_from list show new load delete export help" -l socket -d 'Socket of the daemon [default: $XDG_RUNTIME_DIR/vtuber/vtuberd.sock]' -r -F
 complete -c vtuber -n "__fish_vtuber_using_subcommand history; and not __fish_seen_subcommand_from list show new load delete export help" -l config -d 'Config file for a daemon this command starts, and for `config check`' -r -F
@@ -297,6 +304,7 @@ complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subc
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from models" -f -a "pull" -d 'Download a model into the Ollama server the config names (its /api/pull), with progress; for `llm.provider: ollama`'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from characters" -f -a "list" -d 'List the characters the daemon knows (current one marked with *)'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from characters" -f -a "switch" -d 'Make NAME the current character'
+complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from characters" -f -a "import" -d 'Convert an Open-LLM-VTuber character (its conf.yaml or characters/*.yaml): prints the character file, or writes it with --write'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from history" -f -a "list" -d 'List conversations, newest first'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from history" -f -a "show" -d 'Print one conversation as a Markdown transcript'
 complete -c vtuber -n "__fish_vtuber_using_subcommand help; and __fish_seen_subcommand_from history" -f -a "new" -d 'Start a fresh conversation with the current character'

@@ -356,3 +356,48 @@ async fn characters_switch_and_reload_on_save() {
         },
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_llm_vtuber_character_is_imported_and_talked_to() {
+    let (mock, daemon) = daemon_with_mock(MockBehaviour::reply("Hello!"));
+    let mut c = daemon.client("import").await.unwrap();
+    let olv = daemon.dir.path().join("aoi.yaml");
+    std::fs::write(
+        &olv,
+        "character_config:\n  conf_uid: aoi_001\n  character_name: Aoi\n  live2d_model_name: shizuku\n  persona_prompt: |\n    You are Aoi, a quiet painter.\n  tts_config:\n    tts_model: edge_tts\n",
+    )
+    .unwrap();
+    let mut cmd = daemon.vtuber();
+    cmd.args(["characters", "import", "--write"]).arg(&olv);
+    let out = run(cmd).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("edge_tts"), "{}", stderr(&out));
+    // Written where the daemon looks, picked up without a restart; a second import
+    // does not overwrite it.
+    c.events_until(WAIT, |e| {
+        matches!(e, Event::CharactersReloaded { characters } if characters.iter().any(|ch| ch.id == "aoi_001"))
+    })
+    .await
+    .unwrap();
+    let mut again = daemon.vtuber();
+    again.args(["characters", "import", "--write"]).arg(&olv);
+    let out = run(again).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("exists"), "{}", stderr(&out));
+
+    c.request(Request::SwitchCharacter {
+        name: "aoi_001".into(),
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let mut say = daemon.vtuber();
+    say.args(["say", "hi"]);
+    let out = run(say).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let system = mock.requests()[0].messages()[0]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(system.contains("You are Aoi, a quiet painter."), "{system}");
+}

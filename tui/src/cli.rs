@@ -170,6 +170,19 @@ pub enum CharactersCommand {
         /// Character id (file stem) as shown by `characters list`
         name: String,
     },
+    /// Convert an Open-LLM-VTuber character (its conf.yaml or characters/*.yaml):
+    /// prints the character file, or writes it with --write
+    Import {
+        /// The YAML file with a `character_config` section
+        file: PathBuf,
+        /// Write it to the character folder ($XDG_CONFIG_HOME/vtuber/characters, or
+        /// --dir) instead of printing it
+        #[arg(long)]
+        write: bool,
+        /// The character folder to write into (with --write)
+        #[arg(long, requires = "write")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -39,6 +39,15 @@ pub fn characters_table(current: &str, characters: &[CharacterInfo]) -> String {
 }
 
 pub async fn characters(target: &Target, cmd: CharactersCommand) -> Result<ExitCode> {
+    // Import is a file conversion: no daemon needed.
+    if let CharactersCommand::Import { file, write, dir } = &cmd {
+        let dir = write.then(|| {
+            dir.clone()
+                .unwrap_or_else(|| vtuber_shared::paths::config_dir().join("characters"))
+        });
+        super::character_import::import_command(file, dir)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let conn = query(target, 1).await?;
     match cmd {
         CharactersCommand::List(flag) => match ask(&conn.client, Request::ListCharacters).await? {
@@ -65,6 +74,7 @@ pub async fn characters(target: &Target, cmd: CharactersCommand) -> Result<ExitC
                 other => return Err(unexpected(&other)),
             }
         }
+        CharactersCommand::Import { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! The one-shot subcommands, one module per family: each connects, asks, prints, and
 //! exits. The helpers here are what every family shares.
 
+pub mod character_import;
 pub mod characters;
 pub mod config;
 pub mod daemon;
