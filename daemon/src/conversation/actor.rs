@@ -148,7 +148,7 @@ pub(super) fn spawn(
         hearing: false,
         speaking_turn: None,
     });
-    let actor = Actor {
+    let mut actor = Actor {
         config,
         roster,
         character: initial_character,
@@ -168,7 +168,6 @@ pub(super) fn spawn(
         told_text_only: None,
         proactive: ProactiveClock::default(),
     };
-    let mut actor = actor;
     actor.refresh_state();
     actor.watch_model_load();
     if let Some(dir) = character_dir {

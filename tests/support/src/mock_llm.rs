@@ -358,7 +358,10 @@ impl MockLlm {
             completions: AtomicUsize::new(0),
         });
         let shutdown = CancellationToken::new();
-        handle.spawn(serve(listener, shared.clone(), shutdown.clone()));
+        handle.spawn(serve(listener, shutdown.clone(), {
+            let (shared, shutdown) = (shared.clone(), shutdown.clone());
+            move |req| handle_request(shared.clone(), shutdown.clone(), req)
+        }));
         Ok(Self {
             addr,
             shared,
@@ -407,7 +410,16 @@ impl Drop for MockLlm {
     }
 }
 
-async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+/// Accepts HTTP/1 connections on `listener` until `shutdown`, each request answered by
+/// `handle` (the mock LLM's and the mock speech services').
+pub(crate) async fn serve<F, Fut, B>(listener: TcpListener, shutdown: CancellationToken, handle: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     loop {
         let stream = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -420,15 +432,14 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellatio
         // SSE chunk until the previous one is acknowledged, adding ~40 ms per token on
         // pooled connections.
         let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
+        let handle = handle.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let conn_shutdown = shutdown.clone();
-            let service = service_fn(move |req| handle(shared.clone(), shutdown.clone(), req));
+            let service = service_fn(handle);
             let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 _ = conn => {}
-                () = conn_shutdown.cancelled() => {}
+                () = shutdown.cancelled() => {}
             }
         });
     }
@@ -506,7 +517,7 @@ fn format_error(format: WireFormat, status: u16, message: &str) -> Response<Mock
     full(status, "application/json", body.to_string())
 }
 
-async fn handle(
+async fn handle_request(
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     req: Request<Incoming>,

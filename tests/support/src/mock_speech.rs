@@ -13,10 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -157,7 +154,10 @@ impl MockSpeech {
             requests: Mutex::new(Vec::new()),
         });
         let shutdown = CancellationToken::new();
-        tokio::spawn(serve(listener, shared.clone(), shutdown.clone()));
+        tokio::spawn(crate::mock_llm::serve(listener, shutdown.clone(), {
+            let shared = shared.clone();
+            move |req| handle(shared.clone(), req)
+        }));
         Ok(Self {
             addr,
             shared,
@@ -179,29 +179,6 @@ impl MockSpeech {
 impl Drop for MockSpeech {
     fn drop(&mut self) {
         self.shutdown.cancel();
-    }
-}
-
-async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
-    loop {
-        let stream = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => continue,
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| handle(shared.clone(), req));
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = conn => {}
-                () = shutdown.cancelled() => {}
-            }
-        });
     }
 }
 
