@@ -223,6 +223,10 @@ impl Actor {
                 cmd = rx.recv() => return cmd,
                 () = tokio::time::sleep_until(at.into()) => {
                     if let Err(e) = self.speak_up().await {
+                        // Not now (the model is loading, say): the quiet spell ends here,
+                        // or the passed deadline would fire again at once. The next
+                        // state change starts a new one.
+                        self.proactive.busy();
                         tracing::debug!(error = %e, "did not speak up");
                     }
                 }
