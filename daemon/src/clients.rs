@@ -1,5 +1,6 @@
 //! Who is connected: connection ids (for per-connection state such as a client's audio
-//! stream) and the count of attached clients, for the socket and the web server alike.
+//! stream), the count of attached clients, and how many of them play the reply's audio
+//! ([`Listeners`]), for the socket and the web server alike.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -8,6 +9,18 @@ use vtuber_shared::Event;
 
 use crate::events::EventBus;
 use crate::voice_input::VoiceInput;
+
+/// How many attached clients play (or keep) the reply's audio; cheap to clone. Speech
+/// is only synthesized for someone: with no local speaker and no listening client, a
+/// reply is text only, and synthesis stops mid-reply when the last listener leaves.
+#[derive(Clone, Default)]
+pub struct Listeners(Arc<AtomicUsize>);
+
+impl Listeners {
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 /// The registry of connections; cheap to clone.
 #[derive(Clone)]
@@ -21,16 +34,20 @@ struct Inner {
     bus: EventBus,
     /// Forgets a closed connection's audio stream.
     voice: Option<VoiceInput>,
+    listeners: Listeners,
 }
 
 impl Clients {
-    pub fn new(bus: EventBus, voice: Option<VoiceInput>) -> Self {
+    /// `listeners` is the count the speech output reads; made first, since speech is
+    /// set up before the clients.
+    pub fn new(bus: EventBus, voice: Option<VoiceInput>, listeners: Listeners) -> Self {
         Self {
             inner: Arc::new(Inner {
                 next_id: AtomicU64::new(1),
                 attached: AtomicUsize::new(0),
                 bus,
                 voice,
+                listeners,
             }),
         }
     }
@@ -46,6 +63,7 @@ impl Clients {
         Connection {
             id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
             attached: false,
+            listening: false,
             clients: self.clone(),
         }
     }
@@ -56,6 +74,8 @@ impl Clients {
 pub struct Connection {
     id: u64,
     attached: bool,
+    /// Counted in [`Listeners`].
+    listening: bool,
     clients: Clients,
 }
 
@@ -75,6 +95,18 @@ impl Connection {
         inner.bus.emit(Event::ClientsChanged { clients: n });
         n
     }
+
+    /// Counts this connection as one that plays the reply's audio, until it closes.
+    pub fn listen(&mut self) {
+        if !self.listening {
+            self.listening = true;
+            self.clients
+                .inner
+                .listeners
+                .0
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Drop for Connection {
@@ -82,6 +114,9 @@ impl Drop for Connection {
         let inner = &self.clients.inner;
         if let Some(voice) = &inner.voice {
             voice.client_gone(self.id);
+        }
+        if self.listening {
+            inner.listeners.0.fetch_sub(1, Ordering::Relaxed);
         }
         if self.attached {
             let n = inner.attached.fetch_sub(1, Ordering::Relaxed) - 1;
@@ -98,14 +133,19 @@ mod tests {
     fn connections_get_distinct_ids_and_only_attached_ones_count() {
         let bus = EventBus::new(16);
         let (mut rx, _) = bus.subscribe();
-        let clients = Clients::new(bus, None);
+        let listeners = Listeners::default();
+        let clients = Clients::new(bus, None, listeners.clone());
         let mut a = clients.connect();
-        let b = clients.connect();
+        let mut b = clients.connect();
+        b.listen();
+        b.listen();
+        assert_eq!(listeners.count(), 1, "listening twice counts once");
         assert_ne!(a.id(), b.id());
         assert_eq!(clients.count(), 0);
         assert_eq!(a.attach(), 1);
         assert_eq!(a.attach(), 1, "attaching twice counts once");
         drop(b);
+        assert_eq!(listeners.count(), 0);
         assert_eq!(clients.count(), 1);
         drop(a);
         assert_eq!(clients.count(), 0);

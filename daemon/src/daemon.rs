@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::characters::{Character, Roster};
 use crate::cli::Args;
-use crate::clients::Clients;
+use crate::clients::{Clients, Listeners};
 use crate::config::{self, Config};
 use crate::conversation::character_files::character_dir;
 use crate::conversation::tool_use::{ToolInvocation, ToolReply, ToolRunner};
@@ -196,7 +196,8 @@ pub async fn run(
     };
     // Speech engines load in the background; devices are opened now (an absent sound
     // card is reported, not fatal).
-    let (speech, voice_input) = match VoiceInput::prepare(&cfg) {
+    let listeners = Listeners::default();
+    let (speech, voice_input) = match VoiceInput::prepare(&cfg, &listeners) {
         Ok(Some((out, input))) => (Some(out), Some(input)),
         Ok(None) => (None, None),
         Err(e) => {
@@ -236,7 +237,7 @@ pub async fn run(
         notifier: notifier.clone(),
         socket: socket.clone(),
         store,
-        clients: Clients::new(bus.clone(), voice.clone()),
+        clients: Clients::new(bus.clone(), voice.clone(), listeners),
         bus,
         conversation,
         speech,

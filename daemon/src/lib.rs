@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clients;
 pub mod config;
 pub mod conversation;
+pub mod cpu_plan;
 pub mod daemon;
 pub mod events;
 pub mod images;

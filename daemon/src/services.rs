@@ -173,6 +173,7 @@ impl Services {
             config_files: reload.files,
             reload_error: reload.error,
             needs_restart: reload.needs_restart,
+            cpu: Some(crate::cpu_plan::plan(&self.config.get())),
         }
     }
 

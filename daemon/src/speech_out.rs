@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 use vtuber_shared::{ErrorBody, ErrorCode};
 
 use crate::characters::Character;
+use crate::clients::Listeners;
 use crate::config::{Playback, TtsConfig};
 use crate::events::EventBus;
 use crate::pcm::Pcm;
@@ -23,6 +24,9 @@ pub struct SpeechOut {
     /// The daemon's speaker, when replies play locally.
     pub player: Option<Player>,
     pub playback: Playback,
+    /// Clients that play the reply's audio: with none and no speaker, replies are text
+    /// only (synthesis would only take CPU from the model).
+    pub listeners: Listeners,
 }
 
 impl SpeechOut {
@@ -46,9 +50,11 @@ impl SpeechOut {
                 first_min_chars: tts.first_sentence_min_chars,
                 max_chars: tts.max_sentence_chars,
             },
+            parallel: self.tts.parallel(&character.voice, tts.parallel),
             emotions: character.avatar.emotions.clone(),
             bus,
             player: self.player.clone(),
+            listeners: self.listeners.clone(),
             audio_to_clients: self.playback != Playback::Local,
             cancel,
         })

@@ -30,6 +30,11 @@ pub enum Request {
         /// `false` for one-shot commands that want no broadcast events.
         #[serde(default = "default_true")]
         subscribe: bool,
+        /// Whether this client plays (or keeps) the audio in `sentence` events. With no
+        /// such client and no local speaker, the daemon skips speech synthesis and
+        /// replies are text only. Clients that only show text say `false`.
+        #[serde(default = "default_true")]
+        audio: bool,
         /// The daemon's cookie (see [`crate::cookie`]): proves the client may read the
         /// daemon's private runtime folder, which tool servers may not.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -402,6 +407,24 @@ pub struct Status {
     /// Settings changed by reloads that wait for a restart.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs_restart: Vec<String>,
+    /// How the engines that run here share the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuPlan>,
+}
+
+/// Threads each local engine runs, planned together from the cores so that none
+/// starves another (config values override).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuPlan {
+    pub cores: u32,
+    /// The embedded model's decode.
+    pub llm_threads: u32,
+    /// Whisper.
+    pub asr_threads: u32,
+    /// One Piper synthesis.
+    pub tts_threads: u32,
+    /// Voice detection.
+    pub vad_threads: u32,
 }
 
 /// What a reload did.

@@ -43,6 +43,7 @@ fn status() -> Status {
             "conf.yaml:3: llm.model: bad",
         )),
         needs_restart: vec!["web.port".into()],
+        cpu: None,
     }
 }
 
@@ -119,6 +120,7 @@ fn request_samples() -> Vec<Request> {
             protocol: PROTOCOL_VERSION,
             client: "test".into(),
             subscribe: false,
+            audio: true,
             cookie: Some("00ff".into()),
         },
         Request::Ping,

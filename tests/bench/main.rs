@@ -2,10 +2,11 @@
 //!
 //! Run with `cargo run --release -p vtuber-e2e --bin vtuber-bench [-- WHAT...]` where
 //! WHAT is any of `startup rss rtt overhead fanout llm mcp speech first-audio barge-in voice-rss web
-//! long-line big-reply` (default: all). Build the
+//! chain long-line big-reply` (default: all). Build the
 //! binaries in the same profile first (`cargo build --release --bins`).
 
 mod bounds;
+mod chain;
 mod llm;
 mod mcp;
 mod voice;
@@ -415,6 +416,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if want("web") {
         web::bench().await?;
+    }
+    if want("chain") {
+        chain::bench(60).await?;
     }
     if want("long-line") {
         bounds::bench_long_line().await?;

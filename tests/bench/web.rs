@@ -14,7 +14,7 @@ use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm, MockReply};
 
 use super::{cpu_ticks, percentile, rss_kib, sorted};
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn config(base_url: &str, character: &str) -> String {
@@ -54,7 +54,7 @@ async fn connect(url: &str) -> anyhow::Result<Ws> {
     Ok(stream)
 }
 
-async fn next_json(ws: &mut Ws, limit: Duration) -> anyhow::Result<Value> {
+pub(crate) async fn next_json(ws: &mut Ws, limit: Duration) -> anyhow::Result<Value> {
     loop {
         let m = tokio::time::timeout(limit, ws.next())
             .await

@@ -60,6 +60,7 @@ async fn hello_comes_first_and_versions_are_checked() {
             protocol: 999,
             client: "future".into(),
             subscribe: true,
+            audio: true,
             cookie: vtuber_shared::cookie::read_cookie(&daemon.socket).ok(),
         })
         .await
@@ -95,6 +96,7 @@ async fn hello_needs_the_socket_cookie() {
                 protocol: PROTOCOL_VERSION,
                 client: "intruder".into(),
                 subscribe: true,
+                audio: true,
                 cookie: presented,
             })
             .await
@@ -129,6 +131,7 @@ async fn hello_needs_the_socket_cookie() {
             protocol: PROTOCOL_VERSION,
             client: "replay".into(),
             subscribe: false,
+            audio: true,
             cookie: Some(cookie),
         })
         .await

@@ -486,8 +486,9 @@ pub struct TtsConfig {
     /// piper: folder of voices (`<voice>.onnx` + `<voice>.onnx.json`); default
     /// `<models_dir>/piper`.
     pub piper_dir: Option<PathBuf>,
-    /// piper: CPU threads.
-    pub threads: u32,
+    /// piper: CPU threads for one synthesis; unset means planned from the cores (see
+    /// `cpu_plan`).
+    pub threads: Option<u32>,
     /// openai: base URL up to and including `/v1`.
     pub base_url: String,
     /// openai: model name (`tts-1`, `kokoro`, ...).
@@ -499,6 +500,10 @@ pub struct TtsConfig {
     pub first_sentence_min_chars: usize,
     /// Longer sentences are cut at a word boundary.
     pub max_sentence_chars: usize,
+    /// Sentences synthesized at once (audio still leaves in order); 0 sizes it to the
+    /// engine: 4 for a network service, 2 for an engine running here (one synthesizes
+    /// while the next is queued).
+    pub parallel: u32,
     /// The engine of characters whose `[voice]` names none.
     pub backend: String,
     /// `elevenlabs`: ElevenLabs' streaming text-to-speech API.
@@ -521,13 +526,14 @@ impl Default for TtsConfig {
     fn default() -> Self {
         Self {
             piper_dir: None,
-            threads: 2,
+            threads: None,
             base_url: "http://127.0.0.1:8880/v1".into(),
             model: "tts-1".into(),
             api_key_env: None,
             timeout_secs: 30,
             first_sentence_min_chars: 24,
             max_sentence_chars: 240,
+            parallel: 0,
             backend: "piper".into(),
             elevenlabs: ElevenLabsConfig::default(),
             azure: AzureTtsConfig::default(),

@@ -118,6 +118,7 @@ fn handshake(
             protocol,
             client: name,
             subscribe,
+            audio,
             cookie: presented,
         } => {
             if protocol != PROTOCOL_VERSION {
@@ -155,6 +156,9 @@ fn handshake(
             };
             peer.client = Some(name.clone());
             let n = peer.connection.attach();
+            if subscribe && audio {
+                peer.connection.listen();
+            }
             tracing::debug!(client = %name, clients = n, "client attached");
             Dispatched {
                 reply: response(
@@ -459,7 +463,7 @@ mod tests {
             notifier: Default::default(),
             socket: dir.path().join("s.sock"),
             store,
-            clients: Clients::new(bus.clone(), None),
+            clients: Clients::new(bus.clone(), None, Default::default()),
             bus,
             conversation,
             speech: None,
@@ -479,6 +483,7 @@ mod tests {
             protocol,
             client: "test".into(),
             subscribe: true,
+            audio: true,
             cookie: cookie.map(str::to_owned),
         }
     }

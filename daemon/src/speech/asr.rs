@@ -41,7 +41,8 @@ impl Asr {
         Ok(match cfg.asr.backend {
             AsrBackend::Whisper => {
                 let dir = paths.whisper.clone();
-                let threads = cfg.asr.threads.map_or(0, |t| t as usize);
+                let threads =
+                    crate::cpu_plan::asr_threads(cfg.asr.threads, crate::cpu_plan::cores());
                 let language = cfg.asr.language.clone();
                 let model = dir
                     .file_name()

@@ -1,7 +1,8 @@
 //! The spoken side of a turn: streamed reply text in, ordered sentences of audio out.
 //!
-//! Deltas are cut into sentences as they arrive; each sentence goes to TTS at once, so
-//! the next one is synthesized while the current one plays. Results are delivered
+//! Deltas are cut into sentences as they arrive; each sentence goes to TTS at once, up
+//! to [`SpeakerSetup::parallel`] at a time, so later ones are synthesized while the
+//! current one plays. Results are delivered
 //! strictly in sentence order, as `sentence` events for clients and to the local
 //! speaker. Cancellation (barge-in, a new input) stops synthesis and silences the
 //! speaker at once.
@@ -22,15 +23,13 @@ use super::text::expressions::extract_expressions;
 use super::text::sentences::{SentenceSplitter, SplitterConfig};
 use super::tts::Tts;
 use super::{SpeechError, Voice};
+use crate::clients::Listeners;
 use crate::events::EventBus;
 use crate::pcm::Pcm;
 use crate::sound::{Played, Player};
 
 /// Lip-sync slice length sent with every sentence.
 pub const SLICE_MS: u32 = 20;
-
-/// Sentences synthesized ahead of the one being delivered.
-const SYNTH_AHEAD: usize = 2;
 
 /// Everything one turn's speech needs.
 pub struct SpeakerSetup {
@@ -39,10 +38,15 @@ pub struct SpeakerSetup {
     pub voice: Voice,
     pub clean: CleanOptions,
     pub splitter: SplitterConfig,
+    /// Sentences synthesized at once (see [`Tts::parallel`]).
+    pub parallel: usize,
     pub emotions: BTreeMap<String, i64>,
     pub bus: EventBus,
     /// The daemon's speaker, when replies play locally.
     pub player: Option<Player>,
+    /// Clients that play audio. Without a speaker, a sentence is synthesized only while
+    /// one is attached; otherwise it goes out as text only.
+    pub listeners: Listeners,
     /// Put the audio in `sentence` events (clients play it).
     pub audio_to_clients: bool,
     pub cancel: CancellationToken,
@@ -122,9 +126,13 @@ async fn run(setup: SpeakerSetup, mut rx: mpsc::UnboundedReceiver<String>) -> Sp
     let mut failed_once = false;
 
     let interrupted = loop {
-        while in_flight.len() < SYNTH_AHEAD
-            && let Some(p) = waiting.pop_front()
+        while in_flight.len() < setup.parallel.max(1)
+            && let Some(mut p) = waiting.pop_front()
         {
+            if setup.player.is_none() && setup.listeners.count() == 0 {
+                // No one would hear it.
+                p.spoken.clear();
+            }
             in_flight.push_back(synthesize(setup.tts.clone(), setup.voice.clone(), p));
         }
         if !input_open && in_flight.is_empty() && waiting.is_empty() {

@@ -56,7 +56,7 @@ pub struct Tts {
 impl Tts {
     pub fn new(cfg: &SpeechConfig, paths: &ModelPaths) -> Result<Self, SpeechError> {
         let runtime = paths.onnxruntime.clone();
-        let threads = (cfg.tts.threads as usize).max(1);
+        let threads = crate::cpu_plan::tts_threads(cfg.tts.threads, crate::cpu_plan::cores());
         Ok(Self {
             paths: paths.clone(),
             piper: Worker::spawn("tts-piper", move || {
@@ -90,6 +90,20 @@ impl Tts {
             &self.backend
         } else {
             voice.tts.trim()
+        }
+    }
+
+    /// Sentences of `voice` to synthesize at once: `configured` (`speech.tts.parallel`)
+    /// when set, else 2 for the engines that run here (they synthesize one at a time;
+    /// the second is queued so it starts the moment the first is done) and 4 for
+    /// network services, whose time is mostly waiting.
+    pub fn parallel(&self, voice: &Voice, configured: u32) -> usize {
+        if configured > 0 {
+            return configured as usize;
+        }
+        match self.engine(voice) {
+            "piper" | "espeak" => 2,
+            _ => 4,
         }
     }
 

@@ -20,6 +20,7 @@ use vtuber_shared::{
     EngineStatus, ErrorBody, ErrorCode, Event, ImageInput, ModelLoad, VoiceStatus,
 };
 
+use crate::clients::Listeners;
 use crate::config::{BargeIn, Config, Playback};
 use crate::conversation::Conversation;
 use crate::events::EventBus;
@@ -59,7 +60,11 @@ impl VoiceInput {
     /// Opens devices and starts loading engines; returns at once. `None` when speech is
     /// disabled in the config. Input starts with [`PreparedInput::attach`], once the
     /// conversation (which speaks through the [`SpeechOut`]) exists.
-    pub fn prepare(config: &Config) -> Result<Option<(SpeechOut, PreparedInput)>, SpeechError> {
+    /// `listeners`: the clients that play reply audio (see [`SpeechOut::listeners`]).
+    pub fn prepare(
+        config: &Config,
+        listeners: &Listeners,
+    ) -> Result<Option<(SpeechOut, PreparedInput)>, SpeechError> {
         if !config.speech.enabled {
             return Ok(None);
         }
@@ -75,6 +80,7 @@ impl VoiceInput {
                 _ => devices.player.clone(),
             },
             playback: config.audio.playback,
+            listeners: listeners.clone(),
         };
         Ok(Some((
             out.clone(),

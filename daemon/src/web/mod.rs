@@ -33,6 +33,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum_server::accept::NoDelayAcceptor;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -265,10 +266,13 @@ pub struct BoundWeb {
     certificate: Option<(axum_server::tls_rustls::RustlsConfig, TlsConfig)>,
 }
 
-/// The bound listener, with TLS or without.
+/// The bound listener, with TLS or without. Accepted connections set `TCP_NODELAY`:
+/// the protocol is many small frames (a sentence's text, a control message), and with
+/// Nagle's algorithm each waited for the previous one's ACK, which the client's delayed
+/// ACK holds ~40 ms.
 enum Listening {
-    Plain(axum_server::Server<SocketAddr>),
-    Tls(axum_server::Server<SocketAddr, axum_server::tls_rustls::RustlsAcceptor>),
+    Plain(axum_server::Server<SocketAddr, NoDelayAcceptor>),
+    Tls(axum_server::Server<SocketAddr, axum_server::tls_rustls::RustlsAcceptor<NoDelayAcceptor>>),
 }
 
 /// Checks the settings, makes or reads the access token and binds the port, or serves on
@@ -315,10 +319,16 @@ pub async fn bind(
             let rustls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
             certificate = Some((rustls.clone(), files.clone()));
             Listening::Tls(
-                axum_server::tls_rustls::from_tcp_rustls(listener, rustls).map_err(bind_error)?,
+                axum_server::tls_rustls::from_tcp_rustls(listener, rustls)
+                    .map_err(bind_error)?
+                    .map(|tls| tls.acceptor(NoDelayAcceptor)),
             )
         }
-        _ => Listening::Plain(axum_server::from_tcp(listener).map_err(bind_error)?),
+        _ => Listening::Plain(
+            axum_server::from_tcp(listener)
+                .map_err(bind_error)?
+                .acceptor(NoDelayAcceptor),
+        ),
     };
     let url = url(cfg, addr);
     let page_url = page_url(&url, token.as_deref());

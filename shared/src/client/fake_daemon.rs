@@ -40,6 +40,7 @@ pub fn status() -> Status {
         config_files: Vec::new(),
         reload_error: None,
         needs_restart: Vec::new(),
+        cpu: None,
     }
 }
 

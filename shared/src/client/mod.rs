@@ -67,6 +67,8 @@ pub struct Hello {
     pub client: String,
     /// Whether to receive broadcast events.
     pub subscribe: bool,
+    /// Whether this client uses the reply's audio (see `Request::Hello`).
+    pub audio: bool,
 }
 
 impl Hello {
@@ -76,7 +78,15 @@ impl Hello {
         Self {
             client: format!("vtuber-{kind}/{}", env!("CARGO_PKG_VERSION")),
             subscribe,
+            audio: true,
         }
+    }
+
+    /// A client that shows text only: the daemon need not synthesize speech for it.
+    #[must_use]
+    pub fn text_only(mut self) -> Self {
+        self.audio = false;
+        self
     }
 
     /// The `hello` request for the daemon on `socket`, with the cookie read from beside
@@ -91,6 +101,7 @@ impl Hello {
             protocol: PROTOCOL_VERSION,
             client: self.client,
             subscribe: self.subscribe,
+            audio: self.audio,
             cookie,
         };
         (request, problem)
@@ -223,6 +234,7 @@ mod tests {
                     protocol: PROTOCOL_VERSION,
                     client: format!("vtuber-test/{}", env!("CARGO_PKG_VERSION")),
                     subscribe: false,
+                    audio: true,
                     cookie: Some(COOKIE.into()),
                 }
             );

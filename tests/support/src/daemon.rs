@@ -310,6 +310,7 @@ impl TestClient {
         let hello = Hello {
             client: label.to_owned(),
             subscribe,
+            audio: true,
         };
         let reply = c
             .request(hello.request(socket).0)
@@ -364,6 +365,20 @@ impl TestClient {
                 })
             })
             .await
+    }
+
+    /// Sends `text` as user input; the id of the turn it started.
+    pub async fn send_text(&mut self, text: &str) -> anyhow::Result<u64> {
+        match self
+            .request(Request::SendText {
+                text: text.into(),
+                images: Vec::new(),
+            })
+            .await?
+        {
+            Ok(Reply::TurnAccepted { turn_id, .. }) => Ok(turn_id),
+            other => anyhow::bail!("send_text {text:?}: {other:?}"),
+        }
     }
 
     /// Next broadcast event (skipping responses), with its seq.

@@ -293,6 +293,7 @@ impl JsonClient {
         let hello = Hello {
             client: label.to_owned(),
             subscribe: true,
+            audio: true,
         };
         c.request(hello.request(socket).0)
             .await?

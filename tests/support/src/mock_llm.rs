@@ -76,6 +76,8 @@ pub struct MockReply {
     /// `finish_reason` of the last chunk; default `tool_calls` when there are tool calls,
     /// else `stop`.
     pub finish_reason: Option<String>,
+    /// Wait before the first content delta (the model's time to first token).
+    pub first_token_after: Duration,
 }
 
 impl MockReply {
@@ -96,6 +98,7 @@ impl MockReply {
             tokens_per_sec: 0.0,
             argument_chunks: 3,
             finish_reason: None,
+            first_token_after: Duration::ZERO,
         }
     }
 
@@ -116,6 +119,13 @@ impl MockReply {
     #[must_use]
     pub fn with_rate(mut self, tokens_per_sec: f64) -> Self {
         self.tokens_per_sec = tokens_per_sec;
+        self
+    }
+
+    /// Waits `after` before the first token, as a model's prompt processing does.
+    #[must_use]
+    pub fn with_first_token_after(mut self, after: Duration) -> Self {
+        self.first_token_after = after;
         self
     }
 
@@ -173,6 +183,9 @@ pub enum MockBehaviour {
     /// Request n (counting from 0, over the server's lifetime) gets entry n; later
     /// requests get the last entry. Entries are resolved with the same count.
     Script(Vec<MockBehaviour>),
+    /// Request n gets entry n modulo the length: a repeating exchange, such as a tool
+    /// call then its answer, turn after turn.
+    Cycle(Vec<MockBehaviour>),
     /// Stream `token` over and over, never finishing, at this pace (0 = as fast as
     /// possible), until the client goes away: a server ignoring `max_tokens`.
     Endless { token: String, tokens_per_sec: f64 },
@@ -224,6 +237,7 @@ impl MockBehaviour {
                 Some(step) => step.resolve(n),
                 None => self,
             },
+            Self::Cycle(steps) if !steps.is_empty() => steps[n % steps.len()].resolve(n),
             other => other,
         }
     }
@@ -614,6 +628,7 @@ async fn handle_request(
             after_tokens,
         } => (reply, Cut::Close(after_tokens)),
         MockBehaviour::Script(_)
+        | MockBehaviour::Cycle(_)
         | MockBehaviour::Endless { .. }
         | MockBehaviour::LongLine { .. } => (MockReply::text(""), Cut::None),
     };
@@ -900,6 +915,12 @@ async fn stream_reply(
     };
     if !send(encoder.head()).await {
         return;
+    }
+    if !reply.first_token_after.is_zero() {
+        tokio::select! {
+            () = tokio::time::sleep(reply.first_token_after) => {}
+            () = shutdown.cancelled() => return,
+        }
     }
 
     let mut pace = (reply.tokens_per_sec > 0.0).then(|| {

@@ -93,6 +93,8 @@ pub struct SpeechAnswer {
     /// Sent in pieces of this size with `pause` between them (0: at once).
     pub chunk: usize,
     pub pause: Duration,
+    /// Wait before answering (the engine's synthesis time).
+    pub delay: Duration,
 }
 
 impl SpeechAnswer {
@@ -103,6 +105,7 @@ impl SpeechAnswer {
             body: body.into(),
             chunk: 0,
             pause: Duration::ZERO,
+            delay: Duration::ZERO,
         }
     }
 
@@ -117,6 +120,12 @@ impl SpeechAnswer {
 
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Answered only after `delay`, as an engine that takes that long to synthesize.
+    pub fn after(mut self, delay: Duration) -> Self {
+        self.delay = delay;
         self
     }
 
@@ -210,6 +219,9 @@ async fn handle(
     };
     let answer = (shared.handler)(&request);
     lock(&shared.requests).push(request);
+    if !answer.delay.is_zero() {
+        tokio::time::sleep(answer.delay).await;
+    }
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {
         let chunk = if answer.chunk == 0 {

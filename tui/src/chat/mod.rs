@@ -93,7 +93,7 @@ pub async fn run(target: Target) -> Result<ExitCode> {
         anyhow::bail!("the chat needs an interactive terminal; for scripts use `vtuber say TEXT`");
     }
     // Connect before taking over the screen, so start-up errors print normally.
-    let conn = launcher::connect_or_start(&target, Hello::new("chat", true)).await?;
+    let conn = launcher::connect_or_start(&target, Hello::new("chat", true).text_only()).await?;
     let mut guard = terminal::enter()?;
     let result = event_loop(&mut guard, target, conn).await;
     drop(guard);
@@ -225,7 +225,7 @@ impl Runner {
         let socket = self.target.socket.clone();
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let msg = match client::connect(&socket, Hello::new("chat", true)).await {
+            let msg = match client::connect(&socket, Hello::new("chat", true).text_only()).await {
                 Ok(conn) => Msg::Connected(Box::new(conn)),
                 Err(_) => Msg::ConnectFailed,
             };

@@ -65,7 +65,13 @@ async fn one_turn(
     json: bool,
     approval: Approval,
 ) -> Result<ExitCode> {
-    let mut conn = launcher::connect_or_start(target, Hello::new(label, true)).await?;
+    // Printed text needs no synthesized speech; `--json` passes the audio on.
+    let hello = if json {
+        Hello::new(label, true)
+    } else {
+        Hello::new(label, true).text_only()
+    };
+    let mut conn = launcher::connect_or_start(target, hello).await?;
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr();
     let end = stream_turn(

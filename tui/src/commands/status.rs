@@ -86,6 +86,17 @@ pub fn status_table(status: &Status) -> String {
         rows.push(("asr", engine(&v.asr)));
         rows.push(("tts", engine(&v.tts)));
     }
+    if let Some(cpu) = &status.cpu
+        && (status.llm.backend == "embedded" || status.voice.is_some())
+    {
+        rows.push((
+            "cpu plan",
+            format!(
+                "{} cores: model {} threads · whisper {} · piper {} · voice detection {}",
+                cpu.cores, cpu.llm_threads, cpu.asr_threads, cpu.tts_threads, cpu.vad_threads
+            ),
+        ));
+    }
     if status.config_files.len() > 1 {
         rows.push(("config", status.config_files.join(", ")));
     } else if let Some(config) = &status.config_file {

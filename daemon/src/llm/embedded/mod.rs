@@ -136,12 +136,7 @@ impl EmbeddedProvider {
             return unavailable(Phase::Failed(error));
         }
 
-        let threads = cfg
-            .threads
-            .filter(|&t| t > 0)
-            .map(|t| t as usize)
-            .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
-            .unwrap_or(1);
+        let threads = crate::cpu_plan::llm_threads(cfg.threads, crate::cpu_plan::cores());
         let worker_cfg = WorkerConfig {
             model_path: model_path.clone(),
             context_size: cfg.context_size.max(1),

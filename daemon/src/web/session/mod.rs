@@ -63,6 +63,8 @@ pub(super) async fn run(socket: Socket, web: Arc<WebState>, peer: String, own_pa
     // Subscribe before anything else, so no event between now and the greeting is lost.
     let events = web.hub.subscribe();
     let n = connection.attach();
+    // An Open-LLM-VTuber page plays every reply.
+    connection.listen();
     tracing::info!(conn, %peer, clients = n, "web client connected");
 
     let (sink, stream) = socket.split();
