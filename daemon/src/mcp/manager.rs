@@ -359,7 +359,7 @@ impl McpManager {
     }
 }
 
-fn install_crypto_provider() {
+pub(super) fn install_crypto_provider() {
     // Fails only when one is installed already, which is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

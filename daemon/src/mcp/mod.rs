@@ -8,6 +8,7 @@
 //! - `registry`: tools under exposed names ([`naming`]), with their [`policy`].
 //! - `call`: one tool call; `approval`: asking a person; `progress`: routing progress.
 //! - [`sandbox`], [`secrets`], [`audit`]: confinement, `secret:` values, the audit log.
+//! - [`probe`]: a one-off session outside the daemon (the conformance adapter).
 
 mod approval;
 pub mod audit;
@@ -18,6 +19,7 @@ pub mod environment;
 mod manager;
 pub mod naming;
 pub mod policy;
+pub mod probe;
 mod progress;
 mod registry;
 pub mod sandbox;
