@@ -9,6 +9,7 @@
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value, json};
+use vtuberd::mcp::oauth::{ClientIdentity, Consent};
 use vtuberd::mcp::probe;
 
 #[tokio::main(flavor = "current_thread")]
@@ -24,8 +25,35 @@ async fn run() -> Result<()> {
         bail!("usage: vtuber-mcp-conformance SERVER_URL (run by the MCP conformance suite)");
     };
     let scenario = std::env::var("MCP_CONFORMANCE_SCENARIO").unwrap_or_default();
+    let context: Value = std::env::var("MCP_CONFORMANCE_CONTEXT")
+        .ok()
+        .and_then(|c| serde_json::from_str(&c).ok())
+        .unwrap_or(Value::Null);
     eprintln!("scenario {scenario:?} against {url}");
-    let session = probe::connect_http(&url, true)
+    let text = |k: &str| context.get(k).and_then(Value::as_str).map(str::to_owned);
+    let mut options = probe::ProbeOptions {
+        accept_elicitation: true,
+        ..Default::default()
+    };
+    if scenario.starts_with("auth/client-credentials") {
+        let (Some(id), Some(secret)) = (text("client_id"), text("client_secret")) else {
+            bail!("{scenario}: the context has no client_id and client_secret");
+        };
+        options.client_credentials = Some((id, secret));
+    } else {
+        options.oauth = Some((
+            ClientIdentity {
+                // The suite's authorization server approves at once; nothing listens here.
+                redirect_uri: "http://localhost:3000/callback".into(),
+                client_name: Some("vtuber-mcp-conformance".into()),
+                client_metadata_url: Some(CLIENT_METADATA_URL.into()),
+                client_id: text("client_id"),
+                client_secret: text("client_secret"),
+            },
+            Consent::Headless,
+        ));
+    }
+    let mut session = probe::connect_http(&url, options)
         .await
         .context("connecting")?;
     let tools = session.tools().await.context("listing tools")?;
@@ -41,6 +69,9 @@ async fn run() -> Result<()> {
     session.close().await.context("closing")?;
     Ok(())
 }
+
+/// The client ID metadata document the suite's authorization server accepts.
+const CLIENT_METADATA_URL: &str = "https://conformance-test.local/client-metadata.json";
 
 /// Plausible arguments for an input schema: each property's default, else a small value
 /// of its type.

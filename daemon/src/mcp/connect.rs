@@ -187,6 +187,21 @@ pub(super) fn http_transport(
     StreamableHttpClientTransport::from_config(config)
 }
 
+/// The same, with OAuth: `manager`'s token on every request, refreshed as needed.
+pub(super) fn http_transport_with_auth(
+    url: &str,
+    headers: HashMap<http::HeaderName, http::HeaderValue>,
+    manager: rmcp::transport::AuthorizationManager,
+) -> rmcp::transport::StreamableHttpClientTransport<rmcp::transport::AuthClient<reqwest013::Client>>
+{
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    super::manager::install_crypto_provider();
+    let config = StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers);
+    let client = rmcp::transport::AuthClient::new(reqwest013::Client::default(), manager);
+    StreamableHttpClientTransport::with_client(client, config)
+}
+
 /// What a sandboxed server's grants expose of the daemon's private files (its cookie,
 /// history, web token): Landlock cannot carve a folder out of a granted one, so a grant
 /// of a parent lets the server read them. Empty when nothing is exposed.

@@ -8,6 +8,7 @@
 //! - `registry`: tools under exposed names ([`naming`]), with their [`policy`].
 //! - `call`: one tool call; `approval`: asking a person; `progress`: routing progress.
 //! - [`sandbox`], [`secrets`], [`audit`]: confinement, `secret:` values, the audit log.
+//! - [`oauth`]: authorization for HTTP servers.
 //! - [`probe`]: a one-off session outside the daemon (the conformance adapter).
 
 mod approval;
@@ -18,6 +19,7 @@ mod connect;
 pub mod environment;
 mod manager;
 pub mod naming;
+pub mod oauth;
 pub mod policy;
 pub mod probe;
 mod progress;
