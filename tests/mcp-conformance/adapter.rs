@@ -57,13 +57,41 @@ async fn run() -> Result<()> {
         .await
         .context("connecting")?;
     let tools = session.tools().await.context("listing tools")?;
-    for tool in &tools {
-        let schema = Value::Object((*tool.input_schema).clone());
-        let args = arguments_for(&schema);
-        match session.call(&tool.name, args).await {
-            Ok(result) => eprintln!("{}: {result}", tool.name),
+    // The calls the scenario asks for (`toolCalls` in its context), else every tool
+    // with arguments made up from its schema.
+    let calls: Vec<(String, Map<String, Value>)> = match context.get("toolCalls") {
+        Some(Value::Array(calls)) => calls
+            .iter()
+            .filter_map(|c| {
+                let name = c.get("name")?.as_str()?.to_owned();
+                let args = c.get("arguments").and_then(Value::as_object).cloned();
+                Some((name, args.unwrap_or_default()))
+            })
+            .collect(),
+        _ => tools
+            .iter()
+            .map(|tool| {
+                let schema = Value::Object((*tool.input_schema).clone());
+                let mut args = arguments_for(&schema);
+                // This scenario checks that a tool's schema reaches the client intact:
+                // its echo tool asks for another tool's (the one declaring `$schema`).
+                if scenario == "json-schema-2020-12-preservation" && args.contains_key("schema") {
+                    let focal = tools
+                        .iter()
+                        .find(|t| t.name != tool.name && t.input_schema.contains_key("$schema"));
+                    if let Some(focal) = focal {
+                        args.insert("schema".into(), Value::Object((*focal.input_schema).clone()));
+                    }
+                }
+                (tool.name.to_string(), args)
+            })
+            .collect(),
+    };
+    for (name, args) in calls {
+        match session.call(&name, args).await {
+            Ok(result) => eprintln!("{name}: {result}"),
             // A failing tool is the server's answer, not the client's failure.
-            Err(e) => eprintln!("{}: {e}", tool.name),
+            Err(e) => eprintln!("{name}: {e}"),
         }
     }
     session.close().await.context("closing")?;
@@ -73,14 +101,23 @@ async fn run() -> Result<()> {
 /// The client ID metadata document the suite's authorization server accepts.
 const CLIENT_METADATA_URL: &str = "https://conformance-test.local/client-metadata.json";
 
-/// Plausible arguments for an input schema: each property's default, else a small value
-/// of its type.
+/// Plausible arguments for an input schema: each (required) property's default, else a
+/// small value of its type.
 fn arguments_for(schema: &Value) -> Map<String, Value> {
     let mut out = Map::new();
     let Some(props) = schema.get("properties").and_then(Value::as_object) else {
         return out;
     };
+    // Only the required ones when the schema says which: an optional argument left out
+    // is what a caller usually does.
+    let required: Option<Vec<&str>> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect());
     for (name, prop) in props {
+        if required.as_ref().is_some_and(|r| !r.contains(&name.as_str())) {
+            continue;
+        }
         let value = if let Some(d) = prop.get("default") {
             d.clone()
         } else if let Some(first) = prop.get("enum").and_then(|e| e.get(0)) {
