@@ -80,7 +80,10 @@ async fn run() -> Result<()> {
                         .iter()
                         .find(|t| t.name != tool.name && t.input_schema.contains_key("$schema"));
                     if let Some(focal) = focal {
-                        args.insert("schema".into(), Value::Object((*focal.input_schema).clone()));
+                        args.insert(
+                            "schema".into(),
+                            Value::Object((*focal.input_schema).clone()),
+                        );
                     }
                 }
                 (tool.name.to_string(), args)
@@ -115,7 +118,10 @@ fn arguments_for(schema: &Value) -> Map<String, Value> {
         .and_then(Value::as_array)
         .map(|r| r.iter().filter_map(Value::as_str).collect());
     for (name, prop) in props {
-        if required.as_ref().is_some_and(|r| !r.contains(&name.as_str())) {
+        if required
+            .as_ref()
+            .is_some_and(|r| !r.contains(&name.as_str()))
+        {
             continue;
         }
         let value = if let Some(d) = prop.get("default") {

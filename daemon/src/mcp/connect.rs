@@ -182,7 +182,7 @@ pub(super) fn http_transport(
     use rmcp::transport::StreamableHttpClientTransport;
     use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
     // rmcp's reqwest is built without a rustls provider; any caller may be the first.
-    super::manager::install_crypto_provider();
+    super::install_crypto_provider();
     let config = StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers);
     StreamableHttpClientTransport::from_config(config)
 }
@@ -196,7 +196,7 @@ pub(super) fn http_transport_with_auth(
 {
     use rmcp::transport::StreamableHttpClientTransport;
     use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-    super::manager::install_crypto_provider();
+    super::install_crypto_provider();
     let config = StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers);
     let client = rmcp::transport::AuthClient::new(reqwest013::Client::default(), manager);
     StreamableHttpClientTransport::with_client(client, config)

@@ -45,6 +45,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// rmcp's reqwest is built without a rustls provider: installs ring's before any HTTP
+/// client is made (whoever comes first; later calls do nothing).
+fn install_crypto_provider() {
+    // Fails only when one is installed already, which is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// One tool call the LLM asked for.
 #[derive(Debug, Clone)]
 pub struct ToolCallRequest {

@@ -63,7 +63,7 @@ pub async fn authorize(
             source,
         }
     };
-    super::manager::install_crypto_provider();
+    super::install_crypto_provider();
     // A configured server may well be on this machine or the local network.
     let manager = AuthorizationManager::new_allowing_private_addresses(url)
         .await
@@ -121,7 +121,7 @@ pub async fn authorize_client_credentials(
     client_id: &str,
     client_secret: &str,
 ) -> Result<AuthorizationManager, OAuthError> {
-    super::manager::install_crypto_provider();
+    super::install_crypto_provider();
     let flow = |step: &'static str| {
         move |source: AuthError| OAuthError::Flow {
             url: url.to_owned(),
