@@ -129,3 +129,29 @@ fn form_defaults(schema: &serde_json::Value) -> serde_json::Value {
     }
     serde_json::Value::Object(out)
 }
+
+#[cfg(test)]
+mod form_tests {
+    use serde_json::json;
+
+    /// Every property with a default gets it, of its own type; the others are left out.
+    #[test]
+    fn form_defaults_takes_each_default() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "default": "John Doe"},
+                "age": {"type": "integer", "default": 30},
+                "score": {"type": "number", "default": 95.5},
+                "status": {"type": "string", "enum": ["active", "inactive"], "default": "active"},
+                "verified": {"type": "boolean", "default": true},
+                "nickname": {"type": "string"}
+            }
+        });
+        assert_eq!(
+            super::form_defaults(&schema),
+            json!({"name": "John Doe", "age": 30, "score": 95.5, "status": "active", "verified": true})
+        );
+        assert_eq!(super::form_defaults(&json!({"type": "object"})), json!({}));
+    }
+}
