@@ -141,3 +141,32 @@ fn arguments_for(schema: &Value) -> Map<String, Value> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::arguments_for;
+    use serde_json::json;
+
+    /// Required properties only, each its default, its first enum value or a value of its
+    /// type; without `required`, every property.
+    #[test]
+    fn arguments_follow_the_schema() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "a": {"type": "number"},
+                "mode": {"type": "string", "enum": ["fast", "slow"]},
+                "name": {"type": "string", "default": "x"},
+                "verbose": {"type": "boolean"}
+            },
+            "required": ["a", "mode", "name"]
+        });
+        let args = arguments_for(&schema);
+        assert_eq!(
+            serde_json::Value::Object(args),
+            json!({"a": 1, "mode": "fast", "name": "x"})
+        );
+        let all = arguments_for(&json!({"properties": {"on": {"type": "boolean"}}}));
+        assert_eq!(serde_json::Value::Object(all), json!({"on": true}));
+    }
+}
