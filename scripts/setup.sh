@@ -72,6 +72,12 @@ else
   "$here/fetch-web-assets.sh" --assets-only
 fi
 
+# The official MCP conformance suites and the Node 22 they need, from npm, for the MCP
+# client's conformance test (scripts/mcp-conformance.sh).
+if $for_tests; then
+  "$here/mcp-conformance.sh" --install-only
+fi
+
 # A real third-party MCP server from PyPI, used by the integration tests and handy as a
 # first tool server (see conf.yaml's mcp section).
 if ! python3 -c "import mcp_server_time" >/dev/null 2>&1; then

@@ -14,6 +14,7 @@ mod conversation;
 mod daemon;
 mod embedded;
 mod mcp;
+mod mcp_conformance;
 mod mcp_http;
 mod olv_frontend;
 mod privacy;

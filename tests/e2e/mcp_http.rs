@@ -257,3 +257,41 @@ async fn a_wrong_header_fails_the_server_with_401() {
     let audit = s.client.audit(None).await.unwrap();
     assert_no_secret(&s.secret, &s.daemon.log_text(), &audit, &s.client.raw);
 }
+
+/// A server without sessions (no `Mcp-Session-Id`, JSON answers instead of SSE) is
+/// reached and used like any other.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stateless_http_server_is_reached_and_called() {
+    let secret = secret();
+    let server = HttpTestServer::start_with(Some((HEADER, &secret)), &["--stateless"])
+        .expect("stateless HTTP test server starts");
+    let mock = MockLlm::start_blocking(tool_script(
+        vec![call("s1", "web__add", json!({"a": 40, "b": 2}))],
+        "Forty-two.",
+    ))
+    .expect("mock LLM starts");
+    let config = McpConfig::new(&mock.base_url(), vec![web_server(&server.url)]);
+    let daemon =
+        McpDaemon::spawn(&config.to_yaml(), &[(SECRET_VAR, &secret)]).expect("daemon starts");
+    let mut client = daemon
+        .client("mcp-stateless")
+        .await
+        .expect("client connects");
+    if let Err(e) = client.wait_server_ready("web", WAIT).await {
+        panic!("{e:#}\n--- daemon log ---\n{}", daemon.log_text());
+    }
+    let id = client
+        .send_text("what is 40 + 2?")
+        .await
+        .expect("turn accepted");
+    let events = match client.finish_turn(id, WAIT).await {
+        Ok(events) => events,
+        Err(e) => panic!("{e:#}\n--- daemon log ---\n{}", daemon.log_text()),
+    };
+    assert_eq!(turn_outcome(&events), TurnOutcome::Finished, "{events:#?}");
+    assert_eq!(
+        ended_calls(&events),
+        vec![("s1".into(), "web".into(), "add".into(), ToolOutcome::Ok)]
+    );
+    assert_eq!(tool_result(&mock.requests()[1], "s1").trim(), "42");
+}

@@ -9,8 +9,9 @@
 use std::sync::Arc;
 
 use rmcp::model::{
-    ClientCapabilities, Implementation, InitializeRequestParams, ListRootsResult,
-    ProgressNotificationParam, Root, RootsCapabilities,
+    ClientCapabilities, ElicitRequestParams, ElicitResult, ElicitationAction,
+    ElicitationCapability, FormElicitationCapability, Implementation, InitializeRequestParams,
+    ListRootsResult, ProgressNotificationParam, ProtocolVersion, Root, RootsCapabilities,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ClientHandler, ErrorData, RoleClient};
@@ -26,16 +27,35 @@ pub(super) struct Handler {
     pub roots: Vec<Root>,
     pub relist: mpsc::UnboundedSender<()>,
     pub progress: Arc<ProgressRoutes>,
+    pub elicit: Elicit,
+}
+
+/// How a connection answers a server's `elicitation/create`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Elicit {
+    /// Not announced: the server must not ask (the daemon has no form dialog yet).
+    Unsupported,
+    /// Accepts every form with the values its schema proposes as defaults, as a person
+    /// pressing Enter on a pre-filled form would: what the conformance adapter does.
+    AcceptDefaults,
 }
 
 impl ClientHandler for Handler {
     fn get_info(&self) -> InitializeRequestParams {
         let mut caps = ClientCapabilities::default();
         caps.roots = Some(RootsCapabilities::default());
+        if self.elicit != Elicit::Unsupported {
+            caps.elicitation =
+                Some(ElicitationCapability::new().with_form(FormElicitationCapability::default()));
+        }
+        // Offer the newest version that still has an `initialize` handshake (rmcp's
+        // default, 2026-07-28, has none, and servers of today reject it); a server
+        // answering with an older one is accepted as it is.
         InitializeRequestParams::new(
             caps,
             Implementation::new("vtuberd", env!("CARGO_PKG_VERSION")),
         )
+        .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
     }
 
     async fn list_roots(
@@ -43,6 +63,26 @@ impl ClientHandler for Handler {
         _context: RequestContext<RoleClient>,
     ) -> Result<ListRootsResult, ErrorData> {
         Ok(ListRootsResult::new(self.roots.clone()))
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        match (self.elicit, request) {
+            (
+                Elicit::AcceptDefaults,
+                ElicitRequestParams::FormElicitationParams {
+                    requested_schema, ..
+                },
+            ) => {
+                let schema = serde_json::to_value(&requested_schema).unwrap_or_default();
+                Ok(ElicitResult::new(ElicitationAction::Accept)
+                    .with_content(form_defaults(&schema)))
+            }
+            _ => Ok(ElicitResult::new(ElicitationAction::Decline)),
+        }
     }
 
     async fn on_progress(
@@ -75,4 +115,43 @@ pub(super) fn roots(cfg: &ServerConfig) -> Vec<Root> {
             root
         })
         .collect()
+}
+
+/// The `default` of every property of a form schema, as the form's answer.
+fn form_defaults(schema: &serde_json::Value) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    if let Some(props) = schema.get("properties").and_then(|p| p.as_object()) {
+        for (name, prop) in props {
+            if let Some(d) = prop.get("default") {
+                out.insert(name.clone(), d.clone());
+            }
+        }
+    }
+    serde_json::Value::Object(out)
+}
+
+#[cfg(test)]
+mod form_tests {
+    use serde_json::json;
+
+    /// Every property with a default gets it, of its own type; the others are left out.
+    #[test]
+    fn form_defaults_takes_each_default() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "default": "John Doe"},
+                "age": {"type": "integer", "default": 30},
+                "score": {"type": "number", "default": 95.5},
+                "status": {"type": "string", "enum": ["active", "inactive"], "default": "active"},
+                "verified": {"type": "boolean", "default": true},
+                "nickname": {"type": "string"}
+            }
+        });
+        assert_eq!(
+            super::form_defaults(&schema),
+            json!({"name": "John Doe", "age": 30, "score": 95.5, "status": "active", "verified": true})
+        );
+        assert_eq!(super::form_defaults(&json!({"type": "object"})), json!({}));
+    }
 }

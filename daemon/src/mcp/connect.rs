@@ -13,7 +13,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::{mpsc, oneshot};
 use vtuber_shared::SandboxLevel;
 
-use super::client::{Handler, roots};
+use super::client::{Elicit, Handler, roots};
 use super::registry::{ToolEntry, list_tools};
 use super::sandbox::{self, SandboxReport, SandboxSpec};
 use super::server::{Servers, Slot, start_timeout};
@@ -43,6 +43,7 @@ pub(super) async fn connect(
         roots: roots(cfg),
         relist,
         progress: servers.progress.clone(),
+        elicit: Elicit::Unsupported,
     };
     match cfg.transport() {
         Transport::Stdio { command } => {
@@ -151,8 +152,6 @@ pub(super) async fn connect(
             Ok((running, tools))
         }
         Transport::Http { url } => {
-            use rmcp::transport::StreamableHttpClientTransport;
-            use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
             let mut headers = HashMap::new();
             for (k, v) in &cfg.headers {
                 let name = http::HeaderName::try_from(k.as_str())
@@ -161,8 +160,7 @@ pub(super) async fn connect(
                     .map_err(|e| format!("header `{k}`: {e}"))?;
                 headers.insert(name, value);
             }
-            let config = StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers);
-            let transport = StreamableHttpClientTransport::from_config(config);
+            let transport = http_transport(url, headers);
             let running = tokio::time::timeout(timeout, handler.serve(transport))
                 .await
                 .map_err(|_| format!("no MCP handshake within {} s", timeout.as_secs()))?
@@ -174,6 +172,34 @@ pub(super) async fn connect(
             Ok((running, tools))
         }
     }
+}
+
+/// The streamable-HTTP transport to `url`, with `headers` on every request.
+pub(super) fn http_transport(
+    url: &str,
+    headers: HashMap<http::HeaderName, http::HeaderValue>,
+) -> rmcp::transport::StreamableHttpClientTransport<reqwest013::Client> {
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    // rmcp's reqwest is built without a rustls provider; any caller may be the first.
+    super::install_crypto_provider();
+    let config = StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers);
+    StreamableHttpClientTransport::from_config(config)
+}
+
+/// The same, with OAuth: `manager`'s token on every request, refreshed as needed.
+pub(super) fn http_transport_with_auth(
+    url: &str,
+    headers: HashMap<http::HeaderName, http::HeaderValue>,
+    manager: rmcp::transport::AuthorizationManager,
+) -> rmcp::transport::StreamableHttpClientTransport<rmcp::transport::AuthClient<reqwest013::Client>>
+{
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    super::install_crypto_provider();
+    let config = StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers);
+    let client = rmcp::transport::AuthClient::new(reqwest013::Client::default(), manager);
+    StreamableHttpClientTransport::with_client(client, config)
 }
 
 /// What a sandboxed server's grants expose of the daemon's private files (its cookie,

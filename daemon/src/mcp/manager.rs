@@ -81,7 +81,7 @@ impl McpManager {
     }
 
     pub fn start_with(cfg: McpConfig, bus: EventBus, store: Store, opts: StartOptions) -> Self {
-        install_crypto_provider();
+        super::install_crypto_provider();
         let (secrets, secrets_error) = match &cfg.secrets_file {
             None => (Secrets::default(), None),
             Some(path) => match Secrets::load(path) {
@@ -357,11 +357,6 @@ impl McpManager {
         .run(req)
         .await
     }
-}
-
-fn install_crypto_provider() {
-    // Fails only when one is installed already, which is fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Values to redact: the secrets file, `secret:` references, header values, and env

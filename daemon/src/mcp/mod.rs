@@ -8,6 +8,8 @@
 //! - `registry`: tools under exposed names ([`naming`]), with their [`policy`].
 //! - `call`: one tool call; `approval`: asking a person; `progress`: routing progress.
 //! - [`sandbox`], [`secrets`], [`audit`]: confinement, `secret:` values, the audit log.
+//! - [`oauth`]: authorization for HTTP servers.
+//! - [`probe`]: a one-off session outside the daemon (the conformance adapter).
 
 mod approval;
 pub mod audit;
@@ -17,7 +19,9 @@ mod connect;
 pub mod environment;
 mod manager;
 pub mod naming;
+pub mod oauth;
 pub mod policy;
+pub mod probe;
 mod progress;
 mod registry;
 pub mod sandbox;
@@ -39,6 +43,13 @@ mod tests;
 /// Locks `m`, taking over a poisoned lock rather than panicking.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// rmcp's reqwest is built without a rustls provider: installs ring's before any HTTP
+/// client is made (whoever comes first; later calls do nothing).
+fn install_crypto_provider() {
+    // Fails only when one is installed already, which is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// One tool call the LLM asked for.

@@ -467,9 +467,12 @@ struct Args {
     http: Option<String>,
     /// `--require-header NAME=VALUE`: only requests carrying this header are served.
     require_header: Option<(HeaderName, HeaderValue)>,
+    /// `--stateless`: no sessions (no `Mcp-Session-Id`), plain JSON answers.
+    stateless: bool,
 }
 
-const USAGE: &str = "usage: vtuber-mcp-test-server [--http ADDR [--require-header NAME=VALUE]]";
+const USAGE: &str =
+    "usage: vtuber-mcp-test-server [--http ADDR [--require-header NAME=VALUE] [--stateless]]";
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut out = Args::default();
@@ -490,12 +493,16 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                     .map_err(|e| format!("--require-header: bad value: {e}"))?;
                 out.require_header = Some((name, value));
             }
+            "--stateless" => out.stateless = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
     }
     if out.require_header.is_some() && out.http.is_none() {
         return Err(format!("--require-header needs --http\n{USAGE}"));
+    }
+    if out.stateless && out.http.is_none() {
+        return Err(format!("--stateless needs --http\n{USAGE}"));
     }
     Ok(out)
 }
@@ -542,6 +549,7 @@ async fn route(
 async fn serve_http(
     addr: &str,
     required: Option<(HeaderName, HeaderValue)>,
+    stateless: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -550,7 +558,9 @@ async fn serve_http(
     let service: Arc<HttpService> = Arc::new(StreamableHttpService::new(
         || Ok(TestServer::new()),
         Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default(),
+        StreamableHttpServerConfig::default()
+            .with_legacy_session_mode(!stateless)
+            .with_json_response(stateless),
     ));
     let required = Arc::new(required);
     {
@@ -597,7 +607,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     if let Some(addr) = &args.http {
-        return serve_http(addr, args.require_header).await;
+        return serve_http(addr, args.require_header, args.stateless).await;
     }
     eprintln!("ready");
     let service = TestServer::new()

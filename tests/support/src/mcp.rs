@@ -139,9 +139,14 @@ impl HttpTestServer {
     /// Starts the server; with `require_header` `(NAME, VALUE)` it answers 401 to requests
     /// without that header. Returns once it printed the URL it listens on.
     pub fn start(require_header: Option<(&str, &str)>) -> anyhow::Result<Self> {
+        Self::start_with(require_header, &[])
+    }
+
+    /// [`Self::start`] with more arguments (e.g. `--stateless`).
+    pub fn start_with(require_header: Option<(&str, &str)>, args: &[&str]) -> anyhow::Result<Self> {
         use std::io::BufRead as _;
         let mut cmd = std::process::Command::new(test_server_bin());
-        cmd.args(["--http", "127.0.0.1:0"]);
+        cmd.args(["--http", "127.0.0.1:0"]).args(args);
         if let Some((name, value)) = require_header {
             cmd.arg("--require-header").arg(format!("{name}={value}"));
         }
