@@ -12,6 +12,8 @@ pub mod config;
 pub mod conversation;
 pub mod daemon;
 pub mod events;
+#[cfg(test)]
+mod fuzz_props;
 pub mod images;
 pub mod ipc;
 pub mod llm;

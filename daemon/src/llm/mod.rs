@@ -7,6 +7,8 @@
 
 pub mod anthropic;
 pub mod embedded;
+#[cfg(test)]
+mod fuzz_props;
 pub mod gemini;
 mod http;
 pub mod ollama;
