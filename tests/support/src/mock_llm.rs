@@ -173,6 +173,9 @@ pub enum MockBehaviour {
     /// Request n (counting from 0, over the server's lifetime) gets entry n; later
     /// requests get the last entry. Entries are resolved with the same count.
     Script(Vec<MockBehaviour>),
+    /// Request n gets entry n modulo the length, round and round (the soak's mix of
+    /// tool rounds and plain replies).
+    Cycle(Vec<MockBehaviour>),
     /// Stream `token` over and over, never finishing, at this pace (0 = as fast as
     /// possible), until the client goes away: a server ignoring `max_tokens`.
     Endless { token: String, tokens_per_sec: f64 },
@@ -220,6 +223,7 @@ impl MockBehaviour {
 
     fn resolve(&self, n: usize) -> &Self {
         match self {
+            Self::Cycle(steps) if !steps.is_empty() => steps[n % steps.len()].resolve(n),
             Self::Script(steps) => match steps.get(n).or_else(|| steps.last()) {
                 Some(step) => step.resolve(n),
                 None => self,
@@ -614,6 +618,7 @@ async fn handle_request(
             after_tokens,
         } => (reply, Cut::Close(after_tokens)),
         MockBehaviour::Script(_)
+        | MockBehaviour::Cycle(_)
         | MockBehaviour::Endless { .. }
         | MockBehaviour::LongLine { .. } => (MockReply::text(""), Cut::None),
     };
@@ -982,6 +987,11 @@ mod tests {
         assert_eq!(script.resolve(1), &MockBehaviour::status(503));
         assert_eq!(script.resolve(2), &MockBehaviour::reply("ok"));
         assert_eq!(script.resolve(7), &MockBehaviour::reply("ok"));
+        let cycle =
+            MockBehaviour::Cycle(vec![MockBehaviour::status(500), MockBehaviour::reply("b")]);
+        assert_eq!(cycle.resolve(0), &MockBehaviour::status(500));
+        assert_eq!(cycle.resolve(3), &MockBehaviour::reply("b"));
+        assert_eq!(cycle.resolve(4), &MockBehaviour::status(500));
     }
 
     #[test]
