@@ -473,7 +473,7 @@ async fn mcp_fault(mode: &str) -> (vtuber_shared::ToolOutcome, String) {
         MockBehaviour::reply("Still here."),
     ]))
     .expect("mock");
-    let server = ServerSpec::stdio("bad", "python3", &["-c", MISBEHAVING_SERVER, mode])
+    let server = ServerSpec::stdio("bad", "/usr/bin/python3", &["-c", MISBEHAVING_SERVER, mode])
         .sandbox_off()
         .allow_all();
     let mut config = McpConfig::new(&mock.base_url(), vec![server]);
