@@ -2,8 +2,9 @@
 //! already make: a client of another user is refused on the socket even when the file
 //! modes would let it in, and after a run with a known LLM API key and an MCP secret,
 //! neither appears anywhere under the daemon's folders (config, data, state, runtime,
-//! log) nor in any socket or WebSocket stream. The forged `Origin`, the rebinding
-//! `Host` and the token are in `web.rs`; the tool-server sandbox in `mcp.rs`.
+//! log) nor in any socket or WebSocket stream; a sandboxed tool server cannot touch
+//! `~/.ssh`. The forged `Origin`, the rebinding `Host` and the token are in `web.rs`;
+//! the rest of the tool-server sandbox in `mcp.rs`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -11,10 +12,11 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 use vtuber_shared::{Reply, Request, TurnOutcome};
+use vtuber_test_support::daemon::TestDaemon;
 use vtuber_test_support::mcp::{
     McpConfig, McpDaemon, ServerSpec, call, realtime_us, tool_result, tool_script, turn_outcome,
 };
-use vtuber_test_support::mock_llm::MockLlm;
+use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm};
 
 use crate::common::*;
 use crate::web::Ws;
@@ -71,8 +73,7 @@ async fn a_client_of_another_user_is_refused_on_the_socket() {
         eprintln!("skipped: switching to `nobody` needs root (tests run as root in CI)");
         return;
     }
-    let (_mock, daemon) =
-        daemon_with_mock(vtuber_test_support::mock_llm::MockBehaviour::reply("ok"));
+    let (_mock, daemon) = daemon_with_mock(MockBehaviour::reply("ok"));
 
     // The folder modes alone keep it out.
     let out = as_nobody(&daemon.socket);
@@ -234,4 +235,61 @@ async fn an_api_key_and_an_mcp_secret_leave_no_trace_on_disk_or_in_streams() {
         files_containing(daemon.daemon.dir.path(), &api_key).len(),
         1
     );
+}
+
+/// A sandboxed stdio tool server, granted one folder, cannot read the user's SSH key
+/// (`~/.ssh` of the daemon's home) nor add to `authorized_keys`, while it works in its
+/// folder.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandboxed_tool_server_cannot_touch_ssh_keys() {
+    if vtuber_test_support::mcp::landlock_abi() == 0 {
+        eprintln!("skipped: this kernel has no Landlock, so tool servers run unconfined");
+        return;
+    }
+    let granted = tempfile::tempdir().unwrap();
+    let work = granted.path().join("notes.txt");
+    std::fs::write(&work, "granted text").unwrap();
+    let mock = MockLlm::start_blocking(MockBehaviour::reply("not yet")).expect("mock LLM");
+    let server =
+        ServerSpec::test_server()
+            .allow_all()
+            .sandbox(&[granted.path()], &[granted.path()], false);
+    let config = McpConfig::new(&mock.base_url(), vec![server]).to_value();
+    let home = TestDaemon::new(&config.to_string()).expect("daemon home");
+    // The daemon's HOME is its folder: its ~/.ssh.
+    let ssh = home.dir.path().join(".ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    let key = ssh.join("id_ed25519");
+    std::fs::write(&key, "-----BEGIN OPENSSH PRIVATE KEY----- canary").unwrap();
+    let authorized = ssh.join("authorized_keys");
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    mock.set_behaviour(tool_script(
+        vec![
+            call("in", "test__read_file", json!({"path": path(&work)})),
+            call("key", "test__read_file", json!({"path": path(&key)})),
+            call(
+                "auth",
+                "test__write_file",
+                json!({"path": path(&authorized), "text": "ssh-ed25519 AAAA intruder"}),
+            ),
+        ],
+        "Probed.",
+    ));
+    let daemon = McpDaemon::start(home, &[]).expect("daemon starts");
+    let mut client = daemon.client("ssh").await.expect("client");
+    client
+        .wait_server_ready("test", WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon.log_text()));
+    let turn_id = client.send_text("probe").await.unwrap();
+    let events = client.finish_turn(turn_id, WAIT).await.unwrap();
+    assert_eq!(turn_outcome(&events), TurnOutcome::Finished);
+    let asked = &mock.requests()[1];
+    assert_eq!(tool_result(asked, "in"), "granted text");
+    let read = tool_result(asked, "key");
+    assert!(read.contains("ermission denied"), "{read}");
+    assert!(!read.contains("canary"), "{read}");
+    let wrote = tool_result(asked, "auth");
+    assert!(wrote.contains("cannot write"), "{wrote}");
+    assert!(!authorized.exists(), "authorized_keys was written");
 }
