@@ -279,7 +279,7 @@ pub async fn soak(minutes: f64, report_secs: u64, clients: usize) -> anyhow::Res
         turns += 1;
         let t0 = Instant::now();
         let turn_id = send(&mut driver, &format!("turn {turns}")).await?;
-        let last = if turns % 10 == 0 {
+        let last = if turns.is_multiple_of(10) {
             // Barge in as soon as the first turn is under way.
             loop {
                 let (seq, ev) = driver.next_event(Duration::from_secs(30)).await?;
