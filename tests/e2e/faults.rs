@@ -697,3 +697,58 @@ async fn tts_fails_on_one_sentence_and_hangs_on_another() {
     assert_kept(&stored(&mut b).await, "speak", reply);
     assert_history_intact(&daemon);
 }
+
+/// The current character's file is replaced by garbage while the daemon runs: the last
+/// good character stays in force, connected clients get an error naming the file with a
+/// hint, and turns go on with the old persona.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_character_file_turned_to_garbage_keeps_the_last_good_one() {
+    let (mock, daemon) = daemon_with_mock(MockBehaviour::reply("ok"));
+    let mut a = daemon.client("a").await.unwrap();
+    let mut b = daemon.client("b").await.unwrap();
+    let file = daemon.dir.path().join("config/vtuber/characters/kit.toml");
+    std::fs::write(
+        &file,
+        "name = \"Kit\"\npersona = \"You are Kit, version one.\"\n",
+    )
+    .unwrap();
+    a.events_until(WAIT, |e| {
+        matches!(e, Event::CharactersReloaded { characters } if characters.iter().any(|c| c.id == "kit"))
+    })
+    .await
+    .unwrap();
+    a.request(Request::SwitchCharacter { name: "kit".into() })
+        .await
+        .unwrap()
+        .unwrap();
+    let before = status(&mut a).await.character;
+
+    std::fs::write(&file, b"name = [\"unterminated\n\x00\xff persona =\n").unwrap();
+    let events = a
+        .events_until(
+            WAIT,
+            |e| matches!(e, Event::Error { error } if error.message.contains("kit")),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("no error for the broken file: {e:#}\n{}", daemon.log_text()));
+    let Some((_, Event::Error { error })) = events.last() else {
+        unreachable!()
+    };
+    assert_eq!(error.code, vtuber_shared::ErrorCode::Config, "{error:?}");
+    assert!(
+        error
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.contains("fix the file")),
+        "{error:?}"
+    );
+    assert_eq!(status(&mut b).await.character, before);
+    let (_, outcome, _) = turn(&mut b, "who are you?").await;
+    assert_eq!(outcome, TurnOutcome::Finished);
+    let system = mock.requests().pop().unwrap().messages()[0]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(system.contains("version one"), "{system}");
+    assert_history_intact(&daemon);
+}
