@@ -752,3 +752,88 @@ async fn a_character_file_turned_to_garbage_keeps_the_last_good_one() {
     assert!(system.contains("version one"), "{system}");
     assert_history_intact(&daemon);
 }
+
+/// The speech recognition service fails on one utterance: the client that sent it gets
+/// the service's error with a hint, nothing is started or stored for it, and the next
+/// utterance is heard and answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn asr_fails_on_one_utterance() {
+    use base64::Engine as _;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use vtuber_test_support::mock_speech::{MockSpeech, SpeechAnswer};
+    let llm = MockLlm::start_blocking(MockBehaviour::echo_last_user()).expect("mock LLM");
+    // Broken until the test says otherwise (the daemon retries a 500 on its own).
+    let broken = std::sync::Arc::new(AtomicBool::new(true));
+    let failing = broken.clone();
+    let asr = MockSpeech::start(move |_| {
+        if failing.load(Ordering::SeqCst) {
+            return SpeechAnswer::json(
+                500,
+                &serde_json::json!({"err_code": "INTERNAL", "err_msg": "the recognizer crashed"}),
+            );
+        }
+        SpeechAnswer::json(
+            200,
+            &serde_json::json!({"results": {"channels": [{"alternatives": [
+                {"transcript": "Second try works.", "confidence": 0.9}
+            ]}]}}),
+        )
+    })
+    .await
+    .expect("mock speech");
+    let config = format!(
+        "{}speech:\n  enabled: true\n  asr:\n    backend: deepgram\n    language: en\n    deepgram:\n      base_url: {}\n      api_key_env: E2E_ASR_KEY\naudio:\n  input: none\n  output: none\n  playback: clients\n",
+        openai_config(&llm.base_url()),
+        asr.url()
+    );
+    let mut daemon = TestDaemon::new(&config).expect("home");
+    daemon
+        .extra_env
+        .push(("E2E_ASR_KEY".into(), "asr-key".into()));
+    daemon.start().expect("daemon starts");
+    let mut a = daemon.client("a").await.unwrap();
+    let mut b = daemon.client("b").await.unwrap();
+    let tone: Vec<f32> = (0..8_000)
+        .map(|i| (i as f32 * 440.0 * std::f32::consts::TAU / 16_000.0).sin() * 0.5)
+        .collect();
+    let wav = vtuberd::pcm::Pcm::new(tone, 16_000).to_wav();
+    let send = Request::SendAudio {
+        wav_base64: base64::engine::general_purpose::STANDARD.encode(&wav),
+    };
+
+    let error = match a.request(send.clone()).await.unwrap() {
+        Err(e) => e,
+        Ok(other) => panic!("a failed recognition was not reported: {other:?}"),
+    };
+    assert!(error.message.contains("recognizer crashed"), "{error:?}");
+    assert!(error.hint.is_some(), "{error:?}");
+    status(&mut b).await;
+    broken.store(false, Ordering::SeqCst);
+
+    let turn_id = match a.request(send).await.unwrap() {
+        Ok(Reply::Heard {
+            transcript,
+            turn_id: Some(turn_id),
+            ..
+        }) => {
+            assert_eq!(transcript, "Second try works.");
+            turn_id
+        }
+        other => panic!("{other:?}"),
+    };
+    let (outcome, text) = ended(&mut b, turn_id).await;
+    assert_eq!(outcome, TurnOutcome::Finished);
+    assert_eq!(text, "You said: Second try works.");
+    let messages = stored(&mut b).await;
+    assert_kept(
+        &messages,
+        "Second try works.",
+        "You said: Second try works.",
+    );
+    assert_eq!(
+        messages.iter().filter(|m| m.role == Role::User).count(),
+        1,
+        "{messages:#?}"
+    );
+    assert_history_intact(&daemon);
+}
