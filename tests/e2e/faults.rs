@@ -844,3 +844,42 @@ async fn asr_fails_on_one_utterance() {
     );
     assert_history_intact(&daemon);
 }
+
+/// `conf.yaml` is replaced by garbage and the daemon told to reload (SIGHUP, as the
+/// service manager does): the last good configuration stays in force, `status` carries
+/// the error until a good file is reloaded.
+#[tokio::test(flavor = "multi_thread")]
+async fn conf_yaml_turned_to_garbage_keeps_the_last_good_one() {
+    let (_mock, daemon) = daemon_with_mock(MockBehaviour::echo_last_user());
+    let mut b = daemon.client("b").await.unwrap();
+    let good = std::fs::read(&daemon.config).unwrap();
+    std::fs::write(&daemon.config, b"llm: [\x00\xff\n  - {{{\n: :\n").unwrap();
+    let pid = daemon.pid().unwrap().to_string();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let deadline = Instant::now() + WAIT;
+    let error = loop {
+        if let Some(e) = status(&mut b).await.reload_error {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "no reload error in status");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(error.message.contains("conf.yaml"), "{error:?}");
+    assert!(error.hint.is_some(), "{error:?}");
+    // Still the old LLM settings: the turn works.
+    let (_, outcome, text) = turn(&mut b, "still working?").await;
+    assert_eq!(outcome, TurnOutcome::Finished);
+    assert_eq!(text, "You said: still working?");
+
+    std::fs::write(&daemon.config, good).unwrap();
+    assert!(matches!(
+        b.request(Request::Reload).await.unwrap(),
+        Ok(Reply::Reloaded { .. })
+    ));
+    assert!(status(&mut b).await.reload_error.is_none());
+    assert_history_intact(&daemon);
+}
