@@ -101,10 +101,13 @@ pub fn init(args: &Args) -> LogLevel {
 /// 40 MB in 5 s, and whatever it printed, secrets included, landed in the log. Those
 /// messages stay out unless the filter names `rmcp` itself.
 fn quiet_tool_transports(directives: &str) -> String {
+    const QUIET: &str = "rmcp::transport::async_rw=info";
     if directives.contains("rmcp") {
         directives.to_owned()
+    } else if directives.trim().is_empty() {
+        QUIET.to_owned()
     } else {
-        format!("{directives},rmcp::transport::async_rw=info")
+        format!("{directives},{QUIET}")
     }
 }
 
@@ -182,6 +185,19 @@ mod tests {
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
+        }
+    }
+
+    #[test]
+    fn tool_transport_chatter_stays_out_unless_asked_for() {
+        assert_eq!(
+            quiet_tool_transports("debug"),
+            "debug,rmcp::transport::async_rw=info"
+        );
+        assert_eq!(quiet_tool_transports(" "), "rmcp::transport::async_rw=info");
+        assert_eq!(quiet_tool_transports("info,rmcp=trace"), "info,rmcp=trace");
+        for d in ["debug", "", "warn,vtuberd=debug"] {
+            assert!(EnvFilter::builder().parse(quiet_tool_transports(d)).is_ok());
         }
     }
 
