@@ -102,7 +102,9 @@ ort="$data_dir/models/onnxruntime/libonnxruntime.so"
 
 # 4. Programs run at run or test time.
 programs=(espeak-ng cmake)
-$for_tests && programs+=(sox chromium tmux)
+# The system's Python by path: the tests run it as another user, who cannot reach a
+# per-user one (pyenv) that may come first in PATH.
+$for_tests && programs+=(sox chromium tmux /usr/bin/python3)
 for prog in "${programs[@]}"; do
   path="$(command -v "$prog" || true)"
   if [ -z "$path" ]; then problem "$prog not found (its package is not installed)"; continue; fi

@@ -13,6 +13,8 @@ pub mod conversation;
 pub mod cpu_plan;
 pub mod daemon;
 pub mod events;
+#[cfg(test)]
+mod fuzz_props;
 pub mod images;
 pub mod ipc;
 pub mod llm;

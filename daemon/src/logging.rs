@@ -42,7 +42,7 @@ impl LogLevel {
             return Ok(false);
         };
         let filter = EnvFilter::builder()
-            .parse(directives)
+            .parse(quiet_tool_transports(directives))
             .map_err(|e| format!("`{directives}` is not a log filter: {e}"))?;
         handle
             .reload(filter)
@@ -58,13 +58,13 @@ pub fn init(args: &Args) -> LogLevel {
         std::env::var(name)
             .ok()
             .filter(|f| !f.trim().is_empty())
-            .and_then(|f| EnvFilter::try_new(f).ok())
+            .and_then(|f| EnvFilter::try_new(quiet_tool_transports(&f)).ok())
     };
     let chosen = from_env("VTUBER_LOG")
         .or_else(|| from_env("RUST_LOG"))
         .or_else(|| {
             args.verbose
-                .then(|| EnvFilter::new("debug,llama_cpp_2=info"))
+                .then(|| EnvFilter::new(quiet_tool_transports("debug,llama_cpp_2=info")))
         });
     let overridden = chosen.is_some();
     let filter = chosen.unwrap_or_else(|| EnvFilter::new("info"));
@@ -93,6 +93,21 @@ pub fn init(args: &Args) -> LogLevel {
     LogLevel {
         handle: installed.then_some(handle),
         overridden,
+    }
+}
+
+/// rmcp logs, at debug level, every line a tool server writes that is not JSON-RPC, with
+/// the line itself: a server flooding its stdout (issue 19) then grew the log by some
+/// 40 MB in 5 s, and whatever it printed, secrets included, landed in the log. Those
+/// messages stay out unless the filter names `rmcp` itself.
+fn quiet_tool_transports(directives: &str) -> String {
+    const QUIET: &str = "rmcp::transport::async_rw=info";
+    if directives.contains("rmcp") {
+        directives.to_owned()
+    } else if directives.trim().is_empty() {
+        QUIET.to_owned()
+    } else {
+        format!("{directives},{QUIET}")
     }
 }
 
@@ -170,6 +185,19 @@ mod tests {
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
+        }
+    }
+
+    #[test]
+    fn tool_transport_chatter_stays_out_unless_asked_for() {
+        assert_eq!(
+            quiet_tool_transports("debug"),
+            "debug,rmcp::transport::async_rw=info"
+        );
+        assert_eq!(quiet_tool_transports(" "), "rmcp::transport::async_rw=info");
+        assert_eq!(quiet_tool_transports("info,rmcp=trace"), "info,rmcp=trace");
+        for d in ["debug", "", "warn,vtuberd=debug"] {
+            assert!(EnvFilter::builder().parse(quiet_tool_transports(d)).is_ok());
         }
     }
 

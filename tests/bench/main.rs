@@ -2,13 +2,15 @@
 //!
 //! Run with `cargo run --release -p vtuber-e2e --bin vtuber-bench [-- WHAT...]` where
 //! WHAT is any of `startup rss rtt overhead fanout llm mcp speech first-audio barge-in voice-rss web
-//! chain long-line big-reply` (default: all). Build the
+//! chain long-line big-reply` (default: all), or `soak [MINUTES [REPORT_SECS [CLIENTS]]]` alone
+//! (see `soak.rs`, `scripts/soak.sh`). Build the
 //! binaries in the same profile first (`cargo build --release --bins`).
 
 mod bounds;
 mod chain;
 mod llm;
 mod mcp;
+mod soak;
 mod voice;
 mod web;
 
@@ -375,6 +377,18 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "soak") {
+        let num = |i: usize, default: f64| -> anyhow::Result<f64> {
+            match args.get(i) {
+                Some(v) => v
+                    .parse()
+                    .with_context(|| format!("soak [MINUTES [REPORT_SECS [CLIENTS]]]: `{v}`")),
+                None => Ok(default),
+            }
+        };
+        let ok = soak::soak(num(1, 60.0)?, num(2, 300.0)? as u64, num(3, 50.0)? as usize).await?;
+        std::process::exit(if ok { 0 } else { 1 });
+    }
     let all = args.is_empty();
     let want = |name: &str| all || args.iter().any(|a| a == name);
     let mock = MockLlm::start(MockBehaviour::reply("Hi."))

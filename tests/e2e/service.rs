@@ -145,6 +145,7 @@ async fn kill_9_in_the_middle_of_a_reply_loses_no_finished_turn() {
             token: "la ".into(),
             tokens_per_sec: 50.0,
         },
+        MockBehaviour::reply("After the crash."),
     ]))
     .expect("mock LLM starts");
     let mut daemon = TestDaemon::spawn(&openai_config(&mock.base_url())).expect("daemon");
@@ -184,6 +185,23 @@ async fn kill_9_in_the_middle_of_a_reply_loses_no_finished_turn() {
         "{texts:?}"
     );
     assert!(!messages[1].interrupted);
+    // The cut reply is absent or marked, never stored as a whole one (issue 19).
+    assert!(messages[3..].iter().all(|m| m.interrupted), "{messages:#?}");
+    crate::faults::assert_history_intact(&daemon);
+    // And the daemon talks again.
+    let turn = c
+        .request(Request::SendText {
+            text: "still there?".into(),
+            images: Vec::new(),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(turn, Ok(Reply::TurnAccepted { .. })), "{turn:?}");
+    let events = c.events_until(WAIT, is_end).await.expect("the turn ends");
+    assert!(
+        matches!(events.last(), Some((_, Event::TurnEnded { text, .. })) if text == "After the crash."),
+        "{events:?}"
+    );
 }
 
 /// SIGHUP and `reload`: what can change live does (the LLM model from a `conf.d/`

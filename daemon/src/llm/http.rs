@@ -131,9 +131,9 @@ impl HttpCore {
     ) -> Result<Option<Bytes>, AttemptError> {
         match tokio::time::timeout(self.timeout, response.chunk()).await {
             Err(_) => Err(AttemptError::fatal(self.timeout_error())),
-            Ok(Err(e)) => Err(AttemptError::retryable(LlmError::Connect {
+            Ok(Err(e)) => Err(AttemptError::retryable(LlmError::Broken {
                 url: self.base_url.clone(),
-                reason: format!("the connection broke mid-reply: {}", innermost(&e)),
+                reason: innermost(&e),
             })),
             Ok(Ok(chunk)) => Ok(chunk),
         }

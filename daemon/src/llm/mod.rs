@@ -7,6 +7,8 @@
 
 pub mod anthropic;
 pub mod embedded;
+#[cfg(test)]
+mod fuzz_props;
 pub mod gemini;
 mod http;
 pub mod ollama;
@@ -160,6 +162,9 @@ pub enum LlmEvent {
 pub enum LlmError {
     #[error("cannot reach the LLM server at {url}: {reason}")]
     Connect { url: String, reason: String },
+    /// The server was reached and began its reply, then the connection broke.
+    #[error("the connection to the LLM server at {url} broke mid-reply: {reason}")]
+    Broken { url: String, reason: String },
     #[error("the LLM server rejected the API key (HTTP 401)")]
     Unauthorized { key_env: Option<String> },
     #[error("the LLM server does not know model `{model}` or the endpoint {url} (HTTP 404)")]
@@ -200,6 +205,10 @@ impl LlmError {
             Self::Connect { .. } => (
                 ErrorCode::Llm,
                 "start the server or fix llm.base_url in conf.yaml".into(),
+            ),
+            Self::Broken { .. } => (
+                ErrorCode::Llm,
+                "try again; if it keeps happening, check the server's log (it may have crashed or restarted) or a proxy's time limit".into(),
             ),
             Self::Unauthorized { key_env } => (
                 ErrorCode::Llm,

@@ -514,3 +514,7 @@ mod tests {
         assert_eq!(summarise(&"x".repeat(300), 200).chars().count(), 200);
     }
 }
+
+#[cfg(test)]
+#[path = "call_fuzz_props.rs"]
+mod fuzz_props;

@@ -233,11 +233,11 @@ impl MockBehaviour {
 
     fn resolve(&self, n: usize) -> &Self {
         match self {
+            Self::Cycle(steps) if !steps.is_empty() => steps[n % steps.len()].resolve(n),
             Self::Script(steps) => match steps.get(n).or_else(|| steps.last()) {
                 Some(step) => step.resolve(n),
                 None => self,
             },
-            Self::Cycle(steps) if !steps.is_empty() => steps[n % steps.len()].resolve(n),
             other => other,
         }
     }
@@ -1003,6 +1003,11 @@ mod tests {
         assert_eq!(script.resolve(1), &MockBehaviour::status(503));
         assert_eq!(script.resolve(2), &MockBehaviour::reply("ok"));
         assert_eq!(script.resolve(7), &MockBehaviour::reply("ok"));
+        let cycle =
+            MockBehaviour::Cycle(vec![MockBehaviour::status(500), MockBehaviour::reply("b")]);
+        assert_eq!(cycle.resolve(0), &MockBehaviour::status(500));
+        assert_eq!(cycle.resolve(3), &MockBehaviour::reply("b"));
+        assert_eq!(cycle.resolve(4), &MockBehaviour::status(500));
     }
 
     #[test]

@@ -548,7 +548,7 @@ mod tests {
         let items = collect(p.stream(user("hi"), CancellationToken::new())).await;
         assert_eq!(text_of(&items), "one two ");
         assert!(
-            matches!(items.last(), Some(Err(LlmError::Connect { .. }))),
+            matches!(items.last(), Some(Err(LlmError::Broken { .. }))),
             "{items:?}"
         );
         assert!(!items.iter().any(|i| matches!(i, Ok(LlmEvent::Finish(_)))));
