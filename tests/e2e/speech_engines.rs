@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use vtuber_test_support::daemon::TestDaemon;
+use vtuber_shared::Event;
+use vtuber_shared::client::Hello;
+use vtuber_test_support::daemon::{TestClient, TestDaemon};
 use vtuber_test_support::mock_llm::{MockBehaviour, MockLlm};
 use vtuber_test_support::mock_speech::{MockSpeech, SpeechAnswer, SpeechRequest};
 use vtuberd::pcm::Pcm;
@@ -608,4 +610,81 @@ async fn azure_short_audio_recognition_reads_display_text_and_no_match() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(llm.requests().len(), 1, "one turn, for the first utterance");
     assert_key_not_logged(&daemon);
+}
+
+/// Collects one turn's `sentence` events (whether each carried audio) until speech ends.
+async fn sentences_of_turn(c: &mut TestClient, turn_id: u64) -> Vec<bool> {
+    let mut with_audio = Vec::new();
+    loop {
+        match c
+            .next_event(Duration::from_secs(30))
+            .await
+            .expect("event")
+            .1
+        {
+            Event::Sentence {
+                turn_id: id, audio, ..
+            } if id == turn_id => with_audio.push(audio.is_some()),
+            Event::SpeechFinished { turn_id: id, .. } if id == turn_id => return with_audio,
+            _ => {}
+        }
+    }
+}
+
+/// With no speaker and no client that plays audio, a reply is text only and nothing is
+/// synthesized (synthesis would only take CPU from the model); once a client that plays
+/// audio is attached, replies are spoken again, and when it leaves they are text only.
+#[tokio::test(flavor = "multi_thread")]
+async fn replies_are_spoken_only_while_someone_listens() {
+    let tts = MockSpeech::start(|_| SpeechAnswer::audio("audio/wav", tone(16_000).to_wav()))
+        .await
+        .expect("mock TTS");
+    let llm = MockLlm::start(MockBehaviour::reply("Hello there. How are you today?"))
+        .await
+        .expect("mock LLM");
+    let config = format!(
+        "{}character:\n  default: tester\nspeech:\n  enabled: true\n  tts:\n    base_url: {}/v1\naudio:\n  input: none\n  output: none\n  playback: clients\n",
+        openai_config(&llm.base_url()),
+        tts.url()
+    );
+    let mut daemon = TestDaemon::new(&config).expect("daemon home");
+    std::fs::write(
+        daemon.dir.path().join("config/vtuber/characters/tester.toml"),
+        "name = \"Tester\"\npersona = \"You test.\"\n\n[voice]\ntts = \"openai\"\nvoice = \"alloy\"\n",
+    )
+    .expect("character file");
+    daemon.start().expect("daemon starts");
+
+    // What `vtuber chat` is: a client that shows text only.
+    let mut text = TestClient::connect_with(&daemon.socket, Hello::new("chat", true).text_only())
+        .await
+        .expect("text client");
+    let turn = text.send_text("hi").await.expect("turn");
+    let spoken = sentences_of_turn(&mut text, turn).await;
+    assert_eq!(spoken, [false, false], "text only: {spoken:?}");
+    assert_eq!(tts.requests().len(), 0, "nothing synthesized");
+
+    // A client that plays audio (the default, as the web page does).
+    let listener = TestClient::connect(&daemon.socket, "player", true)
+        .await
+        .expect("listening client");
+    let turn = text.send_text("again").await.expect("turn");
+    let spoken = sentences_of_turn(&mut text, turn).await;
+    assert_eq!(spoken, [true, true], "spoken for the listener: {spoken:?}");
+    assert_eq!(tts.requests().len(), 2, "both sentences synthesized");
+
+    drop(listener);
+    // The daemon counts the listener out when it sees the connection close.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let turn = text.send_text("and again").await.expect("turn");
+        let spoken = sentences_of_turn(&mut text, turn).await;
+        if spoken == [false, false] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still spoken after the listener left: {spoken:?}"
+        );
+    }
 }

@@ -306,12 +306,17 @@ pub struct TestClient {
 
 impl TestClient {
     pub async fn connect(socket: &Path, label: &str, subscribe: bool) -> anyhow::Result<Self> {
-        let mut c = Self::connect_raw(socket).await?;
         let hello = Hello {
             client: label.to_owned(),
             subscribe,
             audio: true,
         };
+        Self::connect_with(socket, hello).await
+    }
+
+    /// Connected and greeted with this `hello`.
+    pub async fn connect_with(socket: &Path, hello: Hello) -> anyhow::Result<Self> {
+        let mut c = Self::connect_raw(socket).await?;
         let reply = c
             .request(hello.request(socket).0)
             .await?
