@@ -1,6 +1,6 @@
 //! Who is connected: connection ids (for per-connection state such as a client's audio
 //! stream), the count of attached clients, and how many of them play the reply's audio
-//! ([`Listeners`]), for the socket and the web server alike.
+//! ([`Listeners`](crate::speech::listeners::Listeners)), for the socket and the web server alike.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -8,19 +8,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use vtuber_shared::Event;
 
 use crate::events::EventBus;
+use crate::speech::listeners::Listeners;
 use crate::voice_input::VoiceInput;
-
-/// How many attached clients play (or keep) the reply's audio; cheap to clone. Speech
-/// is only synthesized for someone: with no local speaker and no listening client, a
-/// reply is text only, and synthesis stops mid-reply when the last listener leaves.
-#[derive(Clone, Default)]
-pub struct Listeners(Arc<AtomicUsize>);
-
-impl Listeners {
-    pub fn count(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
-    }
-}
 
 /// The registry of connections; cheap to clone.
 #[derive(Clone)]
@@ -100,11 +89,7 @@ impl Connection {
     pub fn listen(&mut self) {
         if !self.listening {
             self.listening = true;
-            self.clients
-                .inner
-                .listeners
-                .0
-                .fetch_add(1, Ordering::Relaxed);
+            self.clients.inner.listeners.join();
         }
     }
 }
@@ -116,7 +101,7 @@ impl Drop for Connection {
             voice.client_gone(self.id);
         }
         if self.listening {
-            inner.listeners.0.fetch_sub(1, Ordering::Relaxed);
+            inner.listeners.leave();
         }
         if self.attached {
             let n = inner.attached.fetch_sub(1, Ordering::Relaxed) - 1;

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::characters::{Character, Roster};
 use crate::cli::Args;
-use crate::clients::{Clients, Listeners};
+use crate::clients::Clients;
 use crate::config::{self, Config};
 use crate::conversation::character_files::character_dir;
 use crate::conversation::tool_use::{ToolInvocation, ToolReply, ToolRunner};
@@ -25,6 +25,7 @@ use crate::mcp::McpManager;
 use crate::service_manager::Notifier;
 use crate::services::{LiveConfig, Services, WebAccess};
 use crate::socket_activation::Inherited;
+use crate::speech::listeners::Listeners;
 use crate::store::Store;
 use crate::voice_input::VoiceInput;
 

@@ -7,11 +7,11 @@ use tokio_util::sync::CancellationToken;
 use vtuber_shared::{ErrorBody, ErrorCode};
 
 use crate::characters::Character;
-use crate::clients::Listeners;
 use crate::config::{Playback, TtsConfig};
 use crate::events::EventBus;
 use crate::pcm::Pcm;
 use crate::sound::Player;
+use crate::speech::listeners::Listeners;
 use crate::speech::speaker::{Speaker, SpeakerSetup, SpeechSummary};
 use crate::speech::text::sentences::SplitterConfig;
 use crate::speech::tts::Tts;

@@ -10,6 +10,7 @@ pub mod asr;
 pub mod asr_http;
 pub mod decode;
 pub mod espeak;
+pub mod listeners;
 pub mod model_paths;
 pub mod net;
 pub mod onnx;

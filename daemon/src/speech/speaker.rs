@@ -18,12 +18,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vtuber_shared::{ErrorBody, ErrorCode, Event, SpeechAudio};
 
+use super::listeners::Listeners;
 use super::text::clean::{CleanOptions, clean_for_speech};
 use super::text::expressions::extract_expressions;
 use super::text::sentences::{SentenceSplitter, SplitterConfig};
 use super::tts::Tts;
 use super::{SpeechError, Voice};
-use crate::clients::Listeners;
 use crate::events::EventBus;
 use crate::pcm::Pcm;
 use crate::sound::{Played, Player};

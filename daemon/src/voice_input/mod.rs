@@ -20,13 +20,13 @@ use vtuber_shared::{
     EngineStatus, ErrorBody, ErrorCode, Event, ImageInput, ModelLoad, VoiceStatus,
 };
 
-use crate::clients::Listeners;
 use crate::config::{BargeIn, Config, Playback};
 use crate::conversation::Conversation;
 use crate::events::EventBus;
 use crate::pcm::Pcm;
 use crate::sound::{self, AudioDevices};
 use crate::speech::asr::Asr;
+use crate::speech::listeners::Listeners;
 use crate::speech::model_paths::ModelPaths;
 use crate::speech::tts::Tts;
 use crate::speech::vad::SegmenterSettings;
