@@ -78,7 +78,7 @@ fn tone_wav() -> Vec<u8> {
 
 fn config(llm: &str, tts: &str, with_tools: bool) -> String {
     let mut c = format!(
-        "llm:\n  provider: openai_compatible\n  base_url: {llm}\n  model: mock-model\n  retries: 0\n  max_tokens: 2048\nspeech:\n  enabled: true\n  tts:\n    backend: openai\n    base_url: {tts}/v1\n    model: tts-1\naudio:\n  input: none\n  output: none\n  playback: clients\nweb:\n  port: 0\n  max_messages_per_sec: 0\ndaemon:\n  client_queue: 4096\n"
+        "llm:\n  provider: openai_compatible\n  base_url: {llm}\n  model: mock-model\n  retries: 0\n  max_tokens: 2048\ncharacter:\n  default: bench\nspeech:\n  enabled: true\n  tts:\n    base_url: {tts}/v1\n    model: tts-1\naudio:\n  input: none\n  output: none\n  playback: clients\nweb:\n  port: 0\n  max_messages_per_sec: 0\ndaemon:\n  client_queue: 4096\n"
     );
     if with_tools {
         c.push_str(&format!(
@@ -93,6 +93,11 @@ fn config(llm: &str, tts: &str, with_tools: bool) -> String {
 async fn start(config: &str, with_tools: bool) -> anyhow::Result<(TestDaemon, String)> {
     let mut d = TestDaemon::new(config)?;
     d.log_filter = "warn".into();
+    // A character that speaks with the mock TTS (the built-in ones name Piper).
+    std::fs::write(
+        d.dir.path().join("config/vtuber/characters/bench.toml"),
+        "name = \"Bench\"\npersona = \"You answer.\"\n\n[voice]\ntts = \"openai\"\nvoice = \"alloy\"\n",
+    )?;
     d.start()?;
     let mut c = d.client("bench").await?;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -433,6 +438,11 @@ pub async fn bench(turns: usize) -> anyhow::Result<()> {
         p(&stop_ms, 0.5),
         p(&stop_ms, 1.0)
     );
+    let synthesized = tts.requests().len();
+    println!(" mock TTS requests so far: {synthesized} (every sentence of every turn goes to it)");
+    if synthesized == 0 {
+        bail!("the daemon did not speak through the mock TTS");
+    }
     drop(c);
     drop(d);
 
