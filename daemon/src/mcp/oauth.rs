@@ -56,13 +56,7 @@ pub async fn authorize(
     who: &ClientIdentity,
     consent: Consent,
 ) -> Result<AuthorizationManager, OAuthError> {
-    let flow = |step: &'static str| {
-        move |source: AuthError| OAuthError::Flow {
-            url: url.to_owned(),
-            step,
-            source,
-        }
-    };
+    let flow = |step| flow_error(url, step);
     super::install_crypto_provider();
     // A configured server may well be on this machine or the local network.
     let manager = AuthorizationManager::new_allowing_private_addresses(url)
@@ -107,11 +101,7 @@ pub async fn authorize(
         .map_err(flow("exchanging the code for a token"))?;
     state
         .into_authorization_manager()
-        .ok_or_else(|| OAuthError::Flow {
-            url: url.to_owned(),
-            step: "finishing",
-            source: AuthError::InternalError("no authorized state after the exchange".into()),
-        })
+        .ok_or_else(|| not_authorized(url))
 }
 
 /// Client credentials (no person involved): `client_id` and `client_secret` given to
@@ -122,13 +112,7 @@ pub async fn authorize_client_credentials(
     client_secret: &str,
 ) -> Result<AuthorizationManager, OAuthError> {
     super::install_crypto_provider();
-    let flow = |step: &'static str| {
-        move |source: AuthError| OAuthError::Flow {
-            url: url.to_owned(),
-            step,
-            source,
-        }
-    };
+    let flow = |step| flow_error(url, step);
     let manager = AuthorizationManager::new_allowing_private_addresses(url)
         .await
         .map_err(flow("setting up"))?;
@@ -144,11 +128,23 @@ pub async fn authorize_client_credentials(
         .map_err(flow("client credentials"))?;
     state
         .into_authorization_manager()
-        .ok_or_else(|| OAuthError::Flow {
-            url: url.to_owned(),
-            step: "finishing",
-            source: AuthError::InternalError("no authorized state after the exchange".into()),
-        })
+        .ok_or_else(|| not_authorized(url))
+}
+
+/// A failed step of the flow with `url`, as its error.
+fn flow_error<'a>(url: &'a str, step: &'static str) -> impl Fn(AuthError) -> OAuthError + 'a {
+    move |source| OAuthError::Flow {
+        url: url.to_owned(),
+        step,
+        source,
+    }
+}
+
+/// A flow that ended without tokens.
+fn not_authorized(url: &str) -> OAuthError {
+    flow_error(url, "finishing")(AuthError::InternalError(
+        "no authorized state after the exchange".into(),
+    ))
 }
 
 async fn headless_consent(url: &str, authorization_url: &str) -> Result<String, OAuthError> {
